@@ -1,0 +1,21 @@
+//! Build script: the only place that probes Python at build time.
+//!
+//! pyo3 links against the libpython of the interpreter it finds (`PYO3_PYTHON`,
+//! else `python3` on PATH). With a shared libpython outside the loader's
+//! default path (pyenv), the binary would otherwise pick up whatever
+//! `libpython3.x.so` the system has at run time, a different patch release
+//! with a different stdlib. An rpath pins the one we built against.
+fn main() {
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
+        pyo3_build_config::use_pyo3_cfgs();
+        pyo3_build_config::add_libpython_rpath_link_args();
+        let cfg = pyo3_build_config::get();
+        let version = format!("{}.{}", cfg.version.major, cfg.version.minor);
+        println!("cargo:rustc-env=EDGE_PYTHON_BUILD_VERSION={version}");
+        println!(
+            "cargo:rustc-env=EDGE_PYTHON_LIBDIR={}",
+            cfg.lib_dir.clone().unwrap_or_default()
+        );
+    }
+}

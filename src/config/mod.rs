@@ -1,0 +1,211 @@
+//! Validated, typed configuration: the only config type other modules import.
+//!
+//! The pipeline is `site.toml` → [`file::FileConfig`] (serde mirror of the
+//! TOML, unknown keys rejected with their line) → merged with command-line
+//! flags ([`merge`]) → [`Config`]. Everything is checked here, before the
+//! arbiter binds a socket or forks, so `edge --check` is the same path minus
+//! the last step. Nothing at run time can see an unvalidated value.
+//!
+//! # Defaults
+//! Each field documents its default, which is also what SPEC.md states.
+
+pub mod file;
+pub mod merge;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use merge::{load, Overrides};
+
+/// Errors found while reading or validating configuration. Each names the
+/// file, key or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax error or unknown/mistyped key; `message` carries toml's
+    /// line/column rendering.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value that parsed but is not acceptable.
+    #[error("{origin}: invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The config file path, or "command line".
+        origin: String,
+        /// Dotted key, e.g. `app.timeout`.
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, if any (gunicorn-style runs have none).
+    pub source: Option<PathBuf>,
+    pub server: Server,
+    /// `[tls]`; `None` when absent.
+    pub tls: Option<Tls>,
+    pub app: App,
+    /// `[[static]]` routes, in file order; the longest matching prefix wins.
+    pub statics: Vec<StaticRoute>,
+    pub limits: Limits,
+    pub log: Log,
+    /// `[metrics]`; `None` when absent.
+    pub metrics: Option<Metrics>,
+    /// `--dev`: debug logging, reload on code change.
+    pub dev: bool,
+    /// `--reload` (gunicorn flag).
+    pub reload: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain-HTTP listeners. Default: `["127.0.0.1:8000"]` (unless TLS
+    /// listeners are given, then empty).
+    pub listen: Vec<SocketAddr>,
+    /// Default 30 s.
+    pub graceful_timeout: Duration,
+    /// Health-check path answered by the front. Default: none.
+    pub health: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: Vec<SocketAddr>,
+    /// Absolute path of the PEM chain (checked to exist and parse).
+    pub cert: PathBuf,
+    /// Absolute path of the PEM key.
+    pub key: PathBuf,
+    /// Default false.
+    pub redirect_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Wsgi,
+    Asgi,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifespan {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Python module to import, e.g. `myproj.wsgi` (from `"myproj.wsgi:application"`).
+    pub module: String,
+    /// Attribute holding the callable. Default `application` when the spec
+    /// has no `:` (gunicorn's rule).
+    pub attr: String,
+    /// Absolute directories prepended to `sys.path`, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// Absolute path of a virtualenv whose site-packages are added. Default none.
+    pub venv: Option<PathBuf>,
+    /// Default 1 (gunicorn's default).
+    pub workers: usize,
+    /// Default 1.
+    pub threads: usize,
+    /// Default 30 s.
+    pub timeout: Duration,
+    /// Default 0 (never recycle).
+    pub max_requests: u64,
+    /// Default 0.
+    pub max_requests_jitter: u64,
+    /// Default false.
+    pub preload: bool,
+    /// Extra environment for the workers, in file order.
+    pub env: Vec<(String, String)>,
+    /// Working directory for the workers (`--chdir`). Default none (inherit).
+    pub chdir: Option<PathBuf>,
+    /// Default `wsgi`.
+    pub interface: Interface,
+    /// Default `auto`.
+    pub lifespan: Lifespan,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticRoute {
+    /// URL prefix, always starting and ending with `/` (a missing trailing
+    /// `/` is added).
+    pub url: String,
+    /// Absolute directory (must exist at config time).
+    pub dir: PathBuf,
+    /// `fallback = "app"`: a missing file goes to the app. Default false.
+    pub fallback_to_app: bool,
+    /// Default true.
+    pub precompressed: bool,
+    /// Default none.
+    pub cache_control: Option<String>,
+    /// Default false.
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Default 10 MiB. Larger bodies: 413.
+    pub max_body: u64,
+    /// Default 10 s.
+    pub client_header_timeout: Duration,
+    /// Default 30 s.
+    pub client_body_timeout: Duration,
+    /// Default 16 KiB. Larger heads: 431.
+    pub max_header: usize,
+    /// Requests allowed to wait for a worker beyond those being served.
+    /// Key `limits.max_queue`, default 1024 (gunicorn's `backlog` was 2048 connections).
+    pub max_queue: usize,
+    /// Request bodies above this many bytes are spooled to a temporary
+    /// file instead of memory. Key `limits.body_buffer`, default 64 KiB.
+    pub body_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// `"-"`: stdout for the access log, stderr for the error log.
+    Std,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFormat {
+    Combined,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// Default `Std` (stdout).
+    pub access: LogTarget,
+    /// Default `Combined`.
+    pub format: AccessFormat,
+    /// tracing level filter, default `"info"` (`"debug"` with `--dev`).
+    pub level: String,
+    /// Error log (`[log] error`, `--error-logfile`). Default `Std` (stderr).
+    pub error: LogTarget,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Where messages about this config say it came from.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "command line".to_string(),
+        }
+    }
+}

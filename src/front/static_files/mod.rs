@@ -1,0 +1,1 @@
+//! Static file serving for `[[static]]` routes.

@@ -1,0 +1,5 @@
+//! edge: nginx and gunicorn in one binary.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod front;
