@@ -312,3 +312,22 @@ fn make_input<'py>(
         ),
     }
 }
+
+/// `edge --check`: import the app in this process, as a worker would.
+/// Only for short-lived processes that will not fork afterwards.
+pub fn check_app(config: &Config) -> Result<(), String> {
+    for (k, v) in &config.app.env {
+        std::env::set_var(k, v);
+    }
+    if let Some(dir) = &config.app.chdir {
+        std::env::set_current_dir(dir).map_err(|e| format!("cannot chdir to {}: {e}", dir.display()))?;
+    }
+    python::initialize();
+    let app = &config.app;
+    Python::attach(|py| {
+        let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
+        python::load_app(py, &app.module, &app.attr)
+            .map(drop)
+            .map_err(|e| python::format_exception(py, &helpers, &e))
+    })
+}
