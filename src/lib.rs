@@ -13,6 +13,7 @@
 //! - [`ipc`]: what the processes share: the front↔worker wire protocol, the
 //!   arbiter↔front control messages, the shared-memory scoreboard, fd passing.
 //! - [`config`]: the validated configuration and its TOML / CLI sources.
+//! - [`cli`]: the command line (edge's own flags and gunicorn's).
 //! - [`logging`]: tracing setup for the error log.
 //! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
 //!   post-fork libc calls. The other unsafe code lives in
@@ -20,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod arbiter;
+pub mod cli;
 pub mod config;
 pub mod front;
 pub mod ipc;
