@@ -32,7 +32,10 @@ pub fn init(level: &str, target: &LogTarget) -> std::io::Result<()> {
         .with_ansi(false);
     let r = match target {
         LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             builder.with_writer(Mutex::new(file)).try_init()
         }
         LogTarget::Off => builder.with_writer(std::io::sink).try_init(),

@@ -35,7 +35,10 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("edge: cannot load the application `{}:{}`:\n{e}", config.app.module, config.app.attr);
+                eprintln!(
+                    "edge: cannot load the application `{}:{}`:\n{e}",
+                    config.app.module, config.app.attr
+                );
                 ExitCode::from(2)
             }
         };

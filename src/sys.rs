@@ -38,7 +38,11 @@ pub fn reset_signals() {
         }
     }
     let empty = nix::sys::signal::SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
 }
 
 /// Close every descriptor above 2 that is not in `keep`. Without `exec`,

@@ -28,7 +28,10 @@ pub fn bind_one(addr: SocketAddr, tls: bool) -> std::io::Result<Listener> {
     if addr.is_ipv6() {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(addr))?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    )?;
     listen(&fd, Backlog::new(511).expect("valid backlog"))?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;

@@ -58,7 +58,9 @@ pub enum ArbiterError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("worker failed to boot: could not load the application `{app}` (its traceback is above)")]
+    #[error(
+        "worker failed to boot: could not load the application `{app}` (its traceback is above)"
+    )]
     Boot { app: String },
     #[error("workers keep failing to boot ({count} in a row); giving up")]
     CrashLoop { count: u32 },
@@ -103,9 +105,13 @@ enum Phase {
     Booting,
     Running,
     /// TERM: the front drains first, then the workers.
-    Stopping { deadline: Instant },
+    Stopping {
+        deadline: Instant,
+    },
     /// INT/QUIT.
-    Quitting { deadline: Instant },
+    Quitting {
+        deadline: Instant,
+    },
 }
 
 /// Run edge until it is told to stop. Returns the process exit code on an
@@ -155,10 +161,18 @@ impl Arbiter {
         // Room for many queued requests; the kernel caps it at wmem_max
         // unless we are privileged.
         for size in [8 << 20, 4 << 20, 1 << 20] {
-            if nix::sys::socket::setsockopt(&queue_tx, nix::sys::socket::sockopt::SndBufForce, &size).is_ok() {
+            if nix::sys::socket::setsockopt(
+                &queue_tx,
+                nix::sys::socket::sockopt::SndBufForce,
+                &size,
+            )
+            .is_ok()
+            {
                 break;
             }
-            if nix::sys::socket::setsockopt(&queue_tx, nix::sys::socket::sockopt::SndBuf, &size).is_ok() {
+            if nix::sys::socket::setsockopt(&queue_tx, nix::sys::socket::sockopt::SndBuf, &size)
+                .is_ok()
+            {
                 break;
             }
         }
@@ -199,7 +213,9 @@ impl Arbiter {
             let ready = self
                 .workers
                 .values()
-                .filter(|w| self.scoreboard.slot(w.slot).state.load(Ordering::Acquire) == STATE_READY)
+                .filter(|w| {
+                    self.scoreboard.slot(w.slot).state.load(Ordering::Acquire) == STATE_READY
+                })
                 .count();
             if ready == self.workers.len() && ready == self.desired {
                 break;
@@ -237,8 +253,13 @@ impl Arbiter {
                 PollTimeout::from(20u16),
             );
         }
-        let mut addrs: Vec<(std::net::SocketAddr, bool)> =
-            self.config.server.listen.iter().map(|a| (*a, false)).collect();
+        let mut addrs: Vec<(std::net::SocketAddr, bool)> = self
+            .config
+            .server
+            .listen
+            .iter()
+            .map(|a| (*a, false))
+            .collect();
         if let Some(tls) = &self.config.tls {
             addrs.extend(tls.listen.iter().map(|a| (*a, true)));
         }
@@ -455,7 +476,10 @@ impl Arbiter {
             }
         })?;
         drop(worker_end);
-        self.scoreboard.slot(slot).pid.store(pid.as_raw() as u32, Ordering::Release);
+        self.scoreboard
+            .slot(slot)
+            .pid
+            .store(pid.as_raw() as u32, Ordering::Release);
         self.slots[slot] = SlotUse::Live;
         debug!(pid = pid.as_raw(), slot, "worker started");
         if let Some(front) = &self.front {
@@ -481,7 +505,11 @@ impl Arbiter {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(setup("the front control channel"))?;
-        let mut keep: Vec<i32> = self.listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
+        let mut keep: Vec<i32> = self
+            .listeners
+            .iter()
+            .map(|l| l.socket.as_raw_fd())
+            .collect();
         keep.push(self.queue_tx.as_raw_fd());
         keep.push(theirs.as_raw_fd());
         let ctx = crate::front::Inherit {
@@ -634,7 +662,9 @@ impl Arbiter {
                     WaitStatus::Exited(_, 0) => {
                         info!(pid = pid.as_raw(), "worker exited (recycled); replacing it")
                     }
-                    _ => warn!(pid = pid.as_raw(), status = %describe(status), "worker died; replacing it"),
+                    _ => {
+                        warn!(pid = pid.as_raw(), status = %describe(status), "worker died; replacing it")
+                    }
                 }
             }
         }
@@ -686,7 +716,12 @@ fn send_worker(front: &Front, slot: usize, pid: Pid, channel: &OwnedFd) {
         pid: pid.as_raw() as u32,
     }
     .encode();
-    if let Err(e) = fdpass::send(front.control.as_fd(), &[&msg], Some(channel.as_fd()), MsgFlags::MSG_DONTWAIT) {
+    if let Err(e) = fdpass::send(
+        front.control.as_fd(),
+        &[&msg],
+        Some(channel.as_fd()),
+        MsgFlags::MSG_DONTWAIT,
+    ) {
         error!(error = %e, slot, "cannot hand a worker channel to the front");
     }
 }
@@ -695,7 +730,10 @@ fn describe(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exit code {code}"),
         WaitStatus::Signaled(_, sig, core) => {
-            format!("killed by {sig}{}", if core { " (core dumped)" } else { "" })
+            format!(
+                "killed by {sig}{}",
+                if core { " (core dumped)" } else { "" }
+            )
         }
         other => format!("{other:?}"),
     }

@@ -214,9 +214,11 @@ impl Config {
 /// clearly rather than run something other than what was asked.
 pub fn supported(config: &Config) -> Result<(), String> {
     if config.tls.is_some() {
-        return Err("TLS ([tls], --certfile/--keyfile) is not supported by this build yet; \
+        return Err(
+            "TLS ([tls], --certfile/--keyfile) is not supported by this build yet; \
                     terminate TLS in front of edge for now"
-            .into());
+                .into(),
+        );
     }
     if config.app.interface == Interface::Asgi {
         return Err("interface = \"asgi\" is not supported by this build yet (WSGI only)".into());

@@ -40,7 +40,12 @@ impl AccessLog {
         let open = move || -> std::io::Result<Box<dyn Write + Send>> {
             Ok(match &path {
                 None => Box::new(std::io::stdout()),
-                Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+                Some(p) => Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)?,
+                ),
             })
         };
         let mut out = open()?;
@@ -68,7 +73,10 @@ impl AccessLog {
                     batch.clear();
                 }
             })?;
-        Ok(AccessLog { tx: Some(tx), format })
+        Ok(AccessLog {
+            tx: Some(tx),
+            format,
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -219,7 +227,10 @@ pub fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).

@@ -86,7 +86,11 @@ pub async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
-async fn route_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn route_request(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
     if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
         let (parts, body) = req.into_parts();
@@ -101,7 +105,11 @@ async fn route_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>)
 }
 
 /// Buffer the body, dispatch to a worker, relay the answer.
-async fn to_app(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn to_app(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
     let declared = req
         .headers()
@@ -116,11 +124,20 @@ async fn to_app(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Res
     let body = if declared == Some(0) || hyper::body::Body::is_end_stream(&incoming) {
         Body::Empty
     } else {
-        match buffer::read(incoming, limits.max_body, limits.body_buffer, limits.client_body_timeout).await {
+        match buffer::read(
+            incoming,
+            limits.max_body,
+            limits.body_buffer,
+            limits.client_body_timeout,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(e) => {
                 match &e {
-                    buffer::BodyError::Spool(_) => tracing::error!(error = %e, "request body not buffered"),
+                    buffer::BodyError::Spool(_) => {
+                        tracing::error!(error = %e, "request body not buffered")
+                    }
                     _ => debug!(error = %e, remote = %conn.remote, "request body not read"),
                 }
                 return respond::body_error(&e);

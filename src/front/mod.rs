@@ -74,7 +74,13 @@ async fn serve(ctx: Inherit) -> i32 {
     let listeners: Vec<_> = ctx
         .listeners
         .iter()
-        .map(|&(fd, addr, tls)| (std::net::TcpListener::from(crate::sys::adopt_fd(fd)), addr, tls))
+        .map(|&(fd, addr, tls)| {
+            (
+                std::net::TcpListener::from(crate::sys::adopt_fd(fd)),
+                addr,
+                tls,
+            )
+        })
         .collect();
     let config = ctx.config;
     let upstream = match Upstream::new(queue, control, ctx.scoreboard, &config) {
@@ -157,7 +163,10 @@ async fn serve(ctx: Inherit) -> i32 {
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return 0;
     };
-    if tokio::time::timeout(limit, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!(timeout = ?limit, "connections still open after graceful_timeout");
     }
     0
@@ -222,5 +231,8 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }

@@ -4,7 +4,10 @@ use crate::config::StaticRoute;
 
 /// The `[[static]]` route for `path` (longest prefix wins) and the rest of
 /// the path after its prefix.
-pub fn static_route<'r, 'p>(routes: &'r [StaticRoute], path: &'p str) -> Option<(&'r StaticRoute, &'p str)> {
+pub fn static_route<'r, 'p>(
+    routes: &'r [StaticRoute],
+    path: &'p str,
+) -> Option<(&'r StaticRoute, &'p str)> {
     routes
         .iter()
         .filter(|r| path.starts_with(r.url.as_str()))

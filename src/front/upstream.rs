@@ -24,9 +24,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use nix::sys::socket::MsgFlags;
+use tokio::io::AsyncReadExt;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
@@ -95,7 +95,11 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.up.pending.lock().expect("pending lock").remove(&self.id);
+        self.up
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
         self.up.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -191,7 +195,11 @@ impl Upstream {
         }
     }
 
-    async fn send(&self, datagram: &[u8], fd: Option<std::os::fd::BorrowedFd<'_>>) -> io::Result<()> {
+    async fn send(
+        &self,
+        datagram: &[u8],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> io::Result<()> {
         self.queue
             .async_io(Interest::WRITABLE, || {
                 fdpass::send(self.queue.as_fd(), &[datagram], fd, MsgFlags::MSG_DONTWAIT)
@@ -358,7 +366,8 @@ impl Upstream {
                         0 => ResponseBody::Empty,
                         1 => ResponseBody::full(chunks.into_iter().next().expect("one")),
                         _ => {
-                            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                            let mut all =
+                                BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
                             for c in chunks {
                                 all.extend_from_slice(&c);
                             }

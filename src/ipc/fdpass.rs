@@ -11,7 +11,12 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 
 /// Send `data` as one message, with `fd` attached when given.
 /// `flags` lets async callers pass `MSG_DONTWAIT`.
-pub fn send(sock: BorrowedFd<'_>, data: &[&[u8]], fd: Option<BorrowedFd<'_>>, flags: MsgFlags) -> io::Result<usize> {
+pub fn send(
+    sock: BorrowedFd<'_>,
+    data: &[&[u8]],
+    fd: Option<BorrowedFd<'_>>,
+    flags: MsgFlags,
+) -> io::Result<usize> {
     let iov: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
     let fds;
     let cmsgs: &[ControlMessage<'_>] = match fd {
@@ -21,8 +26,14 @@ pub fn send(sock: BorrowedFd<'_>, data: &[&[u8]], fd: Option<BorrowedFd<'_>>, fl
         }
         None => &[],
     };
-    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, flags | MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(io::Error::from)
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        cmsgs,
+        flags | MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 /// What [`recv`] got.
@@ -76,18 +87,32 @@ mod tests {
 
     #[test]
     fn a_file_travels_with_a_message() {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"spooled").unwrap();
         f.rewind().unwrap();
-        send(a.as_fd(), &[b"he", b"ad"], Some(f.as_fd()), MsgFlags::empty()).unwrap();
+        send(
+            a.as_fd(),
+            &[b"he", b"ad"],
+            Some(f.as_fd()),
+            MsgFlags::empty(),
+        )
+        .unwrap();
         drop(f);
         let mut buf = [0u8; 16];
         let r = recv(b.as_fd(), &mut buf, MsgFlags::empty()).unwrap();
         assert_eq!(&buf[..r.len], b"head");
         assert!(!r.truncated);
         let mut got = String::new();
-        std::fs::File::from(r.fd.unwrap()).read_to_string(&mut got).unwrap();
+        std::fs::File::from(r.fd.unwrap())
+            .read_to_string(&mut got)
+            .unwrap();
         assert_eq!(got, "spooled");
     }
 }

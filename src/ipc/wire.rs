@@ -243,7 +243,9 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn str16(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.u16()? as usize;
@@ -536,7 +538,10 @@ mod tests {
                 }
             )
         );
-        assert_eq!(decode(&out[n..], MAX).unwrap().unwrap().0, Frame::Abort(9, "boom"));
+        assert_eq!(
+            decode(&out[n..], MAX).unwrap().unwrap().0,
+            Frame::Abort(9, "boom")
+        );
     }
 
     #[test]

@@ -189,7 +189,16 @@ fn serve(shared: &Shared, thread: usize) {
                     break;
                 }
                 Ok(r) => r,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     error!(error = %e, "cannot read the request queue");
                     std::thread::sleep(Duration::from_millis(100));
@@ -201,10 +210,15 @@ fn serve(shared: &Shared, thread: usize) {
                 Ok(Some((f, _))) => f.id(),
                 _ => 0,
             };
-            entry.since_ms.store(scoreboard::now_ms(), Ordering::Release);
+            entry
+                .since_ms
+                .store(scoreboard::now_ms(), Ordering::Release);
             entry.request.store(id, Ordering::Release);
             if received.truncated {
-                error!(request = id, "request datagram larger than the worker buffer");
+                error!(
+                    request = id,
+                    "request datagram larger than the worker buffer"
+                );
                 answer_error(py, shared, id, 500);
             } else {
                 handle(py, shared, datagram, received.fd);
@@ -262,7 +276,11 @@ fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>)
     let input = match make_input(py, &head, body, fd) {
         Ok(i) => i,
         Err(e) => {
-            error!(request = id, "cannot build wsgi.input:\n{}", python::format_exception(py, helpers, &e));
+            error!(
+                request = id,
+                "cannot build wsgi.input:\n{}",
+                python::format_exception(py, helpers, &e)
+            );
             answer_error(py, shared, id, 500);
             return;
         }
@@ -275,7 +293,11 @@ fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>)
     let environ = match wsgi::environ(py, &loaded.base, &head, input.clone()) {
         Ok(e) => e,
         Err(e) => {
-            error!(request = id, "cannot build the environ:\n{}", python::format_exception(py, helpers, &e));
+            error!(
+                request = id,
+                "cannot build the environ:\n{}",
+                python::format_exception(py, helpers, &e)
+            );
             answer_error(py, shared, id, 500);
             return;
         }
@@ -320,7 +342,8 @@ pub fn check_app(config: &Config) -> Result<(), String> {
         std::env::set_var(k, v);
     }
     if let Some(dir) = &config.app.chdir {
-        std::env::set_current_dir(dir).map_err(|e| format!("cannot chdir to {}: {e}", dir.display()))?;
+        std::env::set_current_dir(dir)
+            .map_err(|e| format!("cannot chdir to {}: {e}", dir.display()))?;
     }
     python::initialize();
     let app = &config.app;

@@ -35,9 +35,9 @@ class FileWrapper:
         raise StopIteration
 
 
-def format_exception(exc):
+def format_exception(exc, tb):
     import traceback
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 "#;
 
 /// Start the interpreter. Call once, on the main thread, before any other
@@ -106,7 +106,9 @@ pub fn prepare<'py>(py: Python<'py>, app: &App) -> PyResult<Bound<'py, PyModule>
 /// Import `module` and evaluate `attr` in it (a name, or a call such as
 /// `create_app()` as gunicorn allows).
 pub fn load_app<'py>(py: Python<'py>, module: &str, attr: &str) -> PyResult<Bound<'py, PyAny>> {
-    let m = py.import("importlib")?.call_method1("import_module", (module,))?;
+    let m = py
+        .import("importlib")?
+        .call_method1("import_module", (module,))?;
     let app = if attr.chars().all(|c| c.is_alphanumeric() || c == '_') {
         m.getattr(attr).map_err(|_| {
             pyo3::exceptions::PyAttributeError::new_err(format!(
@@ -128,7 +130,7 @@ pub fn load_app<'py>(py: Python<'py>, module: &str, attr: &str) -> PyResult<Boun
 /// Render an exception with its traceback, as Python would print it.
 pub fn format_exception(py: Python<'_>, helpers: &Bound<'_, PyModule>, err: &PyErr) -> String {
     helpers
-        .call_method1("format_exception", (err.value(py),))
+        .call_method1("format_exception", (err.value(py), err.traceback(py)))
         .and_then(|s| s.extract::<String>())
         .unwrap_or_else(|_| err.to_string())
 }
@@ -151,6 +153,7 @@ pub fn shutdown() {
 
 /// `Python 3.11.7 (/path/to/libpython3.11.so.1.0)`: what `--version` prints.
 pub fn describe() -> String {
+    initialize();
     Python::attach(|py| {
         let version = py.version_info();
         let lib = py

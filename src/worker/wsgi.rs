@@ -107,10 +107,7 @@ pub fn environ<'py>(
         path_info = b"/";
     }
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
-    env.set_item(
-        intern!(py, "SERVER_PROTOCOL"),
-        head.version.as_protocol(),
-    )?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_protocol())?;
     env.set_item(intern!(py, "REMOTE_ADDR"), latin1(py, head.remote_addr))?;
     env.set_item(intern!(py, "REMOTE_PORT"), head.remote_port.to_string())?;
     env.set_item(intern!(py, "SERVER_NAME"), latin1(py, head.server_name))?;
@@ -193,13 +190,22 @@ fn is_token_char(c: u8) -> bool {
 pub fn parse_status(status: &str) -> Result<u16, String> {
     let b = status.as_bytes();
     if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) || b[0] == b'0' {
-        return Err(format!("invalid status {status:?}: must start with a 3-digit code"));
+        return Err(format!(
+            "invalid status {status:?}: must start with a 3-digit code"
+        ));
     }
     if b.len() > 3 && b[3] != b' ' {
-        return Err(format!("invalid status {status:?}: code must be followed by a space"));
+        return Err(format!(
+            "invalid status {status:?}: code must be followed by a space"
+        ));
     }
-    if status.chars().any(|c| (c as u32) < 0x20 || c == '\x7f' || (c as u32) > 0xff) {
-        return Err(format!("invalid status {status:?}: control or non-latin-1 character"));
+    if status
+        .chars()
+        .any(|c| (c as u32) < 0x20 || c == '\x7f' || (c as u32) > 0xff)
+    {
+        return Err(format!(
+            "invalid status {status:?}: control or non-latin-1 character"
+        ));
     }
     Ok(status[..3].parse().expect("three digits"))
 }
@@ -216,7 +222,9 @@ pub fn check_header(name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>), Strin
             return Err(format!("header {name}: value is not latin-1: {value:?}"));
         }
         if (n < 0x20 && c != '\t') || n == 0x7f {
-            return Err(format!("header {name}: control character (CR/LF?) in value {value:?}"));
+            return Err(format!(
+                "header {name}: control character (CR/LF?) in value {value:?}"
+            ));
         }
         v.push(n as u8);
     }
@@ -272,17 +280,25 @@ impl Responder {
         }
         let status = status
             .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("status must be str, not {}", type_name(status))))?
+            .map_err(|_| {
+                PyTypeError::new_err(format!("status must be str, not {}", type_name(status)))
+            })?
             .to_str()?;
         let code = parse_status(status).map_err(PyValueError::new_err)?;
-        let list = headers
-            .cast::<PyList>()
-            .map_err(|_| PyTypeError::new_err(format!("headers must be a list, not {}", type_name(headers))))?;
+        let list = headers.cast::<PyList>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "headers must be a list, not {}",
+                type_name(headers)
+            ))
+        })?;
         let mut checked = Vec::with_capacity(list.len());
         for item in list.iter() {
-            let pair = item
-                .cast::<PyTuple>()
-                .map_err(|_| PyTypeError::new_err(format!("header must be a (name, value) tuple, not {}", type_name(&item))))?;
+            let pair = item.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "header must be a (name, value) tuple, not {}",
+                    type_name(&item)
+                ))
+            })?;
             if pair.len() != 2 {
                 return Err(PyTypeError::new_err("header tuple must have 2 items"));
             }
@@ -306,9 +322,12 @@ impl Responder {
 
     /// PEP 3333 write(): send `data` now.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let bytes = data
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err(format!("write() argument must be bytes, not {}", type_name(data))))?;
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() argument must be bytes, not {}",
+                type_name(data)
+            ))
+        })?;
         self.body(py, bytes.as_bytes(), true)
     }
 }
@@ -530,7 +549,10 @@ mod tests {
         assert!(check_header("Bad Name", "x").is_err());
         assert!(check_header("", "x").is_err());
         assert!(check_header("X-Uni", "caf\u{0101}").is_err());
-        assert_eq!(check_header("X-Latin", "caf\u{e9}").unwrap().1, vec![b'c', b'a', b'f', 0xe9]);
+        assert_eq!(
+            check_header("X-Latin", "caf\u{e9}").unwrap().1,
+            vec![b'c', b'a', b'f', 0xe9]
+        );
         assert!(check_header("X-Tab", "a\tb").is_ok());
     }
 
