@@ -26,6 +26,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
 use tracing::{error, info};
 
 use crate::arbiter::BOOT_ERROR;
@@ -160,6 +161,17 @@ pub fn run(ctx: Inherit) -> i32 {
             return BOOT_ERROR;
         }
     };
+    // A worker killed for a timeout gets SIGABRT first: print where the
+    // Python code was stuck.
+    Python::attach(|py| {
+        if let Ok(fh) = py.import("faulthandler") {
+            let _ = fh.call_method(
+                "enable",
+                (),
+                Some(&[("all_threads", true)].into_py_dict(py).expect("dict")),
+            );
+        }
+    });
     let slot = ctx.scoreboard.slot(ctx.slot);
     slot.state.store(STATE_READY, Ordering::Release);
     info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
@@ -274,9 +286,12 @@ fn serve(shared: &Shared, thread: usize) {
             }
             entry.request.store(0, Ordering::Release);
             let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
-            if shared.limit != 0 && served >= shared.limit {
-                info!(served, "max_requests reached; recycling this worker");
-                STOPPING.store(true, Ordering::Relaxed);
+            if shared.limit != 0 && served == shared.limit {
+                // Keep serving until the replacement is ready and the
+                // arbiter sends TERM: capacity never drops.
+                info!(served, "max_requests reached; asking to be replaced");
+                slot.state
+                    .store(scoreboard::STATE_RETIRING, Ordering::Release);
             }
         }
     });
