@@ -11,11 +11,11 @@ fn main() {
         pyo3_build_config::use_pyo3_cfgs();
         pyo3_build_config::add_libpython_rpath_link_args();
         let cfg = pyo3_build_config::get();
-        let version = format!("{}.{}", cfg.version.major, cfg.version.minor);
+        let version = format!("{}.{}", cfg.version().major, cfg.version().minor);
         println!("cargo:rustc-env=EDGE_PYTHON_BUILD_VERSION={version}");
         println!(
             "cargo:rustc-env=EDGE_PYTHON_LIBDIR={}",
-            cfg.lib_dir.clone().unwrap_or_default()
+            cfg.lib_dir().map(|d| d.to_string()).unwrap_or_default()
         );
     }
 }

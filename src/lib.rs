@@ -1,5 +1,31 @@
 //! edge: nginx and gunicorn in one binary.
+//!
+//! # Layout
+//!
+//! Top-level modules follow the processes (see `docs/ARCHITECTURE.md`):
+//!
+//! - [`arbiter`]: the single-threaded supervisor. Binds listeners, forks the
+//!   front and the workers, reaps and replaces them, handles signals.
+//! - [`front`]: the HTTP front (tokio + hyper), built after its fork:
+//!   connections, static files, body buffering, dispatch to workers.
+//! - [`worker`] (feature `python`): a forked worker embedding CPython,
+//!   running the app through WSGI.
+//! - [`ipc`]: what the processes share: the front↔worker wire protocol, the
+//!   arbiter↔front control messages, the shared-memory scoreboard, fd passing.
+//! - [`config`]: the validated configuration and its TOML / CLI sources.
+//! - [`cli`]: the command line (edge's own flags and gunicorn's).
+//! - [`logging`]: tracing setup for the error log.
+//! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
+//!   post-fork libc calls. The other unsafe code lives in
+//!   `arbiter::spawn` (fork), `ipc::scoreboard` (mmap) and `ipc::fdpass`.
 #![deny(unsafe_code)]
 
+pub mod arbiter;
+pub mod cli;
 pub mod config;
 pub mod front;
+pub mod ipc;
+pub mod logging;
+pub mod signals;
+pub mod sys;
+pub mod worker;

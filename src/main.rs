@@ -1,1 +1,61 @@
-fn main() {}
+//! `edge`: parse the command line, validate the configuration, hand over
+//! to the arbiter. Errors are printed once; exit codes: 0 ok, 1 runtime
+//! failure, 2 bad configuration, 3 the app failed to load.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use edge::{arbiter, cli::Cli, logging, worker};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!(
+            "edge {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            worker::python_description()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let config = match cli.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(msg) = edge::config::supported(&config) {
+        eprintln!("edge: {msg}");
+        return ExitCode::from(2);
+    }
+    if cli.check {
+        return match worker::check_app(&config) {
+            Ok(()) => {
+                println!("OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "edge: cannot load the application `{}:{}`:\n{e}",
+                    config.app.module, config.app.attr
+                );
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Err(e) = logging::init(&config.log.level, &config.log.error) {
+        eprintln!("edge: cannot open the error log: {e}");
+        return ExitCode::from(2);
+    }
+    match arbiter::run(config) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("edge: {e}");
+            ExitCode::from(match e {
+                arbiter::ArbiterError::Boot { .. } | arbiter::ArbiterError::CrashLoop { .. } => 3,
+                _ => 1,
+            })
+        }
+    }
+}

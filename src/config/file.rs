@@ -1,1 +1,512 @@
-//! file
+//! `FileConfig`: the serde mirror of `site.toml` (SPEC.md, "Config file").
+//!
+//! This file owns the TOML syntax: which tables and keys exist and the
+//! syntax of each value. Every table is `deny_unknown_fields`, so a typo is
+//! an error that names the key and its line. Values with a syntax of their
+//! own (durations, sizes, addresses, the app spec, enums) are parsed here,
+//! inside serde, with the same parsers the command line uses; an error
+//! raised while deserializing a value gets toml's "line N, column M" and
+//! caret rendering, and the message names the dotted key.
+//!
+//! Everything is `Option` (or empty) so that [`super::merge`] can tell "not
+//! in the file" from "set", apply flags over it, resolve paths against the
+//! file's folder and fill in defaults. Checks that need more than the value
+//! itself (ranges, files on disk, combinations) live there too.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::merge::{self, AppSpec};
+use super::{units, AccessFormat, Interface, Lifespan};
+
+/// The whole file. Absent tables are empty (all keys unset).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub app: AppSection,
+    /// `[[static]]`, in file order.
+    #[serde(default, rename = "static")]
+    pub statics: Vec<StaticSection>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub log: LogSection,
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default, deserialize_with = "server_listen")]
+    pub listen: Option<Vec<SocketAddr>>,
+    #[serde(default, deserialize_with = "server_graceful_timeout")]
+    pub graceful_timeout: Option<Duration>,
+    pub health: Option<String>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    #[serde(default, deserialize_with = "tls_listen")]
+    pub listen: Option<Vec<SocketAddr>>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub redirect_http: Option<bool>,
+}
+
+/// `[app]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    #[serde(default, deserialize_with = "app_module")]
+    pub module: Option<AppSpec>,
+    pub pythonpath: Option<Vec<PathBuf>>,
+    pub venv: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub threads: Option<usize>,
+    #[serde(default, deserialize_with = "app_timeout")]
+    pub timeout: Option<Duration>,
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: Option<u64>,
+    pub preload: Option<bool>,
+    /// `env = { KEY = "value" }`, keys checked. Order is the order toml
+    /// hands the table over (sorted by key unless toml's `preserve_order`
+    /// feature is on); the environment is a set, so it does not matter.
+    #[serde(default, deserialize_with = "app_env")]
+    pub env: Vec<(String, String)>,
+    #[serde(default, deserialize_with = "app_interface")]
+    pub interface: Option<Interface>,
+    #[serde(default, deserialize_with = "app_lifespan")]
+    pub lifespan: Option<Lifespan>,
+}
+
+/// One `[[static]]` route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSection {
+    pub url: String,
+    pub dir: PathBuf,
+    /// `fallback = "app"` → true, `""` → false.
+    #[serde(default, deserialize_with = "static_fallback")]
+    pub fallback: Option<bool>,
+    pub precompressed: Option<bool>,
+    pub cache_control: Option<String>,
+    pub internal: Option<bool>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    #[serde(default, deserialize_with = "limits_max_body")]
+    pub max_body: Option<u64>,
+    #[serde(default, deserialize_with = "limits_client_header_timeout")]
+    pub client_header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "limits_client_body_timeout")]
+    pub client_body_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "limits_max_header")]
+    pub max_header: Option<u64>,
+    pub max_queue: Option<usize>,
+    #[serde(default, deserialize_with = "limits_body_buffer")]
+    pub body_buffer: Option<u64>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `"-"`, `"off"` or a path (resolved by merge).
+    pub access: Option<String>,
+    #[serde(default, deserialize_with = "log_format")]
+    pub format: Option<AccessFormat>,
+    /// Normalized to a tracing level (`warning` → `warn`, `critical` → `error`).
+    #[serde(default, deserialize_with = "log_level")]
+    pub level: Option<String>,
+    /// `"-"`, `"off"` or a path (resolved by merge).
+    pub error: Option<String>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    #[serde(default, deserialize_with = "metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl FileConfig {
+    /// Parse TOML text. The error is toml's rendering (line, column, the
+    /// offending line with a caret, then the message), without the trailing
+    /// newline.
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+}
+
+// === value deserializers ===
+//
+// toml attaches the span of the value being deserialized to any error a
+// `deserialize_with` function returns, but it does not print the key when
+// it prints the source line. So each function knows its dotted key and puts
+// it in the message: one line per key below.
+
+macro_rules! keyed {
+    ($( fn $name:ident($key:literal) -> $ty:ty = $parse:expr; )*) => {$(
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$ty>, D::Error> {
+            $parse(d, $key).map(Some)
+        }
+    )*};
+}
+
+keyed! {
+    fn server_listen("server.listen") -> Vec<SocketAddr> = listen_list;
+    fn server_graceful_timeout("server.graceful_timeout") -> Duration = duration;
+    fn tls_listen("tls.listen") -> Vec<SocketAddr> = listen_list;
+    fn app_module("app.module") -> AppSpec = with_str(AppSpec::parse);
+    fn app_timeout("app.timeout") -> Duration = duration;
+    fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
+    fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
+    fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
+    fn limits_max_body("limits.max_body") -> u64 = size;
+    fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = duration;
+    fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
+    fn limits_max_header("limits.max_header") -> u64 = size;
+    fn limits_body_buffer("limits.body_buffer") -> u64 = size;
+    fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
+    fn log_level("log.level") -> String = with_str(merge::parse_level);
+    fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
+}
+
+fn keyed_error<E: de::Error>(key: &str, message: impl fmt::Display) -> E {
+    E::custom(format_args!("`{key}`: {message}"))
+}
+
+/// A string value checked by `parse`.
+fn with_str<'de, D, T>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl FnOnce(D, &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    move |d, key| {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(|e| keyed_error(key, e))
+    }
+}
+
+/// A list of listen addresses; a single string is a list of one. Each
+/// element is parsed as it is read, so an error points at its own line.
+fn listen_list<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<SocketAddr>, D::Error> {
+    struct ListVisitor<'k>(&'k str);
+    impl<'de> Visitor<'de> for ListVisitor<'_> {
+        type Value = Vec<SocketAddr>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of addresses, e.g. [\"127.0.0.1:8000\", \"[::1]:8000\"]")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            merge::parse_bind(v)
+                .map(|addr| vec![addr])
+                .map_err(|e| keyed_error(self.0, e))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut addrs = Vec::new();
+            while let Some(addr) = seq.next_element_seed(BindSeed(self.0))? {
+                addrs.push(addr);
+            }
+            Ok(addrs)
+        }
+    }
+    d.deserialize_any(ListVisitor(key))
+}
+
+/// One listen address inside a list, parsed with its key for messages.
+/// It parses inside the visitor: toml gives array elements their own span
+/// only for errors raised while the element's deserializer is running.
+struct BindSeed<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for BindSeed<'_> {
+    type Value = SocketAddr;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<SocketAddr, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for BindSeed<'_> {
+    type Value = SocketAddr;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an address like \"127.0.0.1:8000\"")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SocketAddr, E> {
+        merge::parse_bind(v).map_err(|e| keyed_error(self.0, e))
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Duration, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Text(text) => units::parse_duration(&text),
+        Scalar::Integer(secs) => Ok(Duration::from_secs(secs)),
+    }
+    .map_err(|e| keyed_error(key, e))
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<u64, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Text(text) => units::parse_size(&text),
+        Scalar::Integer(bytes) => Ok(bytes),
+    }
+    .map_err(|e| keyed_error(key, e))
+}
+
+/// A duration or size as written: a string with a unit, or a non-negative
+/// integer (seconds for durations, bytes for sizes).
+enum Scalar {
+    Text(String),
+    Integer(u64),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string with a unit (e.g. \"30s\", \"10MiB\") or a whole number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Integer(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                u64::try_from(v)
+                    .map(Scalar::Integer)
+                    .map_err(|_| E::custom(format_args!("{v} is negative")))
+            }
+        }
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// `[app] env`: a table of strings, keys non-empty without `=` or NUL.
+fn app_env<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct EnvVisitor;
+    impl<'de> Visitor<'de> for EnvVisitor {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a table of strings, e.g. { DJANGO_SETTINGS_MODULE = \"site.settings\" }")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut env = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value: String = map.next_value()?;
+                merge::check_env(&key, &value).map_err(|e| keyed_error("app.env", e))?;
+                env.push((key, value));
+            }
+            Ok(env)
+        }
+    }
+    d.deserialize_map(EnvVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        FileConfig::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn empty_file_is_all_unset() {
+        let f = FileConfig::parse("").unwrap();
+        assert!(f.server.listen.is_none());
+        assert!(f.tls.is_none());
+        assert!(f.app.module.is_none());
+        assert!(f.statics.is_empty());
+        assert!(f.metrics.is_none());
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let f = FileConfig::parse(SPEC_EXAMPLE).unwrap();
+        assert_eq!(
+            f.server.listen.unwrap(),
+            ["127.0.0.1:8000".parse().unwrap()]
+        );
+        assert_eq!(f.server.graceful_timeout, Some(Duration::from_secs(30)));
+        let tls = f.tls.unwrap();
+        assert_eq!(tls.cert.unwrap(), PathBuf::from("../certs/localhost.pem"));
+        let spec = f.app.module.unwrap();
+        assert_eq!((spec.module.as_str(), spec.attr.as_str()), ("hello", "app"));
+        assert_eq!(f.app.interface, Some(Interface::Wsgi));
+        assert_eq!(f.app.lifespan, Some(Lifespan::Auto));
+        assert!(f.app.env.is_empty());
+        assert_eq!(f.statics.len(), 1);
+        assert_eq!(f.statics[0].fallback, Some(false));
+        assert_eq!(f.limits.max_body, Some(10 << 20));
+        assert_eq!(f.limits.max_header, Some(16 << 10));
+        assert_eq!(f.log.level.as_deref(), Some("info"));
+        assert_eq!(f.log.format, Some(AccessFormat::Combined));
+        assert_eq!(
+            f.metrics.unwrap().listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = err("[app]\nwrokers = 2\n");
+        assert!(e.contains("wrokers"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err("[app]\nmodule = \"a:b\"\n[servre]\nlisten = []\n");
+        assert!(e.contains("servre") && e.contains("line 3"), "{e}");
+        let e = err("[[static]]\nurl = \"/s/\"\ndir = \".\"\nfalback = \"app\"\n");
+        assert!(e.contains("falback") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let e = err("[app]\nworkers = 2\ntimeout = \"30x\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("`app.timeout`"), "{e}");
+        assert!(e.contains("unknown unit \"x\""), "{e}");
+        let e = err("[limits]\nclient_body_timeout = -3\n");
+        assert!(e.contains("line 2") && e.contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn bad_size_names_key_and_line() {
+        let e = err("[limits]\n\nmax_body = \"10 parsecs\"\n");
+        assert!(
+            e.contains("line 3") && e.contains("`limits.max_body`"),
+            "{e}"
+        );
+        assert!(e.contains("\"10 parsecs\""), "{e}");
+        let f = FileConfig::parse("[limits]\nmax_body = 1024\nbody_buffer = \"1MiB\"\n").unwrap();
+        assert_eq!(f.limits.max_body, Some(1024));
+        assert_eq!(f.limits.body_buffer, Some(1 << 20));
+    }
+
+    #[test]
+    fn listen_accepts_one_string_or_a_list() {
+        let f = FileConfig::parse("[server]\nlisten = \"[::1]:9000\"\n").unwrap();
+        assert_eq!(f.server.listen.unwrap(), ["[::1]:9000".parse().unwrap()]);
+        let f = FileConfig::parse("[tls]\nlisten = [\"0.0.0.0:443\", \":8443\"]\n").unwrap();
+        let want: Vec<SocketAddr> = vec![
+            "0.0.0.0:443".parse().unwrap(),
+            "0.0.0.0:8443".parse().unwrap(),
+        ];
+        assert_eq!(f.tls.unwrap().listen.unwrap(), want);
+        let e = err("[server]\nlisten = [\"127.0.0.1:80\",\n  \"127.0.0.1:99999\"]\n");
+        assert!(
+            e.contains("line 3") && e.contains("invalid port \"99999\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn integers_as_durations_are_seconds() {
+        let f = FileConfig::parse("[app]\ntimeout = 45\n").unwrap();
+        assert_eq!(f.app.timeout, Some(Duration::from_secs(45)));
+    }
+
+    #[test]
+    fn value_syntax_errors_carry_lines() {
+        for (text, line, fragment) in [
+            (
+                "[server]\nlisten = [\"1.2.3.4:http\"]\n",
+                2,
+                "server.listen",
+            ),
+            ("[server]\nlisten = [\"unix:/tmp/s\"]\n", 2, "unix sockets"),
+            ("[app]\nmodule = \"my-app:app\"\n", 2, "app.module"),
+            ("[app]\ninterface = \"wsgii\"\n", 2, "app.interface"),
+            ("[app]\nlifespan = \"maybe\"\n", 2, "app.lifespan"),
+            ("[app]\nworkers = -1\n", 2, "workers"),
+            ("[app]\nenv = { \"\" = \"x\" }\n", 2, "app.env"),
+            ("[app]\nenv = { A = 1 }\n", 2, "string"),
+            ("[log]\nlevel = \"loud\"\n", 2, "log.level"),
+            ("[log]\nformat = \"xml\"\n", 2, "log.format"),
+            (
+                "\n[[static]]\nurl = \"/\"\ndir = \".\"\nfallback = \"yes\"\n",
+                5,
+                "static.fallback",
+            ),
+            ("[metrics]\nlisten = \"nope:1:2\"\n", 2, "metrics.listen"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(&format!("line {line}")), "{text:?} → {e}");
+            assert!(e.contains(fragment), "{text:?} → {e}");
+        }
+    }
+
+    #[test]
+    fn env_table() {
+        let f = FileConfig::parse("[app]\nenv = { B = \"2\", A = \"1\" }\n").unwrap();
+        let mut env = f.app.env;
+        env.sort();
+        assert_eq!(env, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+    }
+
+    const SPEC_EXAMPLE: &str = r#"
+[server]
+listen = ["127.0.0.1:8000"]        # plain-HTTP listeners; "[::1]:8000" for IPv6
+graceful_timeout = "30s"           # how long TERM / HUP wait for in-flight requests
+
+[tls]                              # optional; HTTPS with rustls
+listen = ["127.0.0.1:8443"]
+cert = "../certs/localhost.pem"    # PEM chain, leaf first
+key  = "../certs/localhost-key.pem"  # PEM key: PKCS#8, PKCS#1 or SEC1
+redirect_http = false              # true: plain listeners answer 308 to https
+
+[app]                              # the Python application (gunicorn's job)
+module = "hello:app"               # WSGI callable, "package.module:attribute"
+pythonpath = ["../examples"]       # prepended to sys.path
+venv = ""                          # optional virtualenv whose site-packages are used
+workers = 2                        # forked worker processes
+threads = 1                        # threads per worker (gthread-like when > 1)
+timeout = "30s"                    # a request running longer: its worker is killed and
+                                   # replaced, the client gets 504
+max_requests = 0                   # recycle a worker after N requests (0 = never)
+max_requests_jitter = 0
+preload = false                    # import the app once before forking (copy-on-write)
+env = { }                          # extra environment for the workers
+
+interface = "wsgi"                 # "wsgi" | "asgi" | "auto"
+lifespan = "auto"                  # ASGI lifespan: "auto" | "on" | "off"
+
+[[static]]                         # nginx `location /static/ { alias dir/; }`
+url = "/static/"
+dir = "../examples/static"
+fallback = ""                      # "app": a missing file goes to the app (try_files)
+precompressed = true               # serve name.br / name.gz beside name when accepted
+cache_control = ""                 # e.g. "public, max-age=31536000, immutable"
+internal = false                   # only reachable through X-Accel-Redirect from the app
+
+[limits]
+max_body = "10MiB"                 # larger request bodies: 413, app never called
+client_header_timeout = "10s"      # whole request head must arrive within this
+client_body_timeout = "30s"        # gap allowed between body reads
+max_header = "16KiB"               # larger request heads: 431
+
+[log]
+access = "-"                       # "-" stdout, "off", or a file path
+format = "combined"                # "combined" (nginx) or "json" (one object per line)
+level = "info"
+
+[metrics]                          # optional; Prometheus text format
+listen = "127.0.0.1:9100"          # its own listener, never the public one
+"#;
+}

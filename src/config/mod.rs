@@ -209,3 +209,26 @@ impl Config {
         }
     }
 }
+
+/// Settings that parse but that this build cannot honour yet: refuse them
+/// clearly rather than run something other than what was asked.
+pub fn supported(config: &Config) -> Result<(), String> {
+    if config.tls.is_some() {
+        return Err(
+            "TLS ([tls], --certfile/--keyfile) is not supported by this build yet; \
+                    terminate TLS in front of edge for now"
+                .into(),
+        );
+    }
+    if config.app.interface == Interface::Asgi {
+        return Err("interface = \"asgi\" is not supported by this build yet (WSGI only)".into());
+    }
+    if config.app.threads > crate::ipc::scoreboard::MAX_THREADS {
+        return Err(format!(
+            "app.threads = {} is above the maximum of {}",
+            config.app.threads,
+            crate::ipc::scoreboard::MAX_THREADS
+        ));
+    }
+    Ok(())
+}

@@ -1,5 +1,238 @@
-//! The front process: tokio runtime built after the fork, hyper server,
-//! static files, request buffering and dispatch to workers.
+//! The front process: the tokio runtime (built here, after the fork), the
+//! hyper server on the inherited listeners, static files, request
+//! buffering, and dispatch to the workers.
+//!
+//! Nothing ever forks from here.
 
+pub mod access_log;
 pub mod body;
+mod buffer;
+mod conn;
+mod respond;
+mod route;
 pub mod static_files;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::ipc::scoreboard::Scoreboard;
+use access_log::AccessLog;
+use upstream::Upstream;
+
+/// What the front inherits from the arbiter across the fork.
+pub struct Inherit {
+    /// Listening sockets: descriptor, bound address, TLS or not.
+    pub listeners: Vec<(RawFd, SocketAddr, bool)>,
+    /// The front's end of the shared request queue.
+    pub queue: RawFd,
+    /// The control channel to the arbiter.
+    pub control: RawFd,
+    pub scoreboard: Scoreboard,
+    pub config: Config,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: Config,
+    upstream: Arc<Upstream>,
+    access_log: AccessLog,
+}
+
+/// The front role's entry point; returns the exit code.
+pub fn run(ctx: Inherit) -> i32 {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("front")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot build the front's runtime");
+            return 1;
+        }
+    };
+    rt.block_on(serve(ctx))
+}
+
+async fn serve(ctx: Inherit) -> i32 {
+    let queue = crate::sys::adopt_fd(ctx.queue);
+    let control = crate::sys::adopt_fd(ctx.control);
+    let listeners: Vec<_> = ctx
+        .listeners
+        .iter()
+        .map(|&(fd, addr, tls)| {
+            (
+                std::net::TcpListener::from(crate::sys::adopt_fd(fd)),
+                addr,
+                tls,
+            )
+        })
+        .collect();
+    let config = ctx.config;
+    let upstream = match Upstream::new(queue, control, ctx.scoreboard, &config) {
+        Ok(u) => u,
+        Err(e) => {
+            error!(error = %e, "cannot set up the worker queue");
+            return 1;
+        }
+    };
+    tokio::spawn(upstream.clone().control_loop());
+    let access_log = match AccessLog::start(&config.log.access, config.log.format) {
+        Ok(a) => a,
+        Err(e) => {
+            error!(error = %e, "cannot open the access log");
+            return 1;
+        }
+    };
+    let shared = Arc::new(Shared {
+        config,
+        upstream,
+        access_log,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut accepting = Vec::new();
+    for (std_listener, addr, tls) in listeners {
+        if tls {
+            // Guarded by config validation; kept as a hard stop regardless.
+            error!(%addr, "TLS listeners are not supported by this build");
+            return 2;
+        }
+        if let Err(e) = std_listener.set_nonblocking(true) {
+            error!(%addr, error = %e, "listener setup failed");
+            return 1;
+        }
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(%addr, error = %e, "listener setup failed");
+                return 1;
+            }
+        };
+        accepting.push(tokio::spawn(accept_loop(
+            listener,
+            addr,
+            shared.clone(),
+            stop_rx.clone(),
+            graceful.clone(),
+        )));
+    }
+    info!(pid = std::process::id(), "front ready");
+
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        error!("cannot install the front's signal handlers");
+        return 1;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => return 0,
+            _ = quit.recv() => return 0,
+            _ = usr1.recv() => {
+                access_log::REOPEN.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    // Graceful stop: no new connections, in-flight requests finish.
+    let _ = stop_tx.send(true);
+    for a in accepting {
+        let _ = a.await;
+    }
+    let limit = shared.config.server.graceful_timeout;
+    info!(connections = graceful.count(), "front draining");
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return 0;
+    };
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(timeout = ?limit, "connections still open after graceful_timeout");
+    }
+    0
+}
+
+/// Accept connections until told to stop, each served in its own task.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let builder = Arc::new(http_builder(&shared.config));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => break,
+        };
+        let (socket, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!(listen = %addr, error = %e, "accept failed; pausing 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let info = Arc::new(conn::ConnInfo::new(remote, addr, false));
+        let shared = shared.clone();
+        let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(socket), service)
+            .into_owned();
+        let fut = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = fut.await {
+                debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.limits.client_header_timeout)
+        .max_buf_size(config.limits.max_header.max(8192))
+        .title_case_headers(true)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(200)
+        .max_header_list_size(config.limits.max_header as u32)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(64);
+    b
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}

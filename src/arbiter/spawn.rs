@@ -1,0 +1,40 @@
+//! The only `fork()` in edge.
+//!
+//! The arbiter is single-threaded whenever it forks (it never starts a
+//! runtime or a helper thread), so the child may run ordinary Rust code,
+//! allocate and initialise Python or tokio without `exec`. The child:
+//! resets signal handlers, arranges to die with the arbiter, closes every
+//! descriptor it was not meant to inherit, runs its role and exits without
+//! ever returning into the arbiter's loop.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::sys;
+
+/// Fork a child that keeps only `keep` (plus stdio) and runs `role`, whose
+/// return value is its exit code.
+pub fn spawn(keep: &[RawFd], role: impl FnOnce() -> i32) -> io::Result<Pid> {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the arbiter is single-threaded (see module docs), so the child
+    // starts with consistent heap and lock state. The child branch never
+    // returns: it ends in `exit_now`.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            crate::signals::set_wake_fd(-1);
+            sys::reset_signals();
+            sys::die_with_parent(Signal::SIGTERM, parent);
+            sys::close_fds_except(keep);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(role)).unwrap_or(70);
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            sys::exit_now(code)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One request through the front: route it, buffer its body, hand it to a
+//! worker, answer, log.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tracing::debug;
+
+use super::access_log::{Entry, LoggedBody};
+use super::body::ResponseBody;
+use super::upstream::Body;
+use super::{buffer, respond, route, static_files, Shared};
+use crate::ipc::wire;
+
+/// What the front knows about a client connection.
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub remote_ip: String,
+    /// The listener's address (gunicorn's SERVER_NAME / SERVER_PORT).
+    pub local: SocketAddr,
+    pub local_ip: String,
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            remote,
+            remote_ip: remote.ip().to_string(),
+            local,
+            local_ip: local.ip().to_string(),
+            tls,
+        }
+    }
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// The hyper service.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let started = Instant::now();
+    let entry = shared.access_log.enabled().then(|| Entry {
+        remote: conn.remote,
+        method: req.method().as_str().to_string(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| req.uri().to_string()),
+        version: version_str(req.version()),
+        status: 0,
+        referer: header_str(&req, header::REFERER),
+        user_agent: header_str(&req, header::USER_AGENT),
+        started,
+    });
+    let response = route_request(&shared, &conn, req).await;
+    let (parts, body) = response.into_parts();
+    let entry = entry.map(|mut e| {
+        e.status = parts.status.as_u16();
+        e
+    });
+    let body = shared.access_log.wrap(body, entry);
+    Ok(Response::from_parts(parts, body))
+}
+
+async fn route_request(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let path = req.uri().path().to_string();
+    if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
+        let (parts, body) = req.into_parts();
+        match static_files::serve(r, &parts, rest).await {
+            static_files::Outcome::Response(resp) => return resp,
+            static_files::Outcome::NotFound => {
+                return to_app(shared, conn, Request::from_parts(parts, body)).await;
+            }
+        }
+    }
+    to_app(shared, conn, req).await
+}
+
+/// Buffer the body, dispatch to a worker, relay the answer.
+async fn to_app(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let limits = &shared.config.limits;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body) {
+        // Answered before reading a byte of it (and before 100-continue).
+        return respond::body_error(&buffer::BodyError::TooLarge);
+    }
+    let (parts, incoming) = req.into_parts();
+    let body = if declared == Some(0) || hyper::body::Body::is_end_stream(&incoming) {
+        Body::Empty
+    } else {
+        match buffer::read(
+            incoming,
+            limits.max_body,
+            limits.body_buffer,
+            limits.client_body_timeout,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                match &e {
+                    buffer::BodyError::Spool(_) => {
+                        tracing::error!(error = %e, "request body not buffered")
+                    }
+                    _ => debug!(error = %e, remote = %conn.remote, "request body not read"),
+                }
+                return respond::body_error(&e);
+            }
+        }
+    };
+    let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(parts.headers.len() + 1);
+    // HTTP/2 carries the host in :authority; the app expects Host.
+    let authority;
+    if parts.version == Version::HTTP_2 && !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            authority = a.as_str().to_string();
+            headers.push((b"host", authority.as_bytes()));
+        }
+    }
+    for (name, value) in &parts.headers {
+        // The body is already whole: framing and 100-continue were ours.
+        if name == header::TRANSFER_ENCODING || name == header::EXPECT {
+            continue;
+        }
+        headers.push((name.as_str().as_bytes(), value.as_bytes()));
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let head = wire::RequestHead {
+        method: parts.method.as_str().as_bytes(),
+        target: target.as_bytes(),
+        version: match parts.version {
+            Version::HTTP_10 => wire::Version::Http10,
+            Version::HTTP_2 => wire::Version::Http2,
+            _ => wire::Version::Http11,
+        },
+        https: conn.tls,
+        remote_addr: conn.remote_ip.as_bytes(),
+        remote_port: conn.remote.port(),
+        server_name: conn.local_ip.as_bytes(),
+        server_port: conn.local.port(),
+        body_kind: wire::BodyKind::Inline,
+        body_len: 0,
+        headers,
+    };
+    match shared.upstream.dispatch(&head, body).await {
+        Ok(start) => {
+            let mut resp = Response::new(start.body);
+            *resp.status_mut() = start.status;
+            *resp.headers_mut() = start.headers;
+            resp
+        }
+        Err(f) => {
+            if f != super::upstream::Failure::Overloaded {
+                tracing::warn!(
+                    method = %parts.method,
+                    path = %parts.uri.path(),
+                    failure = ?f,
+                    "no response from the app"
+                );
+            }
+            let mut r = respond::failure(f);
+            if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            r
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Dispatch to the workers and relay their responses.
+//!
+//! Requests go into the shared request queue (one datagram each, a spooled
+//! body's file beside it); an idle worker thread pulls it. Each worker has
+//! its own response channel, read here by one task that turns frames back
+//! into responses and hands them to the waiting request by id.
+//!
+//! A response that arrives whole in one read (the common case) becomes a
+//! single `Bytes` body; a longer one is relayed as a stream. Responses are
+//! read from the worker as fast as it writes them, whatever the client's
+//! speed, so a slow reader never holds a worker.
+//!
+//! When a worker's channel reaches EOF the worker is dead: the requests it
+//! was running (its scoreboard line says which) get 502, or 504 when the
+//! arbiter killed it for a timeout.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use nix::sys::socket::MsgFlags;
+use tokio::io::AsyncReadExt;
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, warn};
+
+use super::body::ResponseBody;
+use crate::ipc::control::{ToArbiter, ToFront};
+use crate::ipc::scoreboard::Scoreboard;
+use crate::ipc::{fdpass, wire};
+
+/// Largest frame accepted from a worker.
+const MAX_FRAME: u32 = 16 << 20;
+
+/// A response on its way to the client.
+pub struct ResponseStart {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: ResponseBody,
+}
+
+/// Why no response came from the app. Each maps to one status in `respond`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The worker died or sent garbage: 502.
+    WorkerLost,
+    /// The request ran past `timeout`: 504.
+    Timeout,
+    /// The queue is full: 503.
+    Overloaded,
+    /// The request could not be encoded or sent: 500.
+    Internal,
+}
+
+type Reply = Result<ResponseStart, Failure>;
+
+/// The request body as buffered by the front.
+pub enum Body {
+    Empty,
+    Memory(Bytes),
+    /// A file (positioned at 0) and its length.
+    File(std::fs::File, u64),
+}
+
+pub struct Upstream {
+    /// SOCK_SEQPACKET sockets; tokio's datagram type only supplies readiness.
+    queue: UnixDatagram,
+    control: UnixDatagram,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_id: AtomicU64,
+    /// Requests sent and not yet answered (in a worker or in the queue).
+    outstanding: AtomicUsize,
+    /// Worker channels currently open.
+    channels: AtomicUsize,
+    threads: usize,
+    max_queue: usize,
+    scoreboard: Scoreboard,
+    /// Longest a request may wait for its response head before the front
+    /// gives up: a backstop for a request lost with a worker that died
+    /// before its scoreboard line named it.
+    deadline: Duration,
+}
+
+/// Removes a request's pending entry however the wait ends.
+struct PendingGuard<'a> {
+    up: &'a Upstream,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.up
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
+        self.up.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Upstream {
+    pub fn new(
+        queue: OwnedFd,
+        control: OwnedFd,
+        scoreboard: Scoreboard,
+        config: &crate::config::Config,
+    ) -> io::Result<Arc<Self>> {
+        let seqpacket = |fd: OwnedFd| -> io::Result<UnixDatagram> {
+            let s = std::os::unix::net::UnixDatagram::from(fd);
+            s.set_nonblocking(true)?;
+            UnixDatagram::from_std(s)
+        };
+        Ok(Arc::new(Upstream {
+            queue: seqpacket(queue)?,
+            control: seqpacket(control)?,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            outstanding: AtomicUsize::new(0),
+            channels: AtomicUsize::new(0),
+            threads: config.app.threads,
+            max_queue: config.limits.max_queue,
+            scoreboard,
+            deadline: config.app.timeout * 2 + Duration::from_secs(60),
+        }))
+    }
+
+    /// Send a request to the workers and wait for its response head.
+    pub async fn dispatch(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
+        let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
+        if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
+            return Err(Failure::Overloaded);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut head = head.clone();
+        let mut datagram = Vec::with_capacity(512);
+        let file = match body {
+            Body::Empty => {
+                head.body_len = 0;
+                head.body_kind = wire::BodyKind::Inline;
+                None
+            }
+            Body::Memory(b) if b.len() <= crate::ipc::INLINE_BODY_MAX => {
+                head.body_len = b.len() as u64;
+                head.body_kind = wire::BodyKind::Inline;
+                if wire::encode_request_head(&mut datagram, id, &head).is_err() {
+                    return Err(Failure::Internal);
+                }
+                wire::encode_body(&mut datagram, id, &b);
+                None
+            }
+            Body::Memory(b) => {
+                head.body_len = b.len() as u64;
+                head.body_kind = wire::BodyKind::File;
+                match memfd_with(&b) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        error!(error = %e, "cannot stage a request body");
+                        return Err(Failure::Internal);
+                    }
+                }
+            }
+            Body::File(f, len) => {
+                head.body_len = len;
+                head.body_kind = wire::BodyKind::File;
+                Some(f)
+            }
+        };
+        if datagram.is_empty() && wire::encode_request_head(&mut datagram, id, &head).is_err() {
+            return Err(Failure::Internal);
+        }
+        wire::encode_end(&mut datagram, id);
+
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _guard = PendingGuard { up: self, id };
+        if let Err(e) = self.send(&datagram, file.as_ref().map(|f| f.as_fd())).await {
+            error!(error = %e, request = id, "cannot queue a request for the workers");
+            return Err(Failure::Internal);
+        }
+        drop(file);
+        match tokio::time::timeout(self.deadline, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Failure::WorkerLost),
+            Err(_) => {
+                warn!(request = id, "no response from any worker in time");
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        datagram: &[u8],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> io::Result<()> {
+        self.queue
+            .async_io(Interest::WRITABLE, || {
+                fdpass::send(self.queue.as_fd(), &[datagram], fd, MsgFlags::MSG_DONTWAIT)
+            })
+            .await
+            .map(drop)
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        let tx = self.pending.lock().expect("pending lock").remove(&id);
+        if let Some(tx) = tx {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Receive worker channels from the arbiter for as long as it lives.
+    pub async fn control_loop(self: Arc<Self>) {
+        let mut buf = [0u8; 64];
+        loop {
+            let r = self
+                .control
+                .async_io(Interest::READABLE, || {
+                    fdpass::recv(self.control.as_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+                })
+                .await;
+            match r {
+                Ok(got) if got.len == 0 => {
+                    debug!("arbiter closed the control channel");
+                    return;
+                }
+                Ok(got) => match (ToFront::decode(&buf[..got.len]), got.fd) {
+                    (Some(ToFront::AddWorker { slot, pid }), Some(fd)) => {
+                        let up = self.clone();
+                        tokio::spawn(async move { up.worker_loop(slot as usize, pid, fd).await });
+                    }
+                    _ => warn!("malformed control message from the arbiter"),
+                },
+                Err(e) => {
+                    error!(error = %e, "control channel error");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Read one worker's responses until it dies.
+    async fn worker_loop(self: Arc<Self>, slot: usize, pid: u32, fd: OwnedFd) {
+        let std_stream = std::os::unix::net::UnixStream::from(fd);
+        let _ = std_stream.set_nonblocking(true);
+        let Ok(mut stream) = tokio::net::UnixStream::from_std(std_stream) else {
+            return;
+        };
+        debug!(slot, pid, "worker channel open");
+        self.channels.fetch_add(1, Ordering::Relaxed);
+        let mut active: HashMap<u64, Active> = HashMap::new();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let lost = 'read: loop {
+            if buf.capacity() - buf.len() < 16 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => break 'read false,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(pid, error = %e, "worker channel read error");
+                    break 'read false;
+                }
+            }
+            loop {
+                match wire::check(&buf, MAX_FRAME) {
+                    Ok(Some(total)) if buf.len() >= total => {
+                        let frame = buf.split_to(total).freeze();
+                        if let Err(e) = self.on_frame(&frame, &mut active) {
+                            error!(pid, error = %e, "bad frame from worker; dropping its channel");
+                            break 'read true;
+                        }
+                    }
+                    Ok(Some(total)) => {
+                        buf.reserve(total - buf.len());
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        error!(pid, error = %e, "bad frame from worker; dropping its channel");
+                        break 'read true;
+                    }
+                }
+            }
+            // Whatever is still incomplete after this read is streamed.
+            for (id, a) in active.iter_mut() {
+                if let Active::Building { .. } = a {
+                    a.start_streaming(*id, &self);
+                }
+            }
+        };
+        drop(stream);
+        self.channels.fetch_sub(1, Ordering::Relaxed);
+        let line = self.scoreboard.slot(slot);
+        let timed_out = line.timed_out.load(Ordering::Acquire) != 0;
+        let failure = if timed_out {
+            Failure::Timeout
+        } else {
+            Failure::WorkerLost
+        };
+        for (id, a) in active.drain() {
+            match a {
+                Active::Building { .. } => self.complete(id, Err(failure)),
+                Active::Streaming(tx) => {
+                    let _ = tx.send(Err(io::Error::other("worker died mid-response")));
+                }
+            }
+        }
+        for id in line.in_flight() {
+            self.complete(id, Err(failure));
+        }
+        if lost {
+            // We stopped reading a live worker: it must not go on.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        debug!(slot, pid, timed_out, "worker channel closed");
+        let msg = ToArbiter::SlotFree { slot: slot as u32 }.encode();
+        let _ = fdpass::send(self.control.as_fd(), &[&msg], None, MsgFlags::MSG_DONTWAIT);
+    }
+
+    fn on_frame(&self, frame: &Bytes, active: &mut HashMap<u64, Active>) -> Result<(), String> {
+        let (decoded, _) = wire::decode(frame, MAX_FRAME)
+            .map_err(|e| e.to_string())?
+            .ok_or("incomplete frame")?;
+        match decoded {
+            wire::Frame::ResponseHead(id, head) => {
+                let status = StatusCode::from_u16(head.status).map_err(|e| e.to_string())?;
+                let mut headers = HeaderMap::with_capacity(head.headers.len() + 2);
+                for (n, v) in head.headers {
+                    let name = HeaderName::from_bytes(n).map_err(|e| e.to_string())?;
+                    let value = HeaderValue::from_bytes(v).map_err(|e| e.to_string())?;
+                    headers.append(name, value);
+                }
+                active.insert(
+                    id,
+                    Active::Building {
+                        status,
+                        headers,
+                        chunks: Vec::new(),
+                    },
+                );
+            }
+            wire::Frame::Body(id, data) => match active.get_mut(&id) {
+                Some(Active::Building { chunks, .. }) => chunks.push(frame.slice_ref(data)),
+                Some(Active::Streaming(tx)) => {
+                    let _ = tx.send(Ok(frame.slice_ref(data)));
+                }
+                None => return Err(format!("body for unknown request {id}")),
+            },
+            wire::Frame::End(id) => match active.remove(&id) {
+                Some(Active::Building {
+                    status,
+                    headers,
+                    chunks,
+                }) => {
+                    let body = match chunks.len() {
+                        0 => ResponseBody::Empty,
+                        1 => ResponseBody::full(chunks.into_iter().next().expect("one")),
+                        _ => {
+                            let mut all =
+                                BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                            for c in chunks {
+                                all.extend_from_slice(&c);
+                            }
+                            ResponseBody::full(all.freeze())
+                        }
+                    };
+                    self.complete(
+                        id,
+                        Ok(ResponseStart {
+                            status,
+                            headers,
+                            body,
+                        }),
+                    );
+                }
+                Some(Active::Streaming(_)) => {}
+                None => return Err(format!("end for unknown request {id}")),
+            },
+            wire::Frame::Abort(id, reason) => match active.remove(&id) {
+                Some(Active::Building { .. }) | None => {
+                    debug!(request = id, reason, "worker aborted a response");
+                    self.complete(id, Err(Failure::WorkerLost));
+                }
+                Some(Active::Streaming(tx)) => {
+                    let _ = tx.send(Err(io::Error::other(format!("response aborted: {reason}"))));
+                }
+            },
+            other => return Err(format!("unexpected {other} from a worker")),
+        }
+        Ok(())
+    }
+}
+
+/// A response being received from a worker.
+enum Active {
+    /// Head seen, end not yet: collected in case it ends within this read.
+    Building {
+        status: StatusCode,
+        headers: HeaderMap,
+        chunks: Vec<Bytes>,
+    },
+    /// Handed to the client; later chunks go down the channel.
+    Streaming(mpsc::UnboundedSender<io::Result<Bytes>>),
+}
+
+impl Active {
+    fn start_streaming(&mut self, id: u64, up: &Upstream) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let old = std::mem::replace(self, Active::Streaming(tx.clone()));
+        if let Active::Building {
+            status,
+            headers,
+            chunks,
+        } = old
+        {
+            for c in chunks {
+                let _ = tx.send(Ok(c));
+            }
+            up.complete(
+                id,
+                Ok(ResponseStart {
+                    status,
+                    headers,
+                    body: ResponseBody::Channel(rx),
+                }),
+            );
+        }
+    }
+}
+
+/// An anonymous in-memory file holding `bytes`, positioned at 0.
+fn memfd_with(bytes: &[u8]) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let fd = nix::sys::memfd::memfd_create(c"edge-body", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    Ok(f)
+}

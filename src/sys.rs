@@ -1,0 +1,98 @@
+//! Small libc helpers the roles need right after `fork`, each with its
+//! safety argument. Nothing here allocates after the fork except
+//! [`close_fds_except`], which is only ever called in a child of the
+//! single-threaded arbiter (so malloc's locks cannot be held by a thread
+//! that no longer exists).
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+
+use nix::sys::signal::Signal;
+
+/// Ask the kernel to send `sig` to this process when its parent dies, then
+/// close the race where the parent died before the call: if we have been
+/// re-parented already, exit now.
+pub fn die_with_parent(sig: Signal, parent: nix::unistd::Pid) {
+    let _ = nix::sys::prctl::set_pdeathsig(sig);
+    if nix::unistd::getppid() != parent {
+        // SAFETY: _exit is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// Restore the default action for every catchable signal and unblock them
+/// all. Handlers installed by the arbiter survive `fork`; a child that kept
+/// them would write into the arbiter's self-pipe.
+pub fn reset_signals() {
+    for sig in 1..32 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL with an empty mask is always valid, and
+        // no other thread exists in a freshly forked child.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
+/// Close every descriptor above 2 that is not in `keep`. Without `exec`,
+/// CLOEXEC does nothing, so a child would otherwise hold the listeners and
+/// the other workers' channel ends, which defeats EOF-based death detection.
+pub fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: in a fresh child nothing else uses these descriptors;
+            // closing one that read_dir itself used (already closed) only
+            // returns EBADF.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Clear or set FD_CLOEXEC.
+pub fn set_cloexec(fd: RawFd, on: bool) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // SAFETY: `fd` is a descriptor the caller owns for the duration of the call.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if let Ok(bits) = fcntl(bfd, FcntlArg::F_GETFD) {
+        let mut flags = FdFlag::from_bits_truncate(bits);
+        flags.set(FdFlag::FD_CLOEXEC, on);
+        let _ = fcntl(bfd, FcntlArg::F_SETFD(flags));
+    }
+}
+
+/// Leave the process now, without running destructors or atexit handlers
+/// of the parent's image (for a forked child that must not return into
+/// the arbiter's code).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Take ownership of a descriptor a forked child inherited from the arbiter.
+///
+/// The arbiter's own `OwnedFd` for it lives on in the child's copy of the
+/// arbiter's memory but is never dropped there: children leave through
+/// `_exit` ([`exit_now`]), so this becomes the only owner that closes it.
+pub fn adopt_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: see above; `fd` was kept open across the fork by
+    // `close_fds_except` and is owned by nobody else in this process.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}

@@ -1,0 +1,356 @@
+//! A worker process: CPython embedded, the app loaded once, then a pull
+//! loop on the shared request queue.
+//!
+//! Each worker thread blocks in `recvmsg` on the queue only when it is idle;
+//! the kernel hands each datagram (one whole request) to exactly one waiting
+//! reader, so a request only ever reaches a free thread, and a thread that
+//! finishes while requests are queued takes the next one without sleeping.
+//! Responses go back on this worker's own stream channel to the front.
+//!
+//! Signals: TERM finishes the current request(s) then exits 0 (graceful);
+//! INT and QUIT exit at once.
+
+mod output;
+mod python;
+mod wsgi;
+
+pub use python::describe as python_description;
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::MsgFlags;
+use pyo3::prelude::*;
+use tracing::{error, info};
+
+use crate::arbiter::BOOT_ERROR;
+use crate::config::Config;
+use crate::ipc::scoreboard::{self, Scoreboard, STATE_READY};
+use crate::ipc::{fdpass, wire};
+use output::Output;
+
+/// What a worker inherits from the arbiter across the fork.
+pub struct Inherit {
+    pub slot: usize,
+    /// The workers' end of the shared request queue.
+    pub queue: RawFd,
+    /// This worker's end of its response channel.
+    pub channel: RawFd,
+    pub scoreboard: Scoreboard,
+    pub config: Config,
+}
+
+/// Largest request datagram a worker accepts: the inline body limit plus
+/// room for the head.
+pub fn max_datagram(config: &Config) -> usize {
+    crate::ipc::INLINE_BODY_MAX + 2 * config.limits.max_header + 64 * 1024
+}
+
+/// Set once TERM arrives (or the worker has served `max_requests`).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+fn stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed) || crate::signals::seen(Signal::SIGTERM)
+}
+
+/// The worker role's entry point; returns the exit code.
+pub fn run(ctx: Inherit) -> i32 {
+    let pid = std::process::id();
+    let _span = tracing::info_span!("worker", pid).entered();
+    // Still single-threaded: the only moment the environment may change.
+    for (k, v) in &ctx.config.app.env {
+        std::env::set_var(k, v);
+    }
+    if let Some(dir) = &ctx.config.app.chdir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            error!(dir = %dir.display(), error = %e, "cannot chdir");
+            return BOOT_ERROR;
+        }
+    }
+    let _ = crate::signals::catch(Signal::SIGTERM, false);
+    let _ = crate::signals::exit_on(Signal::SIGINT);
+    let _ = crate::signals::exit_on(Signal::SIGQUIT);
+    crate::signals::ignore(Signal::SIGPIPE);
+
+    let queue = crate::sys::adopt_fd(ctx.queue);
+    let channel = UnixStream::from(crate::sys::adopt_fd(ctx.channel));
+    // Wake from an idle wait now and then to notice TERM even if it came
+    // just before the wait began.
+    let _ = nix::sys::socket::setsockopt(
+        &queue,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(1, 0),
+    );
+
+    python::initialize();
+    let app = &ctx.config.app;
+    let loaded = Python::attach(|py| -> Result<Loaded, String> {
+        let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
+        let callable = python::load_app(py, &app.module, &app.attr)
+            .map_err(|e| python::format_exception(py, &helpers, &e))?;
+        let base = wsgi::base_environ(py, &helpers, app.workers, app.threads)
+            .map_err(|e| python::format_exception(py, &helpers, &e))?;
+        Ok(Loaded {
+            app: callable.unbind(),
+            helpers: helpers.unbind(),
+            base,
+        })
+    });
+    let loaded = match loaded {
+        Ok(l) => Arc::new(l),
+        Err(msg) => {
+            error!(
+                "failed to load the application `{}:{}`:\n{msg}",
+                app.module, app.attr
+            );
+            return BOOT_ERROR;
+        }
+    };
+    let slot = ctx.scoreboard.slot(ctx.slot);
+    slot.state.store(STATE_READY, Ordering::Release);
+    info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
+
+    let limit = recycle_after(&ctx.config);
+    let shared = Arc::new(Shared {
+        queue,
+        out: Arc::new(Output::new(channel)),
+        loaded,
+        scoreboard: ctx.scoreboard,
+        slot: ctx.slot,
+        max_datagram: max_datagram(&ctx.config),
+        limit,
+    });
+    let threads: Vec<_> = (1..app.threads)
+        .map(|t| {
+            let shared = shared.clone();
+            std::thread::spawn(move || serve(&shared, t))
+        })
+        .collect();
+    serve(&shared, 0);
+    STOPPING.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    python::shutdown();
+    info!("worker exiting");
+    0
+}
+
+struct Loaded {
+    app: Py<PyAny>,
+    helpers: Py<PyModule>,
+    base: wsgi::Base,
+}
+
+struct Shared {
+    queue: OwnedFd,
+    out: Arc<Output>,
+    loaded: Arc<Loaded>,
+    scoreboard: Scoreboard,
+    slot: usize,
+    max_datagram: usize,
+    /// Requests after which this worker retires (0 = never).
+    limit: u64,
+}
+
+/// `max_requests` plus this worker's share of the jitter.
+fn recycle_after(config: &Config) -> u64 {
+    let base = config.app.max_requests;
+    if base == 0 {
+        return 0;
+    }
+    let jitter = config.app.max_requests_jitter;
+    let spread = if jitter == 0 {
+        0
+    } else {
+        // Different per worker without a random number generator: the pid
+        // scrambled by a multiplicative hash.
+        (u64::from(std::process::id()).wrapping_mul(2_654_435_761) >> 7) % (jitter + 1)
+    };
+    base + spread
+}
+
+/// One worker thread's loop: take a request, serve it, repeat.
+fn serve(shared: &Shared, thread: usize) {
+    let mut buf = vec![0u8; shared.max_datagram];
+    let slot = shared.scoreboard.slot(shared.slot);
+    let entry = &slot.threads[thread];
+    Python::attach(|py| {
+        while !stopping() {
+            let got = py.detach(|| fdpass::recv(shared.queue.as_fd(), &mut buf, MsgFlags::empty()));
+            let received = match got {
+                Ok(r) if r.len == 0 => {
+                    error!("request queue closed");
+                    break;
+                }
+                Ok(r) => r,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot read the request queue");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let datagram = &buf[..received.len];
+            let id = match wire::decode(datagram, u32::MAX) {
+                Ok(Some((f, _))) => f.id(),
+                _ => 0,
+            };
+            entry
+                .since_ms
+                .store(scoreboard::now_ms(), Ordering::Release);
+            entry.request.store(id, Ordering::Release);
+            if received.truncated {
+                error!(
+                    request = id,
+                    "request datagram larger than the worker buffer"
+                );
+                answer_error(py, shared, id, 500);
+            } else {
+                handle(py, shared, datagram, received.fd);
+            }
+            entry.request.store(0, Ordering::Release);
+            let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
+            if shared.limit != 0 && served >= shared.limit {
+                info!(served, "max_requests reached; recycling this worker");
+                STOPPING.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {
+    let mut out = Vec::new();
+    wsgi::write_error(&mut out, id, status);
+    shared.out.write(py, &out);
+}
+
+/// Decode one request datagram and run the app on it.
+fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>) {
+    let mut rest = datagram;
+    let mut head = None;
+    let mut body: &[u8] = b"";
+    loop {
+        match wire::decode(rest, u32::MAX) {
+            Ok(Some((frame, n))) => {
+                rest = &rest[n..];
+                match frame {
+                    wire::Frame::RequestHead(id, h) => head = Some((id, h)),
+                    wire::Frame::Body(_, b) => body = b,
+                    wire::Frame::End(_) => break,
+                    other => {
+                        error!(frame = %other, "unexpected frame on the request queue");
+                        return;
+                    }
+                }
+            }
+            Ok(None) | Err(_) => {
+                error!("malformed request datagram");
+                if let Some((id, _)) = head {
+                    answer_error(py, shared, id, 500);
+                }
+                return;
+            }
+        }
+    }
+    let Some((id, head)) = head else {
+        error!("request datagram without a head");
+        return;
+    };
+    let loaded = &shared.loaded;
+    let helpers = loaded.helpers.bind(py);
+    let input = match make_input(py, &head, body, fd) {
+        Ok(i) => i,
+        Err(e) => {
+            error!(
+                request = id,
+                "cannot build wsgi.input:\n{}",
+                python::format_exception(py, helpers, &e)
+            );
+            answer_error(py, shared, id, 500);
+            return;
+        }
+    };
+    let head_only = head.method == b"HEAD";
+    let responder = match Bound::new(py, wsgi::Responder::new(id, head_only, shared.out.clone())) {
+        Ok(r) => r,
+        Err(_) => return answer_error(py, shared, id, 500),
+    };
+    let environ = match wsgi::environ(py, &loaded.base, &head, input.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            error!(
+                request = id,
+                "cannot build the environ:\n{}",
+                python::format_exception(py, helpers, &e)
+            );
+            answer_error(py, shared, id, 500);
+            return;
+        }
+    };
+    wsgi::run_app(py, loaded.app.bind(py), helpers, environ, responder);
+    // A spooled body's file is closed now rather than whenever the
+    // environ is collected.
+    if head.body_kind == wire::BodyKind::File {
+        let _ = input.call_method0(pyo3::intern!(py, "close"));
+    }
+}
+
+/// `wsgi.input`: a BytesIO over an inline body, or a buffered reader over
+/// the spooled file the front passed.
+fn make_input<'py>(
+    py: Python<'py>,
+    head: &wire::RequestHead<'_>,
+    body: &[u8],
+    fd: Option<OwnedFd>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let io = py.import(pyo3::intern!(py, "io"))?;
+    match (head.body_kind, fd) {
+        (wire::BodyKind::File, Some(fd)) => {
+            use std::os::fd::IntoRawFd;
+            let raw = fd.into_raw_fd();
+            io.call_method1(pyo3::intern!(py, "open"), (raw, "rb"))
+        }
+        (wire::BodyKind::File, None) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "spooled request body arrived without its file",
+        )),
+        (wire::BodyKind::Inline, _) => io.call_method1(
+            pyo3::intern!(py, "BytesIO"),
+            (pyo3::types::PyBytes::new(py, body),),
+        ),
+    }
+}
+
+/// `edge --check`: import the app in this process, as a worker would.
+/// Only for short-lived processes that will not fork afterwards.
+pub fn check_app(config: &Config) -> Result<(), String> {
+    for (k, v) in &config.app.env {
+        std::env::set_var(k, v);
+    }
+    if let Some(dir) = &config.app.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| format!("cannot chdir to {}: {e}", dir.display()))?;
+    }
+    python::initialize();
+    let app = &config.app;
+    Python::attach(|py| {
+        let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
+        python::load_app(py, &app.module, &app.attr)
+            .map(drop)
+            .map_err(|e| python::format_exception(py, &helpers, &e))
+    })
+}

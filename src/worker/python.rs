@@ -1,0 +1,174 @@
+//! Interpreter lifecycle, in the worker only: initialise CPython after the
+//! fork on the worker's main thread, set `sys.path` (pythonpath, venv), load
+//! the application callable, and run `atexit` handlers on the way out.
+//!
+//! `Python::initialize` calls `Py_InitializeEx(0)`: Python installs no
+//! signal handlers (the worker handles TERM/INT/QUIT in Rust) and is never
+//! finalised; [`shutdown`] runs the `atexit` handlers as `sys.exit` would.
+
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::config::App;
+
+/// Python helpers that are simpler to state in Python than in Rust. Only
+/// cold paths live here.
+const HELPERS: &str = r#"
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333): iterate a file-like in blocks."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def format_exception(exc, tb):
+    import traceback
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+"#;
+
+/// Start the interpreter. Call once, on the main thread, before any other
+/// thread exists.
+pub fn initialize() {
+    Python::initialize();
+}
+
+/// The site-packages folder of a virtualenv.
+fn venv_site_packages(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Set `sys.path` and `sys.argv` from the config and return the helpers module.
+pub fn prepare<'py>(py: Python<'py>, app: &App) -> PyResult<Bound<'py, PyModule>> {
+    let sys = py.import("sys")?;
+    sys.setattr("argv", PyList::new(py, ["edge"])?)?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    // pythonpath entries go first, in the order given.
+    for (i, p) in app.pythonpath.iter().enumerate() {
+        path.insert(i, p.to_string_lossy().as_ref())?;
+    }
+    if let Some(venv) = &app.venv {
+        let site_packages = venv_site_packages(venv).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "venv {} has no lib/python*/site-packages",
+                venv.display()
+            ))
+        })?;
+        // addsitedir runs the .pth files; then move what it appended in
+        // front of the interpreter's own site-packages, as activating the
+        // venv would.
+        let before = path.len();
+        py.import("site")?
+            .call_method1("addsitedir", (site_packages.to_string_lossy().as_ref(),))?;
+        let added: Vec<Bound<'_, PyAny>> = (before..path.len())
+            .map(|i| path.get_item(i))
+            .collect::<PyResult<_>>()?;
+        path.del_slice(before, path.len())?;
+        let at = app.pythonpath.len();
+        for (k, item) in added.into_iter().enumerate() {
+            path.insert(at + k, item)?;
+        }
+        let exe = venv.join("bin").join("python");
+        if exe.exists() {
+            sys.setattr("executable", exe.to_string_lossy().as_ref())?;
+        }
+    }
+    let helpers = PyModule::from_code(
+        py,
+        &std::ffi::CString::new(HELPERS).expect("no NUL in helpers"),
+        c"edge_helpers.py",
+        c"edge_helpers",
+    )?;
+    Ok(helpers)
+}
+
+/// Import `module` and evaluate `attr` in it (a name, or a call such as
+/// `create_app()` as gunicorn allows).
+pub fn load_app<'py>(py: Python<'py>, module: &str, attr: &str) -> PyResult<Bound<'py, PyAny>> {
+    let m = py
+        .import("importlib")?
+        .call_method1("import_module", (module,))?;
+    let app = if attr.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        m.getattr(attr).map_err(|_| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "module '{module}' has no attribute '{attr}'"
+            ))
+        })?
+    } else {
+        let builtins = py.import("builtins")?;
+        builtins.call_method1("eval", (attr, m.getattr("__dict__")?))?
+    };
+    if !app.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "'{module}:{attr}' is not callable"
+        )));
+    }
+    Ok(app)
+}
+
+/// Render an exception with its traceback, as Python would print it.
+pub fn format_exception(py: Python<'_>, helpers: &Bound<'_, PyModule>, err: &PyErr) -> String {
+    helpers
+        .call_method1("format_exception", (err.value(py), err.traceback(py)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| err.to_string())
+}
+
+/// Run `atexit` handlers and flush Python's stdio, as `sys.exit` would.
+pub fn shutdown() {
+    Python::attach(|py| {
+        if let Ok(atexit) = py.import("atexit") {
+            let _ = atexit.call_method0("_run_exitfuncs");
+        }
+        if let Ok(sys) = py.import("sys") {
+            for name in ["stdout", "stderr"] {
+                if let Ok(s) = sys.getattr(name) {
+                    let _ = s.call_method0("flush");
+                }
+            }
+        }
+    });
+}
+
+/// `Python 3.11.7 (/path/to/libpython3.11.so.1.0)`: what `--version` prints.
+pub fn describe() -> String {
+    initialize();
+    Python::attach(|py| {
+        let version = py.version_info();
+        let lib = py
+            .import("sysconfig")
+            .and_then(|s| s.call_method1("get_config_var", ("LDLIBRARY",)))
+            .and_then(|v| v.extract::<String>())
+            .unwrap_or_default();
+        let libdir = py
+            .import("sysconfig")
+            .and_then(|s| s.call_method1("get_config_var", ("LIBDIR",)))
+            .and_then(|v| v.extract::<String>())
+            .unwrap_or_default();
+        format!(
+            "Python {}.{}.{} ({}/{})",
+            version.major, version.minor, version.patch, libdir, lib
+        )
+    })
+}

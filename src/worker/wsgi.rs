@@ -1,0 +1,573 @@
+//! PEP 3333 for one request: the environ (as gunicorn builds it), the
+//! `start_response` / `write()` callables, running the app and its iterable,
+//! and `close()` exactly once.
+//!
+//! Response frames are collected in a per-request buffer and written with
+//! one syscall when the response ends, unless the app streams (a generator
+//! or `write()`), in which case every chunk is flushed as it comes.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use super::output::Output;
+use crate::ipc::wire::{self, RequestHead};
+
+/// What every environ starts from; built once per worker.
+pub struct Base {
+    pub dict: Py<PyDict>,
+    pub script_name: String,
+}
+
+/// Build the constant part of the environ.
+pub fn base_environ(
+    py: Python<'_>,
+    helpers: &Bound<'_, PyModule>,
+    workers: usize,
+    threads: usize,
+) -> PyResult<Base> {
+    let d = PyDict::new(py);
+    d.set_item("wsgi.version", (1, 0))?;
+    d.set_item("wsgi.multithread", threads > 1)?;
+    d.set_item("wsgi.multiprocess", workers > 1)?;
+    d.set_item("wsgi.run_once", false)?;
+    d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    d.set_item("wsgi.file_wrapper", helpers.getattr("FileWrapper")?)?;
+    d.set_item("wsgi.input_terminated", true)?;
+    d.set_item(
+        "SERVER_SOFTWARE",
+        concat!("edge/", env!("CARGO_PKG_VERSION")),
+    )?;
+    // gunicorn takes SCRIPT_NAME from the process environment.
+    let script_name = std::env::var("SCRIPT_NAME")
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    d.set_item("SCRIPT_NAME", &script_name)?;
+    Ok(Base {
+        dict: d.unbind(),
+        script_name,
+    })
+}
+
+/// Bytes → str as latin-1 (PEP 3333 "native strings").
+fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(b) {
+        Ok(s) if b.is_ascii() => PyString::new(py, s),
+        _ => {
+            let s: String = b.iter().map(|&c| c as char).collect();
+            PyString::new(py, &s)
+        }
+    }
+}
+
+fn percent_decode(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    percent_encoding::percent_decode(path).into()
+}
+
+/// Split a request target into (path, query), handling absolute-form.
+fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let mut t = target;
+    if !t.starts_with(b"/") {
+        if let Some(i) = t.windows(3).position(|w| w == b"://") {
+            let after = &t[i + 3..];
+            t = match after.iter().position(|&c| c == b'/' || c == b'?') {
+                Some(j) => &after[j..],
+                None => b"",
+            };
+        }
+    }
+    match t.iter().position(|&c| c == b'?') {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, b""),
+    }
+}
+
+/// The environ for one request.
+pub fn environ<'py>(
+    py: Python<'py>,
+    base: &Base,
+    head: &RequestHead<'_>,
+    input: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = base.dict.bind(py).copy()?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method))?;
+    let (path, query) = split_target(head.target);
+    env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target))?;
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    let decoded = percent_decode(path);
+    let mut path_info: &[u8] = &decoded;
+    if !base.script_name.is_empty() && path_info.starts_with(base.script_name.as_bytes()) {
+        path_info = &path_info[base.script_name.len()..];
+    }
+    if path_info.is_empty() && base.script_name.is_empty() {
+        path_info = b"/";
+    }
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_protocol())?;
+    env.set_item(intern!(py, "REMOTE_ADDR"), latin1(py, head.remote_addr))?;
+    env.set_item(intern!(py, "REMOTE_PORT"), head.remote_port.to_string())?;
+    env.set_item(intern!(py, "SERVER_NAME"), latin1(py, head.server_name))?;
+    env.set_item(intern!(py, "SERVER_PORT"), head.server_port.to_string())?;
+    env.set_item(
+        intern!(py, "wsgi.url_scheme"),
+        if head.https {
+            intern!(py, "https")
+        } else {
+            intern!(py, "http")
+        },
+    )?;
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+    let mut saw_length = false;
+    let mut key = String::with_capacity(64);
+    for (name, value) in &head.headers {
+        // gunicorn's default header_map = "drop": a name with '_' could
+        // pose as another header once '-' becomes '_'.
+        if name.contains(&b'_') {
+            continue;
+        }
+        let value = latin1(py, value);
+        match *name {
+            b"content-type" => {
+                env.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+                continue;
+            }
+            b"content-length" => {
+                saw_length = true;
+                env.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+                continue;
+            }
+            _ => {}
+        }
+        key.clear();
+        key.push_str("HTTP_");
+        for &c in *name {
+            key.push(if c == b'-' {
+                '_'
+            } else {
+                (c as char).to_ascii_uppercase()
+            });
+        }
+        match env.get_item(&key)? {
+            Some(prev) => {
+                let joined = format!("{},{}", prev.extract::<String>()?, value.to_str()?);
+                env.set_item(&key, joined)?;
+            }
+            None => env.set_item(&key, value)?,
+        }
+    }
+    // A chunked (or HTTP/2) body was buffered whole: tell the app its
+    // length, as nginx does when it buffers in front of gunicorn.
+    if !saw_length && head.body_len > 0 {
+        env.set_item(intern!(py, "CONTENT_LENGTH"), head.body_len.to_string())?;
+    }
+    Ok(env)
+}
+
+/// Hop-by-hop headers an app must not set (PEP 3333); dropped as gunicorn does.
+fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// Parse and check a WSGI status line such as `"200 OK"`.
+pub fn parse_status(status: &str) -> Result<u16, String> {
+    let b = status.as_bytes();
+    if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) || b[0] == b'0' {
+        return Err(format!(
+            "invalid status {status:?}: must start with a 3-digit code"
+        ));
+    }
+    if b.len() > 3 && b[3] != b' ' {
+        return Err(format!(
+            "invalid status {status:?}: code must be followed by a space"
+        ));
+    }
+    if status
+        .chars()
+        .any(|c| (c as u32) < 0x20 || c == '\x7f' || (c as u32) > 0xff)
+    {
+        return Err(format!(
+            "invalid status {status:?}: control or non-latin-1 character"
+        ));
+    }
+    Ok(status[..3].parse().expect("three digits"))
+}
+
+/// Check one header and encode it as latin-1 bytes.
+pub fn check_header(name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    if name.is_empty() || !name.bytes().all(is_token_char) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    let mut v = Vec::with_capacity(value.len());
+    for c in value.chars() {
+        let n = c as u32;
+        if n > 0xff {
+            return Err(format!("header {name}: value is not latin-1: {value:?}"));
+        }
+        if (n < 0x20 && c != '\t') || n == 0x7f {
+            return Err(format!(
+                "header {name}: control character (CR/LF?) in value {value:?}"
+            ));
+        }
+        v.push(n as u8);
+    }
+    Ok((name.as_bytes().to_ascii_lowercase(), v))
+}
+
+struct State {
+    status: Option<u16>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    head_sent: bool,
+    /// Frames not yet written to the channel.
+    buf: Vec<u8>,
+    /// Body bytes sent so far.
+    sent: u64,
+}
+
+/// `start_response` for one request; its `write` attribute is PEP 3333's
+/// write() callable.
+#[pyclass(frozen, module = "edge")]
+pub struct Responder {
+    id: u64,
+    /// HEAD request: the app's body is consumed but not sent.
+    head_only: bool,
+    out: Arc<Output>,
+    state: Mutex<State>,
+}
+
+#[pymethods]
+impl Responder {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let st = this.state.lock().expect("responder lock");
+            if let Some(info) = exc_info {
+                if st.head_sent {
+                    // PEP 3333: too late to change the response; re-raise.
+                    let info = info.cast::<PyTuple>()?;
+                    let exc = info.get_item(1)?;
+                    return Err(PyErr::from_value(exc));
+                }
+            } else if st.status.is_some() {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+        }
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| {
+                PyTypeError::new_err(format!("status must be str, not {}", type_name(status)))
+            })?
+            .to_str()?;
+        let code = parse_status(status).map_err(PyValueError::new_err)?;
+        let list = headers.cast::<PyList>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "headers must be a list, not {}",
+                type_name(headers)
+            ))
+        })?;
+        let mut checked = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            let pair = item.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "header must be a (name, value) tuple, not {}",
+                    type_name(&item)
+                ))
+            })?;
+            if pair.len() != 2 {
+                return Err(PyTypeError::new_err("header tuple must have 2 items"));
+            }
+            let name = pair.get_item(0)?;
+            let value = pair.get_item(1)?;
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(PyTypeError::new_err("header name and value must be str"));
+            };
+            let (name, value) = (name.to_str()?, value.to_str()?);
+            if is_hop_by_hop(name) {
+                continue;
+            }
+            checked.push(check_header(name, value).map_err(PyValueError::new_err)?);
+        }
+        let mut st = this.state.lock().expect("responder lock");
+        st.status = Some(code);
+        st.headers = checked;
+        drop(st);
+        slf.getattr(intern!(slf.py(), "write"))
+    }
+
+    /// PEP 3333 write(): send `data` now.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() argument must be bytes, not {}",
+                type_name(data)
+            ))
+        })?;
+        self.body(py, bytes.as_bytes(), true)
+    }
+}
+
+fn type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+impl Responder {
+    pub fn new(id: u64, head_only: bool, out: Arc<Output>) -> Self {
+        Responder {
+            id,
+            head_only,
+            out,
+            state: Mutex::new(State {
+                status: None,
+                headers: Vec::new(),
+                head_sent: false,
+                buf: Vec::with_capacity(512),
+                sent: 0,
+            }),
+        }
+    }
+
+    fn push_head(&self, st: &mut State) -> PyResult<()> {
+        if st.head_sent {
+            return Ok(());
+        }
+        let Some(status) = st.status else {
+            return Err(PyAssertionError::new_err(
+                "the application sent body data before calling start_response()",
+            ));
+        };
+        let State { headers, buf, .. } = st;
+        wire::encode_response_head(
+            buf,
+            self.id,
+            status,
+            headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        st.head_sent = true;
+        Ok(())
+    }
+
+    /// Queue a body chunk (sending the head first); write out if `flush`.
+    pub fn body(&self, py: Python<'_>, data: &[u8], flush: bool) -> PyResult<()> {
+        let mut st = self.state.lock().expect("responder lock");
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.push_head(&mut st)?;
+        if !self.head_only {
+            const CHUNK: usize = 256 * 1024;
+            for part in data.chunks(CHUNK) {
+                wire::encode_body(&mut st.buf, self.id, part);
+                if st.buf.len() >= CHUNK {
+                    self.flush_locked(py, &mut st);
+                }
+            }
+        }
+        st.sent += data.len() as u64;
+        if flush {
+            self.flush_locked(py, &mut st);
+        }
+        Ok(())
+    }
+
+    fn flush_locked(&self, py: Python<'_>, st: &mut State) {
+        if !st.buf.is_empty() {
+            self.out.write(py, &st.buf);
+            st.buf.clear();
+        }
+    }
+
+    /// The app finished without error: head (if still unsent), End, write.
+    pub fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        let mut st = self.state.lock().expect("responder lock");
+        self.push_head(&mut st)?;
+        wire::encode_end(&mut st.buf, self.id);
+        self.flush_locked(py, &mut st);
+        Ok(())
+    }
+
+    /// The app failed: a 500 if nothing was sent yet, else an Abort (the
+    /// front then cuts the client connection: a truncated body must not
+    /// look complete).
+    pub fn fail(&self, py: Python<'_>, reason: &str) {
+        let mut st = self.state.lock().expect("responder lock");
+        if st.head_sent {
+            // Keep the frames already produced, then abort.
+            wire::encode_abort(&mut st.buf, self.id, reason);
+        } else {
+            st.buf.clear();
+            write_error(&mut st.buf, self.id, 500);
+        }
+        st.head_sent = true;
+        self.flush_locked(py, &mut st);
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.state.lock().expect("responder lock").status
+    }
+}
+
+/// A complete canned error response.
+pub fn write_error(buf: &mut Vec<u8>, id: u64, status: u16) {
+    let body: &[u8] = match status {
+        500 => b"<html><head><title>500 Internal Server Error</title></head><body><h1>500 Internal Server Error</h1></body></html>\n",
+        _ => b"<html><head><title>Error</title></head><body><h1>Error</h1></body></html>\n",
+    };
+    let len = body.len().to_string();
+    let headers: [(&[u8], &[u8]); 2] = [
+        (b"content-type", b"text/html"),
+        (b"content-length", len.as_bytes()),
+    ];
+    wire::encode_response_head(buf, id, status, headers.iter().copied()).expect("small head");
+    wire::encode_body(buf, id, body);
+    wire::encode_end(buf, id);
+}
+
+/// Run the app for one request and send its response. Errors are logged
+/// (with the traceback) and answered; nothing escapes.
+pub fn run_app(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    helpers: &Bound<'_, PyModule>,
+    environ: Bound<'_, PyDict>,
+    responder: Bound<'_, Responder>,
+) {
+    let r = responder.get();
+    let result = app.call1((environ, responder.clone()));
+    let outcome = match result {
+        Err(e) => Err(e),
+        Ok(iterable) => {
+            let streamed = iterate(py, &iterable, r);
+            // close() exactly once, whatever happened while iterating.
+            let closed = match iterable.getattr_opt(intern!(py, "close")) {
+                Ok(Some(close)) => close.call0().map(drop),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            streamed.and(closed)
+        }
+    };
+    let outcome = outcome.and_then(|()| r.finish(py));
+    if let Err(e) = outcome {
+        tracing::error!(
+            request = r.id,
+            "error handling request:\n{}",
+            super::python::format_exception(py, helpers, &e)
+        );
+        r.fail(py, "application error");
+    }
+}
+
+fn iterate(py: Python<'_>, iterable: &Bound<'_, PyAny>, r: &Responder) -> PyResult<()> {
+    // A list or tuple is complete already: buffer it and write once.
+    if let Ok(list) = iterable.cast::<PyList>() {
+        for item in list.iter() {
+            body_item(py, &item, r, false)?;
+        }
+        return Ok(());
+    }
+    if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        for item in tuple.iter() {
+            body_item(py, &item, r, false)?;
+        }
+        return Ok(());
+    }
+    if iterable.is_instance_of::<PyBytes>() || iterable.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "the application returned a bytes/str object instead of an iterable of bytes",
+        ));
+    }
+    for item in iterable.try_iter()? {
+        body_item(py, &item?, r, true)?;
+    }
+    Ok(())
+}
+
+fn body_item(py: Python<'_>, item: &Bound<'_, PyAny>, r: &Responder, flush: bool) -> PyResult<()> {
+    let bytes = item.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "the application's iterable yielded {}, not bytes",
+            type_name(item)
+        ))
+    })?;
+    r.body(py, bytes.as_bytes(), flush)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status("200 OK"), Ok(200));
+        assert_eq!(parse_status("404"), Ok(404));
+        assert_eq!(parse_status("599 Custom reason"), Ok(599));
+        assert!(parse_status("20 OK").is_err());
+        assert!(parse_status("abc").is_err());
+        assert!(parse_status("200OK").is_err());
+        assert!(parse_status("200 OK\r\nX: y").is_err());
+        assert!(parse_status("099 x").is_err());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            check_header("Content-Type", "text/plain"),
+            Ok((b"content-type".to_vec(), b"text/plain".to_vec()))
+        );
+        assert!(check_header("X-Bad", "a\r\nInjected: 1").is_err());
+        assert!(check_header("X-Bad", "a\nb").is_err());
+        assert!(check_header("Bad Name", "x").is_err());
+        assert!(check_header("", "x").is_err());
+        assert!(check_header("X-Uni", "caf\u{0101}").is_err());
+        assert_eq!(
+            check_header("X-Latin", "caf\u{e9}").unwrap().1,
+            vec![b'c', b'a', b'f', 0xe9]
+        );
+        assert!(check_header("X-Tab", "a\tb").is_ok());
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target(b"/a/b?x=1&y"), (&b"/a/b"[..], &b"x=1&y"[..]));
+        assert_eq!(split_target(b"/"), (&b"/"[..], &b""[..]));
+        assert_eq!(split_target(b"http://h:1/p?q"), (&b"/p"[..], &b"q"[..]));
+        assert_eq!(split_target(b"*"), (&b"*"[..], &b""[..]));
+    }
+
+    #[test]
+    fn hop_by_hop() {
+        assert!(is_hop_by_hop("Connection"));
+        assert!(is_hop_by_hop("transfer-encoding"));
+        assert!(!is_hop_by_hop("content-length"));
+    }
+}
