@@ -247,3 +247,45 @@ fn django_json_view_and_chunked_post() {
     assert_eq!(j["length"].as_i64(), Some(10), "{}", r.describe());
     assert_eq!(j["body"].as_str(), Some("abc=1&x=yz"));
 }
+
+/// `[app] venv`: the venv's site-packages is importable and its .pth files
+/// are processed (as `site.addsitedir` does).
+#[test]
+fn venv_site_packages_and_pth_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = tmp.path().join("venv");
+    let out = std::process::Command::new(support::venv::python_exe())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&v)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sp = site_packages(&v);
+    let extra = tmp.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("pthmod.py"),
+        "MESSAGE = b'found through a .pth file'\n",
+    )
+    .unwrap();
+    std::fs::write(sp.join("edge-extra.pth"), format!("{}\n", extra.display())).unwrap();
+    std::fs::write(
+        sp.join("sitemod.py"),
+        "from pthmod import MESSAGE\n\n\
+         def app(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [b'site-packages; ' + MESSAGE]\n",
+    )
+    .unwrap();
+    let conf = Conf::new("sitemod:app")
+        .pythonpath(&[])
+        .app(&format!("venv = {}", toml_path(&v)));
+    let edge = Edge::start(&conf);
+    let r = edge.get("/");
+    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    assert_eq!(r.text(), "site-packages; found through a .pth file");
+}

@@ -336,3 +336,211 @@ fn check_combined(line: &str, expected_rest: &str) {
         "access log line\n  {line:?}\nwanted after the time\n  {expected_rest:?}"
     );
 }
+
+/// nginx buffers responses: a client that does not read does not keep a
+/// worker busy (SPEC: "a slow reader does not hold a worker either").
+#[test]
+fn slow_reader_does_not_hold_the_worker() {
+    let conf = Conf::new("headers_app:app").workers(1);
+    let edge = Edge::start(&conf);
+    let size = 32 * 1024 * 1024;
+    let mut slow = edge.conn();
+    slow.send_request(
+        "GET",
+        &format!("/big?size={size}"),
+        &[("Connection", "close")],
+        b"",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // the only worker must be free again
+    let start = Instant::now();
+    let mut c = edge.conn();
+    c.set_timeout(Duration::from_secs(10));
+    c.send_request("GET", "/", &[("Connection", "close")], b"");
+    let r = c
+        .read_response("GET")
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        took < Duration::from_secs(3),
+        "a request waited {took:?} behind a client that does not read"
+    );
+    // and the slow reader still gets every byte
+    let r = slow.read_response("GET").unwrap();
+    assert_eq!(r.body.len(), size);
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(k, &b)| b == (k % 251) as u8),
+        "body corrupted"
+    );
+}
+
+/// nginx buffers request bodies: a client that uploads slowly does not keep
+/// a worker busy (SPEC: "a slow client never occupies a Python worker").
+#[test]
+fn slow_upload_does_not_hold_the_worker() {
+    let conf = Conf::new("environ_app:app").workers(1);
+    let edge = Edge::start(&conf);
+    let body = support::pseudo_random_bytes(100_000, 9);
+    let mut slow = edge.conn();
+    slow.send(
+        format!(
+            "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    slow.send(&body[..1000]);
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let mut c = edge.conn();
+    c.set_timeout(Duration::from_secs(10));
+    c.send_request("GET", "/fast", &[("Connection", "close")], b"");
+    let r = c
+        .read_response("GET")
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        took < Duration::from_secs(2),
+        "a request waited {took:?} behind a slow upload"
+    );
+    slow.send(&body[1000..]);
+    let r = slow.read_response("POST").unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let j = r.json();
+    assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
+    assert_eq!(j["body_sha256"].as_str(), Some(sha256::hex(&body).as_str()));
+}
+
+#[test]
+fn client_header_timeout_closes_a_stalled_head() {
+    let conf = Conf::new("pid_app:app").tail("[limits]\nclient_header_timeout = \"1s\"");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    let start = Instant::now();
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(
+        c.peer_closed(Duration::from_secs(6)),
+        "a head that never completes kept the connection open past client_header_timeout"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed after {took:?}, before the 1 s timeout"
+    );
+    // a complete request on another connection is unaffected
+    assert_eq!(edge.get("/").status, 200);
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+/// code to any HTTP/1.1 request message that lacks a Host header field and
+/// to any request message that contains more than one Host header field".
+/// nginx does; gunicorn alone does not.
+#[test]
+fn http11_request_without_host_or_with_two_hosts_is_400() {
+    let conf = Conf::new("pid_app:app");
+    let edge = Edge::start(&conf);
+    for raw in [
+        &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        &b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let r = edge.raw(raw, "GET");
+        assert_eq!(
+            r.status,
+            400,
+            "{:?} →\n{}",
+            String::from_utf8_lossy(raw),
+            r.describe()
+        );
+    }
+    // HTTP/1.0 may omit Host
+    let r = edge.raw(b"GET / HTTP/1.0\r\n\r\n", "GET");
+    assert_eq!(r.status, 200, "{}", r.describe());
+}
+
+#[test]
+fn http10_client_gets_no_chunked_encoding() {
+    let conf = Conf::new("generator_app:app");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    c.send(b"GET /?n=3&sleep=0.05 HTTP/1.0\r\n\r\n");
+    let r = c.read_response("GET").unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        !r.chunked,
+        "chunked transfer coding sent to an HTTP/1.0 client:\n{}",
+        r.describe()
+    );
+    assert_eq!(r.text(), "chunk 0\nchunk 1\nchunk 2\n");
+    assert!(
+        c.peer_closed(Duration::from_secs(5)),
+        "HTTP/1.0 connection left open"
+    );
+}
+
+/// An HTTP/1.0 client asking for keep-alive: if the server answers
+/// `Connection: keep-alive`, the body must be length-delimited (HTTP/1.0 has
+/// no chunked coding) and the connection must then take a second request.
+/// Otherwise the server must not claim keep-alive (nginx answers
+/// `Connection: close` when it cannot keep the connection).
+#[test]
+fn http10_keep_alive_is_honoured_or_not_announced() {
+    let conf = Conf::new("generator_app:app");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    c.send(b"GET /?n=2&sleep=0 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.read_response("GET").unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "chunk 0\nchunk 1\n");
+    let announced = r
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
+    if announced {
+        assert!(
+            r.header("content-length").is_some(),
+            "`Connection: keep-alive` announced to an HTTP/1.0 client, but the body is \
+             delimited by closing the connection (no Content-Length):\n{}",
+            r.describe()
+        );
+        c.send(b"GET /?n=1 HTTP/1.0\r\n\r\n");
+        let r = c.read_response("GET").unwrap_or_else(|e| {
+            panic!("keep-alive announced, second request on the connection failed: {e}")
+        });
+        assert_eq!(r.text(), "chunk 0\n");
+    }
+}
+
+#[test]
+fn unread_request_body_does_not_break_keep_alive() {
+    // pid_app never reads wsgi.input
+    let conf = Conf::new("pid_app:app");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    let body = vec![b'q'; 200_000];
+    c.send_request("POST", "/", &[], &body);
+    let r = c.read_response("POST").unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    c.send_request("GET", "/", &[("Connection", "close")], b"");
+    let r2 = c.read_response("GET").unwrap();
+    assert_eq!(r2.status, 200, "{}", r2.describe());
+    assert_eq!(r2.text(), r.text(), "same single worker");
+}
+
+/// nginx answers an oversized upload that asked `Expect: 100-continue`
+/// with the 413 at once, without inviting the body.
+#[test]
+fn expect_100_continue_with_too_large_a_body_gets_413_not_100() {
+    let conf = Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1KiB\"");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    c.set_timeout(Duration::from_secs(5));
+    let first = c
+        .read_one_head()
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    assert_eq!(first.status, 413, "{}", first.describe());
+}

@@ -197,8 +197,8 @@ fn no_path_traversal_out_of_dir() {
     assert_eq!(edge.get("/static/sub/deep.txt").status, 200);
 }
 
+/// SPEC: "no symlink escape".
 #[test]
-#[ignore = "SPEC: no symlink escape; nginx-grade static serving is its own issue. Run with --ignored."]
 fn no_symlink_escape() {
     let edge = static_edge();
     let public = edge.dir.path().join("public");

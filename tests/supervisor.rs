@@ -221,3 +221,123 @@ fn children_die_with_the_arbiter() {
         kids.iter().filter(|&&p| proc::alive(p)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
+    let conf = Conf::new("slow_app:app").workers(2);
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    for round in 0..3 {
+        let busy = thread::spawn(move || {
+            let mut c = support::Conn::open(port);
+            c.send_request("GET", "/?s=2", &[("Connection", "close")], b"");
+            c.read_response("GET").unwrap()
+        });
+        thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        let r = edge.get("/?s=0");
+        let took = start.elapsed();
+        assert_eq!(r.status, 200);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: request waited {took:?} while a worker was idle"
+        );
+        let slow = busy.join().unwrap();
+        assert_ne!(
+            slept_pid(&slow),
+            slept_pid(&r),
+            "round {round}: both on one worker"
+        );
+    }
+}
+
+#[test]
+fn full_queue_gets_503_with_retry_after() {
+    let conf = Conf::new("slow_app:app")
+        .workers(1)
+        .tail("[limits]\nmax_queue = 1");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    let get = move |path: &'static str| {
+        thread::spawn(move || {
+            let mut c = support::Conn::open(port);
+            c.send_request("GET", path, &[("Connection", "close")], b"");
+            c.read_response("GET").unwrap()
+        })
+    };
+    let a = get("/?s=2"); // being served
+    thread::sleep(Duration::from_millis(400));
+    let b = get("/?s=0"); // waits in the queue (1 place)
+    thread::sleep(Duration::from_millis(400));
+    let start = Instant::now();
+    let c = edge.get("/?s=0"); // no place left
+    assert_eq!(c.status, 503, "{}\n{}", c.describe(), edge.logs());
+    assert!(
+        c.header("retry-after").is_some(),
+        "503 without Retry-After:\n{}",
+        c.describe()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the 503 was not immediate"
+    );
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a.status, 200, "{}", a.describe());
+    assert_eq!(b.status, 200, "the queued request failed: {}", b.describe());
+}
+
+#[test]
+fn timeout_gives_504_and_replaces_the_worker() {
+    let conf = Conf::new("slow_app:app").workers(1).app("timeout = \"1s\"");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let pid1 = slept_pid(&edge.get("/?s=0"));
+    let start = Instant::now();
+    let r = edge.get("/?s=10");
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "504 after {took:?} with timeout = 1s"
+    );
+    let r = edge.get("/?s=0");
+    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    let pid2 = slept_pid(&r);
+    assert_ne!(pid2, pid1, "the timed-out worker was not replaced");
+    assert!(
+        !proc::alive(pid1),
+        "the timed-out worker {pid1} is still alive"
+    );
+}
+
+#[test]
+fn max_requests_recycles_the_worker() {
+    let conf = Conf::new("slow_app:app").workers(1).app("max_requests = 3");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    // the readiness probe was request 1 of the first worker
+    let mut pids = Vec::new();
+    for i in 0..8 {
+        let r = edge.get("/?s=0");
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} during recycling:\n{}\n{}",
+            r.describe(),
+            edge.logs()
+        );
+        pids.push(slept_pid(&r));
+    }
+    // runs of the same pid: 2 (after the probe), then 3, then 3
+    let mut runs: Vec<(i32, usize)> = Vec::new();
+    for p in pids {
+        match runs.last_mut() {
+            Some((q, n)) if *q == p => *n += 1,
+            _ => runs.push((p, 1)),
+        }
+    }
+    let lens: Vec<usize> = runs.iter().map(|r| r.1).collect();
+    assert_eq!(
+        lens,
+        [2, 3, 3],
+        "requests per worker with max_requests = 3: {runs:?}"
+    );
+}

@@ -382,3 +382,109 @@ fn start_response_with_exc_info_replaces_the_headers() {
 
     assert_eq!(ok_pid(&edge.get("/ok")), pid);
 }
+
+#[test]
+fn repeated_response_headers_stay_separate_and_in_order() {
+    let conf = Conf::new("headers_app:app");
+    let edge = Edge::start(&conf);
+    let r = edge.get("/cookies");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(
+        r.header_all("set-cookie"),
+        [
+            "a=1; Path=/; HttpOnly",
+            "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/"
+        ],
+        "Set-Cookie folded or reordered:\n{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.header_all("x-multi"),
+        ["first", "second"],
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.text(), "cookies");
+}
+
+#[test]
+fn no_content_response_has_no_body() {
+    let conf = Conf::new("headers_app:app");
+    let edge = Edge::start(&conf);
+    let mut c = edge.conn();
+    let mut all = support::http::build_request("GET", "/204", &[], b"", conf.port);
+    all.extend(support::http::build_request(
+        "GET",
+        "/",
+        &[("Connection", "close")],
+        b"",
+        conf.port,
+    ));
+    c.send(&all);
+    let r = c.read_response("GET").unwrap();
+    assert_eq!(r.status, 204, "{}", r.describe());
+    assert_eq!(r.header("x-empty"), Some("yes"));
+    let r = c.read_response("GET").unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "bytes after the 204 broke the next response: {}",
+        r.describe()
+    );
+    assert!(r.text().starts_with("ok "));
+}
+
+#[test]
+fn file_wrapper_serves_the_file() {
+    let conf = Conf::new("headers_app:app");
+    let edge = Edge::start(&conf);
+    let r = edge.get("/file");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("content-type"), Some("text/x-python"));
+    assert_eq!(
+        r.body,
+        std::fs::read(support::apps_dir().join("headers_app.py")).unwrap()
+    );
+}
+
+#[test]
+fn large_streamed_response_arrives_intact() {
+    let conf = Conf::new("headers_app:app");
+    let edge = Edge::start(&conf);
+    let size = 8 * 1024 * 1024 + 7;
+    let r = edge.get(&format!("/big?size={size}"));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.body.len(), size);
+    let bad = r
+        .body
+        .iter()
+        .enumerate()
+        .position(|(k, &b)| b != (k % 251) as u8);
+    assert_eq!(bad, None, "response body corrupted at this offset");
+}
+
+#[test]
+fn a_dying_worker_affects_only_its_own_request() {
+    let conf = Conf::new("exit_app:app").workers(2);
+    let edge = Edge::start(&conf);
+    let port = edge.port;
+    let slow = std::thread::spawn(move || {
+        let mut c = support::Conn::open(port);
+        c.send_request("GET", "/slow", &[("Connection", "close")], b"");
+        c.read_response("GET")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = edge.get("/exit");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    let s = slow
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the other worker's request failed: {e}\n{}", edge.logs()));
+    assert_eq!(
+        s.status,
+        200,
+        "the other worker's request: {}",
+        s.describe()
+    );
+    assert_eq!(edge.get("/").status, 200);
+}

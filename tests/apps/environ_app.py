@@ -12,7 +12,8 @@ Response (application/json):
   pid          os.getpid() of the worker
   os_environ   os.environ.get(name) for the names in ?env=NAME[,NAME]
 
-?log=TEXT writes TEXT + newline to wsgi.errors (and flushes).
+?log=TEXT writes TEXT.upper() + newline to wsgi.errors (and flushes), so
+the written line differs from the request URI that logs may quote.
 """
 import hashlib
 import json
@@ -30,7 +31,7 @@ def app(environ, start_response):
         data += chunk
     qs = parse_qs(environ.get("QUERY_STRING", ""))
     if "log" in qs:
-        environ["wsgi.errors"].write(qs["log"][0] + "\n")
+        environ["wsgi.errors"].write(qs["log"][0].upper() + "\n")
         environ["wsgi.errors"].flush()
     env_names = []
     for v in qs.get("env", []):

@@ -32,7 +32,8 @@ pub fn python_version() -> Option<&'static str> {
     option_env!("EDGE_PYTHON_BUILD_VERSION")
 }
 
-fn python_exe() -> String {
+/// The interpreter matching the Python edge embeds.
+pub fn python_exe() -> String {
     for var in ["EDGE_TEST_PYTHON", "PYO3_PYTHON"] {
         if let Ok(p) = std::env::var(var) {
             if !p.is_empty() {
