@@ -250,3 +250,19 @@ fn relative_paths_resolve_from_the_config_folder() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.text(), "relative static ok\n");
 }
+
+#[test]
+fn preload_with_an_import_error_exits_non_zero_naming_the_module() {
+    let conf = Conf::new("importerror_app:app")
+        .workers(2)
+        .app("preload = true");
+    let e = run_config(&conf.render(), &[], EXIT_WAIT);
+    assert!(e.status.is_some(), "still running:\n{}", describe(&e));
+    assert_ne!(e.code(), Some(0), "{}", describe(&e));
+    assert!(e.stderr.contains("importerror_app"), "{}", describe(&e));
+    assert!(
+        e.leftovers.is_empty(),
+        "processes left behind: {:?}",
+        e.leftovers
+    );
+}

@@ -341,3 +341,35 @@ fn max_requests_recycles_the_worker() {
         "requests per worker with max_requests = 3: {runs:?}"
     );
 }
+
+#[test]
+fn sigint_is_a_quick_stop() {
+    let conf = Conf::new("slow_app:app")
+        .workers(1)
+        .server("graceful_timeout = \"30s\"");
+    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    let _inflight = thread::spawn(move || {
+        let mut c = support::Conn::open(port);
+        c.send_request("GET", "/?s=30", &[("Connection", "close")], b"");
+        let _ = c.read_response("GET");
+    });
+    thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    edge.signal(Signal::SIGINT);
+    let st = edge.wait_exit(Duration::from_secs(10));
+    assert!(
+        st.is_some() && start.elapsed() < Duration::from_secs(5),
+        "SIGINT must stop at once, not wait for a 30 s request ({:?}):\n{}",
+        start.elapsed(),
+        edge.logs()
+    );
+    let left = support::poll(Duration::from_secs(3), Duration::from_millis(50), || {
+        edge.leftovers().is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "processes left after SIGINT: {:?}",
+        edge.leftovers()
+    );
+}

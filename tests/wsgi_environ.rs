@@ -366,3 +366,62 @@ fn env_dump(j: &Json) -> String {
     }
     out
 }
+
+#[test]
+fn ipv6_listener_environ() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("[::1]:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut conf = Conf::new("environ_app:app");
+    conf.port = port;
+    let text = conf.render().replace(
+        &format!("\"127.0.0.1:{port}\""),
+        &format!("\"[::1]:{port}\""),
+    );
+    assert!(text.contains("[::1]"));
+    let mut edge = Edge::spawn_config(&text, port);
+    let addr: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + support::READY_TIMEOUT;
+    let r = loop {
+        if let Some(st) = edge.try_wait() {
+            panic!("edge exited ({st}):\n{}", edge.logs());
+        }
+        if let Ok(mut c) = support::Conn::try_open_addr(addr, Duration::from_millis(500)) {
+            let local = c.stream.local_addr().unwrap().port();
+            c.send(
+                format!("GET /v6 HTTP/1.1\r\nHost: [::1]:{port}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            if let Ok(r) = c.read_response("GET") {
+                break (r, local);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer on [::1]:{port}:\n{}",
+            edge.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (r, local) = r;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let j = r.json();
+    let env = &j["environ"];
+    // as gunicorn 23 gives them on a [::1] listener
+    assert_eq!(env["REMOTE_ADDR"].as_str(), Some("::1"), "{}", env_dump(&j));
+    assert_eq!(
+        env["REMOTE_PORT"].as_str(),
+        Some(local.to_string().as_str())
+    );
+    assert_eq!(env["SERVER_NAME"].as_str(), Some("::1"), "{}", env_dump(&j));
+    assert_eq!(env["SERVER_PORT"].as_str(), Some(port.to_string().as_str()));
+    assert_eq!(
+        env["HTTP_HOST"].as_str(),
+        Some(format!("[::1]:{port}").as_str())
+    );
+}

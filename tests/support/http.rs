@@ -86,7 +86,12 @@ impl Conn {
     }
 
     pub fn try_open(port: u16, timeout: Duration) -> std::io::Result<Conn> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::try_open_addr(SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+    }
+
+    /// Connect to any address (e.g. `[::1]:port`).
+    pub fn try_open_addr(addr: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+        let port = addr.port();
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
