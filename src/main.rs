@@ -47,6 +47,12 @@ fn main() -> ExitCode {
         eprintln!("edge: cannot open the error log: {e}");
         return ExitCode::from(2);
     }
+    if config.reload {
+        tracing::warn!(
+            "code reloading (--reload, --dev) is not available in this build yet: \
+             send edge a HUP (or restart it) after changing code"
+        );
+    }
     match arbiter::run(config) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

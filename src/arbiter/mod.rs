@@ -139,6 +139,8 @@ struct Arbiter {
     boot_failures: u32,
     front_failures: u32,
     next_spawn: Instant,
+    /// The app imported here before forking (`preload`).
+    preloaded: Option<crate::worker::Preloaded>,
 }
 
 impl Arbiter {
@@ -192,6 +194,7 @@ impl Arbiter {
             boot_failures: 0,
             front_failures: 0,
             next_spawn: Instant::now(),
+            preloaded: None,
         })
     }
 
@@ -205,6 +208,20 @@ impl Arbiter {
             "starting edge {}",
             env!("CARGO_PKG_VERSION")
         );
+        if self.config.app.preload {
+            match crate::worker::preload(&self.config) {
+                Ok(p) => self.preloaded = Some(p),
+                Err(msg) => {
+                    error!(
+                        "failed to load the application `{}`:\n{msg}",
+                        self.app_name()
+                    );
+                    return Err(ArbiterError::Boot {
+                        app: self.app_name(),
+                    });
+                }
+            }
+        }
         for _ in 0..self.desired {
             self.spawn_worker()?;
         }
@@ -468,12 +485,14 @@ impl Arbiter {
             channel: worker_end.as_raw_fd(),
             scoreboard: self.scoreboard,
             config: self.config.clone(),
+            preloaded: self.preloaded.clone(),
         };
-        let pid = spawn::spawn(&keep, move || crate::worker::run(ctx)).map_err(|source| {
-            ArbiterError::Setup {
-                what: "a worker process (fork)",
-                source,
-            }
+        let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
+            spawn::spawn(&keep, move || crate::worker::run(ctx))
+        })
+        .map_err(|source| ArbiterError::Setup {
+            what: "a worker process (fork)",
+            source,
         })?;
         drop(worker_end);
         self.scoreboard

@@ -33,6 +33,9 @@
 
 use std::fmt;
 
+/// Header (name, value) pairs, borrowed from a frame.
+pub type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Bytes before the payload: len (4) + kind (1) + id (8).
 pub const HEADER_LEN: usize = 13;
 
@@ -120,14 +123,14 @@ pub struct RequestHead<'a> {
     /// Exact length of the body (the front buffered all of it).
     pub body_len: u64,
     /// Header names are lower-case, in arrival order; repeats are kept.
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub headers: Headers<'a>,
 }
 
 /// The response head an application produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead<'a> {
     pub status: u16,
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub headers: Headers<'a>,
 }
 
 /// One decoded frame, borrowing from the input.
@@ -255,7 +258,7 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn headers(&mut self) -> Result<Vec<(&'a [u8], &'a [u8])>, WireError> {
+    fn headers(&mut self) -> Result<Headers<'a>, WireError> {
         let count = self.u16()? as usize;
         // Each header needs at least 4 bytes of lengths: a count larger than
         // that is a lie, refused before the Vec is allocated.

@@ -43,6 +43,64 @@ pub struct Inherit {
     pub channel: RawFd,
     pub scoreboard: Scoreboard,
     pub config: Config,
+    /// The app the arbiter imported before forking (`preload`).
+    pub preloaded: Option<Preloaded>,
+}
+
+/// An app loaded in the arbiter (`preload = true`), inherited by forking.
+#[derive(Clone)]
+pub struct Preloaded(Arc<Loaded>);
+
+/// Apply the worker environment and chdir, start Python and load the app
+/// in this process (the arbiter, with `preload`).
+pub fn preload(config: &Config) -> Result<Preloaded, String> {
+    apply_env(config)?;
+    python::initialize();
+    let loaded = load(&config.app)?;
+    Python::attach(|py| {
+        let helpers = loaded.helpers.bind(py);
+        python::ready_to_fork(py).map_err(|e| python::format_exception(py, helpers, &e))
+    })?;
+    Ok(Preloaded(Arc::new(loaded)))
+}
+
+/// Fork through `fork` with the interpreter's fork hooks when Python runs
+/// in this process (preload), plainly otherwise.
+pub fn fork_with<T>(preloaded: bool, fork: impl FnOnce() -> T) -> T {
+    if preloaded {
+        python::fork_guarded(fork)
+    } else {
+        fork()
+    }
+}
+
+/// Environment variables and working directory from the config. Only
+/// while the process is single-threaded.
+fn apply_env(config: &Config) -> Result<(), String> {
+    for (k, v) in &config.app.env {
+        std::env::set_var(k, v);
+    }
+    if let Some(dir) = &config.app.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| format!("cannot chdir to {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Import the app and build what every request needs.
+fn load(app: &crate::config::App) -> Result<Loaded, String> {
+    Python::attach(|py| {
+        let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
+        let callable = python::load_app(py, &app.module, &app.attr)
+            .map_err(|e| python::format_exception(py, &helpers, &e))?;
+        let base = wsgi::base_environ(py, &helpers, app.workers, app.threads)
+            .map_err(|e| python::format_exception(py, &helpers, &e))?;
+        Ok(Loaded {
+            app: callable.unbind(),
+            helpers: helpers.unbind(),
+            base,
+        })
+    })
 }
 
 /// Largest request datagram a worker accepts: the inline body limit plus
@@ -62,15 +120,12 @@ fn stopping() -> bool {
 pub fn run(ctx: Inherit) -> i32 {
     let pid = std::process::id();
     let _span = tracing::info_span!("worker", pid).entered();
-    // Still single-threaded: the only moment the environment may change.
-    for (k, v) in &ctx.config.app.env {
-        std::env::set_var(k, v);
-    }
-    if let Some(dir) = &ctx.config.app.chdir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            error!(dir = %dir.display(), error = %e, "cannot chdir");
-            return BOOT_ERROR;
-        }
+    if ctx.preloaded.is_some() {
+        python::after_fork_child();
+    } else if let Err(e) = apply_env(&ctx.config) {
+        // Still single-threaded: the only moment the environment may change.
+        error!("{e}");
+        return BOOT_ERROR;
     }
     let _ = crate::signals::catch(Signal::SIGTERM, false);
     let _ = crate::signals::exit_on(Signal::SIGINT);
@@ -87,22 +142,16 @@ pub fn run(ctx: Inherit) -> i32 {
         &nix::sys::time::TimeVal::new(1, 0),
     );
 
-    python::initialize();
     let app = &ctx.config.app;
-    let loaded = Python::attach(|py| -> Result<Loaded, String> {
-        let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
-        let callable = python::load_app(py, &app.module, &app.attr)
-            .map_err(|e| python::format_exception(py, &helpers, &e))?;
-        let base = wsgi::base_environ(py, &helpers, app.workers, app.threads)
-            .map_err(|e| python::format_exception(py, &helpers, &e))?;
-        Ok(Loaded {
-            app: callable.unbind(),
-            helpers: helpers.unbind(),
-            base,
-        })
-    });
+    let loaded = match ctx.preloaded {
+        Some(Preloaded(loaded)) => Ok(loaded),
+        None => {
+            python::initialize();
+            load(app).map(Arc::new)
+        }
+    };
     let loaded = match loaded {
-        Ok(l) => Arc::new(l),
+        Ok(l) => l,
         Err(msg) => {
             error!(
                 "failed to load the application `{}:{}`:\n{msg}",

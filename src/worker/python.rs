@@ -2,9 +2,16 @@
 //! fork on the worker's main thread, set `sys.path` (pythonpath, venv), load
 //! the application callable, and run `atexit` handlers on the way out.
 //!
+//! With `preload`, the same steps run in the arbiter before it forks, and
+//! [`fork_guarded`] brackets each fork with CPython's fork hooks, as
+//! `os.fork` does. This file and its three FFI calls are the only
+//! Python-C-API code in edge.
+//!
 //! `Python::initialize` calls `Py_InitializeEx(0)`: Python installs no
 //! signal handlers (the worker handles TERM/INT/QUIT in Rust) and is never
 //! finalised; [`shutdown`] runs the `atexit` handlers as `sys.exit` would.
+
+#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -171,4 +178,49 @@ pub fn describe() -> String {
             version.major, version.minor, version.patch, libdir, lib
         )
     })
+}
+
+/// After a `preload` import: refuse to fork a process whose import started
+/// threads (their locks would be copied held), then freeze the heap so the
+/// children's garbage collector does not dirty every shared page.
+pub fn ready_to_fork(py: Python<'_>) -> PyResult<()> {
+    let threads: usize = py
+        .import("threading")?
+        .call_method0("active_count")?
+        .extract()?;
+    if threads > 1 {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "preload: importing the app started {} other thread(s); forking now would copy their \
+             locks in a held state. Start threads lazily, or turn preload off",
+            threads - 1
+        )));
+    }
+    let gc = py.import("gc")?;
+    gc.call_method0("collect")?;
+    gc.call_method0("freeze")?;
+    Ok(())
+}
+
+/// Run `fork` (which forks once) with the interpreter prepared for it:
+/// `PyOS_BeforeFork` before, `PyOS_AfterFork_Parent` after, in the parent.
+/// The child must call [`after_fork_child`] first thing.
+pub fn fork_guarded<T>(fork: impl FnOnce() -> T) -> T {
+    Python::attach(|_py| {
+        // SAFETY: called with the GIL held, on the thread that forks, as
+        // the C API requires; paired with the after-fork calls.
+        unsafe { pyo3::ffi::PyOS_BeforeFork() };
+        let r = fork();
+        // SAFETY: the parent side of the pair above.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
+        r
+    })
+}
+
+/// In a child forked by [`fork_guarded`]: reinitialise the interpreter's
+/// locks and thread state. The child thread still holds the GIL it had in
+/// the parent's `fork_guarded`.
+pub fn after_fork_child() {
+    // SAFETY: called in the child right after fork, on the forking thread,
+    // before any other Python API use.
+    unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
 }
