@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::debug;
 
@@ -76,14 +77,47 @@ pub async fn handle(
         user_agent: header_str(&req, header::USER_AGENT),
         started,
     });
-    let response = route_request(&shared, &conn, req).await;
-    let (parts, body) = response.into_parts();
+    let http10 = req.version() == Version::HTTP_10;
+    let response = match check_host(&req) {
+        Ok(()) => route_request(&shared, &conn, req).await,
+        Err(why) => {
+            debug!(remote = %conn.remote, why, "bad request");
+            let mut r = respond::error(StatusCode::BAD_REQUEST);
+            r.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            r
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    // An HTTP/1.0 client can only see the end of a body of unknown length
+    // by the connection closing: do not promise it keep-alive.
+    if http10
+        && body.size_hint().exact().is_none()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     let entry = entry.map(|mut e| {
         e.status = parts.status.as_u16();
         e
     });
     let body = shared.access_log.wrap(body, entry);
     Ok(Response::from_parts(parts, body))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host.
+fn check_host(req: &Request<Incoming>) -> Result<(), &'static str> {
+    if req.version() != Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), None) => Ok(()),
+        (None, _) => Err("HTTP/1.1 request without Host"),
+        (Some(_), Some(_)) => Err("HTTP/1.1 request with several Host headers"),
+    }
 }
 
 async fn route_request(
