@@ -126,6 +126,9 @@ async fn route_request(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
+    if shared.config.server.health.as_deref() == Some(path.as_str()) {
+        return health(shared);
+    }
     if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
         let (parts, body) = req.into_parts();
         match static_files::serve(r, &parts, rest).await {
@@ -136,6 +139,34 @@ async fn route_request(
         }
     }
     to_app(shared, conn, req).await
+}
+
+/// The health route: 200 while workers serve, 503 while draining or when
+/// no worker is alive (a load balancer should send traffic elsewhere).
+fn health(shared: &Shared) -> Response<ResponseBody> {
+    let workers = shared.upstream.live_workers();
+    let draining = shared.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, text) = if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
+    } else if workers == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no live worker\n".to_string(),
+        )
+    } else {
+        (StatusCode::OK, format!("ok: {workers} workers\n"))
+    };
+    let mut r = Response::new(ResponseBody::full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// Buffer the body, dispatch to a worker, relay the answer.

@@ -48,6 +48,8 @@ pub struct Shared {
     pub config: Config,
     upstream: Arc<Upstream>,
     access_log: AccessLog,
+    /// Set on TERM: the health route answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// The front role's entry point; returns the exit code.
@@ -102,6 +104,7 @@ async fn serve(ctx: Inherit) -> i32 {
         config,
         upstream,
         access_log,
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,6 +157,9 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     }
     // Graceful stop: no new connections, in-flight requests finish.
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     for a in accepting {
         let _ = a.await;
