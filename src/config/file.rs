@@ -94,6 +94,10 @@ pub struct AppSection {
     pub hooks: Option<String>,
     #[serde(default, deserialize_with = "app_max_worker_memory")]
     pub max_worker_memory: Option<u64>,
+    /// Requests allowed to wait for a free worker.
+    pub backlog: Option<usize>,
+    #[serde(default, deserialize_with = "app_queue_timeout")]
+    pub queue_timeout: Option<Duration>,
 }
 
 /// One `[[static]]` route.
@@ -122,9 +126,17 @@ pub struct LimitsSection {
     pub client_body_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "limits_max_header")]
     pub max_header: Option<u64>,
-    pub max_queue: Option<usize>,
     #[serde(default, deserialize_with = "limits_body_buffer")]
     pub body_buffer: Option<u64>,
+    #[serde(default, deserialize_with = "limits_response_buffer")]
+    pub response_buffer: Option<u64>,
+    #[serde(default, deserialize_with = "limits_send_timeout")]
+    pub send_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "limits_keepalive_timeout")]
+    pub keepalive_timeout: Option<Duration>,
+    pub keepalive_requests: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// `[log]`
@@ -189,6 +201,10 @@ keyed! {
     fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
     fn limits_max_header("limits.max_header") -> u64 = size;
     fn limits_body_buffer("limits.body_buffer") -> u64 = size;
+    fn limits_response_buffer("limits.response_buffer") -> u64 = size;
+    fn limits_send_timeout("limits.send_timeout") -> Duration = duration;
+    fn limits_keepalive_timeout("limits.keepalive_timeout") -> Duration = duration;
+    fn app_queue_timeout("app.queue_timeout") -> Duration = duration;
     fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
     fn log_level("log.level") -> String = with_str(merge::parse_level);
     fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);

@@ -590,6 +590,14 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
             }
         },
         max_worker_memory: f.max_worker_memory.unwrap_or(0),
+        backlog: f.backlog.unwrap_or(1024),
+        queue_timeout: match f.queue_timeout {
+            Some(d) if d.is_zero() => {
+                return Err(ctx.file.invalid("app.queue_timeout", "must be more than 0"))
+            }
+            Some(d) => d,
+            None => Duration::from_secs(30),
+        },
     })
 }
 
@@ -882,8 +890,44 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
         )?,
         client_body_timeout: nonzero(f.client_body_timeout, "limits.client_body_timeout", 30)?,
         max_header,
-        max_queue: f.max_queue.unwrap_or(1024),
-        body_buffer: as_usize(f.body_buffer.unwrap_or(64 << 10), "limits.body_buffer")?,
+        body_buffer: as_usize(f.body_buffer.unwrap_or(1 << 20), "limits.body_buffer")?,
+        response_buffer: as_usize(
+            f.response_buffer.unwrap_or(1 << 20),
+            "limits.response_buffer",
+        )?,
+        send_timeout: nonzero(f.send_timeout, "limits.send_timeout", 60)?,
+        keepalive_timeout: nonzero(f.keepalive_timeout, "limits.keepalive_timeout", 75)?,
+        keepalive_requests: match f.keepalive_requests {
+            Some(0) => {
+                return Err(ctx
+                    .file
+                    .invalid("limits.keepalive_requests", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => 1000,
+        },
+        max_connections: match f.max_connections {
+            Some(0) => {
+                return Err(ctx
+                    .file
+                    .invalid("limits.max_connections", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => 10_000,
+        },
+        temp_dir: match &f.temp_dir {
+            None => None,
+            Some(p) => {
+                let dir = ctx.file.resolve(p);
+                if !dir.is_dir() {
+                    return Err(ctx.file.invalid(
+                        "limits.temp_dir",
+                        format!("{} is not a directory", dir.display()),
+                    ));
+                }
+                Some(dir)
+            }
+        },
     })
 }
 
@@ -1136,8 +1180,10 @@ mod tests {
         assert_eq!(l.client_header_timeout, Duration::from_secs(10));
         assert_eq!(l.client_body_timeout, Duration::from_secs(30));
         assert_eq!(l.max_header, 16 << 10);
-        assert_eq!(l.max_queue, 1024);
-        assert_eq!(l.body_buffer, 64 << 10);
+        assert_eq!(l.body_buffer, 1 << 20);
+        assert_eq!(l.response_buffer, 1 << 20);
+        assert_eq!(l.keepalive_requests, 1000);
+        assert_eq!(cfg.app.backlog, 1024);
         assert_eq!(cfg.log.access, LogTarget::Std);
         assert_eq!(cfg.log.error, LogTarget::Std);
         assert_eq!(cfg.log.format, AccessFormat::Combined);

@@ -137,6 +137,12 @@ pub struct App {
     /// `[app] max_worker_memory`: RSS in bytes past which a worker is
     /// recycled (checked between requests). Default 0 (no limit).
     pub max_worker_memory: u64,
+    /// `[app] backlog`: requests allowed to wait for a free worker beyond
+    /// those being served; past it, 503. Default 1024.
+    pub backlog: usize,
+    /// `[app] queue_timeout`: longest a request waits for a free worker;
+    /// past it, 503. Default 30 s.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -166,12 +172,28 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     /// Default 16 KiB. Larger heads: 431.
     pub max_header: usize,
-    /// Requests allowed to wait for a worker beyond those being served.
-    /// Key `limits.max_queue`, default 1024 (gunicorn's `backlog` was 2048 connections).
-    pub max_queue: usize,
     /// Request bodies above this many bytes are spooled to a temporary
-    /// file instead of memory. Key `limits.body_buffer`, default 64 KiB.
+    /// file instead of memory. Key `limits.body_buffer`, default 1 MiB.
     pub body_buffer: usize,
+    /// A response body is held in memory up to this many bytes while the
+    /// client is slower than the worker; past it, in a temporary file.
+    /// Key `limits.response_buffer`, default 1 MiB.
+    pub response_buffer: usize,
+    /// A client that accepts no bytes of a response for this long is
+    /// dropped (nginx `send_timeout`). Default 60 s.
+    pub send_timeout: Duration,
+    /// An idle keep-alive connection is closed after this (nginx
+    /// `keepalive_timeout`). Default 75 s.
+    pub keepalive_timeout: Duration,
+    /// Requests served on one connection before it is closed (nginx
+    /// `keepalive_requests`). Default 1000.
+    pub keepalive_requests: u64,
+    /// Open client connections at most; more wait in the kernel's backlog.
+    /// Default 10000.
+    pub max_connections: usize,
+    /// Where spooled bodies go (unlinked at creation: nothing is left
+    /// behind, even after a crash). Default: the system temp dir.
+    pub temp_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
