@@ -76,7 +76,10 @@ pub async fn handle(
         user_agent: header_str(&req, header::USER_AGENT),
         started,
     });
-    let response = route_request(&shared, &conn, req).await;
+    let mut response = route_request(&shared, &conn, req).await;
+    if let (true, Some(hsts)) = (conn.tls, &shared.hsts) {
+        super::tls::add_hsts(&mut response, hsts);
+    }
     let (parts, body) = response.into_parts();
     let entry = entry.map(|mut e| {
         e.status = parts.status.as_u16();
@@ -92,6 +95,12 @@ async fn route_request(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
+    if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
+        // The health check stays reachable over plain HTTP.
+        if shared.config.server.health.as_deref() != Some(path.as_str()) {
+            return super::tls::redirect(&req, port);
+        }
+    }
     if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
         let (parts, body) = req.into_parts();
         match static_files::serve(r, &parts, rest).await {
