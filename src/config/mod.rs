@@ -104,8 +104,9 @@ pub struct Tls {
     /// A TLS handshake must finish within this. Key `tls.handshake_timeout`,
     /// default 10 s.
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once; more wait (within their timeout).
-    /// Key `tls.max_handshakes`, default 256.
+    /// Handshakes in progress at once; more wait for a slot (at most
+    /// `handshake_timeout`, then they are dropped). Key
+    /// `tls.max_handshakes`, default 256.
     pub max_handshakes: usize,
     /// The certificates and keys, read and checked by [`load`]; `None`
     /// only inside the merge step.

@@ -41,6 +41,8 @@ pub struct Acceptor {
 /// up, scanners and plain-HTTP requests on the HTTPS port are routine.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    #[error("no handshake slot free within {0:?} (tls.max_handshakes reached)")]
+    Busy(Duration),
     #[error("no handshake within {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -60,14 +62,17 @@ impl Acceptor {
         })
     }
 
-    /// The TLS handshake on an accepted connection, waiting for a permit
-    /// first; both within the handshake timeout.
+    /// The TLS handshake on an accepted connection. It first waits for one
+    /// of the `max_handshakes` slots, then gets `handshake_timeout` for
+    /// the handshake itself; each wait is bounded by the timeout, so a
+    /// client queued behind stalled ones still gets its full handshake
+    /// time once they are dropped.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
-        let handshake = async {
-            let _permit = self.permits.acquire().await.expect("never closed");
-            self.acceptor.accept(tcp).await
+        let Ok(permit) = tokio::time::timeout(self.timeout, self.permits.acquire()).await else {
+            return Err(HandshakeError::Busy(self.timeout));
         };
-        match tokio::time::timeout(self.timeout, handshake).await {
+        let _permit = permit.expect("the semaphore is never closed");
+        match tokio::time::timeout(self.timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(HandshakeError::Failed(e)),
             Err(_) => Err(HandshakeError::Timeout(self.timeout)),
