@@ -55,13 +55,17 @@ fn start(module: &str, cert: &Path, key: &Path, tls_lines: &str, tail: &str) -> 
 fn environ_site(tls_lines: &str, tail: &str) -> (Site, Ca, TempDir) {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"], 1).write(dir.path(), "site");
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"], 1)
+        .write(dir.path(), "site");
     let site = start("environ_app:app", &cert, &key, tls_lines, tail);
     (site, ca, dir)
 }
 
 fn env_str<'a>(j: &'a Json, key: &str) -> &'a str {
-    j["environ"][key].as_str().unwrap_or_else(|| panic!("environ[{key}] missing"))
+    j["environ"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("environ[{key}] missing"))
 }
 
 fn scheme(j: &Json) -> &str {
@@ -69,7 +73,9 @@ fn scheme(j: &Json) -> &str {
 }
 
 fn h2_get(uri: &str) -> http::Request<Full<Bytes>> {
-    http::Request::get(uri).body(Full::new(Bytes::new())).unwrap()
+    http::Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 // === handshakes and protocol versions ===
@@ -77,7 +83,10 @@ fn h2_get(uri: &str) -> http::Request<Full<Bytes>> {
 #[test]
 fn tls13_and_tls12_handshakes_serve_https() {
     let (site, ca, _dir) = environ_site("", "");
-    for (version, want) in [(&TLS13, ProtocolVersion::TLSv1_3), (&TLS12, ProtocolVersion::TLSv1_2)] {
+    for (version, want) in [
+        (&TLS13, ProtocolVersion::TLSv1_3),
+        (&TLS12, ProtocolVersion::TLSv1_2),
+    ] {
         let config = t::client_config(Some(&ca), &[version], &[b"http/1.1"]);
         let mut s = t::connect(site.tls_port, "localhost", config)
             .unwrap_or_else(|e| panic!("{want:?}: {e}\n{}", site.edge.logs()));
@@ -130,13 +139,19 @@ fn tls10_and_tls11_are_refused() {
     };
     for flag in ["-tls1_3", "-tls1_2"] {
         let (ok, text) = s_client(flag);
-        assert!(ok && text.contains("Cipher is"), "{flag} should work:\n{text}");
+        assert!(
+            ok && text.contains("Cipher is"),
+            "{flag} should work:\n{text}"
+        );
     }
     for flag in ["-tls1", "-tls1_1"] {
         let (ok, text) = s_client(flag);
         assert!(!ok, "{flag} was accepted:\n{text}");
         // The server answered the ClientHello with an alert.
-        assert!(text.contains("alert"), "{flag}: no alert from the server:\n{text}");
+        assert!(
+            text.contains("alert"),
+            "{flag}: no alert from the server:\n{text}"
+        );
         assert!(!text.contains("Cipher is ECDHE"), "{text}");
     }
 }
@@ -150,16 +165,54 @@ fn certificate_chain_and_key_formats() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run = |args: &[&str]| {
-        let out = Command::new(&openssl).args(args).current_dir(d).output().unwrap();
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "openssl {args:?}: {out:?}");
     };
     let san = "subjectAltName=DNS:localhost";
     // RSA, PKCS#1 ("BEGIN RSA PRIVATE KEY").
     run(&["genrsa", "-traditional", "-out", "rsa1.pem", "2048"]);
-    run(&["req", "-x509", "-key", "rsa1.pem", "-out", "rsa.pem", "-subj", "/CN=localhost", "-addext", san, "-days", "2"]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "rsa1.pem",
+        "-out",
+        "rsa.pem",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        san,
+        "-days",
+        "2",
+    ]);
     // EC, SEC1 ("BEGIN EC PRIVATE KEY").
-    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec1.pem"]);
-    run(&["req", "-x509", "-key", "ec1.pem", "-out", "ec.pem", "-subj", "/CN=localhost", "-addext", san, "-days", "2"]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ec1.pem",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "ec1.pem",
+        "-out",
+        "ec.pem",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        san,
+        "-days",
+        "2",
+    ]);
     for (cert, key, marker) in [
         ("rsa.pem", "rsa1.pem", "BEGIN RSA PRIVATE KEY"),
         ("ec.pem", "ec1.pem", "BEGIN EC PRIVATE KEY"),
@@ -221,7 +274,10 @@ fn alpn_h2_request_reaches_the_app() {
     assert_eq!(env_str(&j, "REQUEST_METHOD"), "POST");
     assert_eq!(env_str(&j, "CONTENT_TYPE"), "application/octet-stream");
     assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
-    assert_eq!(j["body_sha256"].as_str().unwrap(), support::sha256::hex(&body));
+    assert_eq!(
+        j["body_sha256"].as_str().unwrap(),
+        support::sha256::hex(&body)
+    );
 }
 
 #[test]
@@ -245,7 +301,10 @@ fn curl_http2_over_tls_with_hsts() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}\n{}", site.edge.logs());
     assert!(stderr.contains("ALPN: server accepted h2"), "{stderr}");
-    assert!(stderr.contains("strict-transport-security: max-age=600"), "{stderr}");
+    assert!(
+        stderr.contains("strict-transport-security: max-age=600"),
+        "{stderr}"
+    );
     let (json, version) = stdout.rsplit_once('\n').unwrap();
     assert_eq!(version, "2");
     let j = Json::parse(json).unwrap();
@@ -275,7 +334,12 @@ fn http2_settings_carry_the_configured_limits() {
     s.read_exact(&mut payload).unwrap();
     let settings: Vec<(u16, u32)> = payload
         .chunks(6)
-        .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
         .collect();
     // SETTINGS_MAX_CONCURRENT_STREAMS (3), SETTINGS_MAX_HEADER_LIST_SIZE (6).
     assert!(settings.contains(&(3, 7)), "{settings:?}");
@@ -332,8 +396,12 @@ print(json.dumps(out))
 fn h2c_prior_knowledge_on_plain_listeners() {
     let (site, _ca, _dir) = environ_site("", "");
     let port = site.edge.port;
-    let rs = t::h2(port, None, vec![h2_get(&format!("http://127.0.0.1:{port}/c?1"))])
-        .unwrap_or_else(|e| panic!("{e}\n{}", site.edge.logs()));
+    let rs = t::h2(
+        port,
+        None,
+        vec![h2_get(&format!("http://127.0.0.1:{port}/c?1"))],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", site.edge.logs()));
     assert_eq!(rs[0].version, http::Version::HTTP_2);
     let j = rs[0].json();
     assert_eq!(env_str(&j, "SERVER_PROTOCOL"), "HTTP/2");
@@ -349,7 +417,10 @@ fn h2c_prior_knowledge_on_plain_listeners() {
         assert!(out.status.success(), "{out:?}");
         let (json, version) = stdout.rsplit_once('\n').unwrap();
         assert_eq!(version, "2");
-        assert_eq!(env_str(&Json::parse(json).unwrap(), "SERVER_PROTOCOL"), "HTTP/2");
+        assert_eq!(
+            env_str(&Json::parse(json).unwrap(), "SERVER_PROTOCOL"),
+            "HTTP/2"
+        );
     }
 }
 
@@ -434,7 +505,12 @@ fn hup_reloads_the_certificate_without_dropping_connections() {
         let (r, leaf) = t::get(tls_port, "localhost", config.clone(), "/?s=0").ok()?;
         (r.status == 200 && leaf == second.der).then_some(sent.elapsed())
     })
-    .unwrap_or_else(|| panic!("new connections never got the new certificate\n{}", edge.logs()));
+    .unwrap_or_else(|| {
+        panic!(
+            "new connections never got the new certificate\n{}",
+            edge.logs()
+        )
+    });
     assert!(
         seen < Duration::from_secs(6),
         "the new certificate came only after the in-flight request ({seen:?})"
@@ -495,22 +571,72 @@ fn bad_certificates_exit_2_naming_the_file() {
     let truncated = write("truncated.pem", &good_text[..good_text.len() / 2]);
     let missing = d.join("missing.pem");
     let mut cases: Vec<(&str, PathBuf, PathBuf, PathBuf, &str)> = vec![
-        ("missing cert", missing.clone(), key.clone(), missing.clone(), "no such file"),
-        ("missing key", cert.clone(), missing.clone(), missing.clone(), "no such file"),
-        ("empty cert", empty.clone(), key.clone(), empty.clone(), "no certificate"),
-        ("garbage cert", garbage.clone(), key.clone(), garbage.clone(), "no certificate"),
-        ("truncated cert", truncated.clone(), key.clone(), truncated.clone(), "not a valid PEM"),
-        ("garbage key", cert.clone(), garbage.clone(), garbage.clone(), "no private key"),
+        (
+            "missing cert",
+            missing.clone(),
+            key.clone(),
+            missing.clone(),
+            "no such file",
+        ),
+        (
+            "missing key",
+            cert.clone(),
+            missing.clone(),
+            missing.clone(),
+            "no such file",
+        ),
+        (
+            "empty cert",
+            empty.clone(),
+            key.clone(),
+            empty.clone(),
+            "no certificate",
+        ),
+        (
+            "garbage cert",
+            garbage.clone(),
+            key.clone(),
+            garbage.clone(),
+            "no certificate",
+        ),
+        (
+            "truncated cert",
+            truncated.clone(),
+            key.clone(),
+            truncated.clone(),
+            "not a valid PEM",
+        ),
+        (
+            "garbage key",
+            cert.clone(),
+            garbage.clone(),
+            garbage.clone(),
+            "no private key",
+        ),
         ("swapped", key.clone(), cert.clone(), key.clone(), "swapped"),
-        ("other key", cert.clone(), other_key.clone(), other_key.clone(), "does not match"),
+        (
+            "other key",
+            cert.clone(),
+            other_key.clone(),
+            other_key.clone(),
+            "does not match",
+        ),
     ];
     let unreadable = write("unreadable.pem", &good_text);
     if nix::unistd::geteuid().is_root() {
-        eprintln!("note: running as root, the unreadable-file case is skipped (root reads mode 000)");
+        eprintln!(
+            "note: running as root, the unreadable-file case is skipped (root reads mode 000)"
+        );
     } else {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0)).unwrap();
-        cases.push(("unreadable", unreadable.clone(), key.clone(), unreadable.clone(), "cannot read"));
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+        cases.push((
+            "unreadable",
+            unreadable.clone(),
+            key.clone(),
+            unreadable.clone(),
+            "cannot read",
+        ));
     }
     for (what, c, k, blamed, fragment) in &cases {
         let plain = free_port();
@@ -525,16 +651,30 @@ fn bad_certificates_exit_2_naming_the_file() {
         let e = run_config(&text, &[], Duration::from_secs(20));
         assert_eq!(e.code(), Some(2), "{what}: {e:?}");
         let blamed = blamed.display().to_string();
-        assert!(e.stderr.contains(&blamed), "{what}: {blamed} not named:\n{}", e.stderr);
-        assert!(e.stderr.contains(fragment), "{what}: want {fragment:?}:\n{}", e.stderr);
+        assert!(
+            e.stderr.contains(&blamed),
+            "{what}: {blamed} not named:\n{}",
+            e.stderr
+        );
+        assert!(
+            e.stderr.contains(fragment),
+            "{what}: want {fragment:?}:\n{}",
+            e.stderr
+        );
         assert!(e.leftovers.is_empty(), "{what}: {:?}", e.leftovers);
         // Nothing ever listened.
         for port in [plain, tls_port] {
-            assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "{what}: {port} open");
+            assert!(
+                TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "{what}: {port} open"
+            );
         }
         if *what == "other key" {
             // The message names the certificate too.
-            assert!(e.stderr.contains(&other_cert.display().to_string()) || e.stderr.contains(&cert.display().to_string()));
+            assert!(
+                e.stderr.contains(&other_cert.display().to_string())
+                    || e.stderr.contains(&cert.display().to_string())
+            );
         }
     }
     // --check says the same.
@@ -547,7 +687,11 @@ fn bad_certificates_exit_2_naming_the_file() {
     );
     let e = run_config(&text, &["--check"], Duration::from_secs(20));
     assert_eq!(e.code(), Some(2), "{e:?}");
-    assert!(e.stderr.contains(&other_key.display().to_string()), "{}", e.stderr);
+    assert!(
+        e.stderr.contains(&other_key.display().to_string()),
+        "{}",
+        e.stderr
+    );
     // A [[tls.certs]] entry is checked the same way.
     let text = format!(
         "[tls]\nlisten = [\"127.0.0.1:{}\"]\ncert = {}\nkey = {}\n\
@@ -562,7 +706,11 @@ fn bad_certificates_exit_2_naming_the_file() {
     );
     let e = run_config(&text, &["--check"], Duration::from_secs(20));
     assert_eq!(e.code(), Some(2), "{e:?}");
-    assert!(e.stderr.contains(&garbage.display().to_string()), "{}", e.stderr);
+    assert!(
+        e.stderr.contains(&garbage.display().to_string()),
+        "{}",
+        e.stderr
+    );
 }
 
 #[test]
@@ -577,16 +725,28 @@ fn expired_certificate_is_a_warning() {
     let site = start("pid_app:app", &cert, &key, "", "");
     let stderr = site.edge.stderr();
     assert!(
-        stderr.contains("warning") && stderr.contains(&cert.display().to_string())
+        stderr.contains("warning")
+            && stderr.contains(&cert.display().to_string())
             && stderr.contains("expired on 2021-01-01"),
         "{stderr}"
     );
     // It serves (clients that verify will refuse, as the warning says).
-    let (r, got) = t::get(site.tls_port, "localhost", t::client_config(None, &[], &[]), "/").unwrap();
+    let (r, got) = t::get(
+        site.tls_port,
+        "localhost",
+        t::client_config(None, &[], &[]),
+        "/",
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert!(got == leaf.der);
-    let err = t::get(site.tls_port, "localhost", t::client_config(Some(&ca), &[], &[]), "/")
-        .unwrap_err();
+    let err = t::get(
+        site.tls_port,
+        "localhost",
+        t::client_config(Some(&ca), &[], &[]),
+        "/",
+    )
+    .unwrap_err();
     assert!(err.to_lowercase().contains("expired"), "{err}");
 }
 
@@ -608,7 +768,11 @@ fn garbage_and_stalled_handshakes_are_dropped() {
         }
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
     // At most a TLS alert record, never HTTP.
     assert!(got.is_empty() || got[0] == 0x15, "{got:?}");
 
@@ -652,13 +816,33 @@ fn redirect_http_answers_308_to_https() {
     let (site, ca, _dir) = environ_site("redirect_http = true\nhsts = \"max-age=31536000\"", "");
     let (plain, tls) = (site.edge.port, site.tls_port);
     for (method, target, host, want) in [
-        ("GET", "/a/b?c=d&e=%20", format!("example.test:{plain}"), format!("https://example.test:{tls}/a/b?c=d&e=%20")),
-        ("POST", "/form", "example.test".to_string(), format!("https://example.test:{tls}/form")),
-        ("HEAD", "/", format!("127.0.0.1:{plain}"), format!("https://127.0.0.1:{tls}/")),
+        (
+            "GET",
+            "/a/b?c=d&e=%20",
+            format!("example.test:{plain}"),
+            format!("https://example.test:{tls}/a/b?c=d&e=%20"),
+        ),
+        (
+            "POST",
+            "/form",
+            "example.test".to_string(),
+            format!("https://example.test:{tls}/form"),
+        ),
+        (
+            "HEAD",
+            "/",
+            format!("127.0.0.1:{plain}"),
+            format!("https://127.0.0.1:{tls}/"),
+        ),
     ] {
         let r = site.edge.request(method, target, &[("Host", &host)], b"");
         assert_eq!(r.status, 308, "{method} {target}: {}", r.describe());
-        assert_eq!(r.header("location"), Some(want.as_str()), "{}", r.describe());
+        assert_eq!(
+            r.header("location"),
+            Some(want.as_str()),
+            "{}",
+            r.describe()
+        );
         assert_eq!(r.header("strict-transport-security"), None);
     }
     // No Host at all (HTTP/1.0): 400.
@@ -668,7 +852,10 @@ fn redirect_http_answers_308_to_https() {
     let config = t::client_config(Some(&ca), &[], &[]);
     let (r, _) = t::get(tls, "localhost", config, "/").unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"));
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
 }
 
 // === edge --dev ===
@@ -699,7 +886,11 @@ impl DevEdge {
             }
             TcpStream::connect(("127.0.0.1", plain)).ok()
         });
-        assert!(ready.is_some(), "edge --dev never listened:\n{}", e.stderr());
+        assert!(
+            ready.is_some(),
+            "edge --dev never listened:\n{}",
+            e.stderr()
+        );
         e
     }
 
@@ -742,7 +933,11 @@ fn dev_generates_a_localhost_certificate() {
     )
     .unwrap();
     // Without --dev a [tls] without a certificate is an error.
-    let e = run_config(&std::fs::read_to_string(&conf).unwrap(), &[], Duration::from_secs(20));
+    let e = run_config(
+        &std::fs::read_to_string(&conf).unwrap(),
+        &[],
+        Duration::from_secs(20),
+    );
     assert_eq!(e.code(), Some(2), "{e:?}");
     assert!(e.stderr.contains("tls.cert"), "{}", e.stderr);
 
@@ -750,8 +945,14 @@ fn dev_generates_a_localhost_certificate() {
     let cert = cache.join("edge/dev-localhost.pem");
     let key = cache.join("edge/dev-localhost-key.pem");
     let stderr = edge.stderr();
-    assert!(stderr.contains("generated a self-signed development certificate"), "{stderr}");
-    assert!(stderr.contains(&format!("curl --cacert {}", cert.display())), "{stderr}");
+    assert!(
+        stderr.contains("generated a self-signed development certificate"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("curl --cacert {}", cert.display())),
+        "{stderr}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
@@ -760,7 +961,11 @@ fn dev_generates_a_localhost_certificate() {
     assert_eq!(r.status, 200);
     assert_eq!(leaf.as_ref(), der.as_slice());
     // The printed way to trust it works.
-    if let Some(curl) = t::tool("curl", "-V", "dev_generates_a_localhost_certificate (curl part)") {
+    if let Some(curl) = t::tool(
+        "curl",
+        "-V",
+        "dev_generates_a_localhost_certificate (curl part)",
+    ) {
         let out = Command::new(curl)
             .args(["-sS", "--cacert"])
             .arg(&cert)
@@ -781,4 +986,37 @@ fn dev_generates_a_localhost_certificate() {
     assert_eq!(rustls_pki_types_der(&cert), der);
     let (_, leaf) = t::get(tls, "localhost", t::client_config(None, &[], &[]), "/").unwrap();
     assert_eq!(leaf.as_ref(), der.as_slice());
+}
+
+// === gunicorn's --certfile / --keyfile ===
+
+#[test]
+fn gunicorn_certfile_and_keyfile_serve_https_on_the_binds() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue(&["localhost"], 1).write(dir.path(), "g");
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let apps = support::apps_dir();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let edge = Edge::spawn_args(
+        &[
+            "environ_app:app",
+            "-b",
+            &bind,
+            "--certfile",
+            &cert_s,
+            "--keyfile",
+            &key_s,
+        ],
+        Some(&apps),
+        port,
+    );
+    let config = t::client_config(Some(&ca), &[], &[]);
+    let r = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        t::get(port, "localhost", config.clone(), "/").ok()
+    })
+    .unwrap_or_else(|| panic!("no HTTPS on {bind}\n{}", edge.logs()));
+    assert_eq!(r.0.status, 200);
+    assert_eq!(scheme(&r.0.json()), "https");
 }

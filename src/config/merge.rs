@@ -736,7 +736,9 @@ fn build_listeners(
             hsts: build_hsts(ctx, ftls.and_then(|t| t.hsts.as_deref()))?,
             handshake_timeout: match ftls.and_then(|t| t.handshake_timeout) {
                 Some(d) if d.is_zero() => {
-                    return Err(ctx.file.invalid("tls.handshake_timeout", "must be more than 0"))
+                    return Err(ctx
+                        .file
+                        .invalid("tls.handshake_timeout", "must be more than 0"))
                 }
                 Some(d) => d,
                 None => Duration::from_secs(10),
@@ -769,8 +771,8 @@ fn build_tls_certs(
         }
         let mut names = Vec::new();
         for raw in &s.names {
-            let name = parse_server_name(raw)
-                .map_err(|e| ctx.file.invalid("tls.certs.names", e))?;
+            let name =
+                parse_server_name(raw).map_err(|e| ctx.file.invalid("tls.certs.names", e))?;
             if out.iter().any(|c| c.names.contains(&name)) || names.contains(&name) {
                 return Err(ctx.file.invalid(
                     "tls.certs.names",
@@ -1614,7 +1616,10 @@ access = "file.log"
         assert_eq!(tls.key, tmp.path().join("a-key.pem"));
         assert_eq!(tls.certs[0].names, ["a.test", "*.a.test"]);
         assert_eq!(tls.certs[1].names, ["b.test"]);
-        assert_eq!(tls.hsts.as_deref(), Some("max-age=63072000; includeSubDomains"));
+        assert_eq!(
+            tls.hsts.as_deref(),
+            Some("max-age=63072000; includeSubDomains")
+        );
         assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
         assert_eq!(tls.max_handshakes, 256);
         assert_eq!(tls.listen, [addr("127.0.0.1:8443")]);

@@ -212,7 +212,11 @@ mod tests {
     #[test]
     fn redirect_refuses_odd_hosts() {
         for host in ["", "evil.test/x", "a b", "a@b", "::1", "[::1", "h.test\\x"] {
-            assert_eq!(location(get("/", Some(host)), 8443), (400, None), "{host:?}");
+            assert_eq!(
+                location(get("/", Some(host)), 8443),
+                (400, None),
+                "{host:?}"
+            );
         }
         assert_eq!(location(get("/", None), 8443), (400, None));
     }
@@ -224,8 +228,10 @@ mod tests {
         add_hsts(&mut r, &v);
         assert_eq!(r.headers()[header::STRICT_TRANSPORT_SECURITY], "max-age=60");
         let mut r = Response::new(());
-        r.headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=1"));
+        r.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=1"),
+        );
         add_hsts(&mut r, &v);
         assert_eq!(r.headers()[header::STRICT_TRANSPORT_SECURITY], "max-age=1");
     }

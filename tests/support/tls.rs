@@ -78,9 +78,8 @@ impl Ca {
         adjust: impl FnOnce(&mut CertificateParams),
     ) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         p.serial_number = Some(serial.into());
         p.distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
@@ -206,7 +205,8 @@ pub fn connect(
 ) -> Result<TlsStream, String> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    tcp.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let mut s = StreamOwned::new(conn, tcp);

@@ -31,8 +31,10 @@ pub fn cache_dir() -> Option<PathBuf> {
         .map(|c| c.join("edge"))
 }
 
-/// The dev certificate and key paths, generating them if needed.
-pub fn ensure() -> Result<(PathBuf, PathBuf), ConfigError> {
+/// The dev certificate and key paths, generating them if needed. `port`
+/// (the first HTTPS listener's) goes into the printed curl example.
+pub fn ensure(port: u16) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let url = format!("https://localhost:{port}/");
     let dir = cache_dir().ok_or_else(|| ConfigError::Tls {
         path: PathBuf::from("~/.cache/edge"),
         message: "--dev needs a cache folder for its certificate: set HOME or \
@@ -46,7 +48,7 @@ pub fn ensure() -> Result<(PathBuf, PathBuf), ConfigError> {
             Level::Info,
             &format!(
                 "--dev: HTTPS with the self-signed development certificate {} \
-                 (localhost, 127.0.0.1, ::1); to trust it: curl --cacert {0} ..., \
+                 (localhost, 127.0.0.1, ::1); to trust it: curl --cacert {0} {url}, \
                  or see certs/README.md",
                 cert.display()
             ),
@@ -63,7 +65,7 @@ pub fn ensure() -> Result<(PathBuf, PathBuf), ConfigError> {
             "--dev: generated a self-signed development certificate for localhost, \
              127.0.0.1 and ::1, valid {DAYS} days:\n    {}\n\
              Browsers will warn until you trust it. To trust it:\n    \
-             curl:          curl --cacert {0} https://localhost:PORT/\n    \
+             curl:          curl --cacert {0} {url}\n    \
              Python:        SSL_CERT_FILE={0} (or ssl.create_default_context(cafile=...))\n    \
              Debian/Ubuntu: sudo cp {0} /usr/local/share/ca-certificates/edge-dev.crt \
              && sudo update-ca-certificates\n    \
@@ -88,9 +90,7 @@ fn usable(cert: &Path, key: &Path) -> bool {
     pair.cert
         .first()
         .and_then(|leaf| der::validity(leaf))
-        .is_some_and(|(not_before, not_after)| {
-            not_before <= now && now + 7 * 86_400 < not_after
-        })
+        .is_some_and(|(not_before, not_after)| not_before <= now && now + 7 * 86_400 < not_after)
 }
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> std::io::Result<()> {
@@ -100,13 +100,13 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> std::io::Result<()
         .mode(0o700)
         .create(dir)?;
     let key = rcgen::KeyPair::generate().map_err(other)?;
-    let mut params = rcgen::CertificateParams::new(
-        NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-    )
-    .map_err(other)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "edge development certificate (localhost)");
+    let mut params =
+        rcgen::CertificateParams::new(NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .map_err(other)?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "edge development certificate (localhost)",
+    );
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "edge --dev");
@@ -151,9 +151,7 @@ mod tests {
         generate(&dir, &cert, &key).unwrap();
         assert!(usable(&cert, &key));
         let pair = load_pair(&cert, &key).unwrap();
-        for name in ["localhost"] {
-            assert!(super::super::covers(&pair, name));
-        }
+        assert!(super::super::covers(&pair, "localhost"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");

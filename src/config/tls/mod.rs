@@ -90,7 +90,8 @@ pub fn load(config: &mut Config) -> Result<(), ConfigError> {
     if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
         // merge leaves the pair empty only with --dev.
         debug_assert!(dev);
-        let (cert, key) = dev::ensure()?;
+        let port = tls.listen.first().map_or(8443, |a| a.port());
+        let (cert, key) = dev::ensure(port)?;
         tls.cert = cert;
         tls.key = key;
     }
@@ -308,7 +309,12 @@ mod tests {
         der: CertificateDer<'static>,
     }
 
-    fn make(dir: &Path, stem: &str, names: &[&str], adjust: impl FnOnce(&mut rcgen::CertificateParams)) -> Pair {
+    fn make(
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> Pair {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
