@@ -310,36 +310,56 @@ fn timeout_gives_504_and_replaces_the_worker() {
 }
 
 #[test]
-fn max_requests_recycles_the_worker() {
+fn max_requests_recycles_the_worker_without_a_gap() {
+    // gunicorn's worker exits after max_requests and capacity drops to zero
+    // until the arbiter has forked and booted a new one. edge's worker asks
+    // to be replaced and keeps serving until its replacement is ready.
     let conf = Conf::new("slow_app:app").workers(1).app("max_requests = 3");
     let edge = Edge::start_ready(&conf, "/?s=0");
     // the readiness probe was request 1 of the first worker
-    let mut pids = Vec::new();
-    for i in 0..8 {
+    let first = slept_pid(&edge.get("/?s=0"));
+    let mut served_by_first = 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replacement worker took over within 10 s\n{}",
+            edge.logs()
+        );
         let r = edge.get("/?s=0");
         assert_eq!(
             r.status,
             200,
-            "request {i} during recycling:\n{}\n{}",
+            "during recycling:\n{}\n{}",
             r.describe(),
             edge.logs()
         );
-        pids.push(slept_pid(&r));
-    }
-    // runs of the same pid: 2 (after the probe), then 3, then 3
-    let mut runs: Vec<(i32, usize)> = Vec::new();
-    for p in pids {
-        match runs.last_mut() {
-            Some((q, n)) if *q == p => *n += 1,
-            _ => runs.push((p, 1)),
+        let pid = slept_pid(&r);
+        if pid != first {
+            break pid;
         }
-    }
-    let lens: Vec<usize> = runs.iter().map(|r| r.1).collect();
-    assert_eq!(
-        lens,
-        [2, 3, 3],
-        "requests per worker with max_requests = 3: {runs:?}"
+        served_by_first += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        served_by_first >= 3,
+        "worker {first} was replaced after {served_by_first} requests, before max_requests = 3"
     );
+    // The old worker leaves once its replacement serves.
+    let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proc::alive(first) && std::time::Instant::now() < gone_by {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !proc::alive(first),
+        "recycled worker {first} is still alive"
+    );
+    // And the new one serves from now on.
+    for _ in 0..2 {
+        let r = edge.get("/?s=0");
+        assert_eq!(r.status, 200);
+        assert_eq!(slept_pid(&r), second);
+    }
 }
 
 #[test]

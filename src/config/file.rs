@@ -122,6 +122,11 @@ pub struct AppSection {
     pub interface: Option<Interface>,
     #[serde(default, deserialize_with = "app_lifespan")]
     pub lifespan: Option<Lifespan>,
+    /// A Python module whose `post_fork`, `post_worker_init` and
+    /// `worker_exit` functions run in each worker.
+    pub hooks: Option<String>,
+    #[serde(default, deserialize_with = "app_max_worker_memory")]
+    pub max_worker_memory: Option<u64>,
 }
 
 /// One `[[static]]` route.
@@ -212,6 +217,7 @@ keyed! {
     fn app_timeout("app.timeout") -> Duration = duration;
     fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
     fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
+    fn app_max_worker_memory("app.max_worker_memory") -> u64 = size;
     fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
     fn limits_max_body("limits.max_body") -> u64 = size;
     fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = duration;

@@ -585,6 +585,19 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
         chdir: ov.chdir.as_ref().map(|_| ctx.cmd.base.clone()),
         interface,
         lifespan: f.lifespan.unwrap_or(Lifespan::Auto),
+        hooks: match &f.hooks {
+            None => None,
+            Some(h) if h.is_empty() => None,
+            Some(h) => {
+                if !h.split('.').all(is_identifier) {
+                    return Err(ctx
+                        .file
+                        .invalid("app.hooks", format!("\"{h}\" is not a Python module name")));
+                }
+                Some(h.clone())
+            }
+        },
+        max_worker_memory: f.max_worker_memory.unwrap_or(0),
     })
 }
 

@@ -185,6 +185,11 @@ pub struct App {
     pub interface: Interface,
     /// Default `auto`.
     pub lifespan: Lifespan,
+    /// `[app] hooks`: module with worker lifecycle hooks. Default none.
+    pub hooks: Option<String>,
+    /// `[app] max_worker_memory`: RSS in bytes past which a worker is
+    /// recycled (checked between requests). Default 0 (no limit).
+    pub max_worker_memory: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -49,6 +49,8 @@ pub struct Shared {
     pub config: Config,
     upstream: Arc<Upstream>,
     access_log: AccessLog,
+    /// Set on TERM: the health route answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
     /// `redirect_http`: plain-HTTP requests get a 308 to this HTTPS port
     /// (the first HTTPS listener's).
     redirect_https: Option<u16>,
@@ -131,6 +133,7 @@ async fn serve(ctx: Inherit) -> i32 {
         config,
         upstream,
         access_log,
+        draining: std::sync::atomic::AtomicBool::new(false),
         redirect_https,
         hsts,
     });
@@ -189,6 +192,9 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     }
     // Graceful stop: no new connections, in-flight requests finish.
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     for a in accepting {
         let _ = a.await;
