@@ -21,6 +21,7 @@ mod generation;
 mod listeners;
 mod signals;
 mod spawn;
+mod upgrade;
 mod watch;
 
 use std::os::fd::AsFd;
@@ -112,7 +113,12 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
     } else {
         None
     };
+    let inherited = upgrade::inherited();
+    let upgrade_from = upgrade::upgrading_from();
     let mut arbiter = Arbiter {
+        inherited,
+        upgrade_from,
+        upgrade_child: None,
         scoreboard,
         signals,
         watcher,
@@ -152,6 +158,12 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
 }
 
 struct Arbiter {
+    /// Listening sockets handed over by the edge we upgrade from (USR2).
+    inherited: std::collections::HashMap<(std::net::SocketAddr, bool), Listener>,
+    /// That edge's pid: told to stop once we serve.
+    upgrade_from: Option<Pid>,
+    /// The new edge we started on USR2, until it takes over or fails.
+    upgrade_child: Option<std::process::Child>,
     scoreboard: Scoreboard,
     signals: Signals,
     watcher: Option<watch::Watcher>,
@@ -312,6 +324,11 @@ impl Arbiter {
             {
                 continue;
             }
+            if let Some(l) = self.inherited.remove(&(*addr, *tls)) {
+                info!(listen = %l.addr, tls, "listening (socket inherited from the previous edge)");
+                self.listeners.push(l);
+                continue;
+            }
             match listeners::bind_one(*addr, *tls) {
                 Ok(l) => {
                     info!(listen = %l.addr, tls, "listening");
@@ -362,6 +379,15 @@ impl Arbiter {
         });
         if !first {
             info!(generation = id, "reload complete");
+        }
+        // Inherited sockets this configuration does not use are closed.
+        self.inherited.clear();
+        if let Some(old) = self.upgrade_from.take() {
+            info!(
+                old = old.as_raw(),
+                "upgrade: serving; telling the previous edge to stop"
+            );
+            let _ = nix::sys::signal::kill(old, Signal::SIGTERM);
         }
         Ok(())
     }
@@ -470,6 +496,19 @@ impl Arbiter {
                     }
                 }
             }
+            Event::Upgrade => {
+                if self.phase != Phase::Running {
+                    return;
+                }
+                if self.upgrade_child.is_some() {
+                    warn!("USR2: an upgrade is already in progress");
+                    return;
+                }
+                match upgrade::start(&self.listeners) {
+                    Ok(child) => self.upgrade_child = Some(child),
+                    Err(e) => error!(error = %e, "USR2: cannot start the new edge; still serving"),
+                }
+            }
             Event::Child => {}
         }
     }
@@ -501,6 +540,17 @@ impl Arbiter {
     /// Collect exited children and decide what each exit means.
     fn reap(&mut self) -> Result<(), ArbiterError> {
         while let Some((pid, status)) = reap_one() {
+            if self
+                .upgrade_child
+                .as_ref()
+                .is_some_and(|c| c.id() as i32 == pid.as_raw())
+            {
+                self.upgrade_child = None;
+                if self.phase == Phase::Running {
+                    error!(pid = pid.as_raw(), status = %describe(status), "USR2: the new edge exited before taking over; still serving");
+                }
+                continue;
+            }
             let Some(i) = self.gens.iter().position(|g| {
                 g.front.as_ref().is_some_and(|f| f.pid == pid) || g.workers.contains_key(&pid)
             }) else {
