@@ -39,6 +39,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
+    pub http2: Http2Section,
+    #[serde(default)]
     pub log: LogSection,
     pub metrics: Option<MetricsSection>,
 }
@@ -63,6 +65,37 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub redirect_http: Option<bool>,
+    /// `Strict-Transport-Security` value for HTTPS responses, e.g.
+    /// `"max-age=31536000"`; checked by merge.
+    pub hsts: Option<String>,
+    #[serde(default, deserialize_with = "tls_handshake_timeout")]
+    pub handshake_timeout: Option<Duration>,
+    pub max_handshakes: Option<usize>,
+    /// `[[tls.certs]]`: more certificates, chosen by SNI.
+    #[serde(default)]
+    pub certs: Vec<TlsCertSection>,
+}
+
+/// One `[[tls.certs]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertSection {
+    /// Server names this certificate answers: `"example.com"`,
+    /// `"*.example.com"` (one leftmost label).
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[http2]`: HTTP/2 limits (edge's own table).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Section {
+    pub max_concurrent_streams: Option<u32>,
+    #[serde(default, deserialize_with = "http2_max_header_list_size")]
+    pub max_header_list_size: Option<u64>,
+    pub max_pending_accept_reset_streams: Option<usize>,
+    pub max_local_error_reset_streams: Option<usize>,
 }
 
 /// `[app]`
@@ -190,6 +223,8 @@ keyed! {
     fn server_listen("server.listen") -> Vec<SocketAddr> = listen_list;
     fn server_graceful_timeout("server.graceful_timeout") -> Duration = duration;
     fn tls_listen("tls.listen") -> Vec<SocketAddr> = listen_list;
+    fn tls_handshake_timeout("tls.handshake_timeout") -> Duration = duration;
+    fn http2_max_header_list_size("http2.max_header_list_size") -> u64 = size;
     fn app_module("app.module") -> AppSpec = with_str(AppSpec::parse);
     fn app_timeout("app.timeout") -> Duration = duration;
     fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
@@ -436,6 +471,28 @@ mod tests {
             e.contains("line 3") && e.contains("invalid port \"99999\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_certs_and_http2_tables() {
+        let f = FileConfig::parse(
+            "[tls]\nhsts = \"max-age=60\"\nhandshake_timeout = \"2s\"\nmax_handshakes = 8\n\
+             [[tls.certs]]\nnames = [\"a.test\", \"*.b.test\"]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n\
+             [http2]\nmax_concurrent_streams = 10\nmax_header_list_size = \"8KiB\"\n",
+        )
+        .unwrap();
+        let tls = f.tls.unwrap();
+        assert_eq!(tls.hsts.as_deref(), Some("max-age=60"));
+        assert_eq!(tls.handshake_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(tls.max_handshakes, Some(8));
+        assert_eq!(tls.certs.len(), 1);
+        assert_eq!(tls.certs[0].names, ["a.test", "*.b.test"]);
+        assert_eq!(f.http2.max_concurrent_streams, Some(10));
+        assert_eq!(f.http2.max_header_list_size, Some(8 << 10));
+        let e = err("[tls]\n[[tls.certs]]\nname = [\"a\"]\ncert = \"c\"\nkey = \"k\"\n");
+        assert!(e.contains("name") && e.contains("line 3"), "{e}");
+        let e = err("[http2]\nmax_streams = 1\n");
+        assert!(e.contains("max_streams") && e.contains("line 2"), "{e}");
     }
 
     #[test]
