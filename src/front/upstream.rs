@@ -43,6 +43,8 @@ pub struct ResponseStart {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: ResponseBody,
+    /// The worker that answered.
+    pub worker_pid: u32,
 }
 
 /// Why no response came from the app. Each maps to one status in `respond`.
@@ -259,6 +261,7 @@ impl Upstream {
         };
         debug!(slot, pid, "worker channel open");
         self.channels.fetch_add(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, true);
         let mut active: HashMap<u64, Active> = HashMap::new();
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let lost = 'read: loop {
@@ -277,7 +280,7 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        if let Err(e) = self.on_frame(&frame, &mut active) {
+                        if let Err(e) = self.on_frame(pid, &frame, &mut active) {
                             error!(pid, error = %e, "bad frame from worker; dropping its channel");
                             break 'read true;
                         }
@@ -296,12 +299,13 @@ impl Upstream {
             // Whatever is still incomplete after this read is streamed.
             for (id, a) in active.iter_mut() {
                 if let Active::Building { .. } = a {
-                    a.start_streaming(*id, &self);
+                    a.start_streaming(*id, pid, &self);
                 }
             }
         };
         drop(stream);
         self.channels.fetch_sub(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, false);
         let line = self.scoreboard.slot(slot);
         let timed_out = line.timed_out.load(Ordering::Acquire) != 0;
         let failure = if timed_out {
@@ -332,7 +336,12 @@ impl Upstream {
         let _ = fdpass::send(self.control.as_fd(), &[&msg], None, MsgFlags::MSG_DONTWAIT);
     }
 
-    fn on_frame(&self, frame: &Bytes, active: &mut HashMap<u64, Active>) -> Result<(), String> {
+    fn on_frame(
+        &self,
+        pid: u32,
+        frame: &Bytes,
+        active: &mut HashMap<u64, Active>,
+    ) -> Result<(), String> {
         let (decoded, _) = wire::decode(frame, MAX_FRAME)
             .map_err(|e| e.to_string())?
             .ok_or("incomplete frame")?;
@@ -385,6 +394,7 @@ impl Upstream {
                             status,
                             headers,
                             body,
+                            worker_pid: pid,
                         }),
                     );
                 }
@@ -419,7 +429,7 @@ enum Active {
 }
 
 impl Active {
-    fn start_streaming(&mut self, id: u64, up: &Upstream) {
+    fn start_streaming(&mut self, id: u64, pid: u32, up: &Upstream) {
         let (tx, rx) = mpsc::unbounded_channel();
         let old = std::mem::replace(self, Active::Streaming(tx.clone()));
         if let Active::Building {
@@ -437,6 +447,7 @@ impl Active {
                     status,
                     headers,
                     body: ResponseBody::Channel(rx),
+                    worker_pid: pid,
                 }),
             );
         }
