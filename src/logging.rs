@@ -416,11 +416,20 @@ where
             if !spans.is_empty() {
                 write!(writer, " {spans}")?;
             }
-            write!(writer, ": {}", fields.message)?;
+            // A multi-line message (a traceback) keeps its fields on its
+            // first line, so one grep finds the request id and the error.
+            let (first, more) = match fields.message.split_once('\n') {
+                Some((f, m)) => (f, Some(m)),
+                None => (fields.message.as_str(), None),
+            };
+            write!(writer, ": {first}")?;
             for (k, v, _) in &fields.rest {
                 write!(writer, " {k}={v}")?;
             }
-            writeln!(writer)
+            match more {
+                Some(m) => writeln!(writer, "\n{m}"),
+                None => writeln!(writer),
+            }
         }
     }
 }

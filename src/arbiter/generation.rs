@@ -391,6 +391,7 @@ impl Generation {
                         "worker timed out serving a request; aborting it (its Python stack follows)"
                     );
                     slot.timed_out.store(1, Ordering::Release);
+                    sb.stats().count_restart(RestartReason::Timeout);
                     let _ = kill(*pid, Signal::SIGABRT);
                     w.aborted = Some(Instant::now());
                     break;

@@ -737,12 +737,10 @@ impl Arbiter {
             debug!(pid = pid.as_raw(), status = %describe(status), "worker exited");
             return Ok(());
         }
-        sb.stats()
-            .count_restart(if sb.slot(w.slot).timed_out.load(Ordering::Acquire) != 0 {
-                RestartReason::Timeout
-            } else {
-                RestartReason::Crash
-            });
+        // A timeout was counted when the worker was killed for it.
+        if sb.slot(w.slot).timed_out.load(Ordering::Acquire) == 0 {
+            sb.stats().count_restart(RestartReason::Crash);
+        }
         let boot_error = matches!(status, WaitStatus::Exited(_, BOOT_ERROR)) || !was_ready;
         if !boot_error {
             g.boot_failures = 0;
