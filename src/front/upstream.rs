@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::body::ResponseBody;
+use super::spool::{self, SpoolWriter};
 use crate::ipc::control::{ToArbiter, ToFront};
 use crate::ipc::scoreboard::Scoreboard;
 use crate::ipc::{fdpass, wire};
@@ -81,6 +82,11 @@ pub struct Upstream {
     threads: usize,
     max_queue: usize,
     scoreboard: Scoreboard,
+    /// `app.queue_timeout`.
+    queue_timeout: Duration,
+    /// `limits.response_buffer` and `limits.temp_dir`, for spooling.
+    response_buffer: usize,
+    temp_dir: Option<std::path::PathBuf>,
     /// Longest a request may wait for its response head before the front
     /// gives up: a backstop for a request lost with a worker that died
     /// before its scoreboard line named it.
@@ -126,7 +132,10 @@ impl Upstream {
             threads: config.app.threads,
             max_queue: config.app.backlog,
             scoreboard,
-            deadline: config.app.timeout * 2 + Duration::from_secs(60),
+            deadline: config.app.queue_timeout + config.app.timeout + Duration::from_secs(60),
+            queue_timeout: config.app.queue_timeout,
+            response_buffer: config.limits.response_buffer,
+            temp_dir: config.limits.temp_dir.clone(),
         }))
     }
 
@@ -143,6 +152,8 @@ impl Upstream {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut head = head.clone();
+        let queued = crate::ipc::scoreboard::now_ms();
+        head.queued_ms = queued;
         let mut datagram = Vec::with_capacity(512);
         let file = match body {
             Body::Empty => {
@@ -190,7 +201,20 @@ impl Upstream {
             return Err(Failure::Internal);
         }
         drop(file);
-        match tokio::time::timeout(self.deadline, rx).await {
+        let mut rx = rx;
+        // First wait: queue_timeout. A request no worker has taken by then
+        // is answered 503 (the worker that takes it later skips it too).
+        match tokio::time::timeout(self.queue_timeout, &mut rx).await {
+            Ok(Ok(reply)) => return reply,
+            Ok(Err(_)) => return Err(Failure::WorkerLost),
+            Err(_) if !self.taken(id) => {
+                warn!(request = id, queue_timeout = ?self.queue_timeout, "no worker free in time");
+                return Err(Failure::Overloaded);
+            }
+            Err(_) => {}
+        }
+        let rest = self.deadline.saturating_sub(self.queue_timeout);
+        match tokio::time::timeout(rest, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Failure::WorkerLost),
             Err(_) => {
@@ -198,6 +222,18 @@ impl Upstream {
                 Err(Failure::Timeout)
             }
         }
+    }
+
+    /// Whether some worker thread is running request `id` (a scan of the
+    /// scoreboard, only made when a request has waited `queue_timeout`).
+    fn taken(&self, id: u64) -> bool {
+        (0..crate::ipc::scoreboard::MAX_SLOTS).any(|i| {
+            let slot = self.scoreboard.slot(i);
+            slot.state.load(Ordering::Relaxed) != crate::ipc::scoreboard::STATE_FREE
+                && slot.threads[..self.threads]
+                    .iter()
+                    .any(|t| t.request.load(Ordering::Acquire) == id)
+        })
     }
 
     async fn send(
@@ -277,9 +313,17 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        if let Err(e) = self.on_frame(&frame, &mut active) {
-                            error!(pid, error = %e, "bad frame from worker; dropping its channel");
-                            break 'read true;
+                        match self.on_frame(&frame, &mut active) {
+                            Ok(None) => {}
+                            // An unbuffered response whose client is slow:
+                            // stop reading this worker until it takes more.
+                            Ok(Some((tx, item))) => {
+                                let _ = tx.send(item).await;
+                            }
+                            Err(e) => {
+                                error!(pid, error = %e, "bad frame from worker; dropping its channel");
+                                break 'read true;
+                            }
                         }
                     }
                     Ok(Some(total)) => {
@@ -312,8 +356,9 @@ impl Upstream {
         for (id, a) in active.drain() {
             match a {
                 Active::Building { .. } => self.complete(id, Err(failure)),
-                Active::Streaming(tx) => {
-                    let _ = tx.send(Err(io::Error::other("worker died mid-response")));
+                Active::Spooled(w) => w.fail("worker died mid-response".into()),
+                Active::Unbuffered(tx) => {
+                    let _ = tx.try_send(Err(io::Error::other("worker died mid-response")));
                 }
             }
         }
@@ -332,7 +377,13 @@ impl Upstream {
         let _ = fdpass::send(self.control.as_fd(), &[&msg], None, MsgFlags::MSG_DONTWAIT);
     }
 
-    fn on_frame(&self, frame: &Bytes, active: &mut HashMap<u64, Active>) -> Result<(), String> {
+    /// Handle one frame. `Ok(Some(..))` is a chunk for an unbuffered
+    /// response whose channel is full: the caller awaits its delivery.
+    fn on_frame(
+        &self,
+        frame: &Bytes,
+        active: &mut HashMap<u64, Active>,
+    ) -> Result<Option<Blocked>, String> {
         let (decoded, _) = wire::decode(frame, MAX_FRAME)
             .map_err(|e| e.to_string())?
             .ok_or("incomplete frame")?;
@@ -356,8 +407,20 @@ impl Upstream {
             }
             wire::Frame::Body(id, data) => match active.get_mut(&id) {
                 Some(Active::Building { chunks, .. }) => chunks.push(frame.slice_ref(data)),
-                Some(Active::Streaming(tx)) => {
-                    let _ = tx.send(Ok(frame.slice_ref(data)));
+                Some(Active::Spooled(w)) => {
+                    if let Err(e) = w.push(frame.slice_ref(data)) {
+                        error!(request = id, error = %e, "cannot buffer a response; aborting it");
+                        if let Some(Active::Spooled(w)) = active.remove(&id) {
+                            w.fail(format!("response buffering failed: {e}"));
+                        }
+                    }
+                }
+                Some(Active::Unbuffered(tx)) => {
+                    if let Err(mpsc::error::TrySendError::Full(item)) =
+                        tx.try_send(Ok(frame.slice_ref(data)))
+                    {
+                        return Ok(Some((tx.clone(), item)));
+                    }
                 }
                 None => return Err(format!("body for unknown request {id}")),
             },
@@ -388,7 +451,8 @@ impl Upstream {
                         }),
                     );
                 }
-                Some(Active::Streaming(_)) => {}
+                Some(Active::Spooled(w)) => w.finish(),
+                Some(Active::Unbuffered(_)) => {}
                 None => return Err(format!("end for unknown request {id}")),
             },
             wire::Frame::Abort(id, reason) => match active.remove(&id) {
@@ -396,13 +460,17 @@ impl Upstream {
                     debug!(request = id, reason, "worker aborted a response");
                     self.complete(id, Err(Failure::WorkerLost));
                 }
-                Some(Active::Streaming(tx)) => {
-                    let _ = tx.send(Err(io::Error::other(format!("response aborted: {reason}"))));
+                Some(Active::Spooled(w)) => w.fail(format!("response aborted: {reason}")),
+                Some(Active::Unbuffered(tx)) => {
+                    let item = Err(io::Error::other(format!("response aborted: {reason}")));
+                    if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(item) {
+                        return Ok(Some((tx, item)));
+                    }
                 }
             },
             other => return Err(format!("unexpected {other} from a worker")),
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -414,32 +482,54 @@ enum Active {
         headers: HeaderMap,
         chunks: Vec<Bytes>,
     },
-    /// Handed to the client; later chunks go down the channel.
-    Streaming(mpsc::UnboundedSender<io::Result<Bytes>>),
+    /// Handed to the client; later chunks are buffered (memory, then a
+    /// temporary file) so the worker never waits for the client.
+    Spooled(SpoolWriter),
+    /// `X-Accel-Buffering: no`: chunks flow through a short channel, and a
+    /// slow client slows the worker down (server-sent events, long polls).
+    Unbuffered(mpsc::Sender<io::Result<Bytes>>),
 }
+
+/// A chunk waiting for room in an unbuffered response's channel.
+type Blocked = (mpsc::Sender<io::Result<Bytes>>, io::Result<Bytes>);
 
 impl Active {
     fn start_streaming(&mut self, id: u64, up: &Upstream) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let old = std::mem::replace(self, Active::Streaming(tx.clone()));
-        if let Active::Building {
+        let Active::Building {
             status,
-            headers,
+            mut headers,
             chunks,
-        } = old
-        {
+        } = std::mem::replace(self, Active::Unbuffered(mpsc::channel(1).0))
+        else {
+            return;
+        };
+        // nginx's per-response switch; the header is for us, not the client.
+        let unbuffered = headers
+            .remove("x-accel-buffering")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+        let body = if unbuffered {
+            let (tx, rx) = mpsc::channel(16 + chunks.len());
             for c in chunks {
-                let _ = tx.send(Ok(c));
+                let _ = tx.try_send(Ok(c));
             }
-            up.complete(
-                id,
-                Ok(ResponseStart {
-                    status,
-                    headers,
-                    body: ResponseBody::Channel(rx),
-                }),
-            );
-        }
+            *self = Active::Unbuffered(tx);
+            ResponseBody::Channel(rx)
+        } else {
+            let (w, r) = spool::spool(up.response_buffer, up.temp_dir.clone());
+            for c in chunks {
+                let _ = w.push(c);
+            }
+            *self = Active::Spooled(w);
+            ResponseBody::Spool(r)
+        };
+        up.complete(
+            id,
+            Ok(ResponseStart {
+                status,
+                headers,
+                body,
+            }),
+        );
     }
 }
 
