@@ -719,10 +719,15 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
         assert_eq!(word(&r, "version"), "one");
     }
-    assert_eq!(
+    // The failed generation's workers are killed and reaped on the
+    // arbiter's next tick; then exactly the old ones remain.
+    let settled = support::poll(Duration::from_secs(3), Duration::from_millis(50), || {
+        (workers_of(edge.pid) == before).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "workers changed: {:?} instead of {before:?}\n{}",
         workers_of(edge.pid),
-        before,
-        "workers changed\n{}",
         edge.logs()
     );
 
