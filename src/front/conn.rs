@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::access_log::{Done, Entry, LoggedBody};
 use super::body::ResponseBody;
+use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
 use super::{buffer, metrics, request_id, respond, route, static_files, Shared};
 use crate::ipc::stats::Route;
@@ -28,6 +29,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// `TLSv1.3` / `TLSv1.2`, once the handshake is done.
     pub tls_version: OnceLock<&'static str>,
+    /// Shared with the socket's timers (`timed_io`).
+    pub state: Arc<ConnState>,
 }
 
 impl ConnInfo {
@@ -39,6 +42,7 @@ impl ConnInfo {
             local_ip: local.ip().to_string(),
             tls,
             tls_version: OnceLock::new(),
+            state: Arc::new(ConnState::default()),
         }
     }
 }
@@ -81,8 +85,20 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     mut req: Request<Incoming>,
-) -> Result<Response<LoggedBody>, Infallible> {
+) -> Result<Response<Guarded<LoggedBody>>, Infallible> {
     let started = Instant::now();
+    let active = Active::new(&conn.state);
+    let nth = conn
+        .state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let h2 = req.version() == Version::HTTP_2;
+    if h2 {
+        conn.state
+            .h2
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let request_id = shared
         .request_ids
         .pick(req.headers(), &shared.request_id_header);
@@ -140,6 +156,12 @@ pub async fn handle(
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    // keepalive_requests: the last request a connection may carry says so.
+    if !h2 && nth >= shared.config.limits.keepalive_requests {
+        parts
+            .headers
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     let served = parts.extensions.remove::<AppServed>();
     if served.is_some() {
         // A static route whose file was missing went to the app.
@@ -160,7 +182,7 @@ pub async fn handle(
         metrics: metrics::stats().is_some(),
     };
     let body = shared.access_log.wrap(body, done, entry);
-    Ok(Response::from_parts(parts, body))
+    Ok(Response::from_parts(parts, Guarded::new(body, active)))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host.
@@ -317,6 +339,7 @@ async fn to_app(
         body_kind: wire::BodyKind::Inline,
         body_len: 0,
         headers,
+        queued_ms: 0,
     };
     let awaiting = metrics::awaiting_app();
     let dispatched = Instant::now();

@@ -231,6 +231,12 @@ pub fn run(ctx: Inherit) -> i32 {
         max_datagram: max_datagram(&ctx.config),
         limit,
         max_memory: app.max_worker_memory,
+        queue_timeout_ms: app.queue_timeout.as_millis() as u64,
+        queue_wait: ctx
+            .config
+            .metrics
+            .is_some()
+            .then(|| &ctx.scoreboard.stats().queue_wait),
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -275,6 +281,10 @@ struct Shared {
     limit: u64,
     /// RSS in bytes past which this worker retires (0 = no limit).
     max_memory: u64,
+    /// `app.queue_timeout` in milliseconds.
+    queue_timeout_ms: u64,
+    /// `edge_queue_wait_seconds`, when `[metrics]` is on.
+    queue_wait: Option<&'static crate::ipc::stats::Histogram>,
 }
 
 /// `max_requests` plus this worker's share of the jitter.
@@ -332,6 +342,11 @@ fn serve(shared: &Shared, thread: usize) {
                         .iter()
                         .find(|(n, _)| *n == b"x-request-id")
                         .map_or(&b""[..], |(_, v)| v);
+                    if let Some(wait) = shared.queue_wait {
+                        // Millisecond resolution: the front's queueing time.
+                        let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
+                        wait.observe_us(ms * 1000);
+                    }
                     (id, rid, h.method, h.target)
                 }
                 Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..]),
@@ -432,6 +447,17 @@ fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>)
         error!("request datagram without a head");
         return;
     };
+    if shared.queue_timeout_ms != 0
+        && scoreboard::now_ms().saturating_sub(head.queued_ms) > shared.queue_timeout_ms
+    {
+        // The front has answered 503 already: running the app now would
+        // be work nobody waits for.
+        tracing::warn!(
+            request = id,
+            "request waited longer than queue_timeout; not running it"
+        );
+        return answer_error(py, shared, id, 503);
+    }
     let loaded = &shared.loaded;
     let helpers = loaded.helpers.bind(py);
     let input = match make_input(py, &head, body, fd) {
