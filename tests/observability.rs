@@ -647,6 +647,8 @@ fn metrics_count_what_was_sent() {
         total_requests
     );
     assert_eq!(delta("edge_connections_total", &[]), total_requests);
+    // Every request that reached a worker waited in the queue, if briefly.
+    assert_eq!(delta("edge_queue_wait_seconds_count", &[]), app2);
     assert_eq!(delta("edge_request_body_bytes_total", &[]), 5000.0);
     assert_eq!(delta("edge_request_body_spills_total", &[]), 1.0);
     let bytes_out = delta("edge_response_body_bytes_total", &[]);

@@ -57,7 +57,8 @@ pub enum Failure {
     Timeout,
     /// The queue is full: 503.
     Overloaded,
-    /// The request could not be encoded or sent: 500.
+    /// The request could not be encoded or sent, or the app failed
+    /// before any of its response was relayed: 500.
     Internal,
 }
 
@@ -494,7 +495,13 @@ impl Upstream {
                 None => return Err(format!("end for unknown request {id}")),
             },
             wire::Frame::Abort(id, reason) => match active.remove(&id) {
-                Some(Active::Building { .. }) | None => {
+                // The app failed after its first chunk, but none of it has
+                // reached the client: answer as for any app error, 500.
+                Some(Active::Building { .. }) => {
+                    debug!(request = id, reason, "worker aborted a response");
+                    self.complete(id, Err(Failure::Internal));
+                }
+                None => {
                     debug!(request = id, reason, "worker aborted a response");
                     self.complete(id, Err(Failure::WorkerLost));
                 }
