@@ -1,15 +1,21 @@
 //! The access log: nginx's `combined` format, one JSON object per line, or
 //! a template of `$variables` (see [`crate::config::log_format`]).
 //!
-//! The request path never waits for the log. A finished request pushes
-//! its [`Entry`] onto a bounded queue (a short mutex hold, no system call);
-//! a dedicated thread takes the queue every [`TICK`], renders the lines and
-//! writes them in one call. When the queue is full (the disk or the stdout
-//! pipe is slower than the traffic) the entry is dropped and counted
+//! The request path never waits for the log. When a response ends, its line
+//! is rendered on that runtime thread (into a thread-local buffer, with a
+//! per-thread cache of the formatted time) and appended to a shared, bounded
+//! byte buffer: a short mutex hold, no allocation, no system call. A
+//! dedicated thread takes the buffer every [`TICK`] and writes it in one
+//! call. When the buffer is full (the disk or the stdout pipe is slower than
+//! the traffic) the line is dropped and counted
 //! (`edge_access_log_dropped_total`, and a warning at most every 10 s). The
-//! writer only sleeps on the queue's condition variable when it has been
-//! idle for a while; producers wake it then, and when the queue is half
+//! writer only sleeps on the buffer's condition variable after it has been
+//! idle for a while; producers wake it then, and when the buffer is half
 //! full, so a busy server pays no wake-up per request.
+//!
+//! Rendering where the request ends (rather than in the writer) keeps the
+//! request's data on its own thread: nothing allocated by one thread is
+//! freed by another, and hyper's read buffer is not held past the response.
 //!
 //! The line is emitted when the response body is finished (or dropped), so
 //! `$body_bytes_sent` is what was actually produced, as in nginx.
@@ -19,8 +25,9 @@
 //! escapes as JSON and keeps valid UTF-8, writing a byte that is not UTF-8
 //! as the text `\xHH` (JSON cannot carry raw bytes).
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -36,10 +43,10 @@ use crate::config::log_format::{LogPiece, LogVar};
 use crate::config::{AccessFormat, LogTarget};
 use crate::ipc::stats::Route;
 
-/// How often the writer takes the queue while there is traffic.
+/// How often the writer takes the buffer while there is traffic.
 const TICK: Duration = Duration::from_millis(50);
-/// Entries the queue holds at most.
-const CAPACITY: usize = 16 * 1024;
+/// Bytes of pending lines the buffer holds at most.
+const CAPACITY: usize = 4 << 20;
 
 /// Set by USR1: the writer reopens its file before the next batch.
 pub static REOPEN: AtomicBool = AtomicBool::new(false);
@@ -47,32 +54,44 @@ pub static REOPEN: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 struct Queue {
-    // Boxed: a pointer moves through the queue, not the whole entry, and
-    // the response body that carries it until then stays small.
-    #[allow(clippy::vec_box)]
-    entries: Mutex<Vec<Box<Entry>>>,
+    /// Rendered lines waiting for the writer.
+    lines: Mutex<Vec<u8>>,
     wake: Condvar,
     /// The writer sleeps until woken (it found nothing for a while).
     parked: AtomicBool,
+    format: AccessFormat,
+}
+
+thread_local! {
+    /// Where a line is rendered before it joins the shared buffer, and the
+    /// formatted time of the current second.
+    static SCRATCH: RefCell<(Vec<u8>, Clock)> = RefCell::new((Vec::with_capacity(512), Clock::default()));
 }
 
 impl Queue {
-    fn push(&self, e: Box<Entry>) {
-        let mut q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= CAPACITY {
-            drop(q);
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-            if let Some(s) = super::metrics::stats() {
-                s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+    fn push(&self, e: &Entry) {
+        SCRATCH.with(|s| {
+            let (line, clock) = &mut *s.borrow_mut();
+            line.clear();
+            render(line, e, &self.format, clock);
+            let mut q = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() + line.len() > CAPACITY {
+                drop(q);
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = super::metrics::stats() {
+                    s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
             }
-            return;
-        }
-        q.push(e);
-        let n = q.len();
-        drop(q);
-        if n == CAPACITY / 2 || (n == 1 && self.parked.load(Ordering::Relaxed)) {
-            self.wake.notify_one();
-        }
+            let was = q.len();
+            q.extend_from_slice(line);
+            let now = q.len();
+            drop(q);
+            let half = CAPACITY / 2;
+            if (was < half && now >= half) || (was == 0 && self.parked.load(Ordering::Relaxed)) {
+                self.wake.notify_one();
+            }
+        });
     }
 }
 
@@ -102,14 +121,15 @@ impl AccessLog {
         };
         let out = open()?;
         let queue = Arc::new(Queue {
-            entries: Mutex::new(Vec::with_capacity(1024)),
+            lines: Mutex::new(Vec::with_capacity(64 * 1024)),
             wake: Condvar::new(),
             parked: AtomicBool::new(false),
+            format,
         });
         let q = queue.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(&q, out, open, format))?;
+            .spawn(move || writer(&q, out, open))?;
         Ok(AccessLog { queue: Some(queue) })
     }
 
@@ -132,38 +152,35 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: take the queue each tick, render, write.
+/// The writer thread: take the buffer each tick, write it.
 fn writer(
     q: &Queue,
     mut out: Box<dyn Write + Send>,
     open: impl Fn() -> std::io::Result<Box<dyn Write + Send>>,
-    format: AccessFormat,
 ) {
-    let mut batch: Vec<Box<Entry>> = Vec::with_capacity(1024);
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut clock = Clock::default();
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut idle = 0u32;
     let mut warned_at: Option<Instant> = None;
     let mut warned_count = 0u64;
     loop {
         {
-            let mut entries = q.entries.lock().unwrap_or_else(|p| p.into_inner());
-            // Let the queue fill for a tick (one write per tick under
+            let mut lines = q.lines.lock().unwrap_or_else(|p| p.into_inner());
+            // Let the buffer fill for a tick (one write per tick under
             // load) unless it is half full already. After a few quiet
             // ticks, sleep until a producer wakes us (or a second passes,
             // to notice USR1 on an idle server).
-            if entries.len() < CAPACITY / 2 {
-                let park = entries.is_empty() && idle >= 4;
+            if lines.len() < CAPACITY / 2 {
+                let park = lines.is_empty() && idle >= 4;
                 q.parked.store(park, Ordering::Relaxed);
                 let wait = if park { Duration::from_secs(1) } else { TICK };
-                entries = q
+                lines = q
                     .wake
-                    .wait_timeout(entries, wait)
+                    .wait_timeout(lines, wait)
                     .map(|(g, _)| g)
                     .unwrap_or_else(|p| p.into_inner().0);
                 q.parked.store(false, Ordering::Relaxed);
             }
-            std::mem::swap(&mut *entries, &mut batch);
+            std::mem::swap(&mut *lines, &mut batch);
         }
         if REOPEN.swap(false, Ordering::Relaxed) {
             match open() {
@@ -187,12 +204,11 @@ fn writer(
             continue;
         }
         idle = 0;
-        for e in batch.drain(..) {
-            render(&mut buf, &e, &format, &mut clock);
-        }
-        let _ = out.write_all(&buf);
+        let _ = out.write_all(&batch);
         let _ = out.flush();
-        buf.clear();
+        // Keep a reasonable buffer for the next swap, not a burst's worth.
+        batch.clear();
+        batch.shrink_to(1 << 20);
     }
 }
 
@@ -291,7 +307,7 @@ impl Drop for LoggedBody {
             e.bytes = self.sent;
             e.duration = took;
             e.time = SystemTime::now();
-            q.push(e);
+            q.push(&e);
         }
     }
 }
@@ -405,6 +421,73 @@ pub fn clf_time(t: SystemTime) -> String {
     Clock::default().at(t).0.to_string()
 }
 
+/// Decimal digits of `n`, without `fmt` (this runs for every request).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(o));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `1.234`: seconds with milliseconds, rounded (nginx's `$request_time`).
+fn push_secs(out: &mut Vec<u8>, d: Duration) {
+    let ms = (d.as_micros() as u64 + 500) / 1000;
+    push_u64(out, ms / 1000);
+    out.push(b'.');
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// `2026-11-24T04:11:34.007Z`.
+fn push_iso(out: &mut Vec<u8>, clock: &mut Clock, t: SystemTime) {
+    let (_, iso, ms) = clock.at(t);
+    out.extend_from_slice(iso.as_bytes());
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
+}
+
+fn push_hex_escape(out: &mut Vec<u8>, c: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(c >> 4)],
+        HEX[usize::from(c & 15)],
+    ]);
+}
+
 /// nginx's default escaping: `"`, `\`, bytes below 0x20 and above 0x7e
 /// become `\xHH`; empty is `-`.
 fn nginx_escape(out: &mut Vec<u8>, b: &[u8]) {
@@ -414,7 +497,7 @@ fn nginx_escape(out: &mut Vec<u8>, b: &[u8]) {
     }
     for &c in b {
         if c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c) {
-            let _ = write!(out, "\\x{c:02X}");
+            push_hex_escape(out, c);
         } else {
             out.push(c);
         }
@@ -436,27 +519,28 @@ fn json_string(out: &mut Vec<u8>, mut b: &[u8]) {
                 )
             }
         };
-        for c in valid.chars() {
+        for &c in valid.as_bytes() {
             match c {
-                '"' => out.extend_from_slice(b"\\\""),
-                '\\' => out.extend_from_slice(b"\\\\"),
-                '\n' => out.extend_from_slice(b"\\n"),
-                '\r' => out.extend_from_slice(b"\\r"),
-                '\t' => out.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                c if c < 0x20 || c == 0x7f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.extend_from_slice(&[HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
                 }
-                c => {
-                    let mut tmp = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-                }
+                // ASCII and the bytes of valid UTF-8 sequences.
+                c => out.push(c),
             }
         }
         match bad {
             None => break,
             Some((invalid, rest)) => {
-                for c in invalid {
-                    let _ = write!(out, "\\\\x{c:02X}");
+                for &c in invalid {
+                    out.push(b'\\');
+                    push_hex_escape(out, c);
                 }
                 b = rest;
             }
@@ -478,38 +562,40 @@ fn target(e: &Entry) -> &str {
         .map_or_else(|| e.uri.path(), |p| p.as_str())
 }
 
+fn header_bytes(h: &Option<HeaderValue>) -> &[u8] {
+    h.as_ref().map_or(&b""[..], HeaderValue::as_bytes)
+}
+
 fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock) {
     match format {
         AccessFormat::Combined => {
-            let (clf, _, _) = clock.at(e.time);
-            let _ = write!(
-                out,
-                "{} - - [{}] \"{} ",
-                e.remote.ip(),
-                clf,
-                e.method.as_str()
-            );
+            push_ip(out, e.remote.ip());
+            out.extend_from_slice(b" - - [");
+            out.extend_from_slice(clock.at(e.time).0.as_bytes());
+            out.extend_from_slice(b"] \"");
+            out.extend_from_slice(e.method.as_str().as_bytes());
+            out.push(b' ');
             nginx_escape(out, target(e).as_bytes());
-            let _ = write!(
-                out,
-                " {}\" {} {} \"",
-                version_str(e.version),
-                e.status,
-                e.bytes
-            );
-            nginx_escape(out, e.referer.as_ref().map_or(b"", |v| v.as_bytes()));
+            out.push(b' ');
+            out.extend_from_slice(version_str(e.version).as_bytes());
+            out.extend_from_slice(b"\" ");
+            push_u64(out, u64::from(e.status));
+            out.push(b' ');
+            push_u64(out, e.bytes);
+            out.extend_from_slice(b" \"");
+            nginx_escape(out, header_bytes(&e.referer));
             out.extend_from_slice(b"\" \"");
-            nginx_escape(out, e.user_agent.as_ref().map_or(b"", |v| v.as_bytes()));
+            nginx_escape(out, header_bytes(&e.user_agent));
             out.extend_from_slice(b"\"\n");
         }
         AccessFormat::Json => {
-            let (_, iso, ms) = clock.at(e.time);
-            let _ = write!(
-                out,
-                "{{\"time\":\"{iso}.{ms:03}Z\",\"remote_addr\":\"{}\",\"remote_port\":{},\"request_id\":",
-                e.remote.ip(),
-                e.remote.port()
-            );
+            out.extend_from_slice(b"{\"time\":\"");
+            push_iso(out, clock, e.time);
+            out.extend_from_slice(b"\",\"remote_addr\":\"");
+            push_ip(out, e.remote.ip());
+            out.extend_from_slice(b"\",\"remote_port\":");
+            push_u64(out, u64::from(e.remote.port()));
+            out.extend_from_slice(b",\"request_id\":");
             json_string(out, e.request_id.as_bytes());
             out.extend_from_slice(b",\"method\":");
             json_string(out, e.method.as_str().as_bytes());
@@ -517,33 +603,33 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
             json_string(out, e.uri.path().as_bytes());
             out.extend_from_slice(b",\"query\":");
             json_opt(out, e.uri.query().map(str::as_bytes));
-            let _ = write!(
-                out,
-                ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"bytes_in\":{},\"duration_us\":{},\"referer\":",
-                version_str(e.version),
-                e.status,
-                e.bytes,
-                e.bytes_in,
-                e.duration.as_micros()
-            );
+            out.extend_from_slice(b",\"protocol\":\"");
+            out.extend_from_slice(version_str(e.version).as_bytes());
+            out.extend_from_slice(b"\",\"status\":");
+            push_u64(out, u64::from(e.status));
+            out.extend_from_slice(b",\"bytes\":");
+            push_u64(out, e.bytes);
+            out.extend_from_slice(b",\"bytes_in\":");
+            push_u64(out, e.bytes_in);
+            out.extend_from_slice(b",\"duration_us\":");
+            push_u64(out, e.duration.as_micros() as u64);
+            out.extend_from_slice(b",\"referer\":");
             json_opt(out, e.referer.as_ref().map(HeaderValue::as_bytes));
             out.extend_from_slice(b",\"user_agent\":");
             json_opt(out, e.user_agent.as_ref().map(HeaderValue::as_bytes));
             out.extend_from_slice(b",\"host\":");
             json_opt(out, e.host.as_ref().map(HeaderValue::as_bytes));
-            let _ = write!(out, ",\"route\":\"{}\",\"worker_pid\":", e.route.name());
+            out.extend_from_slice(b",\"route\":\"");
+            out.extend_from_slice(e.route.name().as_bytes());
+            out.extend_from_slice(b"\",\"worker_pid\":");
             match e.worker_pid {
                 0 => out.extend_from_slice(b"null"),
-                p => {
-                    let _ = write!(out, "{p}");
-                }
+                p => push_u64(out, u64::from(p)),
             }
             out.extend_from_slice(b",\"upstream_us\":");
             match e.upstream {
                 None => out.extend_from_slice(b"null"),
-                Some(d) => {
-                    let _ = write!(out, "{}", d.as_micros());
-                }
+                Some(d) => push_u64(out, d.as_micros() as u64),
             }
             out.extend_from_slice(b",\"tls_version\":");
             json_opt(out, e.tls_version.map(str::as_bytes));
@@ -562,20 +648,12 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
 }
 
 fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
-    let header = |h: &Option<HeaderValue>| h.as_ref().map_or(&b""[..], |v| v.as_bytes()).to_vec();
     match v {
-        LogVar::RemoteAddr => {
-            let _ = write!(out, "{}", e.remote.ip());
-        }
-        LogVar::RemotePort => {
-            let _ = write!(out, "{}", e.remote.port());
-        }
+        LogVar::RemoteAddr => push_ip(out, e.remote.ip()),
+        LogVar::RemotePort => push_u64(out, u64::from(e.remote.port())),
         LogVar::RemoteUser => out.push(b'-'),
         LogVar::TimeLocal => out.extend_from_slice(clock.at(e.time).0.as_bytes()),
-        LogVar::TimeIso8601 => {
-            let (_, iso, ms) = clock.at(e.time);
-            let _ = write!(out, "{iso}.{ms:03}Z");
-        }
+        LogVar::TimeIso8601 => push_iso(out, clock, e.time),
         LogVar::Method => out.extend_from_slice(e.method.as_str().as_bytes()),
         LogVar::Path => nginx_escape(out, e.uri.path().as_bytes()),
         LogVar::Query => nginx_escape(out, e.uri.query().unwrap_or("").as_bytes()),
@@ -588,42 +666,26 @@ fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
             out.extend_from_slice(version_str(e.version).as_bytes());
         }
         LogVar::Protocol => out.extend_from_slice(version_str(e.version).as_bytes()),
-        LogVar::Status => {
-            let _ = write!(out, "{}", e.status);
-        }
-        LogVar::Bytes => {
-            let _ = write!(out, "{}", e.bytes);
-        }
-        LogVar::BytesIn => {
-            let _ = write!(out, "{}", e.bytes_in);
-        }
-        LogVar::DurationUs => {
-            let _ = write!(out, "{}", e.duration.as_micros());
-        }
-        LogVar::RequestTime => {
-            let _ = write!(out, "{:.3}", e.duration.as_secs_f64());
-        }
-        LogVar::Referer => nginx_escape(out, &header(&e.referer)),
-        LogVar::UserAgent => nginx_escape(out, &header(&e.user_agent)),
-        LogVar::Host => nginx_escape(out, &header(&e.host)),
+        LogVar::Status => push_u64(out, u64::from(e.status)),
+        LogVar::Bytes => push_u64(out, e.bytes),
+        LogVar::BytesIn => push_u64(out, e.bytes_in),
+        LogVar::DurationUs => push_u64(out, e.duration.as_micros() as u64),
+        LogVar::RequestTime => push_secs(out, e.duration),
+        LogVar::Referer => nginx_escape(out, header_bytes(&e.referer)),
+        LogVar::UserAgent => nginx_escape(out, header_bytes(&e.user_agent)),
+        LogVar::Host => nginx_escape(out, header_bytes(&e.host)),
         LogVar::RequestId => nginx_escape(out, e.request_id.as_bytes()),
         LogVar::WorkerPid => match e.worker_pid {
             0 => out.push(b'-'),
-            p => {
-                let _ = write!(out, "{p}");
-            }
+            p => push_u64(out, u64::from(p)),
         },
         LogVar::UpstreamUs => match e.upstream {
             None => out.push(b'-'),
-            Some(d) => {
-                let _ = write!(out, "{}", d.as_micros());
-            }
+            Some(d) => push_u64(out, d.as_micros() as u64),
         },
         LogVar::UpstreamTime => match e.upstream {
             None => out.push(b'-'),
-            Some(d) => {
-                let _ = write!(out, "{:.3}", d.as_secs_f64());
-            }
+            Some(d) => push_secs(out, d),
         },
         LogVar::TlsVersion => out.extend_from_slice(e.tls_version.unwrap_or("-").as_bytes()),
         LogVar::Route => out.extend_from_slice(e.route.name().as_bytes()),
