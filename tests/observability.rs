@@ -813,3 +813,61 @@ fn status_finds_a_gunicorn_style_edge_by_its_port() {
         "{out}"
     );
 }
+
+#[test]
+fn tls_handshakes_are_counted_and_logged() {
+    use support::tls as t;
+    let ca = t::Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"], 1)
+        .write(dir.path(), "site");
+    let (tls_port, mport) = (support::free_port(), support::free_port());
+    let log = dir.path().join("access.log");
+    let conf = Conf::new("obs_app:app").tail(&format!(
+        "[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = {}\nkey = {}\n\n\
+         [log]\naccess = {}\nformat = \"json\"\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"",
+        toml_path(&cert),
+        toml_path(&key),
+        toml_path(&log)
+    ));
+    let edge = Edge::start(&conf);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = t::client_config(Some(&ca), &[version], &[b"http/1.1"]);
+        let (r, _) = t::get(tls_port, "localhost", config, "/rid")
+            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+        assert_eq!(r.status, 200);
+    }
+    // A client that does not trust the certificate gives up mid-handshake;
+    // bytes that are not TLS at all fail it too.
+    let untrusting = t::client_config(Some(&t::Ca::new()), &[], &[b"http/1.1"]);
+    assert!(t::connect(tls_port, "localhost", untrusting).is_err());
+    let _ = obs::raw_request(tls_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    let counted = support::poll(AWAIT, Duration::from_millis(100), || {
+        let (s, _) = obs::prometheus_parse(&obs::http_get(mport, "/metrics").1);
+        let ok = sample(&s, "edge_tls_handshakes_total", &[])?;
+        let failed = sample(&s, "edge_tls_handshake_failures_total", &[])?;
+        (ok == 2.0 && failed == 2.0).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "{}\n{}",
+        obs::http_get(mport, "/metrics").1,
+        edge.logs()
+    );
+    let lines = obs::wait_lines(&log, 3, AWAIT);
+    let text: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| l.iter().copied().chain([b'\n']))
+        .collect();
+    let versions: Vec<Option<String>> = obs::json_lines(&text)
+        .iter()
+        .filter(|j| j["path"].as_str() == Some("/rid"))
+        .map(|j| j["tls_version"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        versions,
+        [Some("TLSv1.3".to_string()), Some("TLSv1.2".to_string())]
+    );
+}
