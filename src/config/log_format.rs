@@ -234,4 +234,53 @@ mod tests {
             vec![Var(LogVar::Status), Literal("_code".into())]
         );
     }
+
+    fn load(text: &str) -> Result<crate::config::Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.toml");
+        std::fs::write(&path, format!("[app]\nmodule = \"m:app\"\n{text}")).unwrap();
+        crate::config::load(Some(&path), &crate::config::Overrides::default())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn observability_keys() {
+        use crate::config::ErrorFormat;
+        let c = load("[server]\nlisten = [\"127.0.0.1:8123\"]\n").unwrap();
+        assert_eq!(c.log.error_format, ErrorFormat::Text);
+        assert_eq!(c.log.request_id_header, "x-request-id");
+        assert!(c.control_socket.unwrap().ends_with("edge-8123.sock"));
+        let c = load(
+            "[server]\ncontrol_socket = \"run/ctl.sock\"\n[log]\nerror_format = \"json\"\n\
+             request_id_header = \"X-Correlation-ID\"\nformat = \"$status $request_id\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.log.error_format, ErrorFormat::Json);
+        assert_eq!(c.log.request_id_header, "x-correlation-id");
+        assert!(c.control_socket.unwrap().ends_with("run/ctl.sock"));
+        assert_eq!(
+            c.log.format,
+            AccessFormat::Custom(vec![
+                Var(LogVar::Status),
+                Literal(" ".into()),
+                Var(LogVar::RequestId)
+            ])
+        );
+        assert!(load("[server]\ncontrol_socket = \"off\"\n")
+            .unwrap()
+            .control_socket
+            .is_none());
+        for (bad, key) in [
+            ("[log]\nerror_format = \"xml\"\n", "log.error_format"),
+            (
+                "[log]\nrequest_id_header = \"bad header\"\n",
+                "log.request_id_header",
+            ),
+            ("[log]\nformat = \"$nope\"\n", "log.format"),
+            ("[server]\ncontrol_socket = \"\"\n", "server.control_socket"),
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
 }
