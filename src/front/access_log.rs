@@ -99,12 +99,55 @@ impl Queue {
 #[derive(Clone)]
 pub struct AccessLog {
     queue: Option<Arc<Queue>>,
+    needs: Needs,
+}
+
+/// Which optional values the format shows: the others are not copied
+/// off the request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Needs {
+    referer: bool,
+    user_agent: bool,
+    host: bool,
+    request_id: bool,
+}
+
+impl Needs {
+    fn of(format: &AccessFormat) -> Needs {
+        match format {
+            AccessFormat::Combined => Needs {
+                referer: true,
+                user_agent: true,
+                ..Needs::default()
+            },
+            AccessFormat::Json => Needs {
+                referer: true,
+                user_agent: true,
+                host: true,
+                request_id: true,
+            },
+            AccessFormat::Custom(pieces) => {
+                let has = |v: LogVar| pieces.contains(&LogPiece::Var(v));
+                Needs {
+                    referer: has(LogVar::Referer),
+                    user_agent: has(LogVar::UserAgent),
+                    host: has(LogVar::Host),
+                    request_id: has(LogVar::RequestId),
+                }
+            }
+        }
+    }
 }
 
 impl AccessLog {
     pub fn start(target: &LogTarget, format: AccessFormat) -> std::io::Result<Self> {
         let path = match target {
-            LogTarget::Off => return Ok(AccessLog { queue: None }),
+            LogTarget::Off => {
+                return Ok(AccessLog {
+                    queue: None,
+                    needs: Needs::default(),
+                })
+            }
             LogTarget::Std => None,
             LogTarget::File(p) => Some(p.clone()),
         };
@@ -120,6 +163,7 @@ impl AccessLog {
             })
         };
         let out = open()?;
+        let needs = Needs::of(&format);
         let queue = Arc::new(Queue {
             lines: Mutex::new(Vec::with_capacity(64 * 1024)),
             wake: Condvar::new(),
@@ -130,11 +174,63 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || writer(&q, out, open))?;
-        Ok(AccessLog { queue: Some(queue) })
+        Ok(AccessLog {
+            queue: Some(queue),
+            needs,
+        })
     }
 
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
+    }
+
+    /// What the line will say about `req` (when the log is on), copying
+    /// only the values the format shows.
+    pub fn entry<B>(
+        &self,
+        remote: SocketAddr,
+        req: &http::Request<B>,
+        request_id: &HeaderValue,
+        tls_version: Option<&'static str>,
+    ) -> Option<Entry> {
+        self.queue.as_ref()?;
+        let n = self.needs;
+        let h = req.headers();
+        let get = |on: bool, name: http::header::HeaderName| {
+            if on {
+                h.get(name).cloned()
+            } else {
+                None
+            }
+        };
+        let host = if n.host {
+            h.get(http::header::HOST).cloned().or_else(|| {
+                req.uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            })
+        } else {
+            None
+        };
+        Some(Entry {
+            remote,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: get(n.referer, http::header::REFERER),
+            user_agent: get(n.user_agent, http::header::USER_AGENT),
+            host,
+            request_id: n.request_id.then(|| request_id.clone()),
+            tls_version,
+            worker_pid: 0,
+            upstream: None,
+            status: 0,
+            route: Route::Front,
+            bytes_in: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            time: UNIX_EPOCH,
+        })
     }
 
     /// Wrap `body` so that its end counts the request (`metrics`) and logs
@@ -222,7 +318,8 @@ pub struct Entry {
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
     pub host: Option<HeaderValue>,
-    pub request_id: HeaderValue,
+    /// `None` when the format does not show it.
+    pub request_id: Option<HeaderValue>,
     pub tls_version: Option<&'static str>,
     pub worker_pid: u32,
     pub upstream: Option<Duration>,
@@ -233,41 +330,6 @@ pub struct Entry {
     bytes: u64,
     duration: Duration,
     time: SystemTime,
-}
-
-impl Entry {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        remote: SocketAddr,
-        method: Method,
-        uri: Uri,
-        version: Version,
-        referer: Option<HeaderValue>,
-        user_agent: Option<HeaderValue>,
-        host: Option<HeaderValue>,
-        request_id: HeaderValue,
-        tls_version: Option<&'static str>,
-    ) -> Self {
-        Entry {
-            remote,
-            method,
-            uri,
-            version,
-            referer,
-            user_agent,
-            host,
-            request_id,
-            tls_version,
-            worker_pid: 0,
-            upstream: None,
-            status: 0,
-            route: Route::Front,
-            bytes_in: 0,
-            bytes: 0,
-            duration: Duration::ZERO,
-            time: UNIX_EPOCH,
-        }
-    }
 }
 
 /// The response's side of a request, known before its body is sent.
@@ -495,13 +557,17 @@ fn nginx_escape(out: &mut Vec<u8>, b: &[u8]) {
         out.push(b'-');
         return;
     }
-    for &c in b {
-        if c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c) {
-            push_hex_escape(out, c);
-        } else {
-            out.push(c);
-        }
+    let mut rest = b;
+    // Copy runs of plain bytes at once; escape the others.
+    while let Some(i) = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))
+    {
+        out.extend_from_slice(&rest[..i]);
+        push_hex_escape(out, rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// A JSON string: valid UTF-8 kept, JSON escapes, invalid bytes as `\xHH`.
@@ -596,7 +662,7 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
             out.extend_from_slice(b"\",\"remote_port\":");
             push_u64(out, u64::from(e.remote.port()));
             out.extend_from_slice(b",\"request_id\":");
-            json_string(out, e.request_id.as_bytes());
+            json_string(out, header_bytes(&e.request_id));
             out.extend_from_slice(b",\"method\":");
             json_string(out, e.method.as_str().as_bytes());
             out.extend_from_slice(b",\"path\":");
@@ -674,7 +740,7 @@ fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
         LogVar::Referer => nginx_escape(out, header_bytes(&e.referer)),
         LogVar::UserAgent => nginx_escape(out, header_bytes(&e.user_agent)),
         LogVar::Host => nginx_escape(out, header_bytes(&e.host)),
-        LogVar::RequestId => nginx_escape(out, e.request_id.as_bytes()),
+        LogVar::RequestId => nginx_escape(out, header_bytes(&e.request_id)),
         LogVar::WorkerPid => match e.worker_pid {
             0 => out.push(b'-'),
             p => push_u64(out, u64::from(p)),
@@ -734,17 +800,25 @@ mod tests {
     }
 
     fn entry() -> Entry {
-        let mut e = Entry::new(
-            "10.1.2.3:5555".parse().unwrap(),
-            Method::POST,
-            "/p\"a/th?q=1&x=\\".parse().unwrap(),
-            Version::HTTP_11,
-            None,
-            Some(HeaderValue::from_bytes(b"ua \xff\"x").unwrap()),
-            Some(HeaderValue::from_static("example.com")),
-            HeaderValue::from_static("rid-1"),
-            Some("TLSv1.3"),
-        );
+        let mut e = Entry {
+            remote: "10.1.2.3:5555".parse().unwrap(),
+            method: Method::POST,
+            uri: "/p\"a/th?q=1&x=\\".parse().unwrap(),
+            version: Version::HTTP_11,
+            referer: None,
+            user_agent: Some(HeaderValue::from_bytes(b"ua \xff\"x").unwrap()),
+            host: Some(HeaderValue::from_static("example.com")),
+            request_id: Some(HeaderValue::from_static("rid-1")),
+            tls_version: Some("TLSv1.3"),
+            worker_pid: 0,
+            upstream: None,
+            status: 0,
+            route: Route::Front,
+            bytes_in: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            time: UNIX_EPOCH,
+        };
         e.status = 201;
         e.route = Route::App;
         e.bytes = 12;
