@@ -45,13 +45,37 @@ use crate::ipc::stats::Route;
 
 /// How often the writer takes the buffer while there is traffic.
 const TICK: Duration = Duration::from_millis(50);
-/// Bytes of pending lines the buffer holds at most.
-const CAPACITY: usize = 4 << 20;
 
 /// Set by USR1: the writer reopens its file before the next batch.
 pub static REOPEN: AtomicBool = AtomicBool::new(false);
 /// Lines dropped by this front (the shared counter is the metric).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// When the last warning about drops was logged (seconds since the epoch).
+static WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// A line was dropped: count it, and say so at most every 10 s. The
+/// warning comes from the request's thread, as the writer may be the one
+/// stuck (a full stdout pipe).
+fn dropped_line() {
+    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(s) = super::metrics::stats() {
+        s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = WARNED.load(Ordering::Relaxed);
+    if now >= last + 10
+        && WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            dropped_total = n,
+            "the access log cannot keep up (slow disk or unread stdout?): lines are being dropped"
+        );
+    }
+}
 
 struct Queue {
     /// Rendered lines waiting for the writer.
@@ -60,6 +84,8 @@ struct Queue {
     /// The writer sleeps until woken (it found nothing for a while).
     parked: AtomicBool,
     format: AccessFormat,
+    /// Bytes of pending lines held at most (`log.access_buffer`).
+    capacity: usize,
 }
 
 thread_local! {
@@ -75,19 +101,16 @@ impl Queue {
             line.clear();
             render(line, e, &self.format, clock);
             let mut q = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-            if q.len() + line.len() > CAPACITY {
+            if q.len() + line.len() > self.capacity {
                 drop(q);
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-                if let Some(s) = super::metrics::stats() {
-                    s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                dropped_line();
                 return;
             }
             let was = q.len();
             q.extend_from_slice(line);
             let now = q.len();
             drop(q);
-            let half = CAPACITY / 2;
+            let half = self.capacity / 2;
             if (was < half && now >= half) || (was == 0 && self.parked.load(Ordering::Relaxed)) {
                 self.wake.notify_one();
             }
@@ -140,7 +163,11 @@ impl Needs {
 }
 
 impl AccessLog {
-    pub fn start(target: &LogTarget, format: AccessFormat) -> std::io::Result<Self> {
+    pub fn start(
+        target: &LogTarget,
+        format: AccessFormat,
+        capacity: usize,
+    ) -> std::io::Result<Self> {
         let path = match target {
             LogTarget::Off => {
                 return Ok(AccessLog {
@@ -169,6 +196,7 @@ impl AccessLog {
             wake: Condvar::new(),
             parked: AtomicBool::new(false),
             format,
+            capacity,
         });
         let q = queue.clone();
         std::thread::Builder::new()
@@ -256,8 +284,6 @@ fn writer(
 ) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut idle = 0u32;
-    let mut warned_at: Option<Instant> = None;
-    let mut warned_count = 0u64;
     loop {
         {
             let mut lines = q.lines.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,7 +291,7 @@ fn writer(
             // load) unless it is half full already. After a few quiet
             // ticks, sleep until a producer wakes us (or a second passes,
             // to notice USR1 on an idle server).
-            if lines.len() < CAPACITY / 2 {
+            if lines.len() < q.capacity / 2 {
                 let park = lines.is_empty() && idle >= 4;
                 q.parked.store(park, Ordering::Relaxed);
                 let wait = if park { Duration::from_secs(1) } else { TICK };
@@ -283,17 +309,6 @@ fn writer(
                 Ok(o) => out = o,
                 Err(e) => tracing::error!(error = %e, "cannot reopen the access log"),
             }
-        }
-        let dropped = DROPPED.load(Ordering::Relaxed);
-        if dropped != warned_count
-            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-        {
-            tracing::warn!(
-                dropped = dropped - warned_count,
-                "the access log cannot keep up; lines were dropped"
-            );
-            warned_count = dropped;
-            warned_at = Some(Instant::now());
         }
         if batch.is_empty() {
             idle = idle.saturating_add(1);
