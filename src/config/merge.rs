@@ -37,10 +37,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{AppSection, FileConfig, StaticSection};
+use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
-    AccessFormat, App, Config, ConfigError, Interface, Lifespan, Limits, Log, LogTarget, Metrics,
-    Server, StaticRoute, Tls,
+    units, AccessFormat, App, Coding, Compression, Config, ConfigError, Expires, FollowSymlinks,
+    Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls,
 };
 
 /// Values given on the command line; every field is optional (`None`,
@@ -272,6 +272,39 @@ pub fn parse_fallback(text: &str) -> Result<bool, String> {
     }
 }
 
+/// `[[static]] expires`: `"off"` (none), `"max"`, `"epoch"`, or a
+/// duration (`"30d"`, `"1h"`).
+pub fn parse_expires(text: &str) -> Result<Option<Expires>, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "off" => Ok(None),
+        "max" => Ok(Some(Expires::Max)),
+        "epoch" => Ok(Some(Expires::Epoch)),
+        _ => units::parse_duration(text).map(|d| Some(Expires::After(d))),
+    }
+}
+
+/// `[[static]] follow_symlinks` given as a string.
+pub fn parse_follow_symlinks(text: &str) -> Result<FollowSymlinks, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "inside" => Ok(FollowSymlinks::Inside),
+        "always" | "true" => Ok(FollowSymlinks::Always),
+        "never" | "false" => Ok(FollowSymlinks::Never),
+        _ => Err(format!(
+            "\"{text}\": expected \"inside\", \"always\" or \"never\" (or true / false)"
+        )),
+    }
+}
+
+/// A content coding name for `[compression] algorithms`.
+pub fn parse_coding(text: &str) -> Result<Coding, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "br" | "brotli" => Ok(Coding::Brotli),
+        "zstd" => Ok(Coding::Zstd),
+        "gzip" => Ok(Coding::Gzip),
+        _ => Err(format!("\"{text}\": expected \"br\", \"zstd\" or \"gzip\"")),
+    }
+}
+
 /// A log level, gunicorn's or tracing's names, case-insensitive, returned as
 /// a tracing level: `warning` → `warn`, `critical` → `error`.
 pub fn parse_level(text: &str) -> Result<String, String> {
@@ -473,6 +506,7 @@ fn load_with(
     let app = build_app(&ctx, ov, &file)?;
     let (server, tls) = build_listeners(&ctx, ov, &file)?;
     let statics = build_statics(&ctx, ov, &file.statics)?;
+    let compression = build_compression(&ctx, &file.compression)?;
     let limits = build_limits(&ctx, &file)?;
     let log = build_log(&ctx, ov, &file)?;
     let metrics = file.metrics.map(|m| Metrics {
@@ -489,6 +523,7 @@ fn load_with(
         tls,
         app,
         statics,
+        compression,
         limits,
         log,
         metrics,
@@ -577,6 +612,8 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
         chdir: ov.chdir.as_ref().map(|_| ctx.cmd.base.clone()),
         interface,
         lifespan: f.lifespan.unwrap_or(Lifespan::Auto),
+        django_static: f.django_static.unwrap_or(false),
+        flask_static: f.flask_static.unwrap_or(false),
     })
 }
 
@@ -814,13 +851,28 @@ fn build_statics(
             }
             other => other,
         };
+        let index = match s.index.as_deref().map(str::trim) {
+            None => Some("index.html".to_string()),
+            Some("") => None,
+            Some(name) if name.contains('/') || name == "." || name == ".." => {
+                return Err(ctx
+                    .file
+                    .invalid("static.index", format!("\"{name}\" must be a plain file name")))
+            }
+            Some(name) => Some(name.to_string()),
+        };
         routes.push(StaticRoute {
-            url,
-            dir: checked_dir(&ctx.file, "static.dir", &s.dir)?,
             fallback_to_app: s.fallback.unwrap_or(false),
             precompressed: s.precompressed.unwrap_or(true),
             cache_control,
             internal: s.internal.unwrap_or(false),
+            expires: s.expires.unwrap_or(None),
+            follow_symlinks: s.follow_symlinks.unwrap_or(FollowSymlinks::Inside),
+            autoindex: s.autoindex.unwrap_or(false),
+            allow_hidden: s.allow_hidden.unwrap_or(false),
+            index,
+            open_file_cache: s.open_file_cache.unwrap_or(Duration::from_secs(1)),
+            ..StaticRoute::new(url, checked_dir(&ctx.file, "static.dir", &s.dir)?)
         });
     }
     for entry in &ov.statics {
@@ -828,20 +880,68 @@ fn build_statics(
             ctx.cmd
                 .invalid("--static", format!("\"{entry}\" is not URL_PREFIX=DIR"))
         })?;
-        let route = StaticRoute {
-            url: static_url(url).map_err(|e| ctx.cmd.invalid("--static", e))?,
-            dir: checked_dir(&ctx.cmd, "--static", Path::new(dir))?,
-            fallback_to_app: false,
-            precompressed: true,
-            cache_control: None,
-            internal: false,
-        };
+        let route = StaticRoute::new(
+            static_url(url).map_err(|e| ctx.cmd.invalid("--static", e))?,
+            checked_dir(&ctx.cmd, "--static", Path::new(dir))?,
+        );
         match routes.iter_mut().find(|r| r.url == route.url) {
             Some(slot) => *slot = route,
             None => routes.push(route),
         }
     }
     Ok(routes)
+}
+
+fn build_compression(ctx: &Ctx, f: &CompressionSection) -> Result<Compression, ConfigError> {
+    let d = Compression::default();
+    let level = |v: Option<i64>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64| {
+        match v {
+            None => Ok(default),
+            Some(n) if range.contains(&n) => Ok(n),
+            Some(n) => Err(ctx.file.invalid(
+                key,
+                format!("{n} is outside {}..={}", range.start(), range.end()),
+            )),
+        }
+    };
+    let types = match &f.types {
+        None => d.types,
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                let t = t.trim().to_ascii_lowercase();
+                let ok = match t.split_once('/') {
+                    Some((a, b)) => {
+                        !a.is_empty()
+                            && !b.is_empty()
+                            && a != "*"
+                            && !t.contains(|c: char| c.is_whitespace() || c == ';' || c == ',')
+                    }
+                    None => false,
+                };
+                if !ok {
+                    return Err(ctx.file.invalid(
+                        "compression.types",
+                        format!("\"{t}\" is not a media type like \"text/html\" or \"text/*\""),
+                    ));
+                }
+                out.push(t);
+            }
+            out
+        }
+    };
+    let algorithms = f.algorithms.clone().unwrap_or(d.algorithms);
+    Ok(Compression {
+        enabled: f.enabled.unwrap_or(d.enabled) && !algorithms.is_empty(),
+        algorithms,
+        types,
+        min_size: f.min_size.unwrap_or(d.min_size),
+        gzip_level: level(f.gzip_level.map(i64::from), "compression.gzip_level", 1..=9, 5)? as u32,
+        brotli_level: level(f.brotli_level.map(i64::from), "compression.brotli_level", 0..=11, 4)?
+            as u32,
+        zstd_level: level(f.zstd_level.map(i64::from), "compression.zstd_level", 1..=19, 3)? as i32,
+        static_files: f.static_files.unwrap_or(d.static_files),
+    })
 }
 
 fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {

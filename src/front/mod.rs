@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod body;
 mod buffer;
+pub mod compress;
 mod conn;
 mod respond;
 mod route;

@@ -37,14 +37,7 @@ impl Site {
         fs::write(root.join("data.bin"), [0u8, 1, 2, 3]).unwrap();
         fs::create_dir(tmp.path().join("outside")).unwrap();
         fs::write(tmp.path().join("outside/secret.txt"), "top secret").unwrap();
-        let route = StaticRoute {
-            url: "/static/".into(),
-            dir: root,
-            fallback_to_app: false,
-            precompressed: true,
-            cache_control: None,
-            internal: false,
-        };
+        let route = StaticRoute::new("/static/", root);
         Site { tmp, route }
     }
 
