@@ -855,9 +855,10 @@ fn build_statics(
             None => Some("index.html".to_string()),
             Some("") => None,
             Some(name) if name.contains('/') || name == "." || name == ".." => {
-                return Err(ctx
-                    .file
-                    .invalid("static.index", format!("\"{name}\" must be a plain file name")))
+                return Err(ctx.file.invalid(
+                    "static.index",
+                    format!("\"{name}\" must be a plain file name"),
+                ))
             }
             Some(name) => Some(name.to_string()),
         };
@@ -894,16 +895,15 @@ fn build_statics(
 
 fn build_compression(ctx: &Ctx, f: &CompressionSection) -> Result<Compression, ConfigError> {
     let d = Compression::default();
-    let level = |v: Option<i64>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64| {
-        match v {
+    let level =
+        |v: Option<i64>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64| match v {
             None => Ok(default),
             Some(n) if range.contains(&n) => Ok(n),
             Some(n) => Err(ctx.file.invalid(
                 key,
                 format!("{n} is outside {}..={}", range.start(), range.end()),
             )),
-        }
-    };
+        };
     let types = match &f.types {
         None => d.types,
         Some(list) => {
@@ -936,10 +936,24 @@ fn build_compression(ctx: &Ctx, f: &CompressionSection) -> Result<Compression, C
         algorithms,
         types,
         min_size: f.min_size.unwrap_or(d.min_size),
-        gzip_level: level(f.gzip_level.map(i64::from), "compression.gzip_level", 1..=9, 5)? as u32,
-        brotli_level: level(f.brotli_level.map(i64::from), "compression.brotli_level", 0..=11, 4)?
-            as u32,
-        zstd_level: level(f.zstd_level.map(i64::from), "compression.zstd_level", 1..=19, 3)? as i32,
+        gzip_level: level(
+            f.gzip_level.map(i64::from),
+            "compression.gzip_level",
+            1..=9,
+            5,
+        )? as u32,
+        brotli_level: level(
+            f.brotli_level.map(i64::from),
+            "compression.brotli_level",
+            0..=11,
+            4,
+        )? as u32,
+        zstd_level: level(
+            f.zstd_level.map(i64::from),
+            "compression.zstd_level",
+            1..=19,
+            3,
+        )? as i32,
         static_files: f.static_files.unwrap_or(d.static_files),
     })
 }

@@ -278,7 +278,10 @@ impl Default for Compression {
         Compression {
             enabled: true,
             algorithms: vec![Coding::Brotli, Coding::Zstd, Coding::Gzip],
-            types: DEFAULT_COMPRESS_TYPES.iter().map(|s| s.to_string()).collect(),
+            types: DEFAULT_COMPRESS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             min_size: 256,
             gzip_level: 5,
             brotli_level: 4,

@@ -465,7 +465,11 @@ pub async fn apply(resp: &mut Response<ResponseBody>, wants: &Wants, cfg: &Compr
         _ => None,
     };
     // For HEAD the body is empty: judge by the declared length.
-    let len = if wants.head { declared } else { known.or(declared) };
+    let len = if wants.head {
+        declared
+    } else {
+        known.or(declared)
+    };
     if len.is_some_and(|n| n < cfg.min_size) {
         return;
     }
@@ -685,7 +689,11 @@ mod tests {
         assert_eq!(r.headers()[VARY], "Accept-Encoding");
         assert_eq!(r.headers()[ETAG], "W/\"abc\"");
         assert!(!r.headers().contains_key(ACCEPT_RANGES));
-        let len: usize = r.headers()[CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+        let len: usize = r.headers()[CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = r.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body.len(), len);
         assert_eq!(decode(Coding::Gzip, &body), data);
@@ -716,8 +724,10 @@ mod tests {
         assert_eq!(r.headers()[CONTENT_ENCODING], "gzip");
         // no-transform.
         let mut r = response("text/html", ResponseBody::full(text(5000)));
-        r.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-transform"));
+        r.headers_mut().insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("private, no-transform"),
+        );
         apply(&mut r, &wants(Some(Coding::Brotli)), &cfg).await;
         assert!(!r.headers().contains_key(CONTENT_ENCODING));
         // 206 and 304.

@@ -49,6 +49,8 @@ pub struct Shared {
     pub config: Config,
     upstream: Arc<Upstream>,
     access_log: AccessLog,
+    /// Static routes, the open-file cache, compression settings.
+    files: Arc<static_files::StaticFiles>,
 }
 
 /// The front role's entry point; returns the exit code.
@@ -100,6 +102,7 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     };
     let shared = Arc::new(Shared {
+        files: upstream.files.clone(),
         config,
         upstream,
         access_log,

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::body::ResponseBody;
+use super::static_files::StaticFiles;
 use crate::ipc::control::{ToArbiter, ToFront};
 use crate::ipc::scoreboard::Scoreboard;
 use crate::ipc::{fdpass, wire};
@@ -85,6 +86,8 @@ pub struct Upstream {
     /// gives up: a backstop for a request lost with a worker that died
     /// before its scoreboard line named it.
     deadline: Duration,
+    /// Static routes; workers may add some (`django_static`).
+    pub files: Arc<StaticFiles>,
 }
 
 /// Removes a request's pending entry however the wait ends.
@@ -127,6 +130,7 @@ impl Upstream {
             max_queue: config.limits.max_queue,
             scoreboard,
             deadline: config.app.timeout * 2 + Duration::from_secs(60),
+            files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),
         }))
     }
 
