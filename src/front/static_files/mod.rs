@@ -74,7 +74,8 @@ use crate::config::{Coding, Compression, Expires, StaticRoute};
 use crate::front::body::ResponseBody;
 use crate::front::compress::{self, Levels};
 use cache::{Cached, FileCache};
-use file_body::{ChainBody, FileBody, Piece};
+pub(crate) use file_body::FileBody;
+use file_body::{ChainBody, Piece};
 use lookup::{FileEntry, Found, Lookup, Variant};
 use plan::{BodyPlan, FileInfo, Plan, Preconditions, Rep};
 use resolve::ResolveError;
@@ -149,11 +150,20 @@ impl StaticFiles {
     }
 
     /// Adds routes announced by the app (replacing earlier announced ones;
-    /// a configured route with the same URL wins). Returns the URLs added.
+    /// a configured route with the same URL wins). Returns the URLs now
+    /// served for the app, or nothing when the table did not change (each
+    /// worker announces the same list). Blocking: checks the directories.
     pub fn set_app_routes(&self, announced: Vec<StaticRoute>) -> Vec<String> {
         let mut list = self.configured.clone();
         let mut added = Vec::new();
-        for r in announced {
+        for mut r in announced {
+            if !r.url.starts_with('/') || !r.dir.is_absolute() || !r.dir.is_dir() {
+                tracing::warn!(url = %r.url, dir = %r.dir.display(), "app static route ignored: the URL must start with '/' and the directory must exist");
+                continue;
+            }
+            if !r.url.ends_with('/') {
+                r.url.push('/');
+            }
             if list.iter().any(|c| c.url == r.url) {
                 tracing::warn!(url = %r.url, "app static route ignored: a [[static]] route has that URL");
                 continue;
@@ -161,7 +171,17 @@ impl StaticFiles {
             added.push(r.url.clone());
             list.push(r);
         }
-        *self.routes.write().expect("routes lock") = Arc::new(Routes::new(list));
+        let same = |a: &[StaticRoute], b: &[StaticRoute]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.url == y.url && x.dir == y.dir)
+        };
+        let mut current = self.routes.write().expect("routes lock");
+        if same(&current.list, &list) {
+            return Vec::new();
+        }
+        *current = Arc::new(Routes::new(list));
         added
     }
 }
