@@ -8,7 +8,13 @@ use clap::Parser;
 use edge::{arbiter, cli::Cli, logging, worker};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The arbiter re-reads the file on HUP, perhaps after a chdir.
+    if let Some(conf) = &cli.conf {
+        if let Ok(abs) = std::fs::canonicalize(conf) {
+            cli.conf = Some(abs);
+        }
+    }
     if cli.version {
         println!(
             "edge {} ({})",
@@ -47,13 +53,14 @@ fn main() -> ExitCode {
         eprintln!("edge: cannot open the error log: {e}");
         return ExitCode::from(2);
     }
-    if config.reload {
-        tracing::warn!(
-            "code reloading (--reload, --dev) is not available in this build yet: \
-             send edge a HUP (or restart it) after changing code"
-        );
-    }
-    match arbiter::run(config) {
+    let reloader: arbiter::Reloader = Box::new(move || {
+        let config = cli
+            .load()
+            .map_err(|e| format!("configuration error: {e}"))?;
+        edge::config::supported(&config)?;
+        Ok(config)
+    });
+    match arbiter::run(config, reloader) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             tracing::error!("{e}");

@@ -1,38 +1,45 @@
 //! The arbiter: single-threaded supervisor that owns every child pid.
 //!
-//! It never starts a tokio runtime and never runs Python; it forks. Boot:
+//! It never starts a tokio runtime or a thread, and runs Python only with
+//! `preload`; it forks. Boot:
 //!
-//! 1. map the scoreboard, make the shared request queue (one
-//!    `SOCK_SEQPACKET` socketpair: the front writes requests into one end,
-//!    every idle worker thread reads from the other);
-//! 2. fork the workers and wait until they have imported the app (an import
-//!    error ends edge here, before anything listens);
-//! 3. bind the listeners, fork the front, hand it each worker's channel;
-//! 4. loop on `poll(2)` over the signal pipe and the front's control socket,
-//!    with a 100 ms tick for timeouts and respawns.
+//! 1. map the scoreboard;
+//! 2. start generation 1 (see [`generation`]): fork its workers and wait
+//!    until they have imported the app. An import error ends edge here,
+//!    before anything listens;
+//! 3. bind the listeners, fork the generation's front, hand it each
+//!    worker's channel;
+//! 4. loop on `poll(2)` over the signal pipe, each front's control socket
+//!    and (with `--reload`) the inotify descriptor, with a 100 ms tick for
+//!    timeouts, recycling and respawns.
 //!
-//! See `docs/ARCHITECTURE.md` for the lifecycles.
+//! A reload (HUP, or a source change with `--reload`) re-reads the config
+//! and starts a new generation; the old one drains once the new one is
+//! ready. See `docs/ARCHITECTURE.md` for every lifecycle.
 
+mod generation;
 mod listeners;
 mod signals;
 mod spawn;
+mod upgrade;
+mod watch;
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::signal::Signal;
+use nix::sys::socket::MsgFlags;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::ipc::control::{ToArbiter, ToFront};
+use crate::ipc::control::ToArbiter;
 use crate::ipc::fdpass;
-use crate::ipc::scoreboard::{self, Scoreboard, MAX_SLOTS, STATE_READY};
+use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
+use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
 use signals::{Event, Signals};
 
@@ -68,43 +75,13 @@ pub enum ArbiterError {
     FrontCrashLoop { count: u32 },
 }
 
-fn setup(what: &'static str) -> impl FnOnce(nix::Error) -> ArbiterError {
-    move |e| ArbiterError::Setup {
-        what,
-        source: e.into(),
-    }
-}
-
-/// What a slot of the scoreboard is used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotUse {
-    Free,
-    Live,
-    /// The worker is gone; the front has not yet answered its requests.
-    AwaitingFront,
-}
-
-struct Worker {
-    slot: usize,
-    /// The front's end of this worker's response channel. Kept so that a
-    /// restarted front can be given it again.
-    channel: OwnedFd,
-    started: Instant,
-    /// Told to stop (TTOU, recycling, shutdown): its exit is expected.
-    retiring: bool,
-}
-
-struct Front {
-    pid: Pid,
-    control: OwnedFd,
-    started: Instant,
-}
+/// Re-reads and validates the configuration for a reload.
+pub type Reloader = Box<dyn Fn() -> Result<Config, String>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Booting,
     Running,
-    /// TERM: the front drains first, then the workers.
+    /// TERM: fronts drain first, then workers.
     Stopping {
         deadline: Instant,
     },
@@ -114,273 +91,367 @@ enum Phase {
     },
 }
 
-/// Run edge until it is told to stop. Returns the process exit code on an
-/// orderly stop.
-pub fn run(config: Config) -> Result<i32, ArbiterError> {
-    let mut arbiter = Arbiter::new(config)?;
-    arbiter.boot()?;
+/// Run edge until it is told to stop. Returns the exit code of an orderly
+/// stop.
+pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
+    let scoreboard = Scoreboard::new().map_err(|source| ArbiterError::Setup {
+        what: "the scoreboard",
+        source,
+    })?;
+    let signals = Signals::install().map_err(|source| ArbiterError::Setup {
+        what: "signal handlers",
+        source,
+    })?;
+    let watcher = if config.reload {
+        match watch::Watcher::new(&config) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "--reload: cannot watch the source files");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let inherited = upgrade::inherited();
+    let upgrade_from = upgrade::upgrading_from();
+    let mut arbiter = Arbiter {
+        inherited,
+        upgrade_from,
+        upgrade_child: None,
+        scoreboard,
+        signals,
+        watcher,
+        reloader,
+        listeners: Vec::new(),
+        slots: vec![SlotUse::Free; MAX_SLOTS],
+        gens: Vec::new(),
+        next_gen: 1,
+        phase: Phase::Running,
+        reload_at: None,
+    };
+    info!(
+        pid = std::process::id(),
+        app = %format!("{}:{}", config.app.module, config.app.attr),
+        workers = config.app.workers,
+        "starting edge {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let preloaded = if config.app.preload {
+        match crate::worker::preload(&config) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                error!(
+                    "failed to load the application `{}:{}`:\n{msg}",
+                    config.app.module, config.app.attr
+                );
+                return Err(ArbiterError::Boot {
+                    app: format!("{}:{}", config.app.module, config.app.attr),
+                });
+            }
+        }
+    } else {
+        None
+    };
+    arbiter.start_generation(config, preloaded)?;
     arbiter.main_loop()
 }
 
 struct Arbiter {
-    config: Config,
+    /// Listening sockets handed over by the edge we upgrade from (USR2).
+    inherited: std::collections::HashMap<(std::net::SocketAddr, bool), Listener>,
+    /// That edge's pid: told to stop once we serve.
+    upgrade_from: Option<Pid>,
+    /// The new edge we started on USR2, until it takes over or fails.
+    upgrade_child: Option<std::process::Child>,
     scoreboard: Scoreboard,
     signals: Signals,
-    /// The front's end of the shared request queue (kept for restarts).
-    queue_tx: OwnedFd,
-    /// The workers' end of the shared request queue.
-    queue_rx: OwnedFd,
+    watcher: Option<watch::Watcher>,
+    reloader: Reloader,
+    /// Bound once, kept across front restarts and reloads.
     listeners: Vec<Listener>,
     slots: Vec<SlotUse>,
-    workers: HashMap<Pid, Worker>,
-    front: Option<Front>,
-    desired: usize,
+    /// Oldest first; at most one `Active`.
+    gens: Vec<Generation>,
+    next_gen: u32,
     phase: Phase,
-    boot_failures: u32,
-    front_failures: u32,
-    next_spawn: Instant,
-    /// The app imported here before forking (`preload`).
-    preloaded: Option<crate::worker::Preloaded>,
+    /// A debounced `--reload` trigger.
+    reload_at: Option<Instant>,
 }
 
 impl Arbiter {
-    fn new(config: Config) -> Result<Self, ArbiterError> {
-        let scoreboard = Scoreboard::new().map_err(|source| ArbiterError::Setup {
-            what: "the scoreboard",
-            source,
-        })?;
-        let signals = Signals::install().map_err(|source| ArbiterError::Setup {
-            what: "signal handlers",
-            source,
-        })?;
-        let (queue_tx, queue_rx) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(setup("the request queue"))?;
-        // Room for many queued requests; the kernel caps it at wmem_max
-        // unless we are privileged.
-        for size in [8 << 20, 4 << 20, 1 << 20] {
-            if nix::sys::socket::setsockopt(
-                &queue_tx,
-                nix::sys::socket::sockopt::SndBufForce,
-                &size,
-            )
-            .is_ok()
-            {
-                break;
-            }
-            if nix::sys::socket::setsockopt(&queue_tx, nix::sys::socket::sockopt::SndBuf, &size)
-                .is_ok()
-            {
-                break;
-            }
+    fn start_generation(
+        &mut self,
+        config: Config,
+        preloaded: Option<crate::worker::Preloaded>,
+    ) -> Result<(), ArbiterError> {
+        let mut g = Generation::new(self.next_gen, config, preloaded)?;
+        self.next_gen += 1;
+        for _ in 0..g.desired {
+            g.spawn_worker(&self.scoreboard, &mut self.slots)?;
         }
-        let desired = config.app.workers;
-        Ok(Arbiter {
-            config,
-            scoreboard,
-            signals,
-            queue_tx,
-            queue_rx,
-            listeners: Vec::new(),
-            slots: vec![SlotUse::Free; MAX_SLOTS],
-            workers: HashMap::new(),
-            front: None,
-            desired,
-            phase: Phase::Booting,
-            boot_failures: 0,
-            front_failures: 0,
-            next_spawn: Instant::now(),
-            preloaded: None,
-        })
+        self.gens.push(g);
+        Ok(())
     }
 
-    /// Start the workers, wait for them to load the app, then listen and
-    /// start the front.
-    fn boot(&mut self) -> Result<(), ArbiterError> {
-        info!(
-            pid = std::process::id(),
-            app = %self.app_name(),
-            workers = self.desired,
-            "starting edge {}",
-            env!("CARGO_PKG_VERSION")
-        );
-        if self.config.app.preload {
-            match crate::worker::preload(&self.config) {
-                Ok(p) => self.preloaded = Some(p),
-                Err(msg) => {
-                    error!(
-                        "failed to load the application `{}`:\n{msg}",
-                        self.app_name()
-                    );
-                    return Err(ArbiterError::Boot {
-                        app: self.app_name(),
-                    });
+    fn active(&mut self) -> Option<&mut Generation> {
+        self.gens.iter_mut().find(|g| g.state == GenState::Active)
+    }
+
+    fn main_loop(&mut self) -> Result<i32, ArbiterError> {
+        loop {
+            let fronts: Vec<usize> = self
+                .gens
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.front.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            let mut control_ready = vec![false; self.gens.len()];
+            let mut watch_ready = false;
+            {
+                let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+                for &i in &fronts {
+                    let f = self.gens[i].front.as_ref().expect("filtered");
+                    fds.push(PollFd::new(f.control.as_fd(), PollFlags::POLLIN));
+                }
+                if let Some(w) = &self.watcher {
+                    fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+                }
+                let _ = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16));
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                for (k, &i) in fronts.iter().enumerate() {
+                    control_ready[i] = ready(&fds[1 + k]);
+                }
+                if self.watcher.is_some() {
+                    watch_ready = ready(fds.last().expect("watcher fd"));
                 }
             }
-        }
-        for _ in 0..self.desired {
-            self.spawn_worker()?;
-        }
-        let boot_deadline = Instant::now() + self.boot_timeout();
-        loop {
-            let ready = self
-                .workers
-                .values()
-                .filter(|w| {
-                    self.scoreboard.slot(w.slot).state.load(Ordering::Acquire) == STATE_READY
-                })
-                .count();
-            if ready == self.workers.len() && ready == self.desired {
-                break;
+            for (i, r) in control_ready.into_iter().enumerate() {
+                if r {
+                    self.read_control(i);
+                }
+            }
+            if watch_ready {
+                if let Some(w) = &mut self.watcher {
+                    if w.changed() {
+                        self.reload_at = Some(Instant::now() + Duration::from_millis(150));
+                    }
+                }
+            }
+            if self.reload_at.is_some_and(|t| Instant::now() >= t) && self.phase == Phase::Running {
+                self.reload_at = None;
+                info!("source change detected; reloading");
+                self.reload();
             }
             for ev in self.signals.pending() {
-                match ev {
-                    Event::GracefulStop | Event::QuickStop => {
-                        self.kill_all(Signal::SIGKILL);
-                        self.reap_all_blocking(Duration::from_secs(2));
-                        return Ok(());
+                self.on_event(ev);
+            }
+            self.reap()?;
+            self.step()?;
+            if let Some(code) = self.finished() {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Advance every generation.
+    fn step(&mut self) -> Result<(), ArbiterError> {
+        let sb = self.scoreboard;
+        match self.phase {
+            Phase::Running => {
+                // A booting generation whose workers are all ready takes over.
+                if let Some(i) = self
+                    .gens
+                    .iter()
+                    .position(|g| g.state == GenState::Booting && g.all_ready(&sb))
+                {
+                    self.activate(i)?;
+                }
+                for g in self.gens.iter_mut() {
+                    match g.state {
+                        GenState::Booting => g.check_boot_deadline(&sb),
+                        GenState::Active => {
+                            g.check_timeouts(&sb);
+                            g.check_boot_deadline(&sb);
+                            g.recycle(&sb, &mut self.slots)?;
+                            g.top_up(&sb, &mut self.slots)?;
+                        }
+                        GenState::Draining => {
+                            g.check_timeouts(&sb);
+                            if g.front.is_none() {
+                                g.retire_all();
+                            }
+                        }
                     }
-                    _ => {}
                 }
             }
-            // A worker that exits now failed to boot: stop everything.
-            if let Some((pid, status)) = self.reap_one() {
-                self.slots_forget(pid);
-                debug!(?status, "worker exited during boot");
-                self.kill_all(Signal::SIGKILL);
-                self.reap_all_blocking(Duration::from_secs(2));
-                return Err(ArbiterError::Boot {
-                    app: self.app_name(),
-                });
+            Phase::Stopping { .. } => {
+                for g in self.gens.iter_mut() {
+                    g.check_timeouts(&sb);
+                    if g.front.is_none() {
+                        // Its front drained: now its workers may go.
+                        g.retire_all();
+                    }
+                }
             }
-            if Instant::now() > boot_deadline {
-                error!(timeout = ?self.boot_timeout(), "workers did not finish booting in time");
-                self.kill_all(Signal::SIGKILL);
-                self.reap_all_blocking(Duration::from_secs(2));
-                return Err(ArbiterError::Boot {
-                    app: self.app_name(),
-                });
-            }
-            let _ = poll(
-                &mut [PollFd::new(self.signals.fd(), PollFlags::POLLIN)],
-                PollTimeout::from(20u16),
-            );
+            Phase::Quitting { .. } => {}
         }
-        let mut addrs: Vec<(std::net::SocketAddr, bool)> = self
+        // Generations with nothing left are done; their sockets close here.
+        self.gens
+            .retain(|g| !(g.state == GenState::Draining && g.is_empty()));
+        Ok(())
+    }
+
+    /// Give generation `i` its front; the previous active one drains.
+    fn activate(&mut self, i: usize) -> Result<(), ArbiterError> {
+        let first = !self.gens.iter().any(|g| g.state == GenState::Active);
+        let mut addrs: Vec<(std::net::SocketAddr, bool)> = self.gens[i]
             .config
             .server
             .listen
             .iter()
             .map(|a| (*a, false))
             .collect();
-        if let Some(tls) = &self.config.tls {
+        if let Some(tls) = &self.gens[i].config.tls {
             addrs.extend(tls.listen.iter().map(|a| (*a, true)));
         }
-        for (addr, tls) in addrs {
-            match listeners::bind_one(addr, tls) {
+        for (addr, tls) in &addrs {
+            if self
+                .listeners
+                .iter()
+                .any(|l| l.addr == *addr && l.tls == *tls)
+            {
+                continue;
+            }
+            if let Some(l) = self.inherited.remove(&(*addr, *tls)) {
+                info!(listen = %l.addr, tls, "listening (socket inherited from the previous edge)");
+                self.listeners.push(l);
+                continue;
+            }
+            match listeners::bind_one(*addr, *tls) {
                 Ok(l) => {
                     info!(listen = %l.addr, tls, "listening");
                     self.listeners.push(l);
                 }
                 Err(source) => {
-                    self.kill_all(Signal::SIGKILL);
-                    self.reap_all_blocking(Duration::from_secs(2));
-                    return Err(ArbiterError::Bind { addr, source });
+                    if first {
+                        self.kill_everything();
+                        return Err(ArbiterError::Bind {
+                            addr: *addr,
+                            source,
+                        });
+                    }
+                    error!(%addr, error = %source, "reload: cannot listen; keeping the running generation");
+                    self.abandon(i);
+                    return Ok(());
                 }
             }
         }
-        self.spawn_front()?;
-        self.phase = Phase::Running;
+        let mine: Vec<&Listener> = self
+            .listeners
+            .iter()
+            .filter(|l| addrs.contains(&(l.addr, l.tls)))
+            .collect();
+        let sb = self.scoreboard;
+        self.gens[i].spawn_front(&sb, &mine)?;
+        self.gens[i].state = GenState::Active;
+        let id = self.gens[i].id;
+        for g in self.gens.iter_mut() {
+            if g.id != id && g.state == GenState::Active {
+                info!(
+                    old = g.id,
+                    new = id,
+                    "new generation ready; draining the old one"
+                );
+                g.state = GenState::Draining;
+                if let Some(f) = &g.front {
+                    let _ = nix::sys::signal::kill(f.pid, Signal::SIGTERM);
+                }
+            }
+        }
+        // Listeners no configuration uses any more.
+        self.listeners.retain(|l| {
+            addrs.contains(&(l.addr, l.tls)) || {
+                info!(listen = %l.addr, "closing a listener no longer configured");
+                false
+            }
+        });
+        if !first {
+            info!(generation = id, "reload complete");
+        }
+        // Inherited sockets this configuration does not use are closed.
+        self.inherited.clear();
+        if let Some(old) = self.upgrade_from.take() {
+            info!(
+                old = old.as_raw(),
+                "upgrade: serving; telling the previous edge to stop"
+            );
+            let _ = nix::sys::signal::kill(old, Signal::SIGTERM);
+        }
         Ok(())
     }
 
-    fn app_name(&self) -> String {
-        format!("{}:{}", self.config.app.module, self.config.app.attr)
+    /// Drop a booting generation whose workers cannot start.
+    fn abandon(&mut self, i: usize) {
+        let g = &mut self.gens[i];
+        error!(
+            generation = g.id,
+            app = %g.app_name(),
+            "reload failed: the new workers do not start; the running generation keeps serving"
+        );
+        g.state = GenState::Draining;
+        g.signal_all(Signal::SIGKILL);
     }
 
-    fn boot_timeout(&self) -> Duration {
-        self.config.app.timeout.max(Duration::from_secs(30))
-    }
-
-    fn main_loop(&mut self) -> Result<i32, ArbiterError> {
-        if self.phase == Phase::Booting {
-            // Stopped by a signal during boot.
-            return Ok(0);
+    /// HUP: re-read the configuration and start a generation with it.
+    fn reload(&mut self) {
+        if self.gens.iter().any(|g| g.state == GenState::Booting) {
+            warn!("a reload is already in progress; ignoring this one");
+            return;
         }
-        loop {
-            let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            if let Some(f) = &self.front {
-                fds.push(PollFd::new(f.control.as_fd(), PollFlags::POLLIN));
+        let config = match (self.reloader)() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload: {e}; keeping the running configuration");
+                return;
             }
-            let _ = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16));
-            let control_ready = fds
-                .get(1)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty());
-            drop(fds);
-            if control_ready {
-                self.read_control();
-            }
-            for ev in self.signals.pending() {
-                self.on_event(ev);
-            }
-            self.reap()?;
-            match self.phase {
-                Phase::Running => {
-                    self.check_timeouts();
-                    self.top_up()?;
-                }
-                Phase::Stopping { deadline } => {
-                    if self.front.is_none() {
-                        // Front drained: now the workers may go.
-                        for (pid, w) in self.workers.iter_mut() {
-                            if !w.retiring {
-                                w.retiring = true;
-                                let _ = kill(*pid, Signal::SIGTERM);
-                            }
-                        }
-                    }
-                    if self.workers.is_empty() && self.front.is_none() {
-                        info!("shutdown complete");
-                        return Ok(0);
-                    }
-                    if Instant::now() > deadline {
-                        warn!("graceful_timeout passed; killing the remaining processes");
-                        self.kill_all(Signal::SIGKILL);
-                        self.reap_all_blocking(Duration::from_secs(2));
-                        return Ok(0);
-                    }
-                }
-                Phase::Quitting { deadline } => {
-                    if self.workers.is_empty() && self.front.is_none() {
-                        return Ok(0);
-                    }
-                    if Instant::now() > deadline {
-                        self.kill_all(Signal::SIGKILL);
-                        self.reap_all_blocking(Duration::from_secs(2));
-                        return Ok(0);
-                    }
-                }
-                Phase::Booting => unreachable!("main loop runs after boot"),
-            }
+        };
+        let preloaded = self.gens.iter().find_map(|g| g.preloaded.clone());
+        if preloaded.is_some() {
+            warn!("preload: the app was imported once at start, so a reload restarts the workers but cannot load new code; restart edge to load it");
+        }
+        if let Err(e) = self.start_generation(config, preloaded) {
+            error!("reload: {e}; keeping the running generation");
         }
     }
 
     fn on_event(&mut self, ev: Event) {
         match ev {
             Event::GracefulStop => {
-                if matches!(self.phase, Phase::Running) {
-                    info!(graceful_timeout = ?self.config.server.graceful_timeout, "TERM: graceful stop");
+                if self.phase == Phase::Running {
+                    let timeout = self
+                        .gens
+                        .iter()
+                        .map(|g| g.config.server.graceful_timeout)
+                        .max()
+                        .unwrap_or_default();
+                    info!(graceful_timeout = ?timeout, "TERM: graceful stop");
                     self.phase = Phase::Stopping {
-                        deadline: Instant::now() + self.config.server.graceful_timeout,
+                        deadline: Instant::now() + timeout,
                     };
-                    if let Some(f) = &self.front {
-                        let _ = kill(f.pid, Signal::SIGTERM);
+                    for g in self.gens.iter_mut() {
+                        match &g.front {
+                            Some(f) => {
+                                let _ = nix::sys::signal::kill(f.pid, Signal::SIGTERM);
+                            }
+                            None => g.retire_all(),
+                        }
+                        g.state = GenState::Draining;
                     }
+                    // New connections are refused from now on: the fronts
+                    // close their copies as they stop accepting.
+                    self.listeners.clear();
                 }
             }
             Event::QuickStop => {
@@ -389,339 +460,246 @@ impl Arbiter {
                     self.phase = Phase::Quitting {
                         deadline: Instant::now() + Duration::from_secs(2),
                     };
-                    self.kill_all(Signal::SIGQUIT);
+                    for g in &self.gens {
+                        g.signal_all(Signal::SIGQUIT);
+                    }
+                    self.listeners.clear();
                 }
             }
             Event::MoreWorkers => {
-                if self.desired + 1 < MAX_SLOTS / 2 {
-                    self.desired += 1;
-                    info!(workers = self.desired, "TTIN: one worker more");
-                }
-            }
-            Event::FewerWorkers => {
-                if self.desired > 1 {
-                    self.desired -= 1;
-                    info!(workers = self.desired, "TTOU: one worker less");
-                    self.retire_extra();
-                }
-            }
-            Event::Reload => {
-                // Rolling replacement: every current worker is retired as a
-                // fresh one boots in its place (top_up keeps the count).
-                info!("HUP: replacing workers one by one");
-                let pids: Vec<Pid> = self.workers.keys().copied().collect();
-                for pid in pids {
-                    if let Some(w) = self.workers.get_mut(&pid) {
-                        if !w.retiring {
-                            w.retiring = true;
-                            let _ = kill(pid, Signal::SIGTERM);
-                        }
+                if let Some(g) = self.active() {
+                    if g.desired + 1 < MAX_SLOTS / 2 {
+                        g.desired += 1;
+                        info!(workers = g.desired, "TTIN: one worker more");
                     }
                 }
             }
+            Event::FewerWorkers => {
+                if let Some(g) = self.active() {
+                    if g.desired > 1 {
+                        g.desired -= 1;
+                        info!(workers = g.desired, "TTOU: one worker less");
+                        g.retire_extra();
+                    }
+                }
+            }
+            Event::Reload => {
+                if self.phase == Phase::Running {
+                    info!("HUP: reloading the configuration");
+                    self.reload();
+                }
+            }
             Event::ReopenLogs => {
-                if let Some(f) = &self.front {
-                    let _ = kill(f.pid, Signal::SIGUSR1);
+                for g in &self.gens {
+                    if let Some(f) = &g.front {
+                        let _ = nix::sys::signal::kill(f.pid, Signal::SIGUSR1);
+                    }
+                }
+            }
+            Event::Upgrade => {
+                if self.phase != Phase::Running {
+                    return;
+                }
+                if self.upgrade_child.is_some() {
+                    warn!("USR2: an upgrade is already in progress");
+                    return;
+                }
+                match upgrade::start(&self.listeners) {
+                    Ok(child) => self.upgrade_child = Some(child),
+                    Err(e) => error!(error = %e, "USR2: cannot start the new edge; still serving"),
                 }
             }
             Event::Child => {}
         }
     }
 
-    /// Retire workers beyond `desired` (newest first).
-    fn retire_extra(&mut self) {
-        let mut live: Vec<(Instant, Pid)> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| !w.retiring)
-            .map(|(p, w)| (w.started, *p))
-            .collect();
-        live.sort();
-        while live.len() > self.desired {
-            let (_, pid) = live.pop().expect("non-empty");
-            if let Some(w) = self.workers.get_mut(&pid) {
-                w.retiring = true;
-                let _ = kill(pid, Signal::SIGTERM);
-            }
-        }
-    }
-
-    fn live_workers(&self) -> usize {
-        self.workers.values().filter(|w| !w.retiring).count()
-    }
-
-    /// Start workers until `desired` are live, honouring the crash backoff.
-    fn top_up(&mut self) -> Result<(), ArbiterError> {
-        while self.live_workers() < self.desired {
-            if Instant::now() < self.next_spawn {
-                return Ok(());
-            }
-            self.spawn_worker()?;
-        }
-        Ok(())
-    }
-
-    fn free_slot(&self) -> Option<usize> {
-        self.slots.iter().position(|s| *s == SlotUse::Free)
-    }
-
-    fn spawn_worker(&mut self) -> Result<(), ArbiterError> {
-        let Some(slot) = self.free_slot() else {
-            warn!("no free worker slot; not starting a worker");
-            return Ok(());
-        };
-        let (front_end, worker_end) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(setup("a worker channel"))?;
-        self.scoreboard.slot(slot).reset();
-        let keep = [self.queue_rx.as_raw_fd(), worker_end.as_raw_fd()];
-        let ctx = crate::worker::Inherit {
-            slot,
-            queue: self.queue_rx.as_raw_fd(),
-            channel: worker_end.as_raw_fd(),
-            scoreboard: self.scoreboard,
-            config: self.config.clone(),
-            preloaded: self.preloaded.clone(),
-        };
-        let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
-            spawn::spawn(&keep, move || crate::worker::run(ctx))
-        })
-        .map_err(|source| ArbiterError::Setup {
-            what: "a worker process (fork)",
-            source,
-        })?;
-        drop(worker_end);
-        self.scoreboard
-            .slot(slot)
-            .pid
-            .store(pid.as_raw() as u32, Ordering::Release);
-        self.slots[slot] = SlotUse::Live;
-        debug!(pid = pid.as_raw(), slot, "worker started");
-        if let Some(front) = &self.front {
-            send_worker(front, slot, pid, &front_end);
-        }
-        self.workers.insert(
-            pid,
-            Worker {
-                slot,
-                channel: front_end,
-                started: Instant::now(),
-                retiring: false,
-            },
-        );
-        Ok(())
-    }
-
-    fn spawn_front(&mut self) -> Result<(), ArbiterError> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(setup("the front control channel"))?;
-        let mut keep: Vec<i32> = self
-            .listeners
-            .iter()
-            .map(|l| l.socket.as_raw_fd())
-            .collect();
-        keep.push(self.queue_tx.as_raw_fd());
-        keep.push(theirs.as_raw_fd());
-        let ctx = crate::front::Inherit {
-            listeners: self
-                .listeners
-                .iter()
-                .map(|l| (l.socket.as_raw_fd(), l.addr, l.tls))
-                .collect(),
-            queue: self.queue_tx.as_raw_fd(),
-            control: theirs.as_raw_fd(),
-            scoreboard: self.scoreboard,
-            config: self.config.clone(),
-        };
-        let pid = spawn::spawn(&keep, move || crate::front::run(ctx)).map_err(|source| {
-            ArbiterError::Setup {
-                what: "the front process (fork)",
-                source,
-            }
-        })?;
-        drop(theirs);
-        debug!(pid = pid.as_raw(), "front started");
-        let front = Front {
-            pid,
-            control: ours,
-            started: Instant::now(),
-        };
-        for (wpid, w) in &self.workers {
-            send_worker(&front, w.slot, *wpid, &w.channel);
-        }
-        self.front = Some(front);
-        Ok(())
-    }
-
-    fn read_control(&mut self) {
-        let Some(front) = &self.front else { return };
+    fn read_control(&mut self, i: usize) {
         let mut buf = [0u8; 64];
         loop {
+            let Some(front) = &self.gens[i].front else {
+                return;
+            };
             match fdpass::recv(front.control.as_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(r) if r.len == 0 => return,
                 Ok(r) => match ToArbiter::decode(&buf[..r.len]) {
                     Some(ToArbiter::SlotFree { slot }) => {
                         let slot = slot as usize;
-                        if slot < MAX_SLOTS && self.slots[slot] == SlotUse::AwaitingFront {
+                        if slot < MAX_SLOTS
+                            && self.slots[slot] == SlotUse::AwaitingFront(self.gens[i].id)
+                        {
                             self.slots[slot] = SlotUse::Free;
                         }
                     }
-                    None => warn!("unreadable control message from the front"),
+                    None => warn!("unreadable control message from a front"),
                 },
                 Err(_) => return,
             }
         }
     }
 
-    /// Kill workers whose current request has run past `timeout`.
-    fn check_timeouts(&mut self) {
-        let now = scoreboard::now_ms();
-        let limit = self.config.app.timeout.as_millis() as u64;
-        for (pid, w) in &self.workers {
-            let slot = self.scoreboard.slot(w.slot);
-            if slot.timed_out.load(Ordering::Relaxed) != 0 {
-                continue;
-            }
-            for t in &slot.threads {
-                let id = t.request.load(Ordering::Acquire);
-                let since = t.since_ms.load(Ordering::Acquire);
-                if id != 0 && since != 0 && now.saturating_sub(since) > limit {
-                    error!(
-                        pid = pid.as_raw(),
-                        request = id,
-                        timeout = ?self.config.app.timeout,
-                        "worker timed out serving a request; killing it"
-                    );
-                    slot.timed_out.store(1, Ordering::Release);
-                    let _ = kill(*pid, Signal::SIGKILL);
-                    break;
-                }
-            }
-        }
-    }
-
     /// Collect exited children and decide what each exit means.
     fn reap(&mut self) -> Result<(), ArbiterError> {
-        while let Some((pid, status)) = self.reap_one() {
-            if self.front.as_ref().is_some_and(|f| f.pid == pid) {
-                let front = self.front.take().expect("checked");
-                // Slots the dead front never acknowledged are free now.
-                for s in self.slots.iter_mut() {
-                    if *s == SlotUse::AwaitingFront {
-                        *s = SlotUse::Free;
-                    }
-                }
-                if matches!(self.phase, Phase::Running) {
-                    error!(pid = pid.as_raw(), status = %describe(status), "front process died; restarting it");
-                    if front.started.elapsed() < Duration::from_secs(5) {
-                        self.front_failures += 1;
-                        if self.front_failures >= MAX_BOOT_FAILURES {
-                            self.kill_all(Signal::SIGKILL);
-                            self.reap_all_blocking(Duration::from_secs(2));
-                            return Err(ArbiterError::FrontCrashLoop {
-                                count: self.front_failures,
-                            });
-                        }
-                    } else {
-                        self.front_failures = 0;
-                    }
-                    self.spawn_front()?;
-                } else {
-                    debug!(pid = pid.as_raw(), status = %describe(status), "front exited");
+        while let Some((pid, status)) = reap_one() {
+            if self
+                .upgrade_child
+                .as_ref()
+                .is_some_and(|c| c.id() as i32 == pid.as_raw())
+            {
+                self.upgrade_child = None;
+                if self.phase == Phase::Running {
+                    error!(pid = pid.as_raw(), status = %describe(status), "USR2: the new edge exited before taking over; still serving");
                 }
                 continue;
             }
-            let Some(w) = self.workers.remove(&pid) else {
+            let Some(i) = self.gens.iter().position(|g| {
+                g.front.as_ref().is_some_and(|f| f.pid == pid) || g.workers.contains_key(&pid)
+            }) else {
                 // Not ours: as PID 1 we reap orphans too.
                 debug!(pid = pid.as_raw(), "reaped an orphan");
                 continue;
             };
-            let slot = self.scoreboard.slot(w.slot);
-            let was_ready = slot.state.load(Ordering::Acquire) == STATE_READY;
-            self.slots[w.slot] = if self.front.is_some() {
-                SlotUse::AwaitingFront
+            if self.gens[i].front.as_ref().is_some_and(|f| f.pid == pid) {
+                self.front_exited(i, pid, status)?;
             } else {
-                SlotUse::Free
-            };
-            if !matches!(self.phase, Phase::Running) {
-                continue;
-            }
-            let boot_error = matches!(status, WaitStatus::Exited(_, BOOT_ERROR)) || !was_ready;
-            if w.retiring {
-                debug!(pid = pid.as_raw(), "retired worker exited");
-            } else if boot_error {
-                self.boot_failures += 1;
-                error!(
-                    pid = pid.as_raw(),
-                    status = %describe(status),
-                    failures = self.boot_failures,
-                    "worker failed to boot"
-                );
-                if self.boot_failures >= MAX_BOOT_FAILURES {
-                    self.kill_all(Signal::SIGKILL);
-                    self.reap_all_blocking(Duration::from_secs(2));
-                    return Err(ArbiterError::CrashLoop {
-                        count: self.boot_failures,
-                    });
-                }
-                let backoff = Duration::from_millis(100 << self.boot_failures.min(6));
-                self.next_spawn = Instant::now() + backoff;
-            } else {
-                self.boot_failures = 0;
-                match status {
-                    WaitStatus::Exited(_, 0) => {
-                        info!(pid = pid.as_raw(), "worker exited (recycled); replacing it")
-                    }
-                    _ => {
-                        warn!(pid = pid.as_raw(), status = %describe(status), "worker died; replacing it")
-                    }
-                }
+                self.worker_exited(i, pid, status)?;
             }
         }
         Ok(())
     }
 
-    fn reap_one(&mut self) -> Option<(Pid, WaitStatus)> {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => None,
-            Ok(status) => status.pid().map(|p| (p, status)),
+    fn front_exited(&mut self, i: usize, pid: Pid, status: WaitStatus) -> Result<(), ArbiterError> {
+        let g = &mut self.gens[i];
+        let front = g.front.take().expect("checked by caller");
+        // Slots of this generation's dead workers that the front never
+        // acknowledged are free now.
+        for w in self.slots.iter_mut() {
+            if *w == SlotUse::AwaitingFront(g.id) {
+                *w = SlotUse::Free;
+            }
+        }
+        if g.state != GenState::Active || self.phase != Phase::Running {
+            debug!(pid = pid.as_raw(), status = %describe(status), "front exited");
+            return Ok(());
+        }
+        error!(pid = pid.as_raw(), status = %describe(status), "front process died; restarting it");
+        if front.started.elapsed() < Duration::from_secs(5) {
+            g.front_failures += 1;
+            if g.front_failures >= MAX_BOOT_FAILURES {
+                let count = g.front_failures;
+                self.kill_everything();
+                return Err(ArbiterError::FrontCrashLoop { count });
+            }
+        } else {
+            g.front_failures = 0;
+        }
+        let addrs: Vec<(std::net::SocketAddr, bool)> = {
+            let mut a: Vec<_> = g.config.server.listen.iter().map(|a| (*a, false)).collect();
+            if let Some(tls) = &g.config.tls {
+                a.extend(tls.listen.iter().map(|a| (*a, true)));
+            }
+            a
+        };
+        let mine: Vec<&Listener> = self
+            .listeners
+            .iter()
+            .filter(|l| addrs.contains(&(l.addr, l.tls)))
+            .collect();
+        self.gens[i].spawn_front(&self.scoreboard, &mine)
+    }
+
+    fn worker_exited(
+        &mut self,
+        i: usize,
+        pid: Pid,
+        status: WaitStatus,
+    ) -> Result<(), ArbiterError> {
+        let sb = self.scoreboard;
+        let g = &mut self.gens[i];
+        let w = g.workers.remove(&pid).expect("checked by caller");
+        let was_ready = sb.slot(w.slot).state.load(Ordering::Acquire) == STATE_READY
+            || sb.slot(w.slot).state.load(Ordering::Acquire)
+                == crate::ipc::scoreboard::STATE_RETIRING;
+        self.slots[w.slot] = if g.front.is_some() {
+            SlotUse::AwaitingFront(g.id)
+        } else {
+            SlotUse::Free
+        };
+        if self.phase != Phase::Running || w.retiring {
+            debug!(pid = pid.as_raw(), status = %describe(status), "worker exited");
+            return Ok(());
+        }
+        let boot_error = matches!(status, WaitStatus::Exited(_, BOOT_ERROR)) || !was_ready;
+        if !boot_error {
+            g.boot_failures = 0;
+            match status {
+                WaitStatus::Exited(_, 0) => {
+                    info!(pid = pid.as_raw(), "worker exited; replacing it")
+                }
+                _ => {
+                    warn!(pid = pid.as_raw(), status = %describe(status), "worker died; replacing it")
+                }
+            }
+            return Ok(());
+        }
+        error!(pid = pid.as_raw(), status = %describe(status), generation = g.id, "worker failed to boot");
+        match g.state {
+            GenState::Booting => {
+                if !self.gens.iter().any(|g| g.state == GenState::Active) {
+                    let app = self.gens[i].app_name();
+                    self.kill_everything();
+                    return Err(ArbiterError::Boot { app });
+                }
+                self.abandon(i);
+            }
+            GenState::Active => {
+                g.boot_failures += 1;
+                if g.boot_failures >= MAX_BOOT_FAILURES {
+                    let count = g.boot_failures;
+                    self.kill_everything();
+                    return Err(ArbiterError::CrashLoop { count });
+                }
+                g.next_spawn =
+                    Instant::now() + Duration::from_millis(100 << g.boot_failures.min(6));
+            }
+            GenState::Draining => {}
+        }
+        Ok(())
+    }
+
+    /// The exit code once a stop has completed.
+    fn finished(&mut self) -> Option<i32> {
+        match self.phase {
+            Phase::Running => None,
+            Phase::Stopping { deadline } | Phase::Quitting { deadline } => {
+                if self.gens.iter().all(Generation::is_empty) {
+                    info!("shutdown complete");
+                    return Some(0);
+                }
+                if Instant::now() > deadline {
+                    warn!("processes still running at the deadline; killing them");
+                    self.kill_everything();
+                    return Some(0);
+                }
+                None
+            }
         }
     }
 
-    fn slots_forget(&mut self, pid: Pid) {
-        if let Some(w) = self.workers.remove(&pid) {
-            self.slots[w.slot] = SlotUse::Free;
+    /// SIGKILL every child and wait (bounded) until they are reaped.
+    fn kill_everything(&mut self) {
+        for g in &self.gens {
+            g.signal_all(Signal::SIGKILL);
         }
-    }
-
-    fn kill_all(&self, sig: Signal) {
-        if let Some(f) = &self.front {
-            let _ = kill(f.pid, sig);
-        }
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, sig);
-        }
-    }
-
-    /// Wait (bounded) until every known child has been reaped.
-    fn reap_all_blocking(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while (!self.workers.is_empty() || self.front.is_some()) && Instant::now() < deadline {
-            match self.reap_one() {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.gens.iter().any(|g| !g.is_empty()) && Instant::now() < deadline {
+            match reap_one() {
                 Some((pid, _)) => {
-                    if self.front.as_ref().is_some_and(|f| f.pid == pid) {
-                        self.front = None;
+                    for g in self.gens.iter_mut() {
+                        if g.front.as_ref().is_some_and(|f| f.pid == pid) {
+                            g.front = None;
+                        }
+                        g.workers.remove(&pid);
                     }
-                    self.slots_forget(pid);
                 }
                 None => std::thread::sleep(Duration::from_millis(10)),
             }
@@ -729,19 +707,10 @@ impl Arbiter {
     }
 }
 
-fn send_worker(front: &Front, slot: usize, pid: Pid, channel: &OwnedFd) {
-    let msg = ToFront::AddWorker {
-        slot: slot as u32,
-        pid: pid.as_raw() as u32,
-    }
-    .encode();
-    if let Err(e) = fdpass::send(
-        front.control.as_fd(),
-        &[&msg],
-        Some(channel.as_fd()),
-        MsgFlags::MSG_DONTWAIT,
-    ) {
-        error!(error = %e, slot, "cannot hand a worker channel to the front");
+fn reap_one() -> Option<(Pid, WaitStatus)> {
+    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(status) => status.pid().map(|p| (p, status)),
     }
 }
 

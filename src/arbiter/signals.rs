@@ -22,11 +22,13 @@ pub enum Event {
     FewerWorkers,
     /// USR1: reopen log files.
     ReopenLogs,
+    /// USR2: start a new binary that takes over the listeners.
+    Upgrade,
     /// CHLD: a child changed state.
     Child,
 }
 
-const TABLE: [(Signal, Event); 8] = [
+const TABLE: [(Signal, Event); 9] = [
     (Signal::SIGTERM, Event::GracefulStop),
     (Signal::SIGINT, Event::QuickStop),
     (Signal::SIGQUIT, Event::QuickStop),
@@ -34,6 +36,7 @@ const TABLE: [(Signal, Event); 8] = [
     (Signal::SIGTTIN, Event::MoreWorkers),
     (Signal::SIGTTOU, Event::FewerWorkers),
     (Signal::SIGUSR1, Event::ReopenLogs),
+    (Signal::SIGUSR2, Event::Upgrade),
     (Signal::SIGCHLD, Event::Child),
 ];
 

@@ -93,6 +93,11 @@ pub struct AppSection {
     pub lifespan: Option<Lifespan>,
     pub django_static: Option<bool>,
     pub flask_static: Option<bool>,
+    /// A Python module whose `post_fork`, `post_worker_init` and
+    /// `worker_exit` functions run in each worker.
+    pub hooks: Option<String>,
+    #[serde(default, deserialize_with = "app_max_worker_memory")]
+    pub max_worker_memory: Option<u64>,
 }
 
 /// One `[[static]]` route.
@@ -207,6 +212,7 @@ keyed! {
     fn app_timeout("app.timeout") -> Duration = duration;
     fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
     fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
+    fn app_max_worker_memory("app.max_worker_memory") -> u64 = size;
     fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
     fn static_expires("static.expires") -> Option<Expires> = with_str(merge::parse_expires);
     fn static_follow_symlinks("static.follow_symlinks") -> FollowSymlinks = follow_symlinks;

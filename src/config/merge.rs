@@ -614,6 +614,19 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
         lifespan: f.lifespan.unwrap_or(Lifespan::Auto),
         django_static: f.django_static.unwrap_or(false),
         flask_static: f.flask_static.unwrap_or(false),
+        hooks: match &f.hooks {
+            None => None,
+            Some(h) if h.is_empty() => None,
+            Some(h) => {
+                if !h.split('.').all(is_identifier) {
+                    return Err(ctx
+                        .file
+                        .invalid("app.hooks", format!("\"{h}\" is not a Python module name")));
+                }
+                Some(h.clone())
+            }
+        },
+        max_worker_memory: f.max_worker_memory.unwrap_or(0),
     })
 }
 

@@ -141,6 +141,11 @@ pub struct App {
     /// `flask_static = true`: the same from the Flask app's
     /// `static_url_path`/`static_folder`. Default false.
     pub flask_static: bool,
+    /// `[app] hooks`: module with worker lifecycle hooks. Default none.
+    pub hooks: Option<String>,
+    /// `[app] max_worker_memory`: RSS in bytes past which a worker is
+    /// recycled (checked between requests). Default 0 (no limit).
+    pub max_worker_memory: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::debug;
 
@@ -76,8 +77,28 @@ pub async fn handle(
         user_agent: header_str(&req, header::USER_AGENT),
         started,
     });
-    let response = route_request(&shared, &conn, req).await;
-    let (parts, body) = response.into_parts();
+    let http10 = req.version() == Version::HTTP_10;
+    let response = match check_host(&req) {
+        Ok(()) => route_request(&shared, &conn, req).await,
+        Err(why) => {
+            debug!(remote = %conn.remote, why, "bad request");
+            let mut r = respond::error(StatusCode::BAD_REQUEST);
+            r.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            r
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    // An HTTP/1.0 client can only see the end of a body of unknown length
+    // by the connection closing: do not promise it keep-alive.
+    if http10
+        && body.size_hint().exact().is_none()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     let entry = entry.map(|mut e| {
         e.status = parts.status.as_u16();
         e
@@ -86,11 +107,27 @@ pub async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host.
+fn check_host(req: &Request<Incoming>) -> Result<(), &'static str> {
+    if req.version() != Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), None) => Ok(()),
+        (None, _) => Err("HTTP/1.1 request without Host"),
+        (Some(_), Some(_)) => Err("HTTP/1.1 request with several Host headers"),
+    }
+}
+
 async fn route_request(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    if shared.config.server.health.as_deref() == Some(req.uri().path()) {
+        return health(shared);
+    }
     let routes = shared.files.routes();
     let (parts, body) = req.into_parts();
     if let Some((r, rest)) = route::static_route(&routes.list, parts.uri.path()) {
@@ -210,6 +247,34 @@ async fn offload(
         }
     }
     Some(file)
+}
+
+/// The health route: 200 while workers serve, 503 while draining or when
+/// no worker is alive (a load balancer should send traffic elsewhere).
+fn health(shared: &Shared) -> Response<ResponseBody> {
+    let workers = shared.upstream.live_workers();
+    let draining = shared.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, text) = if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
+    } else if workers == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no live worker\n".to_string(),
+        )
+    } else {
+        (StatusCode::OK, format!("ok: {workers} workers\n"))
+    };
+    let mut r = Response::new(ResponseBody::full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// Buffer the body, dispatch to a worker, relay the answer.

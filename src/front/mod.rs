@@ -51,6 +51,8 @@ pub struct Shared {
     access_log: AccessLog,
     /// Static routes, the open-file cache, compression settings.
     files: Arc<static_files::StaticFiles>,
+    /// Set on TERM: the health route answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// The front role's entry point; returns the exit code.
@@ -106,6 +108,7 @@ async fn serve(ctx: Inherit) -> i32 {
         config,
         upstream,
         access_log,
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -158,6 +161,9 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     }
     // Graceful stop: no new connections, in-flight requests finish.
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     for a in accepting {
         let _ = a.await;

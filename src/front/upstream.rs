@@ -133,6 +133,11 @@ impl Upstream {
         }))
     }
 
+    /// Worker channels currently open (live workers).
+    pub fn live_workers(&self) -> usize {
+        self.channels.load(Ordering::Relaxed)
+    }
+
     /// Send a request to the workers and wait for its response head.
     pub async fn dispatch(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
         let capacity = self.channels.load(Ordering::Relaxed) * self.threads;

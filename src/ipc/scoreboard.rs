@@ -28,6 +28,8 @@ pub const MAX_SLOTS: usize = 256;
 pub const STATE_FREE: u32 = 0;
 pub const STATE_BOOTING: u32 = 1;
 pub const STATE_READY: u32 = 2;
+/// Ready, still serving, but wants to be replaced (max_requests reached).
+pub const STATE_RETIRING: u32 = 3;
 
 /// What one worker thread is doing.
 #[repr(C)]

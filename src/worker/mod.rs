@@ -26,6 +26,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
 use tracing::{error, info};
 
 use crate::arbiter::BOOT_ERROR;
@@ -56,7 +57,7 @@ pub struct Preloaded(Arc<Loaded>);
 pub fn preload(config: &Config) -> Result<Preloaded, String> {
     apply_env(config)?;
     python::initialize();
-    let loaded = load(&config.app)?;
+    let (loaded, _) = load(&config.app, None, 0)?;
     Python::attach(|py| {
         let helpers = loaded.helpers.bind(py);
         python::ready_to_fork(py).map_err(|e| python::format_exception(py, helpers, &e))
@@ -88,19 +89,46 @@ fn apply_env(config: &Config) -> Result<(), String> {
 }
 
 /// Import the app and build what every request needs.
-fn load(app: &crate::config::App) -> Result<Loaded, String> {
+fn load(
+    app: &crate::config::App,
+    hooks: Option<&str>,
+    slot: usize,
+) -> Result<(Loaded, Option<python::Hooks>), String> {
     Python::attach(|py| {
         let helpers = python::prepare(py, app).map_err(|e| e.to_string())?;
+        let hooks = load_hooks(py, &helpers, hooks, slot)?;
         let callable = python::load_app(py, &app.module, &app.attr)
             .map_err(|e| python::format_exception(py, &helpers, &e))?;
         let base = wsgi::base_environ(py, &helpers, app.workers, app.threads)
             .map_err(|e| python::format_exception(py, &helpers, &e))?;
-        Ok(Loaded {
-            app: callable.unbind(),
-            helpers: helpers.unbind(),
-            base,
-        })
+        Ok((
+            Loaded {
+                app: callable.unbind(),
+                helpers: helpers.unbind(),
+                base,
+            },
+            hooks,
+        ))
     })
+}
+
+/// Import the hooks module (`[app] hooks`) and run its `post_fork`.
+fn load_hooks(
+    py: Python<'_>,
+    helpers: &Bound<'_, PyModule>,
+    name: Option<&str>,
+    slot: usize,
+) -> Result<Option<python::Hooks>, String> {
+    let Some(name) = name else { return Ok(None) };
+    let hooks = python::Hooks::load(py, name, slot)
+        .and_then(|h| h.call(py, "post_fork").map(|()| h))
+        .map_err(|e| {
+            format!(
+                "hooks module `{name}`:\n{}",
+                python::format_exception(py, helpers, &e)
+            )
+        })?;
+    Ok(Some(hooks))
 }
 
 /// Largest request datagram a worker accepts: the inline body limit plus
@@ -143,14 +171,20 @@ pub fn run(ctx: Inherit) -> i32 {
     );
 
     let app = &ctx.config.app;
+    let hooks_name = app.hooks.as_deref();
     let loaded = match ctx.preloaded {
-        Some(Preloaded(loaded)) => Ok(loaded),
+        // post_fork runs in the child even though the app was imported
+        // before the fork.
+        Some(Preloaded(loaded)) => {
+            Python::attach(|py| load_hooks(py, loaded.helpers.bind(py), hooks_name, ctx.slot))
+                .map(|hooks| (loaded, hooks))
+        }
         None => {
             python::initialize();
-            load(app).map(Arc::new)
+            load(app, hooks_name, ctx.slot).map(|(l, h)| (Arc::new(l), h))
         }
     };
-    let loaded = match loaded {
+    let (loaded, hooks) = match loaded {
         Ok(l) => l,
         Err(msg) => {
             error!(
@@ -160,6 +194,27 @@ pub fn run(ctx: Inherit) -> i32 {
             return BOOT_ERROR;
         }
     };
+    // A worker killed for a timeout gets SIGABRT first: print where the
+    // Python code was stuck.
+    Python::attach(|py| {
+        if let Ok(fh) = py.import("faulthandler") {
+            let _ = fh.call_method(
+                "enable",
+                (),
+                Some(&[("all_threads", true)].into_py_dict(py).expect("dict")),
+            );
+        }
+    });
+    if let Some(h) = &hooks {
+        let r = Python::attach(|py| {
+            h.call(py, "post_worker_init")
+                .map_err(|e| python::format_exception(py, loaded.helpers.bind(py), &e))
+        });
+        if let Err(tb) = r {
+            error!("hook post_worker_init failed:\n{tb}");
+            return BOOT_ERROR;
+        }
+    }
     let slot = ctx.scoreboard.slot(ctx.slot);
     slot.state.store(STATE_READY, Ordering::Release);
     info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
@@ -178,6 +233,7 @@ pub fn run(ctx: Inherit) -> i32 {
         slot: ctx.slot,
         max_datagram: max_datagram(&ctx.config),
         limit,
+        max_memory: app.max_worker_memory,
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -189,6 +245,16 @@ pub fn run(ctx: Inherit) -> i32 {
     STOPPING.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(h) = &hooks {
+        Python::attach(|py| {
+            if let Err(e) = h.call(py, "worker_exit") {
+                error!(
+                    "hook worker_exit failed:\n{}",
+                    python::format_exception(py, shared.loaded.helpers.bind(py), &e)
+                );
+            }
+        });
     }
     python::shutdown();
     info!("worker exiting");
@@ -320,6 +386,8 @@ struct Shared {
     max_datagram: usize,
     /// Requests after which this worker retires (0 = never).
     limit: u64,
+    /// RSS in bytes past which this worker retires (0 = no limit).
+    max_memory: u64,
 }
 
 /// `max_requests` plus this worker's share of the jitter.
@@ -389,12 +457,40 @@ fn serve(shared: &Shared, thread: usize) {
             }
             entry.request.store(0, Ordering::Release);
             let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
-            if shared.limit != 0 && served >= shared.limit {
-                info!(served, "max_requests reached; recycling this worker");
-                STOPPING.store(true, Ordering::Relaxed);
+            if shared.limit != 0 && served == shared.limit {
+                // Keep serving until the replacement is ready and the
+                // arbiter sends TERM: capacity never drops.
+                info!(served, "max_requests reached; asking to be replaced");
+                slot.state
+                    .store(scoreboard::STATE_RETIRING, Ordering::Release);
+            }
+            if shared.max_memory != 0 && slot.state.load(Ordering::Relaxed) == STATE_READY {
+                if let Some(rss) = rss_bytes() {
+                    if rss > shared.max_memory {
+                        info!(
+                            rss,
+                            limit = shared.max_memory,
+                            "max_worker_memory exceeded; asking to be replaced"
+                        );
+                        slot.state
+                            .store(scoreboard::STATE_RETIRING, Ordering::Release);
+                    }
+                }
             }
         }
     });
+}
+
+/// This process's resident set size, from /proc/self/statm.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(
+        pages
+            * nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()??
+                .max(1) as u64,
+    )
 }
 
 fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {

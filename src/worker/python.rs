@@ -282,3 +282,34 @@ pub fn after_fork_child() {
     // before any other Python API use.
     unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
 }
+
+/// The app's lifecycle hooks module (`[app] hooks`), gunicorn-style.
+pub struct Hooks {
+    module: Py<PyModule>,
+    worker: Py<PyAny>,
+}
+
+impl Hooks {
+    /// Import `name` and describe this worker to its functions
+    /// (`worker.pid`, `worker.slot`).
+    pub fn load(py: Python<'_>, name: &str, slot: usize) -> PyResult<Self> {
+        let module = py.import(name)?;
+        let ns = py.import("types")?.getattr("SimpleNamespace")?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("pid", std::process::id())?;
+        kwargs.set_item("slot", slot)?;
+        let worker = ns.call((), Some(&kwargs))?;
+        Ok(Hooks {
+            module: module.unbind(),
+            worker: worker.unbind(),
+        })
+    }
+
+    /// Call `hook(worker)` if the module defines it.
+    pub fn call(&self, py: Python<'_>, hook: &str) -> PyResult<()> {
+        match self.module.bind(py).getattr_opt(hook)? {
+            Some(f) => f.call1((self.worker.bind(py),)).map(drop),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The arbiter: process tree, signals, replacing dead workers.
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{proc, Conf, Edge, Response};
+
+/// "slept S PID" → PID.
+fn slept_pid(r: &Response) -> i32 {
+    r.text()
+        .split(' ')
+        .nth(2)
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("expected \"slept S PID\", got:\n{}", r.describe()))
+}
+
+/// The pids of all `n` workers: `n` concurrent slow requests can only be
+/// served by `n` different (idle) workers.
+fn worker_pids(edge: &Edge, n: usize) -> Vec<i32> {
+    let port = edge.port;
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = support::Conn::open(port);
+                c.send_request("GET", "/?s=0.5", &[("Connection", "close")], b"");
+                c.read_response("GET").unwrap()
+            })
+        })
+        .collect();
+    let mut pids: Vec<i32> = handles
+        .into_iter()
+        .map(|h| {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.describe());
+            slept_pid(&r)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        n,
+        "{n} concurrent requests were not spread over {n} workers: {pids:?}"
+    );
+    pids
+}
+
+#[test]
+fn arbiter_is_single_threaded_and_forks_front_plus_workers() {
+    let conf = Conf::new("slow_app:app").workers(3);
+    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    assert_eq!(
+        proc::thread_count(edge.pid),
+        1,
+        "the arbiter must have exactly one thread"
+    );
+    let workers = worker_pids(&edge, 3);
+    let children = edge.children();
+    for w in &workers {
+        assert!(
+            children.contains(w),
+            "worker {w} is not a child of the arbiter {}: {children:?}",
+            edge.pid
+        );
+    }
+    assert_eq!(
+        children.len(),
+        3 + 1,
+        "expected 3 workers + 1 front as children: {children:?}"
+    );
+    assert_eq!(
+        proc::thread_count(edge.pid),
+        1,
+        "the arbiter grew threads while serving"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_in_flight_request_then_exits_0() {
+    let conf = Conf::new("slow_app:app")
+        .workers(1)
+        .server("graceful_timeout = \"10s\"");
+    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    let inflight = thread::spawn(move || {
+        let mut c = support::Conn::open(port);
+        c.send_request("GET", "/?s=2", &[("Connection", "close")], b"");
+        c.read_response("GET")
+    });
+    thread::sleep(Duration::from_millis(700));
+    edge.signal(Signal::SIGTERM);
+    let r = inflight
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("in-flight request cut by SIGTERM: {e}\n{}", edge.logs()));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.text().starts_with("slept 2 "), "{}", r.describe());
+
+    let st = edge
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("edge still running 15 s after SIGTERM:\n{}", edge.logs()));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit status after SIGTERM: {st}\n{}",
+        edge.logs()
+    );
+    assert!(edge.refuses_connections(), "port still open after exit");
+    let left = support::poll(Duration::from_secs(3), Duration::from_millis(50), || {
+        let l = edge.leftovers();
+        l.is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "processes left after SIGTERM: {:?}",
+        edge.leftovers()
+    );
+}
+
+#[test]
+fn sigterm_when_idle_exits_0_quickly() {
+    let conf = Conf::new("pid_app:app").workers(2);
+    let mut edge = Edge::start(&conf);
+    let start = Instant::now();
+    edge.signal(Signal::SIGTERM);
+    let st = edge
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("edge still running 10 s after SIGTERM:\n{}", edge.logs()));
+    assert_eq!(st.code(), Some(0), "{st}\n{}", edge.logs());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "idle shutdown took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn kill_9_of_a_worker_is_replaced_and_requests_keep_succeeding() {
+    let conf = Conf::new("slow_app:app").workers(2);
+    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let before = worker_pids(&edge, 2);
+    let children_before = edge.children();
+    let victim = before[0];
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+
+    // requests during and after the replacement all succeed
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut replaced = None;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let r = edge.get("/?s=0");
+        n += 1;
+        assert_eq!(
+            r.status,
+            200,
+            "request {n} after kill -9 of worker {victim}:\n{}\n{}",
+            r.describe(),
+            edge.logs()
+        );
+        assert_ne!(
+            slept_pid(&r),
+            victim,
+            "a request was served by the killed worker"
+        );
+        let now = edge.children();
+        if now.len() == children_before.len() && !now.contains(&victim) {
+            replaced = Some(now);
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let now = replaced.unwrap_or_else(|| {
+        panic!("worker {victim} not replaced within 10 s; children before {children_before:?}, now {:?}\n{}", edge.children(), edge.logs())
+    });
+    let new: Vec<i32> = now
+        .iter()
+        .copied()
+        .filter(|p| !children_before.contains(p))
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "exactly one new child expected: before {children_before:?}, now {now:?}"
+    );
+    let after = worker_pids(&edge, 2);
+    assert!(
+        after.contains(&new[0]),
+        "the new child {} does not serve: workers {after:?}",
+        new[0]
+    );
+    assert!(
+        after.contains(&before[1]),
+        "the surviving worker {} was replaced too: {after:?}",
+        before[1]
+    );
+    assert_eq!(proc::thread_count(edge.pid), 1, "the arbiter grew threads");
+}
+
+#[test]
+fn children_die_with_the_arbiter() {
+    let conf = Conf::new("pid_app:app").workers(2);
+    let mut edge = Edge::start(&conf);
+    let kids = proc::descendants(edge.pid);
+    assert!(
+        kids.len() >= 3,
+        "expected front + 2 workers under {}: {kids:?}",
+        edge.pid
+    );
+    edge.signal(Signal::SIGKILL);
+    assert!(edge.wait_exit(Duration::from_secs(5)).is_some());
+    let gone = support::poll(Duration::from_secs(5), Duration::from_millis(50), || {
+        kids.iter().all(|&p| !proc::alive(p)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "children outlived a kill -9 of the arbiter (no PR_SET_PDEATHSIG?): {:?}",
+        kids.iter().filter(|&&p| proc::alive(p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
+    let conf = Conf::new("slow_app:app").workers(2);
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    for round in 0..3 {
+        let busy = thread::spawn(move || {
+            let mut c = support::Conn::open(port);
+            c.send_request("GET", "/?s=2", &[("Connection", "close")], b"");
+            c.read_response("GET").unwrap()
+        });
+        thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        let r = edge.get("/?s=0");
+        let took = start.elapsed();
+        assert_eq!(r.status, 200);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: request waited {took:?} while a worker was idle"
+        );
+        let slow = busy.join().unwrap();
+        assert_ne!(
+            slept_pid(&slow),
+            slept_pid(&r),
+            "round {round}: both on one worker"
+        );
+    }
+}
+
+#[test]
+fn full_queue_gets_503_with_retry_after() {
+    let conf = Conf::new("slow_app:app")
+        .workers(1)
+        .tail("[limits]\nmax_queue = 1");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    let get = move |path: &'static str| {
+        thread::spawn(move || {
+            let mut c = support::Conn::open(port);
+            c.send_request("GET", path, &[("Connection", "close")], b"");
+            c.read_response("GET").unwrap()
+        })
+    };
+    let a = get("/?s=2"); // being served
+    thread::sleep(Duration::from_millis(400));
+    let b = get("/?s=0"); // waits in the queue (1 place)
+    thread::sleep(Duration::from_millis(400));
+    let start = Instant::now();
+    let c = edge.get("/?s=0"); // no place left
+    assert_eq!(c.status, 503, "{}\n{}", c.describe(), edge.logs());
+    assert!(
+        c.header("retry-after").is_some(),
+        "503 without Retry-After:\n{}",
+        c.describe()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the 503 was not immediate"
+    );
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a.status, 200, "{}", a.describe());
+    assert_eq!(b.status, 200, "the queued request failed: {}", b.describe());
+}
+
+#[test]
+fn timeout_gives_504_and_replaces_the_worker() {
+    let conf = Conf::new("slow_app:app").workers(1).app("timeout = \"1s\"");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    let pid1 = slept_pid(&edge.get("/?s=0"));
+    let start = Instant::now();
+    let r = edge.get("/?s=10");
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "504 after {took:?} with timeout = 1s"
+    );
+    let r = edge.get("/?s=0");
+    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    let pid2 = slept_pid(&r);
+    assert_ne!(pid2, pid1, "the timed-out worker was not replaced");
+    assert!(
+        !proc::alive(pid1),
+        "the timed-out worker {pid1} is still alive"
+    );
+}
+
+#[test]
+fn max_requests_recycles_the_worker_without_a_gap() {
+    // gunicorn's worker exits after max_requests and capacity drops to zero
+    // until the arbiter has forked and booted a new one. edge's worker asks
+    // to be replaced and keeps serving until its replacement is ready.
+    let conf = Conf::new("slow_app:app").workers(1).app("max_requests = 3");
+    let edge = Edge::start_ready(&conf, "/?s=0");
+    // the readiness probe was request 1 of the first worker
+    let first = slept_pid(&edge.get("/?s=0"));
+    let mut served_by_first = 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replacement worker took over within 10 s\n{}",
+            edge.logs()
+        );
+        let r = edge.get("/?s=0");
+        assert_eq!(
+            r.status,
+            200,
+            "during recycling:\n{}\n{}",
+            r.describe(),
+            edge.logs()
+        );
+        let pid = slept_pid(&r);
+        if pid != first {
+            break pid;
+        }
+        served_by_first += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        served_by_first >= 3,
+        "worker {first} was replaced after {served_by_first} requests, before max_requests = 3"
+    );
+    // The old worker leaves once its replacement serves.
+    let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proc::alive(first) && std::time::Instant::now() < gone_by {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !proc::alive(first),
+        "recycled worker {first} is still alive"
+    );
+    // And the new one serves from now on.
+    for _ in 0..2 {
+        let r = edge.get("/?s=0");
+        assert_eq!(r.status, 200);
+        assert_eq!(slept_pid(&r), second);
+    }
+}
+
+#[test]
+fn sigint_is_a_quick_stop() {
+    let conf = Conf::new("slow_app:app")
+        .workers(1)
+        .server("graceful_timeout = \"30s\"");
+    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let port = edge.port;
+    let _inflight = thread::spawn(move || {
+        let mut c = support::Conn::open(port);
+        c.send_request("GET", "/?s=30", &[("Connection", "close")], b"");
+        let _ = c.read_response("GET");
+    });
+    thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    edge.signal(Signal::SIGINT);
+    let st = edge.wait_exit(Duration::from_secs(10));
+    assert!(
+        st.is_some() && start.elapsed() < Duration::from_secs(5),
+        "SIGINT must stop at once, not wait for a 30 s request ({:?}):\n{}",
+        start.elapsed(),
+        edge.logs()
+    );
+    let left = support::poll(Duration::from_secs(3), Duration::from_millis(50), || {
+        edge.leftovers().is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "processes left after SIGINT: {:?}",
+        edge.leftovers()
+    );
+}

@@ -1,0 +1,571 @@
+//! Shared helpers for the end-to-end tests: start the real `edge` binary
+//! with a temp config, talk raw HTTP/1.1 to it, look at its processes and
+//! logs, and stop it (only the PIDs it started) when the test ends.
+//!
+//! Every test gets its own port and temp dir, so tests run in parallel.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod json;
+pub mod proc;
+pub mod sha256;
+pub mod venv;
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+#[allow(unused_imports)]
+pub use http::{Conn, Response};
+#[allow(unused_imports)]
+pub use json::Json;
+
+/// How long an edge gets to answer its first request.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+// === Paths ===
+
+/// The binary under test.
+pub fn edge_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_edge"))
+}
+
+/// The repository root.
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/apps`: the small WSGI apps the tests run.
+pub fn apps_dir() -> PathBuf {
+    repo_dir().join("tests").join("apps")
+}
+
+/// `examples/`.
+pub fn examples_dir() -> PathBuf {
+    repo_dir().join("examples")
+}
+
+/// A path as a TOML basic string, quotes included.
+pub fn toml_path(p: &Path) -> String {
+    toml_str(&p.display().to_string())
+}
+
+/// A TOML basic string, quotes included.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A free loopback port: bind port 0, read the port, close.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+// === Config ===
+
+/// A config file for an app under `tests/apps`, built key by key.
+#[derive(Debug, Clone)]
+pub struct Conf {
+    pub port: u16,
+    pub module: String,
+    pub pythonpath: Vec<PathBuf>,
+    pub workers: usize,
+    /// Extra lines inside `[server]`.
+    pub server_lines: Vec<String>,
+    /// Extra lines inside `[app]`.
+    pub app_lines: Vec<String>,
+    /// Further sections (`[limits]`, `[[static]]`, ...), appended verbatim.
+    pub tail: String,
+}
+
+impl Conf {
+    /// `module` from `tests/apps`, one worker, a fresh port.
+    pub fn new(module: &str) -> Conf {
+        Conf {
+            port: free_port(),
+            module: module.to_string(),
+            pythonpath: vec![apps_dir()],
+            workers: 1,
+            server_lines: Vec::new(),
+            app_lines: Vec::new(),
+            tail: String::new(),
+        }
+    }
+
+    pub fn workers(mut self, n: usize) -> Conf {
+        self.workers = n;
+        self
+    }
+
+    pub fn pythonpath(mut self, dirs: &[PathBuf]) -> Conf {
+        self.pythonpath = dirs.to_vec();
+        self
+    }
+
+    pub fn server(mut self, line: &str) -> Conf {
+        self.server_lines.push(line.to_string());
+        self
+    }
+
+    pub fn app(mut self, line: &str) -> Conf {
+        self.app_lines.push(line.to_string());
+        self
+    }
+
+    pub fn tail(mut self, text: &str) -> Conf {
+        self.tail.push('\n');
+        self.tail.push_str(text);
+        self.tail.push('\n');
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s.push_str("[server]\n");
+        s.push_str(&format!("listen = [\"127.0.0.1:{}\"]\n", self.port));
+        for l in &self.server_lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("\n[app]\n");
+        s.push_str(&format!("module = {}\n", toml_str(&self.module)));
+        let pp: Vec<String> = self.pythonpath.iter().map(|p| toml_path(p)).collect();
+        s.push_str(&format!("pythonpath = [{}]\n", pp.join(", ")));
+        s.push_str(&format!("workers = {}\n", self.workers));
+        for l in &self.app_lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str(&self.tail);
+        s
+    }
+}
+
+// === Edge ===
+
+/// A running (or exited) edge process started by this test, with its
+/// stdout/stderr captured to files in its temp dir.
+pub struct Edge {
+    child: Option<Child>,
+    pub pid: i32,
+    pub port: u16,
+    pub dir: TempDir,
+    pub config_path: Option<PathBuf>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    /// Every descendant seen so far, with its start time (so a recycled
+    /// PID is never mistaken for ours).
+    seen: Vec<(i32, u64)>,
+    exit: Option<ExitStatus>,
+}
+
+impl Edge {
+    /// Write `conf` to a temp dir, start `edge --conf`, wait until it answers `/`.
+    pub fn start(conf: &Conf) -> Edge {
+        Self::start_ready(conf, "/")
+    }
+
+    /// As [`Edge::start`], waiting for an answer on `ready_path`.
+    pub fn start_ready(conf: &Conf, ready_path: &str) -> Edge {
+        let mut e = Self::spawn_config(&conf.render(), conf.port);
+        e.wait_ready(ready_path);
+        e
+    }
+
+    /// Write `text` as `site.toml` in a new temp dir and start
+    /// `edge --conf site.toml`; does not wait.
+    pub fn spawn_config(text: &str, port: u16) -> Edge {
+        let dir = tempfile::Builder::new()
+            .prefix("edge-test-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("site.toml");
+        std::fs::write(&path, text).unwrap();
+        let args = vec!["--conf".to_string(), path.display().to_string()];
+        let mut e = Self::spawn_in(dir, &args, None, port);
+        e.config_path = Some(path);
+        e
+    }
+
+    /// Start edge with `args`, cwd `cwd` (default: the temp dir); does not wait.
+    pub fn spawn_args(args: &[&str], cwd: Option<&Path>, port: u16) -> Edge {
+        let dir = tempfile::Builder::new()
+            .prefix("edge-test-")
+            .tempdir()
+            .unwrap();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn_in(dir, &args, cwd, port)
+    }
+
+    /// Start edge with `args` in an existing temp dir (logs go there too).
+    pub fn spawn_in(dir: TempDir, args: &[String], cwd: Option<&Path>, port: u16) -> Edge {
+        let stdout_path = dir.path().join("edge.stdout");
+        let stderr_path = dir.path().join("edge.stderr");
+        let out = File::create(&stdout_path).unwrap();
+        let err = File::create(&stderr_path).unwrap();
+        let child = Command::new(edge_bin())
+            .args(args)
+            .current_dir(cwd.unwrap_or(dir.path()))
+            .env_remove("EDGE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn edge");
+        let pid = child.id() as i32;
+        Edge {
+            child: Some(child),
+            pid,
+            port,
+            dir,
+            config_path: None,
+            stdout_path,
+            stderr_path,
+            seen: Vec::new(),
+            exit: None,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.stdout_path)
+    }
+
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+
+    /// Both logs, labelled, for panic messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- edge stdout ---\n{}\n--- edge stderr ---\n{}\n---",
+            tail(&self.stdout(), 8000),
+            tail(&self.stderr(), 8000)
+        )
+    }
+
+    /// Poll until a GET on `path` gets any HTTP response. Panics (with the
+    /// captured logs) if edge exits or `READY_TIMEOUT` passes.
+    pub fn wait_ready(&mut self, path: &str) {
+        self.wait_ready_for(path, READY_TIMEOUT)
+    }
+
+    pub fn wait_ready_for(&mut self, path: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.snapshot();
+            if let Some(st) = self.try_wait() {
+                panic!("edge exited before answering ({st}):\n{}", self.logs());
+            }
+            if let Ok(mut c) = Conn::try_open(self.port, Duration::from_millis(500)) {
+                c.set_timeout(Duration::from_secs(5));
+                let req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.port
+                );
+                if c.try_send(req.as_bytes()).is_ok() && c.try_read_response("GET").is_ok() {
+                    self.snapshot();
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "edge did not answer GET {path} on port {} within {timeout:?}:\n{}",
+                    self.port,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A new keep-alive connection to this edge.
+    pub fn conn(&self) -> Conn {
+        Conn::open(self.port)
+    }
+
+    /// GET `path` on a fresh connection (`Connection: close`).
+    pub fn get(&self, path: &str) -> Response {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers, b"")
+    }
+
+    /// One request on a fresh connection (`Connection: close` is added).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut c = self.conn();
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        h.push(("Connection", "close"));
+        c.send_request(method, path, &h, body);
+        c.read_response(method)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()))
+    }
+
+    /// Send raw bytes on a fresh connection, read one response.
+    pub fn raw(&self, bytes: &[u8], method: &str) -> Response {
+        let mut c = self.conn();
+        c.send(bytes);
+        c.read_response(method).unwrap_or_else(|e| {
+            panic!(
+                "raw {:?}: {e}\n{}",
+                String::from_utf8_lossy(bytes),
+                self.logs()
+            )
+        })
+    }
+
+    pub fn signal(&mut self, sig: Signal) {
+        self.snapshot();
+        if self.exit.is_none() {
+            kill(Pid::from_raw(self.pid), sig).expect("signal edge");
+        }
+    }
+
+    /// Non-blocking: the exit status if edge has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(st)) = child.try_wait() {
+                    self.exit = Some(st);
+                }
+            }
+        }
+        self.exit
+    }
+
+    /// Wait up to `timeout` for edge to exit, recording its descendants meanwhile.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.snapshot();
+            if let Some(st) = self.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Direct children of the edge process right now.
+    pub fn children(&mut self) -> Vec<i32> {
+        self.snapshot();
+        proc::children(self.pid)
+    }
+
+    /// Record the current descendants.
+    pub fn snapshot(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        for p in proc::descendants(self.pid) {
+            if let Some(st) = proc::start_time(p) {
+                if !self.seen.contains(&(p, st)) {
+                    self.seen.push((p, st));
+                }
+            }
+        }
+    }
+
+    /// Processes this edge started that are still alive: every descendant
+    /// ever seen (same PID and start time), plus any process whose command
+    /// line names this test's temp dir.
+    pub fn leftovers(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .seen
+            .iter()
+            .filter(|(p, st)| proc::start_time(*p) == Some(*st) && !proc::is_zombie(*p))
+            .map(|(p, _)| *p)
+            .collect();
+        let needle = self.dir.path().display().to_string();
+        for p in proc::all_pids() {
+            if p == self.pid && self.exit.is_none() {
+                continue;
+            }
+            if proc::cmdline(p).contains(&needle) && !proc::is_zombie(p) && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Poll the log (`stdout` or `stderr`) until `pred` holds; bounded.
+    pub fn wait_log(&self, stderr: bool, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = if stderr { self.stderr() } else { self.stdout() };
+            if pred(&text) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a TCP connect to the port is refused now.
+    pub fn refuses_connections(&self) -> bool {
+        TcpStream::connect_timeout(&self.addr(), Duration::from_millis(500)).is_err()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.snapshot();
+        if self.try_wait().is_none() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+                if let Some(c) = self.child.as_mut() {
+                    let _ = c.wait();
+                }
+            }
+        }
+        // Anything it started that outlived it (PID and start time match).
+        for (p, st) in &self.seen {
+            if proc::start_time(*p) == Some(*st) {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+// === Running edge to completion ===
+
+/// The outcome of an edge run that is expected to exit by itself.
+#[derive(Debug)]
+pub struct Exited {
+    /// `None` when it did not exit within the timeout (it was then killed).
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    /// Processes it left behind (see [`Edge::leftovers`]).
+    pub leftovers: Vec<i32>,
+}
+
+impl Exited {
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+}
+
+/// Run edge with a config file and extra args; wait up to `timeout` for it to exit.
+pub fn run_config(text: &str, extra_args: &[&str], timeout: Duration) -> Exited {
+    let dir = tempfile::Builder::new()
+        .prefix("edge-test-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+    args.push("--conf".into());
+    args.push(path.display().to_string());
+    let e = Edge::spawn_in(dir, &args, None, 0);
+    finish(e, timeout)
+}
+
+/// Run edge with `args` in `cwd`; wait up to `timeout` for it to exit.
+pub fn run_args(args: &[&str], cwd: Option<&Path>, timeout: Duration) -> Exited {
+    let e = Edge::spawn_args(args, cwd, 0);
+    finish(e, timeout)
+}
+
+fn finish(mut e: Edge, timeout: Duration) -> Exited {
+    let start = Instant::now();
+    let status = e.wait_exit(timeout);
+    let elapsed = start.elapsed();
+    // Let children that are on their way out finish dying.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !e.leftovers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leftovers = e.leftovers();
+    Exited {
+        status,
+        stdout: e.stdout(),
+        stderr: e.stderr(),
+        elapsed,
+        leftovers,
+    }
+}
+
+// === Small utilities ===
+
+pub fn read_lossy(p: &Path) -> String {
+    let mut v = Vec::new();
+    if let Ok(mut f) = File::open(p) {
+        let _ = f.read_to_end(&mut v);
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// The last `n` bytes of `s` (on a char boundary).
+pub fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut i = s.len() - n;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for bodies.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Poll `f` until it returns `Some`, at most `timeout`.
+pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
