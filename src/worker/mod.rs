@@ -220,14 +220,21 @@ pub fn run(ctx: Inherit) -> i32 {
     info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
 
     let out = Arc::new(Output::new(channel));
-    if app.django_static || app.flask_static {
-        announce_static_routes(&loaded, app, &out, ctx.slot == 0);
+    let announce = if app.django_static || app.flask_static {
+        static_routes_frame(&loaded, app, ctx.slot == 0)
+    } else {
+        None
+    };
+    if let Some(frame) = &announce {
+        Python::attach(|py| out.write(py, frame));
     }
 
     let limit = recycle_after(&ctx.config);
     let shared = Arc::new(Shared {
         queue,
         out,
+        announce,
+        announced_ms: std::sync::atomic::AtomicU64::new(scoreboard::now_ms()),
         loaded,
         scoreboard: ctx.scoreboard,
         slot: ctx.slot,
@@ -261,11 +268,16 @@ pub fn run(ctx: Inherit) -> i32 {
     0
 }
 
+/// How often a worker repeats its `StaticRoutes` frame, so that a front
+/// restarted after a crash learns the app's routes again.
+const ANNOUNCE_EVERY_MS: u64 = 2000;
+
 /// `django_static` / `flask_static`: read the static settings of the
-/// loaded app and tell the front which prefixes to serve from which
-/// directories (a `StaticRoutes` frame). Problems are logged (by the first
-/// worker only, not once per worker) and the prefix is left to the app.
-fn announce_static_routes(loaded: &Loaded, app: &crate::config::App, out: &Output, speak: bool) {
+/// loaded app and build the `StaticRoutes` frame that tells the front which
+/// prefixes to serve from which directories. Problems are logged (by the
+/// first worker only, not once per worker) and the prefix is left to the
+/// app.
+fn static_routes_frame(loaded: &Loaded, app: &crate::config::App, speak: bool) -> Option<Vec<u8>> {
     let found: Result<Vec<(String, String, String, String)>, String> = Python::attach(|py| {
         let helpers = loaded.helpers.bind(py);
         let mut all = Vec::new();
@@ -306,7 +318,7 @@ fn announce_static_routes(loaded: &Loaded, app: &crate::config::App, out: &Outpu
             if speak {
                 tracing::warn!("{msg}");
             }
-            return;
+            return None;
         }
     };
     let mut routes: Vec<(String, String)> = Vec::new();
@@ -326,9 +338,8 @@ fn announce_static_routes(loaded: &Loaded, app: &crate::config::App, out: &Outpu
         .map(|(u, d)| (u.as_bytes(), d.as_bytes()))
         .collect();
     let mut frame = Vec::new();
-    if wire::encode_static_routes(&mut frame, &pairs).is_ok() {
-        Python::attach(|py| out.write(py, &frame));
-    }
+    wire::encode_static_routes(&mut frame, &pairs).ok()?;
+    Some(frame)
 }
 
 /// One (URL, directory) pair from an app's settings: `Ok(None)` when the
@@ -378,6 +389,9 @@ struct Loaded {
 }
 
 struct Shared {
+    /// The `StaticRoutes` frame, repeated every [`ANNOUNCE_EVERY_MS`].
+    announce: Option<Vec<u8>>,
+    announced_ms: std::sync::atomic::AtomicU64,
     queue: OwnedFd,
     out: Arc<Output>,
     loaded: Arc<Loaded>,
@@ -414,6 +428,18 @@ fn serve(shared: &Shared, thread: usize) {
     let entry = &slot.threads[thread];
     Python::attach(|py| {
         while !stopping() {
+            if let Some(frame) = &shared.announce {
+                let now = scoreboard::now_ms();
+                let last = shared.announced_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= ANNOUNCE_EVERY_MS
+                    && shared
+                        .announced_ms
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    shared.out.write(py, frame);
+                }
+            }
             let got = py.detach(|| fdpass::recv(shared.queue.as_fd(), &mut buf, MsgFlags::empty()));
             let received = match got {
                 Ok(r) if r.len == 0 => {
