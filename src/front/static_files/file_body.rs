@@ -7,17 +7,22 @@
 //! an offset (ranges), and let one cached descriptor serve many responses
 //! at once.
 //!
-//! One read is always in flight ahead of the one hyper is writing, so the
-//! blocking-pool hop overlaps with the socket write, and the buffers are
-//! reused once hyper has dropped the chunk cut from them (no allocation per
-//! chunk in the steady state).
+//! Data the page cache holds is copied right on the runtime thread with
+//! `preadv2(RWF_NOWAIT)` (`sys::pread_cached`), which never waits for the
+//! disk: no thread hop for a warm file. A chunk that is not cached is read
+//! on the blocking pool instead, and from then on one read stays in flight
+//! ahead of the one hyper is writing, so the disk and the socket overlap.
+//! Buffers are reused once hyper has dropped the chunk cut from them (no
+//! allocation per chunk in the steady state).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -31,6 +36,10 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 pub(crate) const BIG_CHUNK: usize = 256 * 1024;
 
 type Read = JoinHandle<io::Result<(Bytes, BytesMut)>>;
+
+/// Cleared when the filesystem refuses `RWF_NOWAIT`: every read then goes
+/// to the blocking pool.
+static NOWAIT_OK: AtomicBool = AtomicBool::new(true);
 
 /// Streams `len` bytes of `file` starting at `offset`.
 ///
@@ -67,6 +76,49 @@ impl FileBody {
             chunk: CHUNK,
             pending: None,
             spare: Vec::new(),
+        }
+    }
+
+    /// The next chunk straight from the page cache, or `None` when (the
+    /// start of) it is not cached.
+    fn read_cached(&mut self) -> Option<io::Result<Bytes>> {
+        // Bounded by BIG_CHUNK, so the cast cannot truncate.
+        let want = self.unread.min(self.chunk as u64) as usize;
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        match crate::sys::pread_cached(self.file.as_fd(), &mut buf, want, self.next) {
+            Ok(0) => {
+                self.remaining = 0;
+                self.unread = 0;
+                Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                )))
+            }
+            Ok(n) => {
+                let chunk = buf.split().freeze();
+                self.spare.push(buf);
+                self.next += n as u64;
+                self.unread -= n as u64;
+                self.remaining -= n as u64;
+                self.chunk = BIG_CHUNK;
+                Some(Ok(chunk))
+            }
+            Err(e) => {
+                self.spare.push(buf);
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {}
+                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                        NOWAIT_OK.store(false, Ordering::Relaxed);
+                    }
+                    _ => {
+                        self.remaining = 0;
+                        self.unread = 0;
+                        return Some(Err(e));
+                    }
+                }
+                None
+            }
         }
     }
 
@@ -122,6 +174,11 @@ impl Body for FileBody {
         let this = self.get_mut();
         if this.remaining == 0 {
             return Poll::Ready(None);
+        }
+        if this.pending.is_none() && NOWAIT_OK.load(Ordering::Relaxed) {
+            if let Some(ready) = this.read_cached() {
+                return Poll::Ready(Some(ready.map(Frame::data)));
+            }
         }
         if this.pending.is_none() {
             this.start_read();
