@@ -8,6 +8,9 @@ use clap::Parser;
 use edge::{arbiter, cli::Cli, logging, worker};
 
 fn main() -> ExitCode {
+    // Before anything can build a rustls config (STYLE 4.3); the forked
+    // front inherits it.
+    edge::config::tls::install_provider();
     let mut cli = Cli::parse();
     // The arbiter re-reads the file on HUP, perhaps after a chdir.
     if let Some(conf) = &cli.conf {

@@ -253,9 +253,7 @@ fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
 
 #[test]
 fn full_queue_gets_503_with_retry_after() {
-    let conf = Conf::new("slow_app:app")
-        .workers(1)
-        .tail("[limits]\nmax_queue = 1");
+    let conf = Conf::new("slow_app:app").workers(1).app("backlog = 1");
     let edge = Edge::start_ready(&conf, "/?s=0");
     let port = edge.port;
     let get = move |path: &'static str| {

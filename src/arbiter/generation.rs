@@ -187,7 +187,7 @@ impl Generation {
             preloaded: self.preloaded.clone(),
         };
         let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
-            spawn::spawn(&keep, move || crate::worker::run(ctx))
+            spawn::spawn(c"edge-worker", &keep, move || crate::worker::run(ctx))
         })
         .map_err(|source| ArbiterError::Setup {
             what: "a worker process (fork)",
@@ -250,12 +250,12 @@ impl Generation {
             scoreboard: *sb,
             config: self.config.clone(),
         };
-        let pid = spawn::spawn(&keep, move || crate::front::run(ctx)).map_err(|source| {
-            ArbiterError::Setup {
+        let pid = spawn::spawn(c"edge-front", &keep, move || crate::front::run(ctx)).map_err(
+            |source| ArbiterError::Setup {
                 what: "the front process (fork)",
                 source,
-            }
-        })?;
+            },
+        )?;
         drop(theirs);
         debug!(pid = pid.as_raw(), generation = self.id, "front started");
         let front = Front {

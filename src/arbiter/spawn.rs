@@ -16,9 +16,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::sys;
 
-/// Fork a child that keeps only `keep` (plus stdio) and runs `role`, whose
-/// return value is its exit code.
-pub fn spawn(keep: &[RawFd], role: impl FnOnce() -> i32) -> io::Result<Pid> {
+/// Fork a child named `name` (its comm, at most 15 bytes) that keeps only
+/// `keep` (plus stdio) and runs `role`, whose return value is its exit code.
+pub fn spawn(name: &std::ffi::CStr, keep: &[RawFd], role: impl FnOnce() -> i32) -> io::Result<Pid> {
     let parent = nix::unistd::getpid();
     // SAFETY: the arbiter is single-threaded (see module docs), so the child
     // starts with consistent heap and lock state. The child branch never
@@ -30,6 +30,8 @@ pub fn spawn(keep: &[RawFd], role: impl FnOnce() -> i32) -> io::Result<Pid> {
             sys::reset_signals();
             sys::die_with_parent(Signal::SIGTERM, parent);
             sys::close_fds_except(keep);
+            // What ps -o comm, top and pgrep show: the role.
+            let _ = nix::sys::prctl::set_name(name);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(role)).unwrap_or(70);
             use std::io::Write;
             let _ = std::io::stdout().flush();

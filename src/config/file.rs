@@ -41,6 +41,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
+    pub http2: Http2Section,
+    #[serde(default)]
     pub log: LogSection,
     pub metrics: Option<MetricsSection>,
 }
@@ -65,6 +67,37 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub redirect_http: Option<bool>,
+    /// `Strict-Transport-Security` value for HTTPS responses, e.g.
+    /// `"max-age=31536000"`; checked by merge.
+    pub hsts: Option<String>,
+    #[serde(default, deserialize_with = "tls_handshake_timeout")]
+    pub handshake_timeout: Option<Duration>,
+    pub max_handshakes: Option<usize>,
+    /// `[[tls.certs]]`: more certificates, chosen by SNI.
+    #[serde(default)]
+    pub certs: Vec<TlsCertSection>,
+}
+
+/// One `[[tls.certs]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertSection {
+    /// Server names this certificate answers: `"example.com"`,
+    /// `"*.example.com"` (one leftmost label).
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[http2]`: HTTP/2 limits (edge's own table).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Section {
+    pub max_concurrent_streams: Option<u32>,
+    #[serde(default, deserialize_with = "http2_max_header_list_size")]
+    pub max_header_list_size: Option<u64>,
+    pub max_pending_accept_reset_streams: Option<usize>,
+    pub max_local_error_reset_streams: Option<usize>,
 }
 
 /// `[app]`
@@ -98,6 +131,10 @@ pub struct AppSection {
     pub hooks: Option<String>,
     #[serde(default, deserialize_with = "app_max_worker_memory")]
     pub max_worker_memory: Option<u64>,
+    /// Requests allowed to wait for a free worker.
+    pub backlog: Option<usize>,
+    #[serde(default, deserialize_with = "app_queue_timeout")]
+    pub queue_timeout: Option<Duration>,
 }
 
 /// One `[[static]]` route.
@@ -152,9 +189,17 @@ pub struct LimitsSection {
     pub client_body_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "limits_max_header")]
     pub max_header: Option<u64>,
-    pub max_queue: Option<usize>,
     #[serde(default, deserialize_with = "limits_body_buffer")]
     pub body_buffer: Option<u64>,
+    #[serde(default, deserialize_with = "limits_response_buffer")]
+    pub response_buffer: Option<u64>,
+    #[serde(default, deserialize_with = "limits_send_timeout")]
+    pub send_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "limits_keepalive_timeout")]
+    pub keepalive_timeout: Option<Duration>,
+    pub keepalive_requests: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// `[log]`
@@ -208,6 +253,8 @@ keyed! {
     fn server_listen("server.listen") -> Vec<SocketAddr> = listen_list;
     fn server_graceful_timeout("server.graceful_timeout") -> Duration = duration;
     fn tls_listen("tls.listen") -> Vec<SocketAddr> = listen_list;
+    fn tls_handshake_timeout("tls.handshake_timeout") -> Duration = duration;
+    fn http2_max_header_list_size("http2.max_header_list_size") -> u64 = size;
     fn app_module("app.module") -> AppSpec = with_str(AppSpec::parse);
     fn app_timeout("app.timeout") -> Duration = duration;
     fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
@@ -224,6 +271,10 @@ keyed! {
     fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
     fn limits_max_header("limits.max_header") -> u64 = size;
     fn limits_body_buffer("limits.body_buffer") -> u64 = size;
+    fn limits_response_buffer("limits.response_buffer") -> u64 = size;
+    fn limits_send_timeout("limits.send_timeout") -> Duration = duration;
+    fn limits_keepalive_timeout("limits.keepalive_timeout") -> Duration = duration;
+    fn app_queue_timeout("app.queue_timeout") -> Duration = duration;
     fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
     fn log_level("log.level") -> String = with_str(merge::parse_level);
     fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
@@ -501,6 +552,28 @@ mod tests {
             e.contains("line 3") && e.contains("invalid port \"99999\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_certs_and_http2_tables() {
+        let f = FileConfig::parse(
+            "[tls]\nhsts = \"max-age=60\"\nhandshake_timeout = \"2s\"\nmax_handshakes = 8\n\
+             [[tls.certs]]\nnames = [\"a.test\", \"*.b.test\"]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n\
+             [http2]\nmax_concurrent_streams = 10\nmax_header_list_size = \"8KiB\"\n",
+        )
+        .unwrap();
+        let tls = f.tls.unwrap();
+        assert_eq!(tls.hsts.as_deref(), Some("max-age=60"));
+        assert_eq!(tls.handshake_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(tls.max_handshakes, Some(8));
+        assert_eq!(tls.certs.len(), 1);
+        assert_eq!(tls.certs[0].names, ["a.test", "*.b.test"]);
+        assert_eq!(f.http2.max_concurrent_streams, Some(10));
+        assert_eq!(f.http2.max_header_list_size, Some(8 << 10));
+        let e = err("[tls]\n[[tls.certs]]\nname = [\"a\"]\ncert = \"c\"\nkey = \"k\"\n");
+        assert!(e.contains("name") && e.contains("line 3"), "{e}");
+        let e = err("[http2]\nmax_streams = 1\n");
+        assert!(e.contains("max_streams") && e.contains("line 2"), "{e}");
     }
 
     #[test]

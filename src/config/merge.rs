@@ -29,9 +29,12 @@
 //! `--certfile`/`--keyfile` replace `[tls] cert`/`key`. Without a `[tls]`
 //! table they turn TLS on the gunicorn way: the addresses that would have
 //! been plain listeners (`--bind`, else `[server] listen`, else the default)
-//! become `tls.listen` and no plain listener is left. With `--dev`, a TLS
-//! setup without a certificate is accepted and `Tls::cert`/`Tls::key` are
-//! empty paths: the front generates a self-signed localhost certificate.
+//! become `tls.listen` and no plain listener is left. Without `cert`/`key`,
+//! the first `[[tls.certs]]` entry is the default certificate. With
+//! `--dev`, a TLS setup without any certificate is accepted and
+//! `Tls::cert`/`Tls::key` are empty paths here: [`load`] then generates a
+//! self-signed localhost certificate (see [`super::tls`]). This step only
+//! checks that the files exist; [`load`] reads and checks their contents.
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -40,7 +43,8 @@ use std::time::Duration;
 use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
     units, AccessFormat, App, Coding, Compression, Config, ConfigError, Expires, FollowSymlinks,
-    Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls,
+    Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls,
+    TlsCert,
 };
 
 /// Values given on the command line; every field is optional (`None`,
@@ -102,8 +106,9 @@ pub struct AppSpec {
     pub attr: String,
 }
 
-/// Load the file at `path` (if any), apply `overrides`, validate, and
-/// return the configuration. Reads the current directory and the `PORT`
+/// Load the file at `path` (if any), apply `overrides`, validate, read and
+/// check the TLS certificates and keys ([`super::tls::load`]), and return
+/// the configuration. Reads the current directory and the `PORT`
 /// and `WEB_CONCURRENCY` environment variables (gunicorn's defaults).
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
     let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
@@ -115,7 +120,9 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         port: std::env::var("PORT").ok(),
         web_concurrency: std::env::var("WEB_CONCURRENCY").ok(),
     };
-    load_with(path, overrides, &ambient)
+    let mut config = load_with(path, overrides, &ambient)?;
+    super::tls::load(&mut config)?;
+    Ok(config)
 }
 
 // === value parsers shared with the file ===
@@ -508,6 +515,7 @@ fn load_with(
     let statics = build_statics(&ctx, ov, &file.statics)?;
     let compression = build_compression(&ctx, &file.compression)?;
     let limits = build_limits(&ctx, &file)?;
+    let http2 = build_http2(&ctx, &file, &limits)?;
     let log = build_log(&ctx, ov, &file)?;
     let metrics = file.metrics.map(|m| Metrics {
         listen: m
@@ -525,6 +533,7 @@ fn load_with(
         statics,
         compression,
         limits,
+        http2,
         log,
         metrics,
         dev: ov.dev,
@@ -627,6 +636,14 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
             }
         },
         max_worker_memory: f.max_worker_memory.unwrap_or(0),
+        backlog: f.backlog.unwrap_or(1024),
+        queue_timeout: match f.queue_timeout {
+            Some(d) if d.is_zero() => {
+                return Err(ctx.file.invalid("app.queue_timeout", "must be more than 0"))
+            }
+            Some(d) => d,
+            None => Duration::from_secs(30),
+        },
     })
 }
 
@@ -736,9 +753,12 @@ fn build_listeners(
         ftls.and_then(|t| t.key.as_ref()),
         "tls.key",
     )?;
+    let certs = build_tls_certs(ctx, ftls.map(|t| t.certs.as_slice()).unwrap_or_default())?;
     let (cert, key) = match (cert, key) {
         (Some(cert), Some(key)) => (cert, key),
-        // --dev: the front makes a self-signed localhost certificate.
+        // No top-level pair: the first [[tls.certs]] entry is the default.
+        (None, None) if !certs.is_empty() => (certs[0].cert.clone(), certs[0].key.clone()),
+        // --dev: `load` makes a self-signed localhost certificate.
         (None, None) if ov.dev => (PathBuf::new(), PathBuf::new()),
         (None, _) => return Err(missing_tls(ctx, ftls.is_some(), "--certfile", "tls.cert")),
         (_, None) => return Err(missing_tls(ctx, ftls.is_some(), "--keyfile", "tls.key")),
@@ -770,9 +790,170 @@ fn build_listeners(
             listen: tls_listen,
             cert,
             key,
+            certs,
             redirect_http: ftls.and_then(|t| t.redirect_http).unwrap_or(false),
+            hsts: build_hsts(ctx, ftls.and_then(|t| t.hsts.as_deref()))?,
+            handshake_timeout: match ftls.and_then(|t| t.handshake_timeout) {
+                Some(d) if d.is_zero() => {
+                    return Err(ctx
+                        .file
+                        .invalid("tls.handshake_timeout", "must be more than 0"))
+                }
+                Some(d) => d,
+                None => Duration::from_secs(10),
+            },
+            max_handshakes: match ftls.and_then(|t| t.max_handshakes) {
+                Some(0) => {
+                    return Err(ctx.file.invalid("tls.max_handshakes", "must be at least 1"))
+                }
+                Some(n) => n,
+                None => 256,
+            },
+            loaded: None,
         }),
     ))
+}
+
+/// `[[tls.certs]]`: files must exist; names are lowercased host names,
+/// `*.` allowed as the whole leftmost label, each name in one entry only.
+fn build_tls_certs(
+    ctx: &Ctx,
+    sections: &[super::file::TlsCertSection],
+) -> Result<Vec<TlsCert>, ConfigError> {
+    let mut out: Vec<TlsCert> = Vec::new();
+    for s in sections {
+        if s.names.is_empty() {
+            return Err(ctx.file.invalid(
+                "tls.certs.names",
+                "empty: list the server names this certificate answers",
+            ));
+        }
+        let mut names = Vec::new();
+        for raw in &s.names {
+            let name =
+                parse_server_name(raw).map_err(|e| ctx.file.invalid("tls.certs.names", e))?;
+            if out.iter().any(|c| c.names.contains(&name)) || names.contains(&name) {
+                return Err(ctx.file.invalid(
+                    "tls.certs.names",
+                    format!("\"{name}\" appears in two [[tls.certs]] entries"),
+                ));
+            }
+            names.push(name);
+        }
+        let resolved = |key: &str, p: &Path| -> Result<PathBuf, ConfigError> {
+            let path = ctx.file.resolve(p);
+            if !path.is_file() {
+                return Err(ctx
+                    .file
+                    .invalid(key, format!("no such file: {}", path.display())));
+            }
+            Ok(path)
+        };
+        out.push(TlsCert {
+            names,
+            cert: resolved("tls.certs.cert", &s.cert)?,
+            key: resolved("tls.certs.key", &s.key)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A server name for SNI: ASCII letters, digits, `-` and `.`, optionally
+/// starting with `*.`; returned lowercase without a trailing dot.
+pub fn parse_server_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let rest = name.strip_prefix("*.").unwrap_or(&name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if rest.is_empty() || name.len() > 253 || !rest.split('.').all(label_ok) {
+        return Err(format!(
+            "\"{text}\" is not a server name like \"example.com\" or \"*.example.com\""
+        ));
+    }
+    if rest.parse::<IpAddr>().is_ok() || rest.split('.').all(|l| l.parse::<u8>().is_ok()) {
+        return Err(format!(
+            "\"{text}\" is an IP address: clients never send one as SNI, so the \
+             default certificate ([tls] cert) is the one they get"
+        ));
+    }
+    Ok(name)
+}
+
+/// `tls.hsts`: a header value starting with `max-age=` (RFC 6797).
+fn build_hsts(ctx: &Ctx, value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value.map(str::trim) else {
+        return Ok(None);
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.bytes().any(|b| b.is_ascii_control() || b >= 0x80) {
+        return Err(ctx
+            .file
+            .invalid("tls.hsts", "contains control or non-ASCII characters"));
+    }
+    let max_age = v
+        .split(';')
+        .next()
+        .and_then(|d| d.trim().strip_prefix("max-age="))
+        .map(|n| n.trim_matches('"'));
+    if !max_age.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(ctx.file.invalid(
+            "tls.hsts",
+            format!("\"{v}\": expected a Strict-Transport-Security value like \"max-age=31536000; includeSubDomains\""),
+        ));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// `[http2]`, defaults on each [`Http2`] field.
+fn build_http2(ctx: &Ctx, file: &FileConfig, limits: &Limits) -> Result<Http2, ConfigError> {
+    let f = &file.http2;
+    let at_least_one = |v: Option<usize>, key: &str, default: usize| match v {
+        Some(0) => Err(ctx.file.invalid(key, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let max_concurrent_streams = match f.max_concurrent_streams {
+        Some(0) => {
+            return Err(ctx
+                .file
+                .invalid("http2.max_concurrent_streams", "must be at least 1"))
+        }
+        Some(n) => n,
+        None => 128,
+    };
+    let max_header_list_size = match f.max_header_list_size {
+        Some(n) if n < 1024 => {
+            return Err(ctx
+                .file
+                .invalid("http2.max_header_list_size", "must be at least 1KiB"))
+        }
+        Some(n) => u32::try_from(n).map_err(|_| {
+            ctx.file
+                .invalid("http2.max_header_list_size", "must be below 4GiB")
+        })?,
+        None => u32::try_from(limits.max_header).unwrap_or(u32::MAX),
+    };
+    Ok(Http2 {
+        max_concurrent_streams,
+        max_header_list_size,
+        max_pending_accept_reset_streams: at_least_one(
+            f.max_pending_accept_reset_streams,
+            "http2.max_pending_accept_reset_streams",
+            20,
+        )?,
+        max_local_error_reset_streams: at_least_one(
+            f.max_local_error_reset_streams,
+            "http2.max_local_error_reset_streams",
+            64,
+        )?,
+    })
 }
 
 /// A certificate or key file: the flag's, else the file's, `None` if
@@ -996,8 +1177,44 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
         )?,
         client_body_timeout: nonzero(f.client_body_timeout, "limits.client_body_timeout", 30)?,
         max_header,
-        max_queue: f.max_queue.unwrap_or(1024),
-        body_buffer: as_usize(f.body_buffer.unwrap_or(64 << 10), "limits.body_buffer")?,
+        body_buffer: as_usize(f.body_buffer.unwrap_or(1 << 20), "limits.body_buffer")?,
+        response_buffer: as_usize(
+            f.response_buffer.unwrap_or(1 << 20),
+            "limits.response_buffer",
+        )?,
+        send_timeout: nonzero(f.send_timeout, "limits.send_timeout", 60)?,
+        keepalive_timeout: nonzero(f.keepalive_timeout, "limits.keepalive_timeout", 75)?,
+        keepalive_requests: match f.keepalive_requests {
+            Some(0) => {
+                return Err(ctx
+                    .file
+                    .invalid("limits.keepalive_requests", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => 1000,
+        },
+        max_connections: match f.max_connections {
+            Some(0) => {
+                return Err(ctx
+                    .file
+                    .invalid("limits.max_connections", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => 10_000,
+        },
+        temp_dir: match &f.temp_dir {
+            None => None,
+            Some(p) => {
+                let dir = ctx.file.resolve(p);
+                if !dir.is_dir() {
+                    return Err(ctx.file.invalid(
+                        "limits.temp_dir",
+                        format!("{} is not a directory", dir.display()),
+                    ));
+                }
+                Some(dir)
+            }
+        },
     })
 }
 
@@ -1250,8 +1467,10 @@ mod tests {
         assert_eq!(l.client_header_timeout, Duration::from_secs(10));
         assert_eq!(l.client_body_timeout, Duration::from_secs(30));
         assert_eq!(l.max_header, 16 << 10);
-        assert_eq!(l.max_queue, 1024);
-        assert_eq!(l.body_buffer, 64 << 10);
+        assert_eq!(l.body_buffer, 1 << 20);
+        assert_eq!(l.response_buffer, 1 << 20);
+        assert_eq!(l.keepalive_requests, 1000);
+        assert_eq!(cfg.app.backlog, 1024);
         assert_eq!(cfg.log.access, LogTarget::Std);
         assert_eq!(cfg.log.error, LogTarget::Std);
         assert_eq!(cfg.log.format, AccessFormat::Combined);
@@ -1548,6 +1767,67 @@ access = "file.log"
         };
         let (_, key, msg) = invalid(load_with(Some(&conf), &half, &ambient(tmp.path())));
         assert_eq!(key, "tls.key", "{msg}");
+    }
+
+    #[test]
+    fn tls_certs_hsts_and_http2() {
+        let tmp = TempDir::new().unwrap();
+        for f in ["a.pem", "a-key.pem", "b.pem", "b-key.pem"] {
+            write(tmp.path(), f, "");
+        }
+        let conf = write(
+            tmp.path(),
+            "site.toml",
+            "[tls]\nhsts = \"max-age=63072000; includeSubDomains\"\n\
+             [[tls.certs]]\nnames = [\"A.Test.\", \"*.a.test\"]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n\
+             [[tls.certs]]\nnames = [\"b.test\"]\ncert = \"b.pem\"\nkey = \"b-key.pem\"\n\
+             [app]\nmodule = \"a\"\n[limits]\nmax_header = \"32KiB\"\n",
+        );
+        let cfg = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        let tls = cfg.tls.unwrap();
+        // No top-level pair: the first entry is the default.
+        assert_eq!(tls.cert, tmp.path().join("a.pem"));
+        assert_eq!(tls.key, tmp.path().join("a-key.pem"));
+        assert_eq!(tls.certs[0].names, ["a.test", "*.a.test"]);
+        assert_eq!(tls.certs[1].names, ["b.test"]);
+        assert_eq!(
+            tls.hsts.as_deref(),
+            Some("max-age=63072000; includeSubDomains")
+        );
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(tls.max_handshakes, 256);
+        assert_eq!(tls.listen, [addr("127.0.0.1:8443")]);
+        assert!(cfg.server.listen.is_empty());
+        // http2 defaults; the header list follows limits.max_header.
+        assert_eq!(cfg.http2.max_concurrent_streams, 128);
+        assert_eq!(cfg.http2.max_header_list_size, 32 << 10);
+        assert_eq!(cfg.http2.max_pending_accept_reset_streams, 20);
+        assert_eq!(cfg.http2.max_local_error_reset_streams, 64);
+
+        let head = "[app]\nmodule = \"a\"\n";
+        let pair = "cert = \"a.pem\"\nkey = \"a-key.pem\"\n";
+        for (toml, want_key, fragment) in [
+            (format!("{head}[tls]\n{pair}hsts = \"1 year\"\n"), "tls.hsts", "max-age="),
+            (format!("{head}[tls]\n{pair}hsts = \"max-age=1\\r\\nX: y\"\n"), "tls.hsts", "control"),
+            (format!("{head}[tls]\n{pair}handshake_timeout = 0\n"), "tls.handshake_timeout", "more than 0"),
+            (format!("{head}[tls]\n{pair}max_handshakes = 0\n"), "tls.max_handshakes", "at least 1"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = []\n{pair}"), "tls.certs.names", "empty"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = [\"a b\"]\n{pair}"), "tls.certs.names", "not a server name"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = [\"a.*.test\"]\n{pair}"), "tls.certs.names", "not a server name"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = [\"10.0.0.1\"]\n{pair}"), "tls.certs.names", "IP address"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = [\"x.test\"]\n{pair}[[tls.certs]]\nnames = [\"X.test\"]\n{pair}"), "tls.certs.names", "two [[tls.certs]]"),
+            (format!("{head}[tls]\n[[tls.certs]]\nnames = [\"x.test\"]\ncert = \"nope.pem\"\nkey = \"a-key.pem\"\n"), "tls.certs.cert", "no such file"),
+            (format!("{head}[http2]\nmax_concurrent_streams = 0\n"), "http2.max_concurrent_streams", "at least 1"),
+            (format!("{head}[http2]\nmax_header_list_size = 10\n"), "http2.max_header_list_size", "at least 1KiB"),
+            (format!("{head}[http2]\nmax_pending_accept_reset_streams = 0\n"), "http2.max_pending_accept_reset_streams", "at least 1"),
+            (format!("{head}[http2]\nmax_local_error_reset_streams = 0\n"), "http2.max_local_error_reset_streams", "at least 1"),
+        ] {
+            let conf = write(tmp.path(), "site.toml", &toml);
+            let (_, key, msg) =
+                invalid(load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())));
+            assert_eq!(key, want_key, "{toml} → {msg}");
+            assert!(msg.contains(fragment), "{toml} → {msg}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod file;
 pub mod merge;
+pub mod tls;
 pub mod units;
 
 use std::net::SocketAddr;
@@ -42,6 +43,10 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A certificate or key file that cannot be used (unreadable, not PEM,
+    /// no certificate, a key that does not match). `path` is the file.
+    #[error("{path}: {message}")]
+    Tls { path: PathBuf, message: String },
 }
 
 /// The whole validated configuration.
@@ -58,6 +63,8 @@ pub struct Config {
     /// `[compression]`: gzip / brotli / zstd of responses.
     pub compression: Compression,
     pub limits: Limits,
+    /// `[http2]`: HTTP/2 limits, on TLS (ALPN `h2`) and plain (h2c) listeners.
+    pub http2: Http2,
     pub log: Log,
     /// `[metrics]`; `None` when absent.
     pub metrics: Option<Metrics>,
@@ -80,13 +87,59 @@ pub struct Server {
 
 #[derive(Debug, Clone)]
 pub struct Tls {
+    /// HTTPS listeners. Default `["127.0.0.1:8443"]` with a `[tls]` table;
+    /// with `--certfile` and no table, the would-be plain listeners.
     pub listen: Vec<SocketAddr>,
-    /// Absolute path of the PEM chain (checked to exist and parse).
+    /// Absolute path of the default PEM chain, the one that answers
+    /// unknown or absent server names: `tls.cert`, else the first
+    /// `[[tls.certs]]` entry's. Empty with `--dev` and no certificate until
+    /// [`load`] puts a generated one there.
     pub cert: PathBuf,
-    /// Absolute path of the PEM key.
+    /// Absolute path of the default PEM key.
     pub key: PathBuf,
+    /// `[[tls.certs]]`, in file order: certificates chosen by SNI.
+    pub certs: Vec<TlsCert>,
     /// Default false.
     pub redirect_http: bool,
+    /// `Strict-Transport-Security` on HTTPS responses. Default none.
+    pub hsts: Option<String>,
+    /// A TLS handshake must finish within this. Key `tls.handshake_timeout`,
+    /// default 10 s.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; more wait for a slot (at most
+    /// `handshake_timeout`, then they are dropped). Key
+    /// `tls.max_handshakes`, default 256.
+    pub max_handshakes: usize,
+    /// The certificates and keys, read and checked by [`load`]; `None`
+    /// only inside the merge step.
+    pub loaded: Option<tls::Certs>,
+}
+
+/// One `[[tls.certs]]` entry.
+#[derive(Debug, Clone)]
+pub struct TlsCert {
+    /// Lowercase server names; `*.example.com` matches one label.
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[http2]`: limits against HTTP/2 abuse (hyper's h2 server settings).
+#[derive(Debug, Clone)]
+pub struct Http2 {
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// Default 128, nginx's `http2_max_concurrent_streams`.
+    pub max_concurrent_streams: u32,
+    /// Largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE).
+    /// Default: `limits.max_header` (16 KiB).
+    pub max_header_list_size: u32,
+    /// Streams reset by the client before the server saw them, allowed at
+    /// once, against Rapid Reset (CVE-2023-44487). Default 20 (hyper's).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset because the client broke the protocol,
+    /// before it closes the connection (floods of bad frames,
+    /// RUSTSEC-2024-0003). Default 64 (hyper's is 1024).
+    pub max_local_error_reset_streams: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +199,12 @@ pub struct App {
     /// `[app] max_worker_memory`: RSS in bytes past which a worker is
     /// recycled (checked between requests). Default 0 (no limit).
     pub max_worker_memory: u64,
+    /// `[app] backlog`: requests allowed to wait for a free worker beyond
+    /// those being served; past it, 503. Default 1024.
+    pub backlog: usize,
+    /// `[app] queue_timeout`: longest a request waits for a free worker;
+    /// past it, 503. Default 30 s.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -330,12 +389,28 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     /// Default 16 KiB. Larger heads: 431.
     pub max_header: usize,
-    /// Requests allowed to wait for a worker beyond those being served.
-    /// Key `limits.max_queue`, default 1024 (gunicorn's `backlog` was 2048 connections).
-    pub max_queue: usize,
     /// Request bodies above this many bytes are spooled to a temporary
-    /// file instead of memory. Key `limits.body_buffer`, default 64 KiB.
+    /// file instead of memory. Key `limits.body_buffer`, default 1 MiB.
     pub body_buffer: usize,
+    /// A response body is held in memory up to this many bytes while the
+    /// client is slower than the worker; past it, in a temporary file.
+    /// Key `limits.response_buffer`, default 1 MiB.
+    pub response_buffer: usize,
+    /// A client that accepts no bytes of a response for this long is
+    /// dropped (nginx `send_timeout`). Default 60 s.
+    pub send_timeout: Duration,
+    /// An idle keep-alive connection is closed after this (nginx
+    /// `keepalive_timeout`). Default 75 s.
+    pub keepalive_timeout: Duration,
+    /// Requests served on one connection before it is closed (nginx
+    /// `keepalive_requests`). Default 1000.
+    pub keepalive_requests: u64,
+    /// Open client connections at most; more wait in the kernel's backlog.
+    /// Default 10000.
+    pub max_connections: usize,
+    /// Where spooled bodies go (unlinked at creation: nothing is left
+    /// behind, even after a crash). Default: the system temp dir.
+    pub temp_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,13 +457,6 @@ impl Config {
 /// Settings that parse but that this build cannot honour yet: refuse them
 /// clearly rather than run something other than what was asked.
 pub fn supported(config: &Config) -> Result<(), String> {
-    if config.tls.is_some() {
-        return Err(
-            "TLS ([tls], --certfile/--keyfile) is not supported by this build yet; \
-                    terminate TLS in front of edge for now"
-                .into(),
-        );
-    }
     if config.app.interface == Interface::Asgi {
         return Err("interface = \"asgi\" is not supported by this build yet (WSGI only)".into());
     }

@@ -78,7 +78,7 @@ pub async fn handle(
         started,
     });
     let http10 = req.version() == Version::HTTP_10;
-    let response = match check_host(&req) {
+    let mut response = match check_host(&req) {
         Ok(()) => route_request(&shared, &conn, req).await,
         Err(why) => {
             debug!(remote = %conn.remote, why, "bad request");
@@ -88,6 +88,9 @@ pub async fn handle(
             r
         }
     };
+    if let (true, Some(hsts)) = (conn.tls, &shared.hsts) {
+        super::tls::add_hsts(&mut response, hsts);
+    }
     let (mut parts, body) = response.into_parts();
     // An HTTP/1.0 client can only see the end of a body of unknown length
     // by the connection closing: do not promise it keep-alive.
@@ -125,8 +128,12 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    // The health check answers on every listener, before any redirect.
     if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);
+    }
+    if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
+        return super::tls::redirect(&req, port);
     }
     let routes = shared.files.routes();
     let (parts, body) = req.into_parts();

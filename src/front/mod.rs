@@ -12,6 +12,7 @@ mod conn;
 mod respond;
 mod route;
 pub mod static_files;
+mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -53,6 +54,11 @@ pub struct Shared {
     files: Arc<static_files::StaticFiles>,
     /// Set on TERM: the health route answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
+    /// `redirect_http`: plain-HTTP requests get a 308 to this HTTPS port
+    /// (the first HTTPS listener's).
+    redirect_https: Option<u16>,
+    /// `tls.hsts`, for responses on HTTPS connections.
+    hsts: Option<http::HeaderValue>,
 }
 
 /// The front role's entry point; returns the exit code.
@@ -103,23 +109,51 @@ async fn serve(ctx: Inherit) -> i32 {
             return 1;
         }
     };
+    let acceptor = match config.tls.as_ref().map(tls::Acceptor::new) {
+        None => None,
+        Some(Ok(a)) => Some(Arc::new(a)),
+        Some(Err(e)) => {
+            error!(error = %e, "cannot set up TLS");
+            return 2;
+        }
+    };
+    let https_port = listeners
+        .iter()
+        .find(|(_, _, tls)| *tls)
+        .map(|(_, addr, _)| addr.port());
+    let redirect_https = config
+        .tls
+        .as_ref()
+        .filter(|t| t.redirect_http)
+        .and(https_port);
+    // Checked by config validation: ASCII without control characters.
+    let hsts = config
+        .tls
+        .as_ref()
+        .and_then(|t| t.hsts.as_deref())
+        .and_then(|v| http::HeaderValue::from_str(v).ok());
     let shared = Arc::new(Shared {
         files: upstream.files.clone(),
         config,
         upstream,
         access_log,
         draining: std::sync::atomic::AtomicBool::new(false),
+        redirect_https,
+        hsts,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
     let mut accepting = Vec::new();
     for (std_listener, addr, tls) in listeners {
-        if tls {
-            // Guarded by config validation; kept as a hard stop regardless.
-            error!(%addr, "TLS listeners are not supported by this build");
-            return 2;
-        }
+        let acceptor = match (tls, &acceptor) {
+            (false, _) => None,
+            (true, Some(a)) => Some(a.clone()),
+            (true, None) => {
+                error!(%addr, "an HTTPS listener without a [tls] configuration");
+                return 2;
+            }
+        };
         if let Err(e) = std_listener.set_nonblocking(true) {
             error!(%addr, error = %e, "listener setup failed");
             return 1;
@@ -134,6 +168,7 @@ async fn serve(ctx: Inherit) -> i32 {
         accepting.push(tokio::spawn(accept_loop(
             listener,
             addr,
+            acceptor,
             shared.clone(),
             stop_rx.clone(),
             graceful.clone(),
@@ -182,10 +217,12 @@ async fn serve(ctx: Inherit) -> i32 {
     0
 }
 
-/// Accept connections until told to stop, each served in its own task.
+/// Accept connections until told to stop, each served in its own task
+/// (on HTTPS listeners the TLS handshake runs in that task too).
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    acceptor: Option<Arc<tls::Acceptor>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
@@ -207,15 +244,37 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
-        let info = Arc::new(conn::ConnInfo::new(remote, addr, false));
+        let info = Arc::new(conn::ConnInfo::new(remote, addr, acceptor.is_some()));
         let shared = shared.clone();
         let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(socket), service)
-            .into_owned();
-        let fut = graceful.watch(conn);
+        let Some(acceptor) = &acceptor else {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(socket), service)
+                .into_owned();
+            let fut = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = fut.await {
+                    debug!(%remote, error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // A graceful stop waits for connections still in their handshake
+        // too (each at most the handshake timeout).
+        let watcher = graceful.watcher();
+        let (acceptor, builder) = (acceptor.clone(), builder.clone());
         tokio::spawn(async move {
-            if let Err(e) = fut.await {
+            let stream = match acceptor.accept(socket).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 debug!(%remote, error = %e, "connection ended with an error");
             }
         });
@@ -230,12 +289,14 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_buf_size(config.limits.max_header.max(8192))
         .title_case_headers(true)
         .keep_alive(true);
+    // Explicit, not hyper's defaults (which "may change"): see [http2].
+    let h2 = &config.http2;
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(200)
-        .max_header_list_size(config.limits.max_header as u32)
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(64);
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams);
     b
 }
 

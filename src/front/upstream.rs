@@ -126,7 +126,7 @@ impl Upstream {
             outstanding: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
             threads: config.app.threads,
-            max_queue: config.limits.max_queue,
+            max_queue: config.app.backlog,
             scoreboard,
             deadline: config.app.timeout * 2 + Duration::from_secs(60),
             files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),

@@ -17,8 +17,9 @@ use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
 
-const MARKER: &str = ".edge-test-ready";
-const PACKAGES: &[&str] = &["flask", "django"];
+// Renamed whenever PACKAGES changes, so an older venv is rebuilt.
+const MARKER: &str = ".edge-test-ready-2";
+const PACKAGES: &[&str] = &["flask", "django", "pyyaml"];
 
 /// The cargo target dir these tests were built in.
 pub fn target_dir() -> PathBuf {
