@@ -43,8 +43,7 @@ use std::time::Duration;
 use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
     units, AccessFormat, App, Coding, Compression, Config, ConfigError, Expires, FollowSymlinks,
-    Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls,
-    TlsCert,
+    Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls, TlsCert,
 };
 
 /// Values given on the command line; every field is optional (`None`,

@@ -22,7 +22,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -36,10 +35,6 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 pub(crate) const BIG_CHUNK: usize = 256 * 1024;
 
 type Read = JoinHandle<io::Result<(Bytes, BytesMut)>>;
-
-/// Cleared when the filesystem refuses `RWF_NOWAIT`: every read then goes
-/// to the blocking pool.
-static NOWAIT_OK: AtomicBool = AtomicBool::new(true);
 
 /// Streams `len` bytes of `file` starting at `offset`.
 ///
@@ -62,6 +57,9 @@ pub(crate) struct FileBody {
     pending: Option<Read>,
     /// Buffers to read into again once hyper has let go of their chunks.
     spare: Vec<BytesMut>,
+    /// Cleared when the file's filesystem refuses `RWF_NOWAIT`: every read
+    /// then goes to the blocking pool.
+    nowait: bool,
 }
 
 // === FileBody ===
@@ -76,6 +74,7 @@ impl FileBody {
             chunk: CHUNK,
             pending: None,
             spare: Vec::new(),
+            nowait: true,
         }
     }
 
@@ -108,9 +107,7 @@ impl FileBody {
                 self.spare.push(buf);
                 match e.raw_os_error() {
                     Some(libc::EAGAIN) => {}
-                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
-                        NOWAIT_OK.store(false, Ordering::Relaxed);
-                    }
+                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => self.nowait = false,
                     _ => {
                         self.remaining = 0;
                         self.unread = 0;
@@ -175,7 +172,7 @@ impl Body for FileBody {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
-        if this.pending.is_none() && NOWAIT_OK.load(Ordering::Relaxed) {
+        if this.pending.is_none() && this.nowait {
             if let Some(ready) = this.read_cached() {
                 return Poll::Ready(Some(ready.map(Frame::data)));
             }
@@ -397,5 +394,22 @@ mod tests {
         want.extend_from_slice(&data[CHUNK..3 * CHUNK]);
         want.extend_from_slice(b"tail");
         assert_eq!(&got[..], &want[..]);
+    }
+
+    #[tokio::test]
+    async fn blocking_pool_path_reads_the_same_bytes() {
+        // As for a file whose pages are not cached (or a filesystem
+        // without RWF_NOWAIT): every chunk from the blocking pool, one
+        // read ahead.
+        let data = pattern(CHUNK + 2 * BIG_CHUNK + 5);
+        let (_dir, path) = temp_file(&data);
+        let mut body = FileBody::new(
+            Arc::new(File::open(&path).unwrap()),
+            3,
+            data.len() as u64 - 3,
+        );
+        body.nowait = false;
+        let got = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], &data[3..]);
     }
 }
