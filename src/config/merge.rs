@@ -2016,6 +2016,102 @@ access = "file.log"
     }
 
     #[test]
+    fn static_options_and_compression() {
+        let tmp = TempDir::new().unwrap();
+        mkdir(tmp.path(), "a");
+        let conf = write(
+            tmp.path(),
+            "site.toml",
+            "[app]\nmodule = \"a\"\ndjango_static = true\n\
+             [[static]]\nurl = \"/s/\"\ndir = \"a\"\nexpires = \"30d\"\nfollow_symlinks = false\n\
+             autoindex = true\nallow_hidden = true\nindex = \"\"\nopen_file_cache = \"off\"\n\
+             [[static]]\nurl = \"/t/\"\ndir = \"a\"\nfollow_symlinks = \"always\"\nexpires = \"max\"\n\
+             [compression]\nalgorithms = [\"gzip\", \"br\"]\ntypes = [\"text/*\", \"Application/JSON\"]\n\
+             min_size = \"1KiB\"\ngzip_level = 9\nbrotli_level = 11\nzstd_level = 19\nstatic_files = false\n",
+        );
+        let cfg = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        assert!(cfg.app.django_static && !cfg.app.flask_static);
+        let s = &cfg.statics[0];
+        assert_eq!(
+            s.expires,
+            Some(Expires::After(Duration::from_secs(30 * 86_400)))
+        );
+        assert_eq!(s.follow_symlinks, FollowSymlinks::Never);
+        assert!(s.autoindex && s.allow_hidden && s.precompressed);
+        assert_eq!(s.index, None);
+        assert_eq!(s.open_file_cache, Duration::ZERO);
+        let t = &cfg.statics[1];
+        assert_eq!(t.follow_symlinks, FollowSymlinks::Always);
+        assert_eq!(t.expires, Some(Expires::Max));
+        assert_eq!(t.index.as_deref(), Some("index.html"));
+        assert_eq!(t.open_file_cache, Duration::from_secs(1));
+        let c = &cfg.compression;
+        assert!(c.enabled && !c.static_files);
+        assert_eq!(c.algorithms, [Coding::Gzip, Coding::Brotli]);
+        assert_eq!(c.types, ["text/*", "application/json"]);
+        assert_eq!(
+            (c.min_size, c.gzip_level, c.brotli_level, c.zstd_level),
+            (1024, 9, 11, 19)
+        );
+        // Defaults.
+        let conf = write(tmp.path(), "d.toml", "[app]\nmodule = \"a\"\n");
+        let cfg = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        assert!(cfg.compression.enabled && cfg.compression.static_files);
+        assert_eq!(
+            cfg.compression.algorithms,
+            [Coding::Brotli, Coding::Zstd, Coding::Gzip]
+        );
+        assert!(cfg.compression.types.iter().any(|t| t == "text/html"));
+    }
+
+    #[test]
+    fn static_and_compression_errors_name_the_key() {
+        let tmp = TempDir::new().unwrap();
+        mkdir(tmp.path(), "a");
+        for (body, key) in [
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nexpires = \"soon\"\n",
+                "static.expires",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nfollow_symlinks = \"maybe\"\n",
+                "static.follow_symlinks",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nindex = \"a/b.html\"\n",
+                "static.index",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nopen_file_cache = \"1x\"\n",
+                "static.open_file_cache",
+            ),
+            (
+                "[compression]\nalgorithms = [\"deflate\"]\n",
+                "compression.algorithms",
+            ),
+            (
+                "[compression]\nalgorithms = [\"br\", \"br\"]\n",
+                "compression.algorithms",
+            ),
+            ("[compression]\ntypes = [\"html\"]\n", "compression.types"),
+            ("[compression]\ngzip_level = 10\n", "compression.gzip_level"),
+            (
+                "[compression]\nbrotli_level = 12\n",
+                "compression.brotli_level",
+            ),
+            ("[compression]\nzstd_level = 0\n", "compression.zstd_level"),
+            ("[compression]\nlevel = 3\n", "level"),
+        ] {
+            let text = format!("[app]\nmodule = \"a\"\n{body}");
+            let conf = write(tmp.path(), "e.toml", &text);
+            let err = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+    }
+
+    #[test]
     fn static_flag_replaces_same_url_from_file() {
         let tmp = TempDir::new().unwrap();
         mkdir(tmp.path(), "a");
