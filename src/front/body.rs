@@ -19,10 +19,12 @@ pub enum ResponseBody {
     Empty,
     /// A complete body; `None` once it has been yielded.
     Full(Option<Bytes>),
-    /// Chunks relayed from a worker as they arrive. An `Err` item aborts the
-    /// response (the client connection is closed rather than given a
-    /// truncated body that looks complete).
-    Channel(mpsc::UnboundedReceiver<io::Result<Bytes>>),
+    /// Chunks relayed from a worker with back-pressure (`X-Accel-Buffering:
+    /// no`). An `Err` item aborts the response (the client connection is
+    /// closed rather than given a truncated body that looks complete).
+    Channel(mpsc::Receiver<io::Result<Bytes>>),
+    /// A worker's response buffered in memory, then a temporary file.
+    Spool(super::spool::SpoolReader),
     /// Anything else (files, compressed streams).
     Boxed(UnsyncBoxBody<Bytes, io::Error>),
 }
@@ -62,6 +64,7 @@ impl Body for ResponseBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            ResponseBody::Spool(s) => Pin::new(s).poll_frame(cx),
             ResponseBody::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -71,6 +74,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Channel(_) => false,
+            ResponseBody::Spool(s) => s.is_end_stream(),
             ResponseBody::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -80,6 +84,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Channel(_) => SizeHint::default(),
+            ResponseBody::Spool(s) => s.size_hint(),
             ResponseBody::Boxed(b) => b.size_hint(),
         }
     }

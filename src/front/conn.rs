@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::access_log::{Entry, LoggedBody};
 use super::body::ResponseBody;
+use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
 use super::{buffer, compress, respond, route, static_files, Shared};
 use crate::ipc::wire;
@@ -25,6 +26,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub local_ip: String,
     pub tls: bool,
+    /// Shared with the socket's timers (`timed_io`).
+    pub state: Arc<ConnState>,
 }
 
 impl ConnInfo {
@@ -35,6 +38,7 @@ impl ConnInfo {
             local,
             local_ip: local.ip().to_string(),
             tls,
+            state: Arc::new(ConnState::default()),
         }
     }
 }
@@ -61,8 +65,20 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<LoggedBody>, Infallible> {
+) -> Result<Response<Guarded<LoggedBody>>, Infallible> {
     let started = Instant::now();
+    let active = Active::new(&conn.state);
+    let nth = conn
+        .state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let h2 = req.version() == Version::HTTP_2;
+    if h2 {
+        conn.state
+            .h2
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let entry = shared.access_log.enabled().then(|| Entry {
         remote: conn.remote,
         method: req.method().as_str().to_string(),
@@ -102,12 +118,18 @@ pub async fn handle(
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    // keepalive_requests: the last request a connection may carry says so.
+    if !h2 && nth >= shared.config.limits.keepalive_requests {
+        parts
+            .headers
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     let entry = entry.map(|mut e| {
         e.status = parts.status.as_u16();
         e
     });
     let body = shared.access_log.wrap(body, entry);
-    Ok(Response::from_parts(parts, body))
+    Ok(Response::from_parts(parts, Guarded::new(body, active)))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host.
@@ -361,6 +383,7 @@ async fn to_app(
         body_kind: wire::BodyKind::Inline,
         body_len: 0,
         headers,
+        queued_ms: 0,
     };
     match shared.upstream.dispatch(&head, body).await {
         Ok(start) => {

@@ -11,7 +11,9 @@ pub mod compress;
 mod conn;
 mod respond;
 mod route;
+mod spool;
 pub mod static_files;
+mod timed_io;
 mod tls;
 mod upstream;
 
@@ -59,7 +61,13 @@ pub struct Shared {
     redirect_https: Option<u16>,
     /// `tls.hsts`, for responses on HTTPS connections.
     hsts: Option<http::HeaderValue>,
+    /// Permits for `limits.max_connections`.
+    connections: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a draining front keeps serving normally after it stopped
+/// accepting, before it asks its connections to close.
+const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
 /// The front role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
@@ -132,6 +140,7 @@ async fn serve(ctx: Inherit) -> i32 {
         .as_ref()
         .and_then(|t| t.hsts.as_deref())
         .and_then(|v| http::HeaderValue::from_str(v).ok());
+    let config_max_connections = config.limits.max_connections;
     let shared = Arc::new(Shared {
         files: upstream.files.clone(),
         config,
@@ -140,6 +149,7 @@ async fn serve(ctx: Inherit) -> i32 {
         draining: std::sync::atomic::AtomicBool::new(false),
         redirect_https,
         hsts,
+        connections: Arc::new(tokio::sync::Semaphore::new(config_max_connections)),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -205,6 +215,14 @@ async fn serve(ctx: Inherit) -> i32 {
     }
     let limit = shared.config.server.graceful_timeout;
     info!(connections = graceful.count(), "front draining");
+    // hyper closes a connection whose first request it has not started to
+    // read at once, and a request already in flight from the client is
+    // then reset (hyperium/hyper#2730). Connections accepted just before
+    // the stop get a moment to be read; every request that has begun then
+    // finishes under the graceful shutdown below.
+    if graceful.count() > 0 {
+        tokio::time::sleep(DRAIN_GRACE.min(limit)).await;
+    }
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return 0;
     };
@@ -228,7 +246,20 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
 ) {
     let builder = Arc::new(http_builder(&shared.config));
+    let limits = &shared.config.limits;
+    let timeouts = timed_io::Timeouts {
+        keepalive: limits.keepalive_timeout,
+        header: limits.client_header_timeout,
+        send: limits.send_timeout,
+    };
     loop {
+        // Past max_connections, new connections wait in the kernel's
+        // backlog: the permit is taken before accept.
+        let permit = tokio::select! {
+            p = shared.connections.clone().acquire_owned() => p,
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.changed() => break,
@@ -245,6 +276,7 @@ async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let info = Arc::new(conn::ConnInfo::new(remote, addr, acceptor.is_some()));
+        let socket = timed_io::TimedIo::new(socket, info.state.clone(), timeouts);
         let shared = shared.clone();
         let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
         let Some(acceptor) = &acceptor else {
@@ -256,6 +288,7 @@ async fn accept_loop(
                 if let Err(e) = fut.await {
                     debug!(%remote, error = %e, "connection ended with an error");
                 }
+                drop(permit);
             });
             continue;
         };
@@ -277,6 +310,7 @@ async fn accept_loop(
             if let Err(e) = watcher.watch(conn).await {
                 debug!(%remote, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
@@ -285,7 +319,11 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.limits.client_header_timeout)
+        // A backstop only: hyper's timer also runs while a keep-alive
+        // connection waits for its next request, so the real limits
+        // (keepalive_timeout, then client_header_timeout from the first
+        // byte of a head) are enforced by `timed_io`.
+        .header_read_timeout(config.limits.keepalive_timeout + config.limits.client_header_timeout)
         .max_buf_size(config.limits.max_header.max(8192))
         .title_case_headers(true)
         .keep_alive(true);

@@ -13,6 +13,7 @@
 //! service raises while it handles a request and lowers when the response
 //! is finished. The timers are allocated once per connection and re-armed.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +31,9 @@ pub struct ConnState {
     pub active: AtomicUsize,
     /// Requests started on this connection.
     pub requests: AtomicU64,
+    /// The connection speaks HTTP/2: bytes between requests (PING,
+    /// SETTINGS) are not the start of a head, so only the idle limit applies.
+    pub h2: std::sync::atomic::AtomicBool,
 }
 
 /// Drop guard: a request is in progress on its connection until this is
@@ -118,7 +122,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = buf.filled().len() - before;
-                if !idle {
+                // Within a request, or HTTP/2 frames between requests: no
+                // head is being read.
+                if !idle || (got > 0 && this.state.h2.load(Ordering::Relaxed)) {
                     this.read_timer = ReadTimer::Off;
                 } else if got > 0 {
                     if this.read_timer == ReadTimer::Head {
@@ -178,7 +184,11 @@ impl<T: AsyncWrite + Unpin> TimedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         self.stalled(cx, r)
     }
@@ -203,5 +213,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request counted as active on the
+/// connection until the body is finished or dropped.
+pub struct Guarded<B> {
+    inner: B,
+    _active: Active,
+}
+
+impl<B> Guarded<B> {
+    pub fn new(inner: B, active: Active) -> Self {
+        Guarded {
+            inner,
+            _active: active,
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -22,7 +22,6 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -67,7 +66,10 @@ impl Acceptor {
     /// the handshake itself; each wait is bounded by the timeout, so a
     /// client queued behind stalled ones still gets its full handshake
     /// time once they are dropped.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
+    pub async fn accept<IO>(&self, tcp: IO) -> Result<TlsStream<IO>, HandshakeError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let Ok(permit) = tokio::time::timeout(self.timeout, self.permits.acquire()).await else {
             return Err(HandshakeError::Busy(self.timeout));
         };

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::body::ResponseBody;
+use super::spool::{self, SpoolWriter};
 use super::static_files::{FileBody, StaticFiles};
 use crate::ipc::control::{ToArbiter, ToFront};
 use crate::ipc::scoreboard::Scoreboard;
@@ -81,12 +82,21 @@ pub struct Upstream {
     threads: usize,
     max_queue: usize,
     scoreboard: Scoreboard,
+    /// `app.queue_timeout`.
+    queue_timeout: Duration,
+    /// Requests answered 503 since the last report, and when that was
+    /// (`scoreboard::now_ms`): shedding is logged at most once a second.
+    shed: AtomicU64,
+    shed_reported_ms: AtomicU64,
+    /// `limits.response_buffer` and `limits.temp_dir`, for spooling.
+    response_buffer: usize,
+    temp_dir: Option<std::path::PathBuf>,
+    /// Static routes; workers may add some (`django_static`).
+    pub files: Arc<StaticFiles>,
     /// Longest a request may wait for its response head before the front
     /// gives up: a backstop for a request lost with a worker that died
     /// before its scoreboard line named it.
     deadline: Duration,
-    /// Static routes; workers may add some (`django_static`).
-    pub files: Arc<StaticFiles>,
 }
 
 /// Removes a request's pending entry however the wait ends.
@@ -128,7 +138,12 @@ impl Upstream {
             threads: config.app.threads,
             max_queue: config.app.backlog,
             scoreboard,
-            deadline: config.app.timeout * 2 + Duration::from_secs(60),
+            deadline: config.app.queue_timeout + config.app.timeout + Duration::from_secs(60),
+            queue_timeout: config.app.queue_timeout,
+            shed: AtomicU64::new(0),
+            shed_reported_ms: AtomicU64::new(0),
+            response_buffer: config.limits.response_buffer,
+            temp_dir: config.limits.temp_dir.clone(),
             files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),
         }))
     }
@@ -140,12 +155,43 @@ impl Upstream {
 
     /// Send a request to the workers and wait for its response head.
     pub async fn dispatch(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
+        let r = self.dispatch_inner(head, body).await;
+        if matches!(r, Err(Failure::Overloaded)) {
+            self.count_shed();
+        }
+        r
+    }
+
+    /// Count a request shed with 503; log the count at most once a second.
+    fn count_shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        let now = crate::ipc::scoreboard::now_ms();
+        let last = self.shed_reported_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .shed_reported_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.shed.swap(0, Ordering::Relaxed);
+            warn!(
+                shed = n,
+                backlog = self.max_queue,
+                queue_timeout = ?self.queue_timeout,
+                "overloaded: requests answered 503 (no worker free within the backlog or queue_timeout)"
+            );
+        }
+    }
+
+    async fn dispatch_inner(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
         let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
         if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
             return Err(Failure::Overloaded);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut head = head.clone();
+        let queued = crate::ipc::scoreboard::now_ms();
+        head.queued_ms = queued;
         let mut datagram = Vec::with_capacity(512);
         let file = match body {
             Body::Empty => {
@@ -193,7 +239,17 @@ impl Upstream {
             return Err(Failure::Internal);
         }
         drop(file);
-        match tokio::time::timeout(self.deadline, rx).await {
+        let mut rx = rx;
+        // First wait: queue_timeout. A request no worker has taken by then
+        // is answered 503 (the worker that takes it later skips it too).
+        match tokio::time::timeout(self.queue_timeout, &mut rx).await {
+            Ok(Ok(reply)) => return reply,
+            Ok(Err(_)) => return Err(Failure::WorkerLost),
+            Err(_) if !self.taken(id) => return Err(Failure::Overloaded),
+            Err(_) => {}
+        }
+        let rest = self.deadline.saturating_sub(self.queue_timeout);
+        match tokio::time::timeout(rest, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Failure::WorkerLost),
             Err(_) => {
@@ -201,6 +257,18 @@ impl Upstream {
                 Err(Failure::Timeout)
             }
         }
+    }
+
+    /// Whether some worker thread is running request `id` (a scan of the
+    /// scoreboard, only made when a request has waited `queue_timeout`).
+    fn taken(&self, id: u64) -> bool {
+        (0..crate::ipc::scoreboard::MAX_SLOTS).any(|i| {
+            let slot = self.scoreboard.slot(i);
+            slot.state.load(Ordering::Relaxed) != crate::ipc::scoreboard::STATE_FREE
+                && slot.threads[..self.threads]
+                    .iter()
+                    .any(|t| t.request.load(Ordering::Acquire) == id)
+        })
     }
 
     async fn send(
@@ -297,9 +365,17 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        if let Err(e) = self.on_frame(&frame, &mut active, &mut fds) {
-                            error!(pid, error = %e, "bad frame from worker; dropping its channel");
-                            break 'read true;
+                        match self.on_frame(&frame, &mut active, &mut fds) {
+                            Ok(None) => {}
+                            // An unbuffered response whose client is slow:
+                            // stop reading this worker until it takes more.
+                            Ok(Some((tx, item))) => {
+                                let _ = tx.send(item).await;
+                            }
+                            Err(e) => {
+                                error!(pid, error = %e, "bad frame from worker; dropping its channel");
+                                break 'read true;
+                            }
                         }
                     }
                     Ok(Some(total)) => {
@@ -332,8 +408,9 @@ impl Upstream {
         for (id, a) in active.drain() {
             match a {
                 Active::Building { .. } => self.complete(id, Err(failure)),
-                Active::Streaming(tx) => {
-                    let _ = tx.send(Err(io::Error::other("worker died mid-response")));
+                Active::Spooled(w) => w.fail("worker died mid-response".into()),
+                Active::Unbuffered(tx) => {
+                    let _ = tx.try_send(Err(io::Error::other("worker died mid-response")));
                 }
                 // The file is the front's now; it goes on without the worker.
                 Active::Offloaded => {}
@@ -355,8 +432,9 @@ impl Upstream {
     }
 
     /// Static routes the app declared (`django_static`, `flask_static`).
-    /// Every worker sends the same list when it starts; the latest wins, so
-    /// the routes follow the app across a reload.
+    /// Every worker sends the same list when it starts and then every few
+    /// seconds; the latest wins, so the routes follow the app across a
+    /// reload and reach a restarted front.
     fn app_routes(&self, routes: &[(&[u8], &[u8])]) {
         use std::os::unix::ffi::OsStrExt;
         let list: Vec<crate::config::StaticRoute> = routes
@@ -368,7 +446,7 @@ impl Upstream {
             })
             .collect();
         let files = self.files.clone();
-        // Canonicalizing the directories touches the disk: off the runtime.
+        // Checking the directories touches the disk: off the runtime.
         tokio::task::spawn_blocking(move || {
             let added = files.set_app_routes(list);
             if !added.is_empty() {
@@ -377,12 +455,14 @@ impl Upstream {
         });
     }
 
+    /// Handle one frame. `Ok(Some(..))` is a chunk for an unbuffered
+    /// response whose channel is full: the caller awaits its delivery.
     fn on_frame(
         &self,
         frame: &Bytes,
         active: &mut HashMap<u64, Active>,
         fds: &mut VecDeque<OwnedFd>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Blocked>, String> {
         let (decoded, _) = wire::decode(frame, MAX_FRAME)
             .map_err(|e| e.to_string())?
             .ok_or("incomplete frame")?;
@@ -406,8 +486,20 @@ impl Upstream {
             }
             wire::Frame::Body(id, data) => match active.get_mut(&id) {
                 Some(Active::Building { chunks, .. }) => chunks.push(frame.slice_ref(data)),
-                Some(Active::Streaming(tx)) => {
-                    let _ = tx.send(Ok(frame.slice_ref(data)));
+                Some(Active::Spooled(w)) => {
+                    if let Err(e) = w.push(frame.slice_ref(data)) {
+                        error!(request = id, error = %e, "cannot buffer a response; aborting it");
+                        if let Some(Active::Spooled(w)) = active.remove(&id) {
+                            w.fail(format!("response buffering failed: {e}"));
+                        }
+                    }
+                }
+                Some(Active::Unbuffered(tx)) => {
+                    if let Err(mpsc::error::TrySendError::Full(item)) =
+                        tx.try_send(Ok(frame.slice_ref(data)))
+                    {
+                        return Ok(Some((tx.clone(), item)));
+                    }
                 }
                 Some(Active::Offloaded) => return Err(format!("body after a file for {id}")),
                 None => return Err(format!("body for unknown request {id}")),
@@ -468,7 +560,8 @@ impl Upstream {
                         }),
                     );
                 }
-                Some(Active::Streaming(_) | Active::Offloaded) => {}
+                Some(Active::Spooled(w)) => w.finish(),
+                Some(Active::Unbuffered(_) | Active::Offloaded) => {}
                 None => return Err(format!("end for unknown request {id}")),
             },
             wire::Frame::Abort(id, reason) => match active.remove(&id) {
@@ -476,14 +569,18 @@ impl Upstream {
                     debug!(request = id, reason, "worker aborted a response");
                     self.complete(id, Err(Failure::WorkerLost));
                 }
-                Some(Active::Streaming(tx)) => {
-                    let _ = tx.send(Err(io::Error::other(format!("response aborted: {reason}"))));
-                }
+                Some(Active::Spooled(w)) => w.fail(format!("response aborted: {reason}")),
                 Some(Active::Offloaded) => {}
+                Some(Active::Unbuffered(tx)) => {
+                    let item = Err(io::Error::other(format!("response aborted: {reason}")));
+                    if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(item) {
+                        return Ok(Some((tx, item)));
+                    }
+                }
             },
             other => return Err(format!("unexpected {other} from a worker")),
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -495,34 +592,57 @@ enum Active {
         headers: HeaderMap,
         chunks: Vec<Bytes>,
     },
-    /// Handed to the client; later chunks go down the channel.
-    Streaming(mpsc::UnboundedSender<io::Result<Bytes>>),
-    /// The body is a file the front sends; only `End` may follow.
+    /// Handed to the client; later chunks are buffered (memory, then a
+    /// temporary file) so the worker never waits for the client.
+    Spooled(SpoolWriter),
+    /// `X-Accel-Buffering: no`: chunks flow through a short channel, and a
+    /// slow client slows the worker down (server-sent events, long polls).
+    Unbuffered(mpsc::Sender<io::Result<Bytes>>),
+    /// The body is a file the front sends (`wsgi.file_wrapper`); only `End`
+    /// may follow.
     Offloaded,
 }
 
+/// A chunk waiting for room in an unbuffered response's channel.
+type Blocked = (mpsc::Sender<io::Result<Bytes>>, io::Result<Bytes>);
+
 impl Active {
     fn start_streaming(&mut self, id: u64, up: &Upstream) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let old = std::mem::replace(self, Active::Streaming(tx.clone()));
-        if let Active::Building {
+        let Active::Building {
             status,
-            headers,
+            mut headers,
             chunks,
-        } = old
-        {
+        } = std::mem::replace(self, Active::Unbuffered(mpsc::channel(1).0))
+        else {
+            return;
+        };
+        // nginx's per-response switch; the header is for us, not the client.
+        let unbuffered = headers
+            .remove("x-accel-buffering")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+        let body = if unbuffered {
+            let (tx, rx) = mpsc::channel(16 + chunks.len());
             for c in chunks {
-                let _ = tx.send(Ok(c));
+                let _ = tx.try_send(Ok(c));
             }
-            up.complete(
-                id,
-                Ok(ResponseStart {
-                    status,
-                    headers,
-                    body: ResponseBody::Channel(rx),
-                }),
-            );
-        }
+            *self = Active::Unbuffered(tx);
+            ResponseBody::Channel(rx)
+        } else {
+            let (w, r) = spool::spool(up.response_buffer, up.temp_dir.clone());
+            for c in chunks {
+                let _ = w.push(c);
+            }
+            *self = Active::Spooled(w);
+            ResponseBody::Spool(r)
+        };
+        up.complete(
+            id,
+            Ok(ResponseStart {
+                status,
+                headers,
+                body,
+            }),
+        );
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! | kind | frame          | direction      | payload                                   |
 //! |------|----------------|----------------|-------------------------------------------|
-//! | 1    | `RequestHead`  | front → worker | see [`RequestHead`]                        |
+//! | 1    | `RequestHead`  | front → worker | see [`RequestHead`] (fields in order)      |
 //! | 2    | `Body`         | both           | raw body bytes                             |
 //! | 3    | `ResponseHead` | worker → front | status u16, headers                        |
 //! | 4    | `End`          | both           | empty: the message is complete             |
@@ -136,6 +136,9 @@ pub struct RequestHead<'a> {
     pub body_len: u64,
     /// Header names are lower-case, in arrival order; repeats are kept.
     pub headers: Headers<'a>,
+    /// CLOCK_MONOTONIC milliseconds when the front queued the request
+    /// (`scoreboard::now_ms`), for `app.queue_timeout`.
+    pub queued_ms: u64,
 }
 
 /// The response head an application produced.
@@ -355,6 +358,7 @@ fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
     let server_port = r.u16()?;
     let body_len = r.u64()?;
     let headers = r.headers()?;
+    let queued_ms = r.u64()?;
     r.finish()?;
     Ok(RequestHead {
         method,
@@ -368,6 +372,7 @@ fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
         body_kind,
         body_len,
         headers,
+        queued_ms,
     })
 }
 
@@ -453,7 +458,9 @@ pub fn encode_request_head(
         put16(out, head.server_name, "server name")?;
         out.extend_from_slice(&head.server_port.to_le_bytes());
         out.extend_from_slice(&head.body_len.to_le_bytes());
-        put_headers(out, head.headers.iter().copied())
+        put_headers(out, head.headers.iter().copied())?;
+        out.extend_from_slice(&head.queued_ms.to_le_bytes());
+        Ok(())
     })();
     match r {
         Ok(()) => {
@@ -573,6 +580,7 @@ mod tests {
             body_kind: BodyKind::Inline,
             body_len: 5,
             headers: vec![(b"host", b"localhost"), (b"x-a", b"1"), (b"x-a", b"2")],
+            queued_ms: 123_456,
         }
     }
 
@@ -784,7 +792,7 @@ mod tests {
                 method: method.as_bytes(), target: &target, version: Version::Http2, https,
                 remote_addr: b"::1", remote_port: port, server_name: b"::1", server_port: port,
                 body_kind: if file { BodyKind::File } else { BodyKind::Inline }, body_len: len,
-                headers: hs,
+                headers: hs, queued_ms: len.rotate_left(7),
             };
             let mut out = Vec::new();
             encode_request_head(&mut out, len, &head).unwrap();

@@ -241,6 +241,7 @@ pub fn run(ctx: Inherit) -> i32 {
         max_datagram: max_datagram(&ctx.config),
         limit,
         max_memory: app.max_worker_memory,
+        queue_timeout_ms: app.queue_timeout.as_millis() as u64,
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -402,6 +403,8 @@ struct Shared {
     limit: u64,
     /// RSS in bytes past which this worker retires (0 = no limit).
     max_memory: u64,
+    /// `app.queue_timeout` in milliseconds.
+    queue_timeout_ms: u64,
 }
 
 /// `max_requests` plus this worker's share of the jitter.
@@ -557,6 +560,17 @@ fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>)
         error!("request datagram without a head");
         return;
     };
+    if shared.queue_timeout_ms != 0
+        && scoreboard::now_ms().saturating_sub(head.queued_ms) > shared.queue_timeout_ms
+    {
+        // The front has answered 503 already: running the app now would
+        // be work nobody waits for.
+        tracing::warn!(
+            request = id,
+            "request waited longer than queue_timeout; not running it"
+        );
+        return answer_error(py, shared, id, 503);
+    }
     let loaded = &shared.loaded;
     let helpers = loaded.helpers.bind(py);
     let input = match make_input(py, &head, body, fd) {

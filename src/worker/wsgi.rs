@@ -470,13 +470,17 @@ impl Responder {
 pub fn write_error(buf: &mut Vec<u8>, id: u64, status: u16) {
     let body: &[u8] = match status {
         500 => b"<html><head><title>500 Internal Server Error</title></head><body><h1>500 Internal Server Error</h1></body></html>\n",
+        503 => b"<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>\n",
         _ => b"<html><head><title>Error</title></head><body><h1>Error</h1></body></html>\n",
     };
     let len = body.len().to_string();
-    let headers: [(&[u8], &[u8]); 2] = [
+    let mut headers: Vec<(&[u8], &[u8])> = vec![
         (b"content-type", b"text/html"),
         (b"content-length", len.as_bytes()),
     ];
+    if status == 503 {
+        headers.push((b"retry-after", b"1"));
+    }
     wire::encode_response_head(buf, id, status, headers.iter().copied()).expect("small head");
     wire::encode_body(buf, id, body);
     wire::encode_end(buf, id);
