@@ -157,9 +157,12 @@ async fn route_request(
     if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
         return super::tls::redirect(&req, port);
     }
-    let routes = shared.files.routes();
+    let routes = shared.files.routes_for(req.uri().path());
     let (parts, body) = req.into_parts();
-    if let Some((r, rest)) = route::static_route(&routes.list, parts.uri.path()) {
+    if let Some((r, rest)) = routes
+        .as_ref()
+        .and_then(|routes| route::static_route(&routes.list, parts.uri.path()))
+    {
         return match static_files::serve(&shared.files, r, &parts, rest).await {
             static_files::Outcome::Response(resp) => resp,
             static_files::Outcome::NotFound => app(shared, conn, parts, body).await,

@@ -132,16 +132,37 @@ pub struct StaticFiles {
     /// The config's routes.
     configured: Vec<StaticRoute>,
     routes: RwLock<Arc<Routes>>,
+    /// The table as built from the config alone, and whether the app has
+    /// added routes since: until it does, [`StaticFiles::routes_for`]
+    /// needs no lock (the hot path of every app request).
+    base: Arc<Routes>,
+    app_routes: std::sync::atomic::AtomicBool,
 }
 
 impl StaticFiles {
     pub fn new(routes: &[StaticRoute], compression: &Compression) -> Self {
+        let base = Arc::new(Routes::new(routes.to_vec()));
         StaticFiles {
             cache: FileCache::default(),
             compression: compression.clone(),
             configured: routes.to_vec(),
-            routes: RwLock::new(Arc::new(Routes::new(routes.to_vec()))),
+            routes: RwLock::new(base.clone()),
+            base,
+            app_routes: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The routes in force, when one of them matches `path` (`None`: the
+    /// request is the app's). Without app-announced routes this takes no
+    /// lock and touches no shared counter unless a route matches.
+    pub fn routes_for(&self, path: &str) -> Option<Arc<Routes>> {
+        if !self.app_routes.load(std::sync::atomic::Ordering::Acquire) {
+            super::route::static_route(&self.base.list, path)?;
+            return Some(self.base.clone());
+        }
+        let routes = self.routes();
+        super::route::static_route(&routes.list, path)?;
+        Some(routes)
     }
 
     /// The routes in force now.
@@ -182,6 +203,8 @@ impl StaticFiles {
             return Vec::new();
         }
         *current = Arc::new(Routes::new(list));
+        self.app_routes
+            .store(true, std::sync::atomic::Ordering::Release);
         added
     }
 }
