@@ -9,6 +9,7 @@ pub mod http;
 pub mod json;
 pub mod proc;
 pub mod sha256;
+pub mod static_helpers;
 pub mod tls;
 pub mod venv;
 
