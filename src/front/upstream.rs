@@ -84,6 +84,10 @@ pub struct Upstream {
     scoreboard: Scoreboard,
     /// `app.queue_timeout`.
     queue_timeout: Duration,
+    /// Requests answered 503 since the last report, and when that was
+    /// (`scoreboard::now_ms`): shedding is logged at most once a second.
+    shed: AtomicU64,
+    shed_reported_ms: AtomicU64,
     /// `limits.response_buffer` and `limits.temp_dir`, for spooling.
     response_buffer: usize,
     temp_dir: Option<std::path::PathBuf>,
@@ -134,6 +138,8 @@ impl Upstream {
             scoreboard,
             deadline: config.app.queue_timeout + config.app.timeout + Duration::from_secs(60),
             queue_timeout: config.app.queue_timeout,
+            shed: AtomicU64::new(0),
+            shed_reported_ms: AtomicU64::new(0),
             response_buffer: config.limits.response_buffer,
             temp_dir: config.limits.temp_dir.clone(),
         }))
@@ -146,6 +152,35 @@ impl Upstream {
 
     /// Send a request to the workers and wait for its response head.
     pub async fn dispatch(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
+        let r = self.dispatch_inner(head, body).await;
+        if matches!(r, Err(Failure::Overloaded)) {
+            self.count_shed();
+        }
+        r
+    }
+
+    /// Count a request shed with 503; log the count at most once a second.
+    fn count_shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        let now = crate::ipc::scoreboard::now_ms();
+        let last = self.shed_reported_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .shed_reported_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.shed.swap(0, Ordering::Relaxed);
+            warn!(
+                shed = n,
+                backlog = self.max_queue,
+                queue_timeout = ?self.queue_timeout,
+                "overloaded: requests answered 503 (no worker free within the backlog or queue_timeout)"
+            );
+        }
+    }
+
+    async fn dispatch_inner(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
         let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
         if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
             return Err(Failure::Overloaded);
@@ -207,10 +242,7 @@ impl Upstream {
         match tokio::time::timeout(self.queue_timeout, &mut rx).await {
             Ok(Ok(reply)) => return reply,
             Ok(Err(_)) => return Err(Failure::WorkerLost),
-            Err(_) if !self.taken(id) => {
-                warn!(request = id, queue_timeout = ?self.queue_timeout, "no worker free in time");
-                return Err(Failure::Overloaded);
-            }
+            Err(_) if !self.taken(id) => return Err(Failure::Overloaded),
             Err(_) => {}
         }
         let rest = self.deadline.saturating_sub(self.queue_timeout);

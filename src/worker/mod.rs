@@ -302,7 +302,7 @@ fn serve(shared: &Shared, thread: usize) {
     let entry = &slot.threads[thread];
     Python::attach(|py| {
         while !stopping() {
-            let got = py.detach(|| fdpass::recv(shared.queue.as_fd(), &mut buf, MsgFlags::empty()));
+            let got = py.detach(|| take_request(shared.queue.as_fd(), &mut buf));
             let received = match got {
                 Ok(r) if r.len == 0 => {
                     error!("request queue closed");
@@ -379,6 +379,22 @@ fn rss_bytes() -> Option<u64> {
                 .ok()??
                 .max(1) as u64,
     )
+}
+
+/// Take the next request from the queue. When none is waiting, yield the
+/// CPU once before sleeping: the front, often on the same core, may be about
+/// to queue one, and finding it then costs no wake-up (PERF-NOTES.md).
+fn take_request(queue: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<fdpass::Received> {
+    match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        other => return other,
+    }
+    std::thread::yield_now();
+    match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        other => return other,
+    }
+    fdpass::recv(queue, buf, MsgFlags::empty())
 }
 
 fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {
