@@ -525,7 +525,10 @@ fn rss_bytes() -> Option<u64> {
 /// Take the next request from the queue. When none is waiting, yield the
 /// CPU once before sleeping: the front, often on the same core, may be about
 /// to queue one, and finding it then costs no wake-up (PERF-NOTES.md).
-fn take_request(queue: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<fdpass::Received> {
+fn take_request(
+    queue: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<fdpass::Received> {
     match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         other => return other,
