@@ -22,7 +22,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 
 use super::merge::{self, AppSpec};
-use super::{units, AccessFormat, Coding, Expires, FollowSymlinks, Interface, Lifespan};
+use super::{
+    units, AccessFormat, Coding, ErrorFormat, Expires, FollowSymlinks, Interface, Lifespan,
+};
 
 /// The whole file. Absent tables are empty (all keys unset).
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +58,8 @@ pub struct ServerSection {
     #[serde(default, deserialize_with = "server_graceful_timeout")]
     pub graceful_timeout: Option<Duration>,
     pub health: Option<String>,
+    /// `edge status`'s Unix socket: a path (resolved by merge) or `"off"`.
+    pub control_socket: Option<String>,
 }
 
 /// `[tls]`
@@ -215,6 +219,11 @@ pub struct LogSection {
     pub level: Option<String>,
     /// `"-"`, `"off"` or a path (resolved by merge).
     pub error: Option<String>,
+    #[serde(default, deserialize_with = "log_error_format")]
+    pub error_format: Option<ErrorFormat>,
+    /// Lower-cased header name.
+    #[serde(default, deserialize_with = "log_request_id_header")]
+    pub request_id_header: Option<String>,
 }
 
 /// `[metrics]`
@@ -277,6 +286,8 @@ keyed! {
     fn app_queue_timeout("app.queue_timeout") -> Duration = duration;
     fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
     fn log_level("log.level") -> String = with_str(merge::parse_level);
+    fn log_error_format("log.error_format") -> ErrorFormat = with_str(merge::parse_error_format);
+    fn log_request_id_header("log.request_id_header") -> String = with_str(merge::parse_header_name);
     fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
 }
 

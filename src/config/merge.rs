@@ -42,8 +42,9 @@ use std::time::Duration;
 
 use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
-    units, AccessFormat, App, Coding, Compression, Config, ConfigError, Expires, FollowSymlinks,
-    Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server, StaticRoute, Tls, TlsCert,
+    units, AccessFormat, App, Coding, Compression, Config, ConfigError, ErrorFormat, Expires,
+    FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
+    StaticRoute, Tls, TlsCert,
 };
 
 /// Values given on the command line; every field is optional (`None`,
@@ -260,13 +261,28 @@ pub fn parse_lifespan(text: &str) -> Result<Lifespan, String> {
     }
 }
 
-/// `combined` | `json`
+/// `combined` | `json` | a template with `$variables` (see [`super::log_format`]).
 pub fn parse_format(text: &str) -> Result<AccessFormat, String> {
+    super::log_format::parse_format(text)
+}
+
+/// `[log] error_format`: `text` | `json`.
+pub fn parse_error_format(text: &str) -> Result<ErrorFormat, String> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "combined" => Ok(AccessFormat::Combined),
-        "json" => Ok(AccessFormat::Json),
-        _ => Err(format!("\"{text}\": expected \"combined\" or \"json\"")),
+        "text" => Ok(ErrorFormat::Text),
+        "json" => Ok(ErrorFormat::Json),
+        _ => Err(format!("\"{text}\": expected \"text\" or \"json\"")),
     }
+}
+
+/// `[log] request_id_header`: an HTTP header name, returned lower-case.
+pub fn parse_header_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("\"{text}\" is not an HTTP header name"));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 /// `[[static]] fallback`: `""` → false, `"app"` → true.
@@ -516,13 +532,14 @@ fn load_with(
     let limits = build_limits(&ctx, &file)?;
     let http2 = build_http2(&ctx, &file, &limits)?;
     let log = build_log(&ctx, ov, &file)?;
-    let metrics = file.metrics.map(|m| Metrics {
+    let metrics = file.metrics.as_ref().map(|m| Metrics {
         listen: m
             .listen
             .unwrap_or(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9100)),
     });
 
     check_listeners(&ctx, &server, tls.as_ref(), metrics.as_ref())?;
+    let control_socket = build_control_socket(&ctx, &file, &server, tls.as_ref())?;
 
     Ok(Config {
         source,
@@ -535,6 +552,7 @@ fn load_with(
         http2,
         log,
         metrics,
+        control_socket,
         dev: ov.dev,
         reload: ov.reload || ov.dev,
     })
@@ -1243,7 +1261,7 @@ fn build_log(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<Log, Config
             f.access.as_ref(),
             "log.access",
         ))?,
-        format: f.format.unwrap_or(AccessFormat::Combined),
+        format: f.format.clone().unwrap_or(AccessFormat::Combined),
         level,
         error: target(ctx.pick(
             ov.error_logfile.as_ref(),
@@ -1251,7 +1269,49 @@ fn build_log(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<Log, Config
             f.error.as_ref(),
             "log.error",
         ))?,
+        error_format: f.error_format.unwrap_or(ErrorFormat::Text),
+        request_id_header: f
+            .request_id_header
+            .clone()
+            .unwrap_or_else(|| "x-request-id".to_string()),
     })
+}
+
+/// `[server] control_socket`: a path (relative to the file), `"off"`, or
+/// by default `edge-PORT.sock` in `$XDG_RUNTIME_DIR` (else `/tmp`), PORT
+/// being the first listener's, so that `edge status` with the same flags or
+/// file finds it.
+fn build_control_socket(
+    ctx: &Ctx,
+    file: &FileConfig,
+    server: &Server,
+    tls: Option<&Tls>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match file.server.control_socket.as_deref().map(str::trim) {
+        Some("off") => return Ok(None),
+        Some("") => {
+            return Err(ctx
+                .file
+                .invalid("server.control_socket", "empty: use a path or \"off\""))
+        }
+        Some(path) => return Ok(Some(ctx.file.resolve(Path::new(path)))),
+        None => {}
+    }
+    let port = server
+        .listen
+        .first()
+        .or_else(|| tls.and_then(|t| t.listen.first()))
+        .map_or(8000, |a| a.port());
+    Ok(Some(default_control_socket(port)))
+}
+
+/// `edge-PORT.sock` in `$XDG_RUNTIME_DIR`, else in `/tmp`.
+pub fn default_control_socket(port: u16) -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    dir.join(format!("edge-{port}.sock"))
 }
 
 fn checked_exists(origin: &Origin, key: &str, path: &Path) -> Result<PathBuf, ConfigError> {

@@ -10,6 +10,7 @@
 //! Each field documents its default, which is also what SPEC.md states.
 
 pub mod file;
+pub mod log_format;
 pub mod merge;
 pub mod tls;
 pub mod units;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use log_format::AccessFormat;
 pub use merge::{load, Overrides};
 
 /// Errors found while reading or validating configuration. Each names the
@@ -68,6 +70,10 @@ pub struct Config {
     pub log: Log,
     /// `[metrics]`; `None` when absent.
     pub metrics: Option<Metrics>,
+    /// `[server] control_socket`: the Unix socket `edge status` talks to.
+    /// Default: `$XDG_RUNTIME_DIR/edge-PORT.sock`, else `/tmp/edge-PORT.sock`,
+    /// PORT being the first listener's; `"off"`: `None`.
+    pub control_socket: Option<PathBuf>,
     /// `--dev`: debug logging, reload on code change.
     pub dev: bool,
     /// `--reload` (gunicorn flag).
@@ -421,9 +427,12 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// How error log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessFormat {
-    Combined,
+pub enum ErrorFormat {
+    /// One human-readable line per event (coloured levels on a terminal).
+    Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -437,6 +446,11 @@ pub struct Log {
     pub level: String,
     /// Error log (`[log] error`, `--error-logfile`). Default `Std` (stderr).
     pub error: LogTarget,
+    /// `[log] error_format`: `"text"` or `"json"`. Default `Text`.
+    pub error_format: ErrorFormat,
+    /// `[log] request_id_header`: the request header whose (valid) value
+    /// becomes the request id, lower-case. Default `x-request-id`.
+    pub request_id_header: String,
 }
 
 #[derive(Debug, Clone)]

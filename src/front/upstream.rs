@@ -44,6 +44,8 @@ pub struct ResponseStart {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: ResponseBody,
+    /// The worker that answered.
+    pub worker_pid: u32,
 }
 
 /// Why no response came from the app. Each maps to one status in `respond`.
@@ -55,7 +57,8 @@ pub enum Failure {
     Timeout,
     /// The queue is full: 503.
     Overloaded,
-    /// The request could not be encoded or sent: 500.
+    /// The request could not be encoded or sent, or the app failed
+    /// before any of its response was relayed: 500.
     Internal,
 }
 
@@ -330,6 +333,7 @@ impl Upstream {
         };
         debug!(slot, pid, "worker channel open");
         self.channels.fetch_add(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, true);
         let mut active: HashMap<u64, Active> = HashMap::new();
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // Descriptors received (wsgi.file_wrapper files), oldest first;
@@ -365,7 +369,7 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        match self.on_frame(&frame, &mut active, &mut fds) {
+                        match self.on_frame(pid, &frame, &mut active, &mut fds) {
                             Ok(None) => {}
                             // An unbuffered response whose client is slow:
                             // stop reading this worker until it takes more.
@@ -392,12 +396,13 @@ impl Upstream {
             // Whatever is still incomplete after this read is streamed.
             for (id, a) in active.iter_mut() {
                 if let Active::Building { .. } = a {
-                    a.start_streaming(*id, &self);
+                    a.start_streaming(*id, pid, &self);
                 }
             }
         };
         drop(stream);
         self.channels.fetch_sub(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, false);
         let line = self.scoreboard.slot(slot);
         let timed_out = line.timed_out.load(Ordering::Acquire) != 0;
         let failure = if timed_out {
@@ -459,6 +464,7 @@ impl Upstream {
     /// response whose channel is full: the caller awaits its delivery.
     fn on_frame(
         &self,
+        pid: u32,
         frame: &Bytes,
         active: &mut HashMap<u64, Active>,
         fds: &mut VecDeque<OwnedFd>,
@@ -525,6 +531,7 @@ impl Upstream {
                                 status,
                                 headers,
                                 body,
+                                worker_pid: pid,
                             }),
                         );
                         active.insert(id, Active::Offloaded);
@@ -557,6 +564,7 @@ impl Upstream {
                             status,
                             headers,
                             body,
+                            worker_pid: pid,
                         }),
                     );
                 }
@@ -565,7 +573,13 @@ impl Upstream {
                 None => return Err(format!("end for unknown request {id}")),
             },
             wire::Frame::Abort(id, reason) => match active.remove(&id) {
-                Some(Active::Building { .. }) | None => {
+                // The app failed after its first chunk, but none of it has
+                // reached the client: answer as for any app error, 500.
+                Some(Active::Building { .. }) => {
+                    debug!(request = id, reason, "worker aborted a response");
+                    self.complete(id, Err(Failure::Internal));
+                }
+                None => {
                     debug!(request = id, reason, "worker aborted a response");
                     self.complete(id, Err(Failure::WorkerLost));
                 }
@@ -607,7 +621,7 @@ enum Active {
 type Blocked = (mpsc::Sender<io::Result<Bytes>>, io::Result<Bytes>);
 
 impl Active {
-    fn start_streaming(&mut self, id: u64, up: &Upstream) {
+    fn start_streaming(&mut self, id: u64, pid: u32, up: &Upstream) {
         let Active::Building {
             status,
             mut headers,
@@ -641,6 +655,7 @@ impl Active {
                 status,
                 headers,
                 body,
+                worker_pid: pid,
             }),
         );
     }

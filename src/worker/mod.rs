@@ -10,6 +10,7 @@
 //! Signals: TERM finishes the current request(s) then exits 0 (graceful);
 //! INT and QUIT exit at once.
 
+mod errors;
 mod output;
 mod python;
 mod wsgi;
@@ -26,7 +27,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
-use pyo3::types::IntoPyDict;
 use tracing::{error, info};
 
 use crate::arbiter::BOOT_ERROR;
@@ -146,8 +146,7 @@ fn stopping() -> bool {
 
 /// The worker role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
-    let pid = std::process::id();
-    let _span = tracing::info_span!("worker", pid).entered();
+    crate::logging::set_role(crate::logging::Role::Worker);
     if ctx.preloaded.is_some() {
         python::after_fork_child();
     } else if let Err(e) = apply_env(&ctx.config) {
@@ -195,14 +194,13 @@ pub fn run(ctx: Inherit) -> i32 {
         }
     };
     // A worker killed for a timeout gets SIGABRT first: print where the
-    // Python code was stuck.
+    // Python code was stuck (into the error log file when there is one).
     Python::attach(|py| {
         if let Ok(fh) = py.import("faulthandler") {
-            let _ = fh.call_method(
-                "enable",
-                (),
-                Some(&[("all_threads", true)].into_py_dict(py).expect("dict")),
-            );
+            let kwargs = pyo3::types::PyDict::new(py);
+            let _ = kwargs.set_item("all_threads", true);
+            let _ = kwargs.set_item("file", crate::logging::raw_fd());
+            let _ = fh.call_method("enable", (), Some(&kwargs));
         }
     });
     if let Some(h) = &hooks {
@@ -214,6 +212,10 @@ pub fn run(ctx: Inherit) -> i32 {
             error!("hook post_worker_init failed:\n{tb}");
             return BOOT_ERROR;
         }
+    }
+    // After the app's import and hooks, which may have configured logging.
+    if let Err(e) = Python::attach(errors::install) {
+        error!(error = %e, "cannot route Python logging to the error log");
     }
     let slot = ctx.scoreboard.slot(ctx.slot);
     slot.state.store(STATE_READY, Ordering::Release);
@@ -242,6 +244,11 @@ pub fn run(ctx: Inherit) -> i32 {
         limit,
         max_memory: app.max_worker_memory,
         queue_timeout_ms: app.queue_timeout.as_millis() as u64,
+        queue_wait: ctx
+            .config
+            .metrics
+            .is_some()
+            .then(|| &ctx.scoreboard.stats().queue_wait),
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -405,6 +412,8 @@ struct Shared {
     max_memory: u64,
     /// `app.queue_timeout` in milliseconds.
     queue_timeout_ms: u64,
+    /// `edge_queue_wait_seconds`, when `[metrics]` is on.
+    queue_wait: Option<&'static crate::ipc::stats::Histogram>,
 }
 
 /// `max_requests` plus this worker's share of the jitter.
@@ -467,14 +476,27 @@ fn serve(shared: &Shared, thread: usize) {
                 }
             };
             let datagram = &buf[..received.len];
-            let id = match wire::decode(datagram, u32::MAX) {
-                Ok(Some((f, _))) => f.id(),
-                _ => 0,
+            let (id, request_id, method, target) = match wire::decode(datagram, u32::MAX) {
+                Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
+                    let rid = h
+                        .headers
+                        .iter()
+                        .find(|(n, _)| *n == b"x-request-id")
+                        .map_or(&b""[..], |(_, v)| v);
+                    if let Some(wait) = shared.queue_wait {
+                        // Millisecond resolution: the front's queueing time.
+                        let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
+                        wait.observe_us(ms * 1000);
+                    }
+                    (id, rid, h.method, h.target)
+                }
+                Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..]),
+                _ => (0, &b""[..], &b""[..], &b""[..]),
             };
-            entry
-                .since_ms
-                .store(scoreboard::now_ms(), Ordering::Release);
-            entry.request.store(id, Ordering::Release);
+            // Named on the scoreboard (timeouts, `edge status`) and in
+            // every error line this thread logs meanwhile.
+            entry.begin(id, request_id, method, target);
+            let scope = crate::logging::enter_request(request_id);
             if received.truncated {
                 error!(
                     request = id,
@@ -484,12 +506,16 @@ fn serve(shared: &Shared, thread: usize) {
             } else {
                 handle(py, shared, datagram, received.fd);
             }
-            entry.request.store(0, Ordering::Release);
+            errors::flush_partial();
+            drop(scope);
+            entry.end();
             let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
             if shared.limit != 0 && served == shared.limit {
                 // Keep serving until the replacement is ready and the
                 // arbiter sends TERM: capacity never drops.
                 info!(served, "max_requests reached; asking to be replaced");
+                slot.retire_reason
+                    .store(scoreboard::RETIRE_MAX_REQUESTS, Ordering::Relaxed);
                 slot.state
                     .store(scoreboard::STATE_RETIRING, Ordering::Release);
             }
@@ -501,6 +527,8 @@ fn serve(shared: &Shared, thread: usize) {
                             limit = shared.max_memory,
                             "max_worker_memory exceeded; asking to be replaced"
                         );
+                        slot.retire_reason
+                            .store(scoreboard::RETIRE_MEMORY, Ordering::Relaxed);
                         slot.state
                             .store(scoreboard::STATE_RETIRING, Ordering::Release);
                     }

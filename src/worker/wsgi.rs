@@ -34,7 +34,7 @@ pub fn base_environ(
     d.set_item("wsgi.multithread", threads > 1)?;
     d.set_item("wsgi.multiprocess", workers > 1)?;
     d.set_item("wsgi.run_once", false)?;
-    d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    d.set_item("wsgi.errors", Bound::new(py, super::errors::ErrorStream)?)?;
     d.set_item("wsgi.file_wrapper", helpers.getattr("FileWrapper")?)?;
     d.set_item("wsgi.input_terminated", true)?;
     d.set_item(

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod json;
+pub mod obs;
 pub mod proc;
 pub mod sha256;
 pub mod static_helpers;
