@@ -15,7 +15,7 @@ use super::access_log::{Done, LoggedBody};
 use super::body::ResponseBody;
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
-use super::{buffer, metrics, request_id, respond, route, static_files, Shared};
+use super::{buffer, compress, metrics, request_id, respond, route, static_files, Shared};
 use crate::ipc::stats::Route;
 use crate::ipc::wire;
 
@@ -191,24 +191,135 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let path = req.uri().path().to_string();
     // The health check answers on every listener, before any redirect.
-    if shared.config.server.health.as_deref() == Some(path.as_str()) {
+    if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);
     }
     if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
         return super::tls::redirect(&req, port);
     }
-    if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
-        let (parts, body) = req.into_parts();
-        match static_files::serve(r, &parts, rest).await {
-            static_files::Outcome::Response(resp) => return resp,
-            static_files::Outcome::NotFound => {
-                return to_app(shared, conn, Request::from_parts(parts, body)).await;
+    let routes = shared.files.routes_for(req.uri().path());
+    let (parts, body) = req.into_parts();
+    if let Some((r, rest)) = routes
+        .as_ref()
+        .and_then(|routes| route::static_route(&routes.list, parts.uri.path()))
+    {
+        return match static_files::serve(&shared.files, r, &parts, rest).await {
+            static_files::Outcome::Response(resp) => resp,
+            static_files::Outcome::NotFound => app(shared, conn, parts, body).await,
+        };
+    }
+    app(shared, conn, parts, body).await
+}
+
+static X_ACCEL_REDIRECT: header::HeaderName = header::HeaderName::from_static("x-accel-redirect");
+static X_SENDFILE: header::HeaderName = header::HeaderName::from_static("x-sendfile");
+
+/// The app's answer, after the front's own steps on it: a file offload
+/// (`X-Accel-Redirect`, `X-Sendfile`) is served from the static routes,
+/// other `X-Accel-*` control headers are removed (as nginx does), and the
+/// body is compressed when the client accepts it.
+async fn app(
+    shared: &Shared,
+    conn: &ConnInfo,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Response<ResponseBody> {
+    let wants =
+        compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
+    let mut resp = to_app(shared, conn, &parts, body).await;
+    if resp
+        .headers()
+        .keys()
+        .any(|k| k.as_str().starts_with("x-accel-") || k == X_SENDFILE)
+    {
+        if let Some(file) = offload(shared, &parts, &mut resp).await {
+            return file;
+        }
+    }
+    compress::apply(&mut resp, &wants, &shared.config.compression).await;
+    resp
+}
+
+/// Headers of the app's response that survive an offload (nginx keeps the
+/// same ones across an `X-Accel-Redirect`).
+const KEPT_ON_OFFLOAD: [header::HeaderName; 4] = [
+    header::SET_COOKIE,
+    header::CONTENT_DISPOSITION,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+/// Serves the file an app response names in `X-Accel-Redirect` (a URI
+/// under a `[[static]]` route, typically an `internal` one) or `X-Sendfile`
+/// (an absolute path under a route's `dir`). The worker has already
+/// finished: the file goes out from the front alone. Strips the other
+/// `X-Accel-*` headers and returns `None` when there is nothing to offload.
+async fn offload(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    resp: &mut Response<ResponseBody>,
+) -> Option<Response<ResponseBody>> {
+    let redirect = resp.headers_mut().remove(&X_ACCEL_REDIRECT);
+    let sendfile = resp.headers_mut().remove(&X_SENDFILE);
+    let accel: Vec<header::HeaderName> = resp
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-accel-"))
+        .cloned()
+        .collect();
+    for k in accel {
+        resp.headers_mut().remove(k);
+    }
+    let (file, what, target) = match (redirect, sendfile) {
+        (Some(t), _) => (
+            static_files::serve_redirect(&shared.files, t.as_bytes(), parts).await,
+            "X-Accel-Redirect",
+            t,
+        ),
+        (None, Some(p)) => (
+            static_files::serve_sendfile(&shared.files, p.as_bytes(), parts).await,
+            "X-Sendfile",
+            p,
+        ),
+        (None, None) => return None,
+    };
+    let Some(mut file) = file else {
+        tracing::error!(
+            header = what,
+            target = %String::from_utf8_lossy(target.as_bytes()),
+            "the app asked the front to send a file outside every [[static]] route; answering 404"
+        );
+        return Some(static_files::error_page(
+            StatusCode::NOT_FOUND,
+            parts.method == http::Method::HEAD,
+        ));
+    };
+    let app_headers = resp.headers();
+    let status = file.status();
+    let fh = file.headers_mut();
+    for name in &KEPT_ON_OFFLOAD {
+        let mut values = app_headers.get_all(name).iter().peekable();
+        if values.peek().is_some() {
+            fh.remove(name);
+            for v in values {
+                fh.append(name.clone(), v.clone());
             }
         }
     }
-    to_app(shared, conn, req).await
+    // The app's Content-Type wins over the file's (nginx), on responses
+    // that carry the file's bytes as they are.
+    let plain = status == StatusCode::OK
+        || (status == StatusCode::PARTIAL_CONTENT && fh.contains_key(header::CONTENT_RANGE));
+    if plain && !fh.contains_key(header::CONTENT_ENCODING) {
+        if let Some(ct) = app_headers
+            .get(header::CONTENT_TYPE)
+            .filter(|v| !v.is_empty())
+        {
+            fh.insert(header::CONTENT_TYPE, ct.clone());
+        }
+    }
+    Some(file)
 }
 
 /// The health route: 200 while workers serve, 503 while draining or when
@@ -243,11 +354,12 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 async fn to_app(
     shared: &Shared,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    parts: &http::request::Parts,
+    incoming: Incoming,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
-    let declared = req
-        .headers()
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -255,7 +367,6 @@ async fn to_app(
         // Answered before reading a byte of it (and before 100-continue).
         return respond::body_error(&buffer::BodyError::TooLarge);
     }
-    let (parts, incoming) = req.into_parts();
     let body = if declared == Some(0) || hyper::body::Body::is_end_stream(&incoming) {
         Body::Empty
     } else {

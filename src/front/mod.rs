@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod body;
 mod buffer;
+pub mod compress;
 mod conn;
 pub mod metrics;
 pub mod request_id;
@@ -55,6 +56,8 @@ pub struct Shared {
     pub config: Config,
     upstream: Arc<Upstream>,
     access_log: AccessLog,
+    /// Static routes, the open-file cache, compression settings.
+    files: Arc<static_files::StaticFiles>,
     /// Set on TERM: the health route answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
     /// `redirect_http`: plain-HTTP requests get a 308 to this HTTPS port
@@ -178,6 +181,7 @@ async fn serve(ctx: Inherit) -> i32 {
         };
     let config_max_connections = config.limits.max_connections;
     let shared = Arc::new(Shared {
+        files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
         config,

@@ -10,6 +10,7 @@ pub mod json;
 pub mod obs;
 pub mod proc;
 pub mod sha256;
+pub mod static_helpers;
 pub mod tls;
 pub mod venv;
 
