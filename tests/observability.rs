@@ -886,7 +886,17 @@ fn a_stuck_access_log_drops_lines_instead_of_stalling() {
     let path = dir.path().join("site.toml");
     std::fs::write(&path, conf.render()).unwrap();
     let err_path = dir.path().join("stderr");
-    let mut child = Command::new(support::edge_bin())
+    /// Kills its edge however the test ends (the processes are ours).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            drop(self.0.stdout.take());
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(support::edge_bin())
         .arg("--conf")
         .arg(&path)
         .stdin(Stdio::null())
@@ -894,6 +904,7 @@ fn a_stuck_access_log_drops_lines_instead_of_stalling() {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
+    let child = Killed(child);
     let ready = support::poll(support::READY_TIMEOUT, Duration::from_millis(100), || {
         std::net::TcpStream::connect(("127.0.0.1", conf.port)).ok()
     });
@@ -921,12 +932,7 @@ fn a_stuck_access_log_drops_lines_instead_of_stalling() {
     )
     .unwrap();
     let stderr = support::read_lossy(&err_path);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGKILL,
-    );
-    drop(child.stdout.take());
-    let _ = child.wait();
+    drop(child);
     assert!(served >= 3000.0, "{served}");
     assert!(dropped > 1000.0, "only {dropped} lines dropped\n{stderr}");
     assert!(
