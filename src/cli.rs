@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{self, units, Config, ConfigError, Overrides};
 
@@ -22,8 +22,16 @@ use crate::config::{self, units, Config, ConfigError, Overrides};
 /// (`edge myproj.wsgi:application -w 4 -b 0.0.0.0:8000`). Flags override
 /// the file.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "edge", disable_version_flag = true, max_term_width = 100)]
+#[command(
+    name = "edge",
+    disable_version_flag = true,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The Python application, "package.module:attribute" (attribute
     /// defaults to "application"; may be a call like "create_app()")
     #[arg(value_name = "APP")]
@@ -126,6 +134,63 @@ pub struct Cli {
     /// wsgi, asgi or auto [default: wsgi]
     #[arg(long, value_name = "INTERFACE")]
     pub interface: Option<String>,
+}
+
+/// Commands for a running edge.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Show a running edge's workers: pid, state, current request (method,
+    /// path, for how long), requests served, RSS. Finds the edge through
+    /// its control socket, from --conf, --bind or --socket (default: the
+    /// one for port 8000, or $PORT)
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StatusArgs {
+    /// The config file the running edge was started with
+    #[arg(long, value_name = "FILE")]
+    pub conf: Option<PathBuf>,
+    /// An address the running edge listens on (gunicorn-style runs)
+    #[arg(short = 'b', long = "bind", value_name = "ADDRESS")]
+    pub bind: Vec<String>,
+    /// The control socket itself ([server] control_socket)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl StatusArgs {
+    /// Where the running edge's control socket is.
+    pub fn socket_path(&self) -> Result<PathBuf, String> {
+        if let Some(p) = &self.socket {
+            return Ok(p.clone());
+        }
+        if let Some(conf) = &self.conf {
+            let cli = Cli {
+                conf: Some(conf.clone()),
+                bind: self.bind.clone(),
+                ..Cli::default()
+            };
+            let config = cli
+                .load()
+                .map_err(|e| format!("configuration error: {e}"))?;
+            return config
+                .control_socket
+                .ok_or_else(|| format!("{}: server.control_socket is \"off\"", conf.display()));
+        }
+        let port = match (self.bind.first(), std::env::var("PORT")) {
+            (Some(b), _) => config::merge::parse_bind(b)?.port(),
+            (None, Ok(p)) => p
+                .trim()
+                .parse()
+                .map_err(|_| format!("PORT=\"{p}\" is not a port"))?,
+            (None, Err(_)) => 8000,
+        };
+        Ok(config::merge::default_control_socket(port))
+    }
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -274,6 +339,30 @@ mod tests {
         assert!(ov.dev);
         assert_eq!(ov.statics, ["/static/=./static", "/media=media"]);
         assert_eq!(ov.interface.as_deref(), Some("asgi"));
+    }
+
+    #[test]
+    fn status_subcommand() {
+        let cli = parse(&["status", "--conf", "site.toml", "--json"]);
+        let Some(Command::Status(a)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(a.conf, Some(PathBuf::from("site.toml")));
+        assert!(a.json);
+        let a = StatusArgs {
+            bind: vec!["127.0.0.1:9123".into()],
+            ..StatusArgs::default()
+        };
+        assert!(a.socket_path().unwrap().ends_with("edge-9123.sock"));
+        let a = StatusArgs {
+            socket: Some("/run/x.sock".into()),
+            ..StatusArgs::default()
+        };
+        assert_eq!(a.socket_path().unwrap(), PathBuf::from("/run/x.sock"));
+        // An app module is still a positional argument.
+        let cli = parse(&["status_app:app", "-w", "2"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.app.as_deref(), Some("status_app:app"));
     }
 
     #[test]

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
             cli.conf = Some(abs);
         }
     }
+    if let Some(edge::cli::Command::Status(args)) = &cli.command {
+        return ExitCode::from(arbiter::status::command(args));
+    }
     if cli.version {
         println!(
             "edge {} ({})",
@@ -52,7 +55,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = logging::init(&config.log.level, &config.log.error) {
+    if let Err(e) = logging::init(
+        &config.log.level,
+        &config.log.error,
+        config.log.error_format,
+    ) {
         eprintln!("edge: cannot open the error log: {e}");
         return ExitCode::from(2);
     }

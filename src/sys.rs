@@ -96,3 +96,39 @@ pub fn adopt_fd(fd: RawFd) -> std::os::fd::OwnedFd {
     // `close_fds_except` and is owned by nobody else in this process.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+
+/// `pread` that never waits for the disk: `preadv2(RWF_NOWAIT)` into the
+/// spare capacity of `buf` (no zero-filling), up to `want` bytes from
+/// `offset`. It returns what the page cache holds there, which may be
+/// fewer bytes than asked, `Ok(0)` at end of file, or `WouldBlock` when
+/// the first byte is not cached. The front uses it to copy cached file
+/// data on its runtime threads without ever blocking one on I/O.
+/// Filesystems without `RWF_NOWAIT` answer `EOPNOTSUPP`.
+pub fn pread_cached(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut bytes::BytesMut,
+    want: usize,
+    offset: u64,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: want.min(spare.len()),
+    };
+    let Ok(off) = libc::off_t::try_from(offset) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: the iovec covers spare capacity we own for the duration of
+    // the call; the kernel only writes into it.
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare
+    // capacity (n ≤ iov_len).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}

@@ -36,6 +36,7 @@ fn static_edge() -> Edge {
         "dotdot-prefixed name, inside dir\n",
     )
     .unwrap();
+    std::fs::write(public.join("a..b.txt"), "dotdot inside a name\n").unwrap();
     let port = free_port();
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[app]\nmodule = \"notfound_app:app\"\n\
@@ -87,10 +88,13 @@ fn files_are_served_with_their_content_type() {
     let r = edge.get("/static/style.css?v=123");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.body, public(&edge, "style.css"));
-    // a file whose name merely starts with ".." is inside dir and fine
-    let r = edge.get("/static/..secret.txt");
+    // ".." inside a name is just a name
+    let r = edge.get("/static/a..b.txt");
     assert_eq!(r.status, 200, "{}", r.describe());
-    assert_eq!(r.text(), "dotdot-prefixed name, inside dir\n");
+    assert_eq!(r.text(), "dotdot inside a name\n");
+    // a name starting with "." (even "..x") is hidden: not served by default
+    let r = edge.get("/static/..secret.txt");
+    assert_eq!(r.status, 404, "{}", r.describe());
     // the app still answers outside the prefix
     let r = edge.get("/");
     assert_eq!(r.text(), "app root");

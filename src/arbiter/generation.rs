@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::ipc::control::ToFront;
 use crate::ipc::fdpass;
 use crate::ipc::scoreboard::{self, Scoreboard, MAX_SLOTS, STATE_READY, STATE_RETIRING};
+use crate::ipc::stats::RestartReason;
 
 /// How long a worker killed for a timeout gets between SIGABRT (Python's
 /// faulthandler prints where it was stuck) and SIGKILL.
@@ -226,6 +227,7 @@ impl Generation {
         &mut self,
         sb: &Scoreboard,
         listeners: &[&Listener],
+        metrics: Option<&Listener>,
     ) -> Result<(), ArbiterError> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -240,6 +242,7 @@ impl Generation {
         let mut keep: Vec<i32> = listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
         keep.push(self.queue_tx.as_raw_fd());
         keep.push(theirs.as_raw_fd());
+        keep.extend(metrics.map(|l| l.socket.as_raw_fd()));
         let ctx = crate::front::Inherit {
             listeners: listeners
                 .iter()
@@ -247,6 +250,7 @@ impl Generation {
                 .collect(),
             queue: self.queue_tx.as_raw_fd(),
             control: theirs.as_raw_fd(),
+            metrics: metrics.map(|l| l.socket.as_raw_fd()),
             scoreboard: *sb,
             config: self.config.clone(),
         };
@@ -329,7 +333,17 @@ impl Generation {
                         && Instant::now() >= self.next_spawn
                     {
                         let new = self.spawn_worker(sb, slots)?;
-                        info!(old = pid.as_raw(), new = new.as_raw(), "recycling a worker");
+                        let why = match sb.slot(slot).retire_reason.load(Ordering::Relaxed) {
+                            scoreboard::RETIRE_MEMORY => RestartReason::Memory,
+                            _ => RestartReason::MaxRequests,
+                        };
+                        sb.stats().count_restart(why);
+                        info!(
+                            old = pid.as_raw(),
+                            new = new.as_raw(),
+                            reason = why.name(),
+                            "recycling a worker"
+                        );
                         if let Some(w) = self.workers.get_mut(&pid) {
                             w.replacement = Some(new);
                         }
@@ -366,16 +380,18 @@ impl Generation {
             }
             let slot = sb.slot(w.slot);
             for t in &slot.threads {
-                let id = t.request.load(Ordering::Acquire);
-                let since = t.since_ms.load(Ordering::Acquire);
-                if id != 0 && since != 0 && now.saturating_sub(since) > limit {
+                let Some(cur) = t.current() else { continue };
+                if cur.since_ms != 0 && now.saturating_sub(cur.since_ms) > limit {
                     error!(
                         pid = pid.as_raw(),
-                        request = id,
+                        request_id = cur.request_id.as_str(),
+                        method = cur.method.as_str(),
+                        path = cur.path.as_str(),
                         timeout = ?self.config.app.timeout,
                         "worker timed out serving a request; aborting it (its Python stack follows)"
                     );
                     slot.timed_out.store(1, Ordering::Release);
+                    sb.stats().count_restart(RestartReason::Timeout);
                     let _ = kill(*pid, Signal::SIGABRT);
                     w.aborted = Some(Instant::now());
                     break;

@@ -21,6 +21,7 @@ mod generation;
 mod listeners;
 mod signals;
 mod spawn;
+pub mod status;
 mod upgrade;
 mod watch;
 
@@ -39,6 +40,7 @@ use crate::config::Config;
 use crate::ipc::control::ToArbiter;
 use crate::ipc::fdpass;
 use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
+use crate::ipc::stats::RestartReason;
 use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
 use signals::{Event, Signals};
@@ -98,6 +100,7 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
         what: "the scoreboard",
         source,
     })?;
+    crate::logging::set_reopen_counter(&scoreboard.stats().log_generation);
     let signals = Signals::install().map_err(|source| ArbiterError::Setup {
         what: "signal handlers",
         source,
@@ -124,6 +127,9 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
         watcher,
         reloader,
         listeners: Vec::new(),
+        metrics_listener: None,
+        control: None,
+        started: Instant::now(),
         slots: vec![SlotUse::Free; MAX_SLOTS],
         gens: Vec::new(),
         next_gen: 1,
@@ -153,8 +159,21 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
     } else {
         None
     };
+    let control_path = config.control_socket.clone();
     arbiter.start_generation(config, preloaded)?;
-    arbiter.main_loop()
+    if let Some(path) = control_path {
+        match status::ControlSocket::bind(&path) {
+            Ok(c) => arbiter.control = Some(c),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot create the control socket; `edge status` will not reach this edge")
+            }
+        }
+    }
+    let r = arbiter.main_loop();
+    if let Some(c) = arbiter.control.take() {
+        c.remove();
+    }
+    r
 }
 
 struct Arbiter {
@@ -170,6 +189,11 @@ struct Arbiter {
     reloader: Reloader,
     /// Bound once, kept across front restarts and reloads.
     listeners: Vec<Listener>,
+    /// The `[metrics]` listener of the active configuration.
+    metrics_listener: Option<Listener>,
+    /// The Unix socket `edge status` talks to.
+    control: Option<status::ControlSocket>,
+    started: Instant,
     slots: Vec<SlotUse>,
     /// Oldest first; at most one `Active`.
     gens: Vec<Generation>,
@@ -209,8 +233,15 @@ impl Arbiter {
                 .collect();
             let mut control_ready = vec![false; self.gens.len()];
             let mut watch_ready = false;
+            let status_ready: Vec<bool>;
             {
                 let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+                let status_fds = self.control.as_ref().map(|c| c.fds()).unwrap_or_default();
+                let status_at = fds.len();
+                for fd in &status_fds {
+                    fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+                }
+                let fronts_at = fds.len();
                 for &i in &fronts {
                     let f = self.gens[i].front.as_ref().expect("filtered");
                     fds.push(PollFd::new(f.control.as_fd(), PollFlags::POLLIN));
@@ -221,8 +252,11 @@ impl Arbiter {
                 let _ = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16));
                 let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
                 for (k, &i) in fronts.iter().enumerate() {
-                    control_ready[i] = ready(&fds[1 + k]);
+                    control_ready[i] = ready(&fds[fronts_at + k]);
                 }
+                status_ready = (0..status_fds.len())
+                    .map(|k| ready(&fds[status_at + k]))
+                    .collect();
                 if self.watcher.is_some() {
                     watch_ready = ready(fds.last().expect("watcher fd"));
                 }
@@ -231,6 +265,10 @@ impl Arbiter {
                 if r {
                     self.read_control(i);
                 }
+            }
+            if let Some(mut c) = self.control.take() {
+                c.serve(&status_ready, |cmd| self.status_report(cmd));
+                self.control = Some(c);
             }
             if watch_ready {
                 if let Some(w) = &mut self.watcher {
@@ -348,13 +386,24 @@ impl Arbiter {
                 }
             }
         }
+        if let Err(source) = self.bind_metrics(i) {
+            let addr = self.gens[i].config.metrics.as_ref().map(|m| m.listen);
+            let addr = addr.expect("only a configured listener fails");
+            if first {
+                self.kill_everything();
+                return Err(ArbiterError::Bind { addr, source });
+            }
+            error!(%addr, error = %source, "reload: cannot listen for metrics; keeping the running generation");
+            self.abandon(i);
+            return Ok(());
+        }
         let mine: Vec<&Listener> = self
             .listeners
             .iter()
             .filter(|l| addrs.contains(&(l.addr, l.tls)))
             .collect();
         let sb = self.scoreboard;
-        self.gens[i].spawn_front(&sb, &mine)?;
+        self.gens[i].spawn_front(&sb, &mine, self.metrics_listener.as_ref())?;
         self.gens[i].state = GenState::Active;
         let id = self.gens[i].id;
         for g in self.gens.iter_mut() {
@@ -364,6 +413,9 @@ impl Arbiter {
                     new = id,
                     "new generation ready; draining the old one"
                 );
+                for _ in g.workers.values().filter(|w| !w.retiring) {
+                    sb.stats().count_restart(RestartReason::Reload);
+                }
                 g.state = GenState::Draining;
                 if let Some(f) = &g.front {
                     let _ = nix::sys::signal::kill(f.pid, Signal::SIGTERM);
@@ -452,6 +504,7 @@ impl Arbiter {
                     // New connections are refused from now on: the fronts
                     // close their copies as they stop accepting.
                     self.listeners.clear();
+                    self.metrics_listener = None;
                 }
             }
             Event::QuickStop => {
@@ -464,6 +517,7 @@ impl Arbiter {
                         g.signal_all(Signal::SIGQUIT);
                     }
                     self.listeners.clear();
+                    self.metrics_listener = None;
                 }
             }
             Event::MoreWorkers => {
@@ -490,6 +544,7 @@ impl Arbiter {
                 }
             }
             Event::ReopenLogs => {
+                crate::logging::request_reopen();
                 for g in &self.gens {
                     if let Some(f) = &g.front {
                         let _ = nix::sys::signal::kill(f.pid, Signal::SIGUSR1);
@@ -504,7 +559,12 @@ impl Arbiter {
                     warn!("USR2: an upgrade is already in progress");
                     return;
                 }
-                match upgrade::start(&self.listeners) {
+                let all: Vec<&Listener> = self
+                    .listeners
+                    .iter()
+                    .chain(self.metrics_listener.as_ref())
+                    .collect();
+                match upgrade::start(&all) {
                     Ok(child) => self.upgrade_child = Some(child),
                     Err(e) => error!(error = %e, "USR2: cannot start the new edge; still serving"),
                 }
@@ -604,7 +664,56 @@ impl Arbiter {
             .iter()
             .filter(|l| addrs.contains(&(l.addr, l.tls)))
             .collect();
-        self.gens[i].spawn_front(&self.scoreboard, &mine)
+        self.gens[i].spawn_front(&self.scoreboard, &mine, self.metrics_listener.as_ref())
+    }
+
+    /// Make `metrics_listener` the one generation `i` configures: kept if
+    /// the address is unchanged, else adopted from the edge we upgrade
+    /// from, else bound.
+    fn bind_metrics(&mut self, i: usize) -> std::io::Result<()> {
+        let Some(addr) = self.gens[i].config.metrics.as_ref().map(|m| m.listen) else {
+            self.metrics_listener = None;
+            return Ok(());
+        };
+        if self
+            .metrics_listener
+            .as_ref()
+            .is_some_and(|l| l.addr == addr || (addr.port() == 0 && l.addr.ip() == addr.ip()))
+        {
+            return Ok(());
+        }
+        let l = match self.inherited.remove(&(addr, false)) {
+            Some(l) => l,
+            None => listeners::bind_one(addr, false)?,
+        };
+        info!(listen = %l.addr, "metrics listening");
+        self.metrics_listener = Some(l);
+        Ok(())
+    }
+
+    /// The answer to a control socket command (`status`, `status json`).
+    fn status_report(&self, cmd: &str) -> String {
+        let gens: Vec<status::GenView<'_>> = self
+            .gens
+            .iter()
+            .map(|g| status::GenView {
+                id: g.id,
+                state: match g.state {
+                    GenState::Booting => "booting",
+                    GenState::Active => "active",
+                    GenState::Draining => "draining",
+                },
+                app: g.app_name(),
+                threads: g.config.app.threads,
+                front: g.front.as_ref().map(|f| (f.pid.as_raw(), f.started)),
+                workers: g
+                    .workers
+                    .iter()
+                    .map(|(pid, w)| (pid.as_raw(), w.slot, w.started, w.retiring))
+                    .collect(),
+            })
+            .collect();
+        status::report(cmd, &self.scoreboard, self.started, &gens)
     }
 
     fn worker_exited(
@@ -627,6 +736,10 @@ impl Arbiter {
         if self.phase != Phase::Running || w.retiring {
             debug!(pid = pid.as_raw(), status = %describe(status), "worker exited");
             return Ok(());
+        }
+        // A timeout was counted when the worker was killed for it.
+        if sb.slot(w.slot).timed_out.load(Ordering::Acquire) == 0 {
+            sb.stats().count_restart(RestartReason::Crash);
         }
         let boot_error = matches!(status, WaitStatus::Exited(_, BOOT_ERROR)) || !was_ready;
         if !boot_error {

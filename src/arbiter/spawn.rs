@@ -20,6 +20,9 @@ use crate::sys;
 /// `keep` (plus stdio) and runs `role`, whose return value is its exit code.
 pub fn spawn(name: &std::ffi::CStr, keep: &[RawFd], role: impl FnOnce() -> i32) -> io::Result<Pid> {
     let parent = nix::unistd::getpid();
+    // The error log file, if any, is written by every role.
+    let mut keep = keep.to_vec();
+    keep.extend(crate::logging::keep_fds());
     // SAFETY: the arbiter is single-threaded (see module docs), so the child
     // starts with consistent heap and lock state. The child branch never
     // returns: it ends in `exit_now`.
@@ -29,7 +32,7 @@ pub fn spawn(name: &std::ffi::CStr, keep: &[RawFd], role: impl FnOnce() -> i32) 
             crate::signals::set_wake_fd(-1);
             sys::reset_signals();
             sys::die_with_parent(Signal::SIGTERM, parent);
-            sys::close_fds_except(keep);
+            sys::close_fds_except(&keep);
             // What ps -o comm, top and pgrep show: the role.
             let _ = nix::sys::prctl::set_name(name);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(role)).unwrap_or(70);

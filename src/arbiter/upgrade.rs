@@ -22,8 +22,8 @@ use crate::sys;
 const FDS_VAR: &str = "EDGE_LISTEN_FDS";
 const FROM_VAR: &str = "EDGE_UPGRADE_FROM";
 
-/// Start the new binary with our listeners.
-pub fn start(listeners: &[Listener]) -> std::io::Result<Child> {
+/// Start the new binary with our listeners (the metrics one included).
+pub fn start(listeners: &[&Listener]) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     // After the file was replaced, /proc/self/exe names the old inode
     // "path (deleted)": run what is at the path now.

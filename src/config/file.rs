@@ -22,7 +22,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 
 use super::merge::{self, AppSpec};
-use super::{units, AccessFormat, Interface, Lifespan};
+use super::{
+    units, AccessFormat, Coding, ErrorFormat, Expires, FollowSymlinks, Interface, Lifespan,
+};
 
 /// The whole file. Absent tables are empty (all keys unset).
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +38,8 @@ pub struct FileConfig {
     /// `[[static]]`, in file order.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticSection>,
+    #[serde(default)]
+    pub compression: CompressionSection,
     #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
@@ -54,6 +58,8 @@ pub struct ServerSection {
     #[serde(default, deserialize_with = "server_graceful_timeout")]
     pub graceful_timeout: Option<Duration>,
     pub health: Option<String>,
+    /// `edge status`'s Unix socket: a path (resolved by merge) or `"off"`.
+    pub control_socket: Option<String>,
 }
 
 /// `[tls]`
@@ -122,6 +128,8 @@ pub struct AppSection {
     pub interface: Option<Interface>,
     #[serde(default, deserialize_with = "app_lifespan")]
     pub lifespan: Option<Lifespan>,
+    pub django_static: Option<bool>,
+    pub flask_static: Option<bool>,
     /// A Python module whose `post_fork`, `post_worker_init` and
     /// `worker_exit` functions run in each worker.
     pub hooks: Option<String>,
@@ -145,6 +153,32 @@ pub struct StaticSection {
     pub precompressed: Option<bool>,
     pub cache_control: Option<String>,
     pub internal: Option<bool>,
+    #[serde(default, deserialize_with = "static_expires")]
+    pub expires: Option<Option<Expires>>,
+    #[serde(default, deserialize_with = "static_follow_symlinks")]
+    pub follow_symlinks: Option<FollowSymlinks>,
+    pub autoindex: Option<bool>,
+    pub allow_hidden: Option<bool>,
+    /// `""` turns the index off.
+    pub index: Option<String>,
+    #[serde(default, deserialize_with = "static_open_file_cache")]
+    pub open_file_cache: Option<Duration>,
+}
+
+/// `[compression]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "compression_algorithms")]
+    pub algorithms: Option<Vec<Coding>>,
+    pub types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "compression_min_size")]
+    pub min_size: Option<u64>,
+    pub gzip_level: Option<u32>,
+    pub brotli_level: Option<u32>,
+    pub zstd_level: Option<i32>,
+    pub static_files: Option<bool>,
 }
 
 /// `[limits]`
@@ -185,6 +219,11 @@ pub struct LogSection {
     pub level: Option<String>,
     /// `"-"`, `"off"` or a path (resolved by merge).
     pub error: Option<String>,
+    #[serde(default, deserialize_with = "log_error_format")]
+    pub error_format: Option<ErrorFormat>,
+    /// Lower-cased header name.
+    #[serde(default, deserialize_with = "log_request_id_header")]
+    pub request_id_header: Option<String>,
 }
 
 /// `[metrics]`
@@ -231,6 +270,11 @@ keyed! {
     fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
     fn app_max_worker_memory("app.max_worker_memory") -> u64 = size;
     fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
+    fn static_expires("static.expires") -> Option<Expires> = with_str(merge::parse_expires);
+    fn static_follow_symlinks("static.follow_symlinks") -> FollowSymlinks = follow_symlinks;
+    fn static_open_file_cache("static.open_file_cache") -> Duration = duration_or_off;
+    fn compression_algorithms("compression.algorithms") -> Vec<Coding> = codings;
+    fn compression_min_size("compression.min_size") -> u64 = size;
     fn limits_max_body("limits.max_body") -> u64 = size;
     fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = duration;
     fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
@@ -242,6 +286,8 @@ keyed! {
     fn app_queue_timeout("app.queue_timeout") -> Duration = duration;
     fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
     fn log_level("log.level") -> String = with_str(merge::parse_level);
+    fn log_error_format("log.error_format") -> ErrorFormat = with_str(merge::parse_error_format);
+    fn log_request_id_header("log.request_id_header") -> String = with_str(merge::parse_header_name);
     fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
 }
 
@@ -323,6 +369,52 @@ fn size<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<u64, D::Error> {
         Scalar::Integer(bytes) => Ok(bytes),
     }
     .map_err(|e| keyed_error(key, e))
+}
+
+/// A duration, or `"off"` (zero).
+fn duration_or_off<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Duration, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Text(text) if text.trim().eq_ignore_ascii_case("off") => Ok(Duration::ZERO),
+        Scalar::Text(text) => units::parse_duration(&text),
+        Scalar::Integer(secs) => Ok(Duration::from_secs(secs)),
+    }
+    .map_err(|e| keyed_error(key, e))
+}
+
+/// `follow_symlinks`: `true`/`"always"`, `false`/`"never"`, `"inside"`.
+fn follow_symlinks<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<FollowSymlinks, D::Error> {
+    struct V<'k>(&'k str);
+    impl Visitor<'_> for V<'_> {
+        type Value = FollowSymlinks;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("true, false, \"inside\", \"always\" or \"never\"")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(if v {
+                FollowSymlinks::Always
+            } else {
+                FollowSymlinks::Never
+            })
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            merge::parse_follow_symlinks(v).map_err(|e| keyed_error(self.0, e))
+        }
+    }
+    d.deserialize_any(V(key))
+}
+
+/// A list of content-coding names (`"br"`, `"zstd"`, `"gzip"`).
+fn codings<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<Coding>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut out = Vec::new();
+    for name in &names {
+        let c = merge::parse_coding(name).map_err(|e| keyed_error(key, e))?;
+        if out.contains(&c) {
+            return Err(keyed_error(key, format!("\"{name}\" is listed twice")));
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// A duration or size as written: a string with a unit, or a non-negative

@@ -40,10 +40,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{AppSection, FileConfig, StaticSection};
+use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
-    AccessFormat, App, Config, ConfigError, Http2, Interface, Lifespan, Limits, Log, LogTarget,
-    Metrics, Server, StaticRoute, Tls, TlsCert,
+    units, AccessFormat, App, Coding, Compression, Config, ConfigError, ErrorFormat, Expires,
+    FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
+    StaticRoute, Tls, TlsCert,
 };
 
 /// Values given on the command line; every field is optional (`None`,
@@ -260,13 +261,28 @@ pub fn parse_lifespan(text: &str) -> Result<Lifespan, String> {
     }
 }
 
-/// `combined` | `json`
+/// `combined` | `json` | a template with `$variables` (see [`super::log_format`]).
 pub fn parse_format(text: &str) -> Result<AccessFormat, String> {
+    super::log_format::parse_format(text)
+}
+
+/// `[log] error_format`: `text` | `json`.
+pub fn parse_error_format(text: &str) -> Result<ErrorFormat, String> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "combined" => Ok(AccessFormat::Combined),
-        "json" => Ok(AccessFormat::Json),
-        _ => Err(format!("\"{text}\": expected \"combined\" or \"json\"")),
+        "text" => Ok(ErrorFormat::Text),
+        "json" => Ok(ErrorFormat::Json),
+        _ => Err(format!("\"{text}\": expected \"text\" or \"json\"")),
     }
+}
+
+/// `[log] request_id_header`: an HTTP header name, returned lower-case.
+pub fn parse_header_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("\"{text}\" is not an HTTP header name"));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 /// `[[static]] fallback`: `""` → false, `"app"` → true.
@@ -275,6 +291,39 @@ pub fn parse_fallback(text: &str) -> Result<bool, String> {
         "" => Ok(false),
         "app" => Ok(true),
         _ => Err(format!("\"{text}\": expected \"\" or \"app\"")),
+    }
+}
+
+/// `[[static]] expires`: `"off"` (none), `"max"`, `"epoch"`, or a
+/// duration (`"30d"`, `"1h"`).
+pub fn parse_expires(text: &str) -> Result<Option<Expires>, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "off" => Ok(None),
+        "max" => Ok(Some(Expires::Max)),
+        "epoch" => Ok(Some(Expires::Epoch)),
+        _ => units::parse_duration(text).map(|d| Some(Expires::After(d))),
+    }
+}
+
+/// `[[static]] follow_symlinks` given as a string.
+pub fn parse_follow_symlinks(text: &str) -> Result<FollowSymlinks, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "inside" => Ok(FollowSymlinks::Inside),
+        "always" | "true" => Ok(FollowSymlinks::Always),
+        "never" | "false" => Ok(FollowSymlinks::Never),
+        _ => Err(format!(
+            "\"{text}\": expected \"inside\", \"always\" or \"never\" (or true / false)"
+        )),
+    }
+}
+
+/// A content coding name for `[compression] algorithms`.
+pub fn parse_coding(text: &str) -> Result<Coding, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "br" | "brotli" => Ok(Coding::Brotli),
+        "zstd" => Ok(Coding::Zstd),
+        "gzip" => Ok(Coding::Gzip),
+        _ => Err(format!("\"{text}\": expected \"br\", \"zstd\" or \"gzip\"")),
     }
 }
 
@@ -479,16 +528,18 @@ fn load_with(
     let app = build_app(&ctx, ov, &file)?;
     let (server, tls) = build_listeners(&ctx, ov, &file)?;
     let statics = build_statics(&ctx, ov, &file.statics)?;
+    let compression = build_compression(&ctx, &file.compression)?;
     let limits = build_limits(&ctx, &file)?;
     let http2 = build_http2(&ctx, &file, &limits)?;
     let log = build_log(&ctx, ov, &file)?;
-    let metrics = file.metrics.map(|m| Metrics {
+    let metrics = file.metrics.as_ref().map(|m| Metrics {
         listen: m
             .listen
             .unwrap_or(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9100)),
     });
 
     check_listeners(&ctx, &server, tls.as_ref(), metrics.as_ref())?;
+    let control_socket = build_control_socket(&ctx, &file, &server, tls.as_ref())?;
 
     Ok(Config {
         source,
@@ -496,10 +547,12 @@ fn load_with(
         tls,
         app,
         statics,
+        compression,
         limits,
         http2,
         log,
         metrics,
+        control_socket,
         dev: ov.dev,
         reload: ov.reload || ov.dev,
     })
@@ -585,6 +638,8 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
         chdir: ov.chdir.as_ref().map(|_| ctx.cmd.base.clone()),
         interface,
         lifespan: f.lifespan.unwrap_or(Lifespan::Auto),
+        django_static: f.django_static.unwrap_or(false),
+        flask_static: f.flask_static.unwrap_or(false),
         hooks: match &f.hooks {
             None => None,
             Some(h) if h.is_empty() => None,
@@ -1007,13 +1062,29 @@ fn build_statics(
             }
             other => other,
         };
+        let index = match s.index.as_deref().map(str::trim) {
+            None => Some("index.html".to_string()),
+            Some("") => None,
+            Some(name) if name.contains('/') || name == "." || name == ".." => {
+                return Err(ctx.file.invalid(
+                    "static.index",
+                    format!("\"{name}\" must be a plain file name"),
+                ))
+            }
+            Some(name) => Some(name.to_string()),
+        };
         routes.push(StaticRoute {
-            url,
-            dir: checked_dir(&ctx.file, "static.dir", &s.dir)?,
             fallback_to_app: s.fallback.unwrap_or(false),
             precompressed: s.precompressed.unwrap_or(true),
             cache_control,
             internal: s.internal.unwrap_or(false),
+            expires: s.expires.unwrap_or(None),
+            follow_symlinks: s.follow_symlinks.unwrap_or(FollowSymlinks::Inside),
+            autoindex: s.autoindex.unwrap_or(false),
+            allow_hidden: s.allow_hidden.unwrap_or(false),
+            index,
+            open_file_cache: s.open_file_cache.unwrap_or(Duration::from_secs(1)),
+            ..StaticRoute::new(url, checked_dir(&ctx.file, "static.dir", &s.dir)?)
         });
     }
     for entry in &ov.statics {
@@ -1021,20 +1092,81 @@ fn build_statics(
             ctx.cmd
                 .invalid("--static", format!("\"{entry}\" is not URL_PREFIX=DIR"))
         })?;
-        let route = StaticRoute {
-            url: static_url(url).map_err(|e| ctx.cmd.invalid("--static", e))?,
-            dir: checked_dir(&ctx.cmd, "--static", Path::new(dir))?,
-            fallback_to_app: false,
-            precompressed: true,
-            cache_control: None,
-            internal: false,
-        };
+        let route = StaticRoute::new(
+            static_url(url).map_err(|e| ctx.cmd.invalid("--static", e))?,
+            checked_dir(&ctx.cmd, "--static", Path::new(dir))?,
+        );
         match routes.iter_mut().find(|r| r.url == route.url) {
             Some(slot) => *slot = route,
             None => routes.push(route),
         }
     }
     Ok(routes)
+}
+
+fn build_compression(ctx: &Ctx, f: &CompressionSection) -> Result<Compression, ConfigError> {
+    let d = Compression::default();
+    let level =
+        |v: Option<i64>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64| match v {
+            None => Ok(default),
+            Some(n) if range.contains(&n) => Ok(n),
+            Some(n) => Err(ctx.file.invalid(
+                key,
+                format!("{n} is outside {}..={}", range.start(), range.end()),
+            )),
+        };
+    let types = match &f.types {
+        None => d.types,
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                let t = t.trim().to_ascii_lowercase();
+                let ok = match t.split_once('/') {
+                    Some((a, b)) => {
+                        !a.is_empty()
+                            && !b.is_empty()
+                            && a != "*"
+                            && !t.contains(|c: char| c.is_whitespace() || c == ';' || c == ',')
+                    }
+                    None => false,
+                };
+                if !ok {
+                    return Err(ctx.file.invalid(
+                        "compression.types",
+                        format!("\"{t}\" is not a media type like \"text/html\" or \"text/*\""),
+                    ));
+                }
+                out.push(t);
+            }
+            out
+        }
+    };
+    let algorithms = f.algorithms.clone().unwrap_or(d.algorithms);
+    Ok(Compression {
+        enabled: f.enabled.unwrap_or(d.enabled) && !algorithms.is_empty(),
+        algorithms,
+        types,
+        min_size: f.min_size.unwrap_or(d.min_size),
+        gzip_level: level(
+            f.gzip_level.map(i64::from),
+            "compression.gzip_level",
+            1..=9,
+            5,
+        )? as u32,
+        brotli_level: level(
+            f.brotli_level.map(i64::from),
+            "compression.brotli_level",
+            0..=11,
+            4,
+        )? as u32,
+        zstd_level: level(
+            f.zstd_level.map(i64::from),
+            "compression.zstd_level",
+            1..=19,
+            3,
+        )? as i32,
+        static_files: f.static_files.unwrap_or(d.static_files),
+    })
 }
 
 fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
@@ -1129,7 +1261,7 @@ fn build_log(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<Log, Config
             f.access.as_ref(),
             "log.access",
         ))?,
-        format: f.format.unwrap_or(AccessFormat::Combined),
+        format: f.format.clone().unwrap_or(AccessFormat::Combined),
         level,
         error: target(ctx.pick(
             ov.error_logfile.as_ref(),
@@ -1137,7 +1269,49 @@ fn build_log(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<Log, Config
             f.error.as_ref(),
             "log.error",
         ))?,
+        error_format: f.error_format.unwrap_or(ErrorFormat::Text),
+        request_id_header: f
+            .request_id_header
+            .clone()
+            .unwrap_or_else(|| "x-request-id".to_string()),
     })
+}
+
+/// `[server] control_socket`: a path (relative to the file), `"off"`, or
+/// by default `edge-PORT.sock` in `$XDG_RUNTIME_DIR` (else `/tmp`), PORT
+/// being the first listener's, so that `edge status` with the same flags or
+/// file finds it.
+fn build_control_socket(
+    ctx: &Ctx,
+    file: &FileConfig,
+    server: &Server,
+    tls: Option<&Tls>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match file.server.control_socket.as_deref().map(str::trim) {
+        Some("off") => return Ok(None),
+        Some("") => {
+            return Err(ctx
+                .file
+                .invalid("server.control_socket", "empty: use a path or \"off\""))
+        }
+        Some(path) => return Ok(Some(ctx.file.resolve(Path::new(path)))),
+        None => {}
+    }
+    let port = server
+        .listen
+        .first()
+        .or_else(|| tls.and_then(|t| t.listen.first()))
+        .map_or(8000, |a| a.port());
+    Ok(Some(default_control_socket(port)))
+}
+
+/// `edge-PORT.sock` in `$XDG_RUNTIME_DIR`, else in `/tmp`.
+pub fn default_control_socket(port: u16) -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    dir.join(format!("edge-{port}.sock"))
 }
 
 fn checked_exists(origin: &Origin, key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
@@ -1899,6 +2073,102 @@ access = "file.log"
             text.contains("line 3") && text.contains("app.timeout"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn static_options_and_compression() {
+        let tmp = TempDir::new().unwrap();
+        mkdir(tmp.path(), "a");
+        let conf = write(
+            tmp.path(),
+            "site.toml",
+            "[app]\nmodule = \"a\"\ndjango_static = true\n\
+             [[static]]\nurl = \"/s/\"\ndir = \"a\"\nexpires = \"30d\"\nfollow_symlinks = false\n\
+             autoindex = true\nallow_hidden = true\nindex = \"\"\nopen_file_cache = \"off\"\n\
+             [[static]]\nurl = \"/t/\"\ndir = \"a\"\nfollow_symlinks = \"always\"\nexpires = \"max\"\n\
+             [compression]\nalgorithms = [\"gzip\", \"br\"]\ntypes = [\"text/*\", \"Application/JSON\"]\n\
+             min_size = \"1KiB\"\ngzip_level = 9\nbrotli_level = 11\nzstd_level = 19\nstatic_files = false\n",
+        );
+        let cfg = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        assert!(cfg.app.django_static && !cfg.app.flask_static);
+        let s = &cfg.statics[0];
+        assert_eq!(
+            s.expires,
+            Some(Expires::After(Duration::from_secs(30 * 86_400)))
+        );
+        assert_eq!(s.follow_symlinks, FollowSymlinks::Never);
+        assert!(s.autoindex && s.allow_hidden && s.precompressed);
+        assert_eq!(s.index, None);
+        assert_eq!(s.open_file_cache, Duration::ZERO);
+        let t = &cfg.statics[1];
+        assert_eq!(t.follow_symlinks, FollowSymlinks::Always);
+        assert_eq!(t.expires, Some(Expires::Max));
+        assert_eq!(t.index.as_deref(), Some("index.html"));
+        assert_eq!(t.open_file_cache, Duration::from_secs(1));
+        let c = &cfg.compression;
+        assert!(c.enabled && !c.static_files);
+        assert_eq!(c.algorithms, [Coding::Gzip, Coding::Brotli]);
+        assert_eq!(c.types, ["text/*", "application/json"]);
+        assert_eq!(
+            (c.min_size, c.gzip_level, c.brotli_level, c.zstd_level),
+            (1024, 9, 11, 19)
+        );
+        // Defaults.
+        let conf = write(tmp.path(), "d.toml", "[app]\nmodule = \"a\"\n");
+        let cfg = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        assert!(cfg.compression.enabled && cfg.compression.static_files);
+        assert_eq!(
+            cfg.compression.algorithms,
+            [Coding::Brotli, Coding::Zstd, Coding::Gzip]
+        );
+        assert!(cfg.compression.types.iter().any(|t| t == "text/html"));
+    }
+
+    #[test]
+    fn static_and_compression_errors_name_the_key() {
+        let tmp = TempDir::new().unwrap();
+        mkdir(tmp.path(), "a");
+        for (body, key) in [
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nexpires = \"soon\"\n",
+                "static.expires",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nfollow_symlinks = \"maybe\"\n",
+                "static.follow_symlinks",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nindex = \"a/b.html\"\n",
+                "static.index",
+            ),
+            (
+                "[[static]]\nurl = \"/s/\"\ndir = \"a\"\nopen_file_cache = \"1x\"\n",
+                "static.open_file_cache",
+            ),
+            (
+                "[compression]\nalgorithms = [\"deflate\"]\n",
+                "compression.algorithms",
+            ),
+            (
+                "[compression]\nalgorithms = [\"br\", \"br\"]\n",
+                "compression.algorithms",
+            ),
+            ("[compression]\ntypes = [\"html\"]\n", "compression.types"),
+            ("[compression]\ngzip_level = 10\n", "compression.gzip_level"),
+            (
+                "[compression]\nbrotli_level = 12\n",
+                "compression.brotli_level",
+            ),
+            ("[compression]\nzstd_level = 0\n", "compression.zstd_level"),
+            ("[compression]\nlevel = 3\n", "level"),
+        ] {
+            let text = format!("[app]\nmodule = \"a\"\n{body}");
+            let conf = write(tmp.path(), "e.toml", &text);
+            let err = load_with(Some(&conf), &Overrides::default(), &ambient(tmp.path()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Each field documents its default, which is also what SPEC.md states.
 
 pub mod file;
+pub mod log_format;
 pub mod merge;
 pub mod tls;
 pub mod units;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use log_format::AccessFormat;
 pub use merge::{load, Overrides};
 
 /// Errors found while reading or validating configuration. Each names the
@@ -60,12 +62,18 @@ pub struct Config {
     pub app: App,
     /// `[[static]]` routes, in file order; the longest matching prefix wins.
     pub statics: Vec<StaticRoute>,
+    /// `[compression]`: gzip / brotli / zstd of responses.
+    pub compression: Compression,
     pub limits: Limits,
     /// `[http2]`: HTTP/2 limits, on TLS (ALPN `h2`) and plain (h2c) listeners.
     pub http2: Http2,
     pub log: Log,
     /// `[metrics]`; `None` when absent.
     pub metrics: Option<Metrics>,
+    /// `[server] control_socket`: the Unix socket `edge status` talks to.
+    /// Default: `$XDG_RUNTIME_DIR/edge-PORT.sock`, else `/tmp/edge-PORT.sock`,
+    /// PORT being the first listener's; `"off"`: `None`.
+    pub control_socket: Option<PathBuf>,
     /// `--dev`: debug logging, reload on code change.
     pub dev: bool,
     /// `--reload` (gunicorn flag).
@@ -185,6 +193,13 @@ pub struct App {
     pub interface: Interface,
     /// Default `auto`.
     pub lifespan: Lifespan,
+    /// `django_static = true`: after import, the worker reads Django's
+    /// `STATIC_URL`/`STATIC_ROOT` and `MEDIA_URL`/`MEDIA_ROOT` and the
+    /// front serves them as static routes. Default false.
+    pub django_static: bool,
+    /// `flask_static = true`: the same from the Flask app's
+    /// `static_url_path`/`static_folder`. Default false.
+    pub flask_static: bool,
     /// `[app] hooks`: module with worker lifecycle hooks. Default none.
     pub hooks: Option<String>,
     /// `[app] max_worker_memory`: RSS in bytes past which a worker is
@@ -213,7 +228,162 @@ pub struct StaticRoute {
     pub cache_control: Option<String>,
     /// Default false.
     pub internal: bool,
+    /// nginx `expires`: `Expires` and `Cache-Control: max-age`. Default none.
+    pub expires: Option<Expires>,
+    /// Which symlinks are followed. Default [`FollowSymlinks::Inside`].
+    pub follow_symlinks: FollowSymlinks,
+    /// nginx `autoindex`: list directories without an index. Default false.
+    pub autoindex: bool,
+    /// Serve names starting with `.` (other than `.well-known`). Default false.
+    pub allow_hidden: bool,
+    /// The file served for a directory; `None` for no index. Default `index.html`.
+    pub index: Option<String>,
+    /// nginx `open_file_cache valid=`: how long a looked-up file (its open
+    /// descriptor, metadata and, for small files, contents) is reused
+    /// without asking the filesystem again. Zero turns the cache off.
+    /// Default 1 s.
+    pub open_file_cache: Duration,
 }
+
+impl StaticRoute {
+    /// A route with every option at its default.
+    pub fn new(url: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        StaticRoute {
+            url: url.into(),
+            dir: dir.into(),
+            fallback_to_app: false,
+            precompressed: true,
+            cache_control: None,
+            internal: false,
+            expires: None,
+            follow_symlinks: FollowSymlinks::Inside,
+            autoindex: false,
+            allow_hidden: false,
+            index: Some("index.html".to_string()),
+            open_file_cache: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[[static]] follow_symlinks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowSymlinks {
+    /// `"inside"` (default): a symlink is followed only if its target is
+    /// inside `dir` too.
+    Inside,
+    /// `true` / `"always"`: any symlink is followed (nginx's default
+    /// `disable_symlinks off`). `..` in URLs is still refused.
+    Always,
+    /// `false` / `"never"`: no path component may be a symlink (nginx
+    /// `disable_symlinks on`).
+    Never,
+}
+
+/// `[[static]] expires` (nginx `expires`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    /// `"max"`: `Expires: Thu, 31 Dec 2037 23:55:55 GMT`, max-age 10 years.
+    Max,
+    /// `"epoch"`: `Expires: Thu, 01 Jan 1970 00:00:01 GMT`, `no-cache`.
+    Epoch,
+    /// A duration: `Expires` that far from now, `max-age` in seconds.
+    After(Duration),
+}
+
+/// A content coding edge can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coding {
+    Brotli,
+    Zstd,
+    Gzip,
+}
+
+impl Coding {
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Zstd => "zstd",
+            Coding::Gzip => "gzip",
+        }
+    }
+
+    /// The file extension of a precompressed sibling.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Zstd => "zst",
+            Coding::Gzip => "gz",
+        }
+    }
+}
+
+/// `[compression]`.
+#[derive(Debug, Clone)]
+pub struct Compression {
+    /// Default true.
+    pub enabled: bool,
+    /// Codings offered, in the server's order of preference when the
+    /// client's q-values tie. Default `["br", "zstd", "gzip"]`.
+    pub algorithms: Vec<Coding>,
+    /// Media types (essence, lower case) that are compressed; `text/*`
+    /// style wildcards allowed. Default: html, css, js, json, svg, xml,
+    /// plain text and a few more (see `merge`).
+    pub types: Vec<String>,
+    /// Bodies smaller than this are sent as they are. Default 256 bytes.
+    pub min_size: u64,
+    /// 1..=9, default 5.
+    pub gzip_level: u32,
+    /// 0..=11, default 4.
+    pub brotli_level: u32,
+    /// 1..=19, default 3.
+    pub zstd_level: i32,
+    /// Compress static files (without a precompressed sibling) on the fly.
+    /// Default true.
+    pub static_files: bool,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            enabled: true,
+            algorithms: vec![Coding::Brotli, Coding::Zstd, Coding::Gzip],
+            types: DEFAULT_COMPRESS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            min_size: 256,
+            gzip_level: 5,
+            brotli_level: 4,
+            zstd_level: 3,
+            static_files: true,
+        }
+    }
+}
+
+/// What `[compression] types` is when not set.
+pub const DEFAULT_COMPRESS_TYPES: &[&str] = &[
+    "text/html",
+    "text/css",
+    "text/plain",
+    "text/xml",
+    "text/javascript",
+    "text/markdown",
+    "text/csv",
+    "application/javascript",
+    "application/json",
+    "application/ld+json",
+    "application/manifest+json",
+    "application/xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/xhtml+xml",
+    "application/wasm",
+    "image/svg+xml",
+    "image/x-icon",
+    "font/ttf",
+    "font/otf",
+];
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -257,9 +427,12 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// How error log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessFormat {
-    Combined,
+pub enum ErrorFormat {
+    /// One human-readable line per event (coloured levels on a terminal).
+    Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -273,6 +446,11 @@ pub struct Log {
     pub level: String,
     /// Error log (`[log] error`, `--error-logfile`). Default `Std` (stderr).
     pub error: LogTarget,
+    /// `[log] error_format`: `"text"` or `"json"`. Default `Text`.
+    pub error_format: ErrorFormat,
+    /// `[log] request_id_header`: the request header whose (valid) value
+    /// becomes the request id, lower-case. Default `x-request-id`.
+    pub request_id_header: String,
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// Parse a duration: one or more `<integer><unit>` groups with unit `ms`,
-/// `s`, `m` or `h` (`"500ms"`, `"30s"`, `"2m"`, `"1h30m"`), or a bare
+/// `s`, `m`, `h` or `d` (`"500ms"`, `"30s"`, `"2m"`, `"1h30m"`), or a bare
 /// integer meaning seconds, as gunicorn's `-t 30`.
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let text = input.trim();
@@ -43,10 +43,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             "s" => Some(Duration::from_secs(number)),
             "m" => number.checked_mul(60).map(Duration::from_secs),
             "h" => number.checked_mul(3600).map(Duration::from_secs),
-            "" => return Err(fail("missing unit (expected ms, s, m or h)")),
+            "d" => number.checked_mul(86_400).map(Duration::from_secs),
+            "" => return Err(fail("missing unit (expected ms, s, m, h or d)")),
             other => {
                 return Err(fail(&format!(
-                    "unknown unit \"{other}\" (expected ms, s, m or h)"
+                    "unknown unit \"{other}\" (expected ms, s, m, h or d)"
                 )))
             }
         };

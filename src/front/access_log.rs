@@ -1,39 +1,110 @@
-//! The access log: nginx's `combined` format (or one JSON object per
-//! line), written by a dedicated thread so that a slow stdout or disk never
-//! stalls the runtime. Lines are batched into one write.
+//! The access log: nginx's `combined` format, one JSON object per line, or
+//! a template of `$variables` (see [`crate::config::log_format`]).
+//!
+//! The request path never waits for the log. When a response ends, its line
+//! is rendered on that runtime thread (into a thread-local buffer, with a
+//! per-thread cache of the formatted time) and appended to a shared, bounded
+//! byte buffer: a short mutex hold, no allocation, no system call. A
+//! dedicated thread takes the buffer every [`TICK`] and writes it in one
+//! call. When the buffer is full (the disk or the stdout pipe is slower than
+//! the traffic) the line is dropped and counted
+//! (`edge_access_log_dropped_total`, and a warning at most every 10 s). The
+//! writer only sleeps on the buffer's condition variable after it has been
+//! idle for a while; producers wake it then, and when the buffer is half
+//! full, so a busy server pays no wake-up per request.
+//!
+//! Rendering where the request ends (rather than in the writer) keeps the
+//! request's data on its own thread: nothing allocated by one thread is
+//! freed by another, and hyper's read buffer is not held past the response.
 //!
 //! The line is emitted when the response body is finished (or dropped), so
 //! `$body_bytes_sent` is what was actually produced, as in nginx.
+//!
+//! Escaping: `combined` and templates escape `"`, `\`, control characters
+//! and every byte above 0x7e as `\xHH`, exactly as nginx does; `json`
+//! escapes as JSON and keeps valid UTF-8, writing a byte that is not UTF-8
+//! as the text `\xHH` (JSON cannot carry raw bytes).
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::{HeaderValue, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 
 use super::body::ResponseBody;
+use crate::config::log_format::{LogPiece, LogVar};
 use crate::config::{AccessFormat, LogTarget};
+use crate::ipc::stats::Route;
 
-/// Sends finished lines to the writer thread.
-#[derive(Clone)]
-pub struct AccessLog {
-    tx: Option<mpsc::Sender<String>>,
+/// How often the writer takes the buffer while there is traffic.
+const TICK: Duration = Duration::from_millis(50);
+/// Bytes of pending lines the buffer holds at most.
+const CAPACITY: usize = 4 << 20;
+
+/// Set by USR1: the writer reopens its file before the next batch.
+pub static REOPEN: AtomicBool = AtomicBool::new(false);
+/// Lines dropped by this front (the shared counter is the metric).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+struct Queue {
+    /// Rendered lines waiting for the writer.
+    lines: Mutex<Vec<u8>>,
+    wake: Condvar,
+    /// The writer sleeps until woken (it found nothing for a while).
+    parked: AtomicBool,
     format: AccessFormat,
 }
 
-/// Set by USR1: the writer reopens its file before the next batch.
-pub static REOPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    /// Where a line is rendered before it joins the shared buffer, and the
+    /// formatted time of the current second.
+    static SCRATCH: RefCell<(Vec<u8>, Clock)> = RefCell::new((Vec::with_capacity(512), Clock::default()));
+}
+
+impl Queue {
+    fn push(&self, e: &Entry) {
+        SCRATCH.with(|s| {
+            let (line, clock) = &mut *s.borrow_mut();
+            line.clear();
+            render(line, e, &self.format, clock);
+            let mut q = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() + line.len() > CAPACITY {
+                drop(q);
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = super::metrics::stats() {
+                    s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            let was = q.len();
+            q.extend_from_slice(line);
+            let now = q.len();
+            drop(q);
+            let half = CAPACITY / 2;
+            if (was < half && now >= half) || (was == 0 && self.parked.load(Ordering::Relaxed)) {
+                self.wake.notify_one();
+            }
+        });
+    }
+}
+
+/// The front's handle on the access log.
+#[derive(Clone)]
+pub struct AccessLog {
+    queue: Option<Arc<Queue>>,
+}
 
 impl AccessLog {
     pub fn start(target: &LogTarget, format: AccessFormat) -> std::io::Result<Self> {
         let path = match target {
-            LogTarget::Off => return Ok(AccessLog { tx: None, format }),
+            LogTarget::Off => return Ok(AccessLog { queue: None }),
             LogTarget::Std => None,
             LogTarget::File(p) => Some(p.clone()),
         };
@@ -48,77 +119,195 @@ impl AccessLog {
                 ),
             })
         };
-        let mut out = open()?;
-        let (tx, rx) = mpsc::channel::<String>();
+        let out = open()?;
+        let queue = Arc::new(Queue {
+            lines: Mutex::new(Vec::with_capacity(64 * 1024)),
+            wake: Condvar::new(),
+            parked: AtomicBool::new(false),
+            format,
+        });
+        let q = queue.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || {
-                let mut batch = String::new();
-                while let Ok(line) = rx.recv() {
-                    batch.push_str(&line);
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push_str(&more);
-                        if batch.len() > 64 * 1024 {
-                            break;
-                        }
-                    }
-                    if REOPEN.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        match open() {
-                            Ok(o) => out = o,
-                            Err(e) => tracing::error!(error = %e, "cannot reopen the access log"),
-                        }
-                    }
-                    let _ = out.write_all(batch.as_bytes());
-                    let _ = out.flush();
-                    batch.clear();
-                }
-            })?;
-        Ok(AccessLog {
-            tx: Some(tx),
-            format,
-        })
+            .spawn(move || writer(&q, out, open))?;
+        Ok(AccessLog { queue: Some(queue) })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
-    /// Wrap `body` so that its completion writes the line for `entry`.
-    pub fn wrap(&self, body: ResponseBody, entry: Option<Entry>) -> LoggedBody {
+    /// Wrap `body` so that its end counts the request (`metrics`) and logs
+    /// `entry` (when the log is on).
+    pub fn wrap(&self, body: ResponseBody, done: Done, entry: Option<Entry>) -> LoggedBody {
+        let log = match (&self.queue, entry) {
+            (Some(q), Some(e)) => Some((q.clone(), Box::new(e))),
+            _ => None,
+        };
         LoggedBody {
             inner: body,
             sent: 0,
-            entry: match (&self.tx, entry) {
-                (Some(tx), Some(e)) => Some((tx.clone(), self.format, Arc::new(e))),
-                _ => None,
-            },
+            done: (done.metrics || log.is_some()).then_some((done, log)),
         }
     }
 }
 
-/// What a line says about one request.
-pub struct Entry {
-    pub remote: SocketAddr,
-    pub method: String,
-    pub target: String,
-    pub version: &'static str,
-    pub status: u16,
-    pub referer: String,
-    pub user_agent: String,
-    pub started: Instant,
+/// The writer thread: take the buffer each tick, write it.
+fn writer(
+    q: &Queue,
+    mut out: Box<dyn Write + Send>,
+    open: impl Fn() -> std::io::Result<Box<dyn Write + Send>>,
+) {
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut idle = 0u32;
+    let mut warned_at: Option<Instant> = None;
+    let mut warned_count = 0u64;
+    loop {
+        {
+            let mut lines = q.lines.lock().unwrap_or_else(|p| p.into_inner());
+            // Let the buffer fill for a tick (one write per tick under
+            // load) unless it is half full already. After a few quiet
+            // ticks, sleep until a producer wakes us (or a second passes,
+            // to notice USR1 on an idle server).
+            if lines.len() < CAPACITY / 2 {
+                let park = lines.is_empty() && idle >= 4;
+                q.parked.store(park, Ordering::Relaxed);
+                let wait = if park { Duration::from_secs(1) } else { TICK };
+                lines = q
+                    .wake
+                    .wait_timeout(lines, wait)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                q.parked.store(false, Ordering::Relaxed);
+            }
+            std::mem::swap(&mut *lines, &mut batch);
+        }
+        if REOPEN.swap(false, Ordering::Relaxed) {
+            match open() {
+                Ok(o) => out = o,
+                Err(e) => tracing::error!(error = %e, "cannot reopen the access log"),
+            }
+        }
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        if dropped != warned_count
+            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                dropped = dropped - warned_count,
+                "the access log cannot keep up; lines were dropped"
+            );
+            warned_count = dropped;
+            warned_at = Some(Instant::now());
+        }
+        if batch.is_empty() {
+            idle = idle.saturating_add(1);
+            continue;
+        }
+        idle = 0;
+        let _ = out.write_all(&batch);
+        let _ = out.flush();
+        // Keep a reasonable buffer for the next swap, not a burst's worth.
+        batch.clear();
+        batch.shrink_to(1 << 20);
+    }
 }
 
-/// A response body that logs its request when it ends.
+/// What a line says about one request. Built when the request arrives;
+/// the response's part is filled in as it completes.
+pub struct Entry {
+    pub remote: SocketAddr,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub host: Option<HeaderValue>,
+    pub request_id: HeaderValue,
+    pub tls_version: Option<&'static str>,
+    pub worker_pid: u32,
+    pub upstream: Option<Duration>,
+    // Filled when the body ends.
+    status: u16,
+    route: Route,
+    bytes_in: u64,
+    bytes: u64,
+    duration: Duration,
+    time: SystemTime,
+}
+
+impl Entry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        remote: SocketAddr,
+        method: Method,
+        uri: Uri,
+        version: Version,
+        referer: Option<HeaderValue>,
+        user_agent: Option<HeaderValue>,
+        host: Option<HeaderValue>,
+        request_id: HeaderValue,
+        tls_version: Option<&'static str>,
+    ) -> Self {
+        Entry {
+            remote,
+            method,
+            uri,
+            version,
+            referer,
+            user_agent,
+            host,
+            request_id,
+            tls_version,
+            worker_pid: 0,
+            upstream: None,
+            status: 0,
+            route: Route::Front,
+            bytes_in: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            time: UNIX_EPOCH,
+        }
+    }
+}
+
+/// The response's side of a request, known before its body is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    pub started: Instant,
+    pub status: u16,
+    pub route: Route,
+    pub bytes_in: u64,
+    /// Count it in the metrics.
+    pub metrics: bool,
+}
+
+/// A log line waiting for its response to end.
+type Pending = (Arc<Queue>, Box<Entry>);
+
+/// A response body that counts and logs its request when it ends.
 pub struct LoggedBody {
     inner: ResponseBody,
     sent: u64,
-    entry: Option<(mpsc::Sender<String>, AccessFormat, Arc<Entry>)>,
+    done: Option<(Done, Option<Pending>)>,
 }
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some((tx, format, e)) = self.entry.take() {
-            let _ = tx.send(render(&e, format, self.sent));
+        let Some((done, log)) = self.done.take() else {
+            return;
+        };
+        let took = done.started.elapsed();
+        if done.metrics {
+            super::metrics::request_done(done.route, done.status, took, done.bytes_in, self.sent);
+        }
+        if let Some((q, mut e)) = log {
+            e.status = done.status;
+            e.route = done.route;
+            e.bytes_in = done.bytes_in;
+            e.bytes = self.sent;
+            e.duration = took;
+            e.time = SystemTime::now();
+            q.push(&e);
         }
     }
 }
@@ -147,93 +336,68 @@ impl Body for LoggedBody {
     }
 }
 
-fn render(e: &Entry, format: AccessFormat, sent: u64) -> String {
-    let mut s = String::with_capacity(160);
-    match format {
-        AccessFormat::Combined => {
-            let _ = writeln!(
-                s,
-                "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
-                e.remote.ip(),
-                clf_time(SystemTime::now()),
-                e.method,
-                escape(&e.target),
-                e.version,
-                e.status,
-                sent,
-                escape(&e.referer),
-                escape(&e.user_agent)
+// === rendering ===
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Formatted times, recomputed once a second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    clf: String,
+    /// `2026-11-24T04:11:34` (milliseconds and `Z` are added per line).
+    iso: String,
+}
+
+impl Clock {
+    fn at(&mut self, t: SystemTime) -> (&str, &str, u32) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if d.as_secs() != self.second || self.clf.is_empty() {
+            self.second = d.as_secs();
+            let c = civil(d.as_secs());
+            self.clf = format!(
+                "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+                c.day,
+                MONTHS[(c.month - 1) as usize],
+                c.year,
+                c.hour,
+                c.minute,
+                c.second
+            );
+            self.iso = format!(
+                "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                c.year, c.month, c.day, c.hour, c.minute, c.second
             );
         }
-        AccessFormat::Json => {
-            let _ = writeln!(
-                s,
-                "{{\"time\":\"{}\",\"remote_addr\":\"{}\",\"method\":{},\"uri\":{},\"protocol\":\"{}\",\"status\":{},\"body_bytes_sent\":{},\"referer\":{},\"user_agent\":{},\"request_time\":{:.6}}}",
-                clf_time(SystemTime::now()),
-                e.remote.ip(),
-                json_str(&e.method),
-                json_str(&e.target),
-                e.version,
-                e.status,
-                sent,
-                json_str(&e.referer),
-                json_str(&e.user_agent),
-                e.started.elapsed().as_secs_f64()
-            );
-        }
+        (&self.clf, &self.iso, d.subsec_millis())
     }
-    s
 }
 
-/// Escape `"`, `\` and control bytes as nginx does (`\xHH`).
-fn escape(s: &str) -> String {
-    if s.is_empty() {
-        return "-".to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `24/Nov/2026:04:11:34 +0000` (UTC).
-pub fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
+/// UTC calendar fields (Howard Hinnant's civil-from-days).
+fn civil(secs: u64) -> Civil {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -242,22 +406,295 @@ pub fn clf_time(t: SystemTime) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+    Civil {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
         day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+        hour: rem / 3600,
+        minute: rem / 60 % 60,
+        second: rem % 60,
+    }
+}
+
+/// `24/Nov/2026:04:11:34 +0000` (UTC).
+pub fn clf_time(t: SystemTime) -> String {
+    Clock::default().at(t).0.to_string()
+}
+
+/// Decimal digits of `n`, without `fmt` (this runs for every request).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(o));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `1.234`: seconds with milliseconds, rounded (nginx's `$request_time`).
+fn push_secs(out: &mut Vec<u8>, d: Duration) {
+    let ms = (d.as_micros() as u64 + 500) / 1000;
+    push_u64(out, ms / 1000);
+    out.push(b'.');
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// `2026-11-24T04:11:34.007Z`.
+fn push_iso(out: &mut Vec<u8>, clock: &mut Clock, t: SystemTime) {
+    let (_, iso, ms) = clock.at(t);
+    out.extend_from_slice(iso.as_bytes());
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
+}
+
+fn push_hex_escape(out: &mut Vec<u8>, c: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(c >> 4)],
+        HEX[usize::from(c & 15)],
+    ]);
+}
+
+/// nginx's default escaping: `"`, `\`, bytes below 0x20 and above 0x7e
+/// become `\xHH`; empty is `-`.
+fn nginx_escape(out: &mut Vec<u8>, b: &[u8]) {
+    if b.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    for &c in b {
+        if c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c) {
+            push_hex_escape(out, c);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// A JSON string: valid UTF-8 kept, JSON escapes, invalid bytes as `\xHH`.
+fn json_string(out: &mut Vec<u8>, mut b: &[u8]) {
+    out.push(b'"');
+    loop {
+        let (valid, bad) = match std::str::from_utf8(b) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let (ok, rest) = b.split_at(e.valid_up_to());
+                let skip = e.error_len().unwrap_or(rest.len());
+                (
+                    std::str::from_utf8(ok).expect("checked"),
+                    Some(rest.split_at(skip)),
+                )
+            }
+        };
+        for &c in valid.as_bytes() {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                c if c < 0x20 || c == 0x7f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.extend_from_slice(&[HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+                }
+                // ASCII and the bytes of valid UTF-8 sequences.
+                c => out.push(c),
+            }
+        }
+        match bad {
+            None => break,
+            Some((invalid, rest)) => {
+                for &c in invalid {
+                    out.push(b'\\');
+                    push_hex_escape(out, c);
+                }
+                b = rest;
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn json_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(b) => json_string(out, b),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn target(e: &Entry) -> &str {
+    e.uri
+        .path_and_query()
+        .map_or_else(|| e.uri.path(), |p| p.as_str())
+}
+
+fn header_bytes(h: &Option<HeaderValue>) -> &[u8] {
+    h.as_ref().map_or(&b""[..], HeaderValue::as_bytes)
+}
+
+fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock) {
+    match format {
+        AccessFormat::Combined => {
+            push_ip(out, e.remote.ip());
+            out.extend_from_slice(b" - - [");
+            out.extend_from_slice(clock.at(e.time).0.as_bytes());
+            out.extend_from_slice(b"] \"");
+            out.extend_from_slice(e.method.as_str().as_bytes());
+            out.push(b' ');
+            nginx_escape(out, target(e).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(version_str(e.version).as_bytes());
+            out.extend_from_slice(b"\" ");
+            push_u64(out, u64::from(e.status));
+            out.push(b' ');
+            push_u64(out, e.bytes);
+            out.extend_from_slice(b" \"");
+            nginx_escape(out, header_bytes(&e.referer));
+            out.extend_from_slice(b"\" \"");
+            nginx_escape(out, header_bytes(&e.user_agent));
+            out.extend_from_slice(b"\"\n");
+        }
+        AccessFormat::Json => {
+            out.extend_from_slice(b"{\"time\":\"");
+            push_iso(out, clock, e.time);
+            out.extend_from_slice(b"\",\"remote_addr\":\"");
+            push_ip(out, e.remote.ip());
+            out.extend_from_slice(b"\",\"remote_port\":");
+            push_u64(out, u64::from(e.remote.port()));
+            out.extend_from_slice(b",\"request_id\":");
+            json_string(out, e.request_id.as_bytes());
+            out.extend_from_slice(b",\"method\":");
+            json_string(out, e.method.as_str().as_bytes());
+            out.extend_from_slice(b",\"path\":");
+            json_string(out, e.uri.path().as_bytes());
+            out.extend_from_slice(b",\"query\":");
+            json_opt(out, e.uri.query().map(str::as_bytes));
+            out.extend_from_slice(b",\"protocol\":\"");
+            out.extend_from_slice(version_str(e.version).as_bytes());
+            out.extend_from_slice(b"\",\"status\":");
+            push_u64(out, u64::from(e.status));
+            out.extend_from_slice(b",\"bytes\":");
+            push_u64(out, e.bytes);
+            out.extend_from_slice(b",\"bytes_in\":");
+            push_u64(out, e.bytes_in);
+            out.extend_from_slice(b",\"duration_us\":");
+            push_u64(out, e.duration.as_micros() as u64);
+            out.extend_from_slice(b",\"referer\":");
+            json_opt(out, e.referer.as_ref().map(HeaderValue::as_bytes));
+            out.extend_from_slice(b",\"user_agent\":");
+            json_opt(out, e.user_agent.as_ref().map(HeaderValue::as_bytes));
+            out.extend_from_slice(b",\"host\":");
+            json_opt(out, e.host.as_ref().map(HeaderValue::as_bytes));
+            out.extend_from_slice(b",\"route\":\"");
+            out.extend_from_slice(e.route.name().as_bytes());
+            out.extend_from_slice(b"\",\"worker_pid\":");
+            match e.worker_pid {
+                0 => out.extend_from_slice(b"null"),
+                p => push_u64(out, u64::from(p)),
+            }
+            out.extend_from_slice(b",\"upstream_us\":");
+            match e.upstream {
+                None => out.extend_from_slice(b"null"),
+                Some(d) => push_u64(out, d.as_micros() as u64),
+            }
+            out.extend_from_slice(b",\"tls_version\":");
+            json_opt(out, e.tls_version.map(str::as_bytes));
+            out.extend_from_slice(b"}\n");
+        }
+        AccessFormat::Custom(pieces) => {
+            for p in pieces {
+                match p {
+                    LogPiece::Literal(s) => out.extend_from_slice(s.as_bytes()),
+                    LogPiece::Var(v) => var(out, e, *v, clock),
+                }
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
+fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
+    match v {
+        LogVar::RemoteAddr => push_ip(out, e.remote.ip()),
+        LogVar::RemotePort => push_u64(out, u64::from(e.remote.port())),
+        LogVar::RemoteUser => out.push(b'-'),
+        LogVar::TimeLocal => out.extend_from_slice(clock.at(e.time).0.as_bytes()),
+        LogVar::TimeIso8601 => push_iso(out, clock, e.time),
+        LogVar::Method => out.extend_from_slice(e.method.as_str().as_bytes()),
+        LogVar::Path => nginx_escape(out, e.uri.path().as_bytes()),
+        LogVar::Query => nginx_escape(out, e.uri.query().unwrap_or("").as_bytes()),
+        LogVar::Target => nginx_escape(out, target(e).as_bytes()),
+        LogVar::Request => {
+            out.extend_from_slice(e.method.as_str().as_bytes());
+            out.push(b' ');
+            nginx_escape(out, target(e).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(version_str(e.version).as_bytes());
+        }
+        LogVar::Protocol => out.extend_from_slice(version_str(e.version).as_bytes()),
+        LogVar::Status => push_u64(out, u64::from(e.status)),
+        LogVar::Bytes => push_u64(out, e.bytes),
+        LogVar::BytesIn => push_u64(out, e.bytes_in),
+        LogVar::DurationUs => push_u64(out, e.duration.as_micros() as u64),
+        LogVar::RequestTime => push_secs(out, e.duration),
+        LogVar::Referer => nginx_escape(out, header_bytes(&e.referer)),
+        LogVar::UserAgent => nginx_escape(out, header_bytes(&e.user_agent)),
+        LogVar::Host => nginx_escape(out, header_bytes(&e.host)),
+        LogVar::RequestId => nginx_escape(out, e.request_id.as_bytes()),
+        LogVar::WorkerPid => match e.worker_pid {
+            0 => out.push(b'-'),
+            p => push_u64(out, u64::from(p)),
+        },
+        LogVar::UpstreamUs => match e.upstream {
+            None => out.push(b'-'),
+            Some(d) => push_u64(out, d.as_micros() as u64),
+        },
+        LogVar::UpstreamTime => match e.upstream {
+            None => out.push(b'-'),
+            Some(d) => push_secs(out, d),
+        },
+        LogVar::TlsVersion => out.extend_from_slice(e.tls_version.unwrap_or("-").as_bytes()),
+        LogVar::Route => out.extend_from_slice(e.route.name().as_bytes()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn clf_dates() {
@@ -269,11 +706,94 @@ mod tests {
         assert_eq!(clf_time(leap), "29/Feb/2000:00:00:00 +0000");
     }
 
+    fn esc(b: &[u8]) -> String {
+        let mut v = Vec::new();
+        nginx_escape(&mut v, b);
+        String::from_utf8(v).unwrap()
+    }
+
+    fn js(b: &[u8]) -> String {
+        let mut v = Vec::new();
+        json_string(&mut v, b);
+        String::from_utf8(v).unwrap()
+    }
+
     #[test]
     fn escaping() {
-        assert_eq!(escape(""), "-");
-        assert_eq!(escape("a\"b"), "a\\x22b");
-        assert_eq!(escape("x\ny"), "x\\x0Ay");
-        assert_eq!(json_str("a\"\\\n"), "\"a\\\"\\\\\\u000a\"");
+        assert_eq!(esc(b""), "-");
+        assert_eq!(esc(b"a\"b"), "a\\x22b");
+        assert_eq!(esc(b"x\ny"), "x\\x0Ay");
+        assert_eq!(esc(b"a\\b"), "a\\x5Cb");
+        assert_eq!(esc("café".as_bytes()), "caf\\xC3\\xA9");
+        assert_eq!(esc(b"\xff\x7f"), "\\xFF\\x7F");
+        assert_eq!(js(b"a\"\\\n"), "\"a\\\"\\\\\\n\"");
+        assert_eq!(js("café \u{1}".as_bytes()), "\"café \\u0001\"");
+        // Invalid UTF-8: the text \xHH, between valid runs.
+        assert_eq!(js(b"a\xffb\xc3"), "\"a\\\\xFFb\\\\xC3\"");
+        assert_eq!(js(b"\xe9t\xc3\xa9"), "\"\\\\xE9t\u{e9}\"");
+    }
+
+    fn entry() -> Entry {
+        let mut e = Entry::new(
+            "10.1.2.3:5555".parse().unwrap(),
+            Method::POST,
+            "/p\"a/th?q=1&x=\\".parse().unwrap(),
+            Version::HTTP_11,
+            None,
+            Some(HeaderValue::from_bytes(b"ua \xff\"x").unwrap()),
+            Some(HeaderValue::from_static("example.com")),
+            HeaderValue::from_static("rid-1"),
+            Some("TLSv1.3"),
+        );
+        e.status = 201;
+        e.route = Route::App;
+        e.bytes = 12;
+        e.bytes_in = 3;
+        e.duration = Duration::from_micros(1500);
+        e.worker_pid = 77;
+        e.upstream = Some(Duration::from_micros(900));
+        e.time = UNIX_EPOCH + Duration::from_millis(1_795_493_494_007);
+        e
+    }
+
+    fn line(format: &AccessFormat) -> String {
+        let mut out = Vec::new();
+        render(&mut out, &entry(), format, &mut Clock::default());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn combined_line() {
+        assert_eq!(
+            line(&AccessFormat::Combined),
+            "10.1.2.3 - - [24/Nov/2026:04:11:34 +0000] \"POST /p\\x22a/th?q=1&x=\\x5C HTTP/1.1\" 201 12 \"-\" \"ua \\xFF\\x22x\"\n"
+        );
+    }
+
+    #[test]
+    fn json_line() {
+        assert_eq!(
+            line(&AccessFormat::Json),
+            "{\"time\":\"2026-11-24T04:11:34.007Z\",\"remote_addr\":\"10.1.2.3\",\"remote_port\":5555,\
+             \"request_id\":\"rid-1\",\"method\":\"POST\",\"path\":\"/p\\\"a/th\",\"query\":\"q=1&x=\\\\\",\
+             \"protocol\":\"HTTP/1.1\",\"status\":201,\"bytes\":12,\"bytes_in\":3,\"duration_us\":1500,\
+             \"referer\":null,\"user_agent\":\"ua \\\\xFF\\\"x\",\"host\":\"example.com\",\"route\":\"app\",\
+             \"worker_pid\":77,\"upstream_us\":900,\"tls_version\":\"TLSv1.3\"}\n"
+        );
+    }
+
+    #[test]
+    fn custom_line() {
+        let f = crate::config::log_format::parse_format(
+            "$remote_addr:$remote_port $request_id [$time] \"$request\" $status $bytes/$bytes_in \
+             $duration_us $request_time $upstream_us $upstream_response_time $worker_pid $route \
+             $tls_version $host $http_referer \"$user_agent\" $query",
+        )
+        .unwrap();
+        assert_eq!(
+            line(&f),
+            "10.1.2.3:5555 rid-1 [2026-11-24T04:11:34.007Z] \"POST /p\\x22a/th?q=1&x=\\x5C HTTP/1.1\" \
+             201 12/3 1500 0.002 900 0.001 77 app TLSv1.3 example.com - \"ua \\xFF\\x22x\" q=1&x=\\x5C\n"
+        );
     }
 }

@@ -3,19 +3,20 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::debug;
 
-use super::access_log::{Entry, LoggedBody};
+use super::access_log::{Done, Entry, LoggedBody};
 use super::body::ResponseBody;
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
-use super::{buffer, respond, route, static_files, Shared};
+use super::{buffer, compress, metrics, request_id, respond, route, static_files, Shared};
+use crate::ipc::stats::Route;
 use crate::ipc::wire;
 
 /// What the front knows about a client connection.
@@ -26,6 +27,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub local_ip: String,
     pub tls: bool,
+    /// `TLSv1.3` / `TLSv1.2`, once the handshake is done.
+    pub tls_version: OnceLock<&'static str>,
     /// Shared with the socket's timers (`timed_io`).
     pub state: Arc<ConnState>,
 }
@@ -38,33 +41,50 @@ impl ConnInfo {
             local,
             local_ip: local.ip().to_string(),
             tls,
+            tls_version: OnceLock::new(),
             state: Arc::new(ConnState::default()),
         }
     }
 }
 
-fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/1.1",
-    }
+/// What the app route adds to a response, for the log and the metrics
+/// (a response extension, taken off before the response leaves).
+#[derive(Debug, Clone, Copy)]
+struct AppServed {
+    /// The worker that answered; 0 when none did.
+    worker_pid: u32,
+    /// From handing the request to the workers to its response head.
+    upstream: Option<Duration>,
+    /// Request body bytes.
+    bytes_in: u64,
 }
 
-fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> String {
-    req.headers()
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default()
+/// The request id `handle` put on the request, for log lines.
+fn id_of(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
+
+/// Who will answer `path` (the same decisions as [`route_request`]).
+fn route_kind(shared: &Shared, conn: &ConnInfo, path: &str) -> Route {
+    if shared.config.server.health.as_deref() == Some(path) {
+        Route::Health
+    } else if !conn.tls && shared.redirect_https.is_some() {
+        Route::Redirect
+    } else if route::static_route(&shared.config.statics, path).is_some() {
+        Route::Static
+    } else {
+        Route::App
+    }
 }
 
 /// The hyper service.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Guarded<LoggedBody>>, Infallible> {
     let started = Instant::now();
     let active = Active::new(&conn.state);
@@ -79,25 +99,37 @@ pub async fn handle(
             .h2
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let entry = shared.access_log.enabled().then(|| Entry {
-        remote: conn.remote,
-        method: req.method().as_str().to_string(),
-        target: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| req.uri().to_string()),
-        version: version_str(req.version()),
-        status: 0,
-        referer: header_str(&req, header::REFERER),
-        user_agent: header_str(&req, header::USER_AGENT),
-        started,
+    let request_id = shared
+        .request_ids
+        .pick(req.headers(), &shared.request_id_header);
+    // The app sees it as HTTP_X_REQUEST_ID, whatever the client sent.
+    req.headers_mut()
+        .insert(request_id::HEADER, request_id.clone());
+    let entry = shared.access_log.enabled().then(|| {
+        let h = req.headers();
+        Entry::new(
+            conn.remote,
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            h.get(header::REFERER).cloned(),
+            h.get(header::USER_AGENT).cloned(),
+            h.get(header::HOST).cloned().or_else(|| {
+                req.uri()
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            }),
+            request_id.clone(),
+            conn.tls_version.get().copied(),
+        )
     });
+    let mut route = route_kind(&shared, &conn, req.uri().path());
     let http10 = req.version() == Version::HTTP_10;
     let mut response = match check_host(&req) {
         Ok(()) => route_request(&shared, &conn, req).await,
         Err(why) => {
-            debug!(remote = %conn.remote, why, "bad request");
+            debug!(remote = %conn.remote, request_id = request_id.to_str().unwrap_or("-"), why, "bad request");
+            route = Route::Front;
             let mut r = respond::error(StatusCode::BAD_REQUEST);
             r.headers_mut()
                 .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -108,6 +140,12 @@ pub async fn handle(
         super::tls::add_hsts(&mut response, hsts);
     }
     let (mut parts, body) = response.into_parts();
+    if shared.request_id_header != request_id::HEADER {
+        parts
+            .headers
+            .insert(shared.request_id_header.clone(), request_id.clone());
+    }
+    parts.headers.insert(request_id::HEADER, request_id);
     // An HTTP/1.0 client can only see the end of a body of unknown length
     // by the connection closing: do not promise it keep-alive.
     if http10
@@ -124,11 +162,26 @@ pub async fn handle(
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    let served = parts.extensions.remove::<AppServed>();
+    if served.is_some() {
+        // A static route whose file was missing went to the app.
+        route = Route::App;
+    }
     let entry = entry.map(|mut e| {
-        e.status = parts.status.as_u16();
+        if let Some(s) = served {
+            e.worker_pid = s.worker_pid;
+            e.upstream = s.upstream;
+        }
         e
     });
-    let body = shared.access_log.wrap(body, entry);
+    let done = Done {
+        started,
+        status: parts.status.as_u16(),
+        route,
+        bytes_in: served.map_or(0, |s| s.bytes_in),
+        metrics: metrics::stats().is_some(),
+    };
+    let body = shared.access_log.wrap(body, done, entry);
     Ok(Response::from_parts(parts, Guarded::new(body, active)))
 }
 
@@ -150,24 +203,135 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let path = req.uri().path().to_string();
     // The health check answers on every listener, before any redirect.
-    if shared.config.server.health.as_deref() == Some(path.as_str()) {
+    if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);
     }
     if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
         return super::tls::redirect(&req, port);
     }
-    if let Some((r, rest)) = route::static_route(&shared.config.statics, &path) {
-        let (parts, body) = req.into_parts();
-        match static_files::serve(r, &parts, rest).await {
-            static_files::Outcome::Response(resp) => return resp,
-            static_files::Outcome::NotFound => {
-                return to_app(shared, conn, Request::from_parts(parts, body)).await;
+    let routes = shared.files.routes_for(req.uri().path());
+    let (parts, body) = req.into_parts();
+    if let Some((r, rest)) = routes
+        .as_ref()
+        .and_then(|routes| route::static_route(&routes.list, parts.uri.path()))
+    {
+        return match static_files::serve(&shared.files, r, &parts, rest).await {
+            static_files::Outcome::Response(resp) => resp,
+            static_files::Outcome::NotFound => app(shared, conn, parts, body).await,
+        };
+    }
+    app(shared, conn, parts, body).await
+}
+
+static X_ACCEL_REDIRECT: header::HeaderName = header::HeaderName::from_static("x-accel-redirect");
+static X_SENDFILE: header::HeaderName = header::HeaderName::from_static("x-sendfile");
+
+/// The app's answer, after the front's own steps on it: a file offload
+/// (`X-Accel-Redirect`, `X-Sendfile`) is served from the static routes,
+/// other `X-Accel-*` control headers are removed (as nginx does), and the
+/// body is compressed when the client accepts it.
+async fn app(
+    shared: &Shared,
+    conn: &ConnInfo,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Response<ResponseBody> {
+    let wants =
+        compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
+    let mut resp = to_app(shared, conn, &parts, body).await;
+    if resp
+        .headers()
+        .keys()
+        .any(|k| k.as_str().starts_with("x-accel-") || k == X_SENDFILE)
+    {
+        if let Some(file) = offload(shared, &parts, &mut resp).await {
+            return file;
+        }
+    }
+    compress::apply(&mut resp, &wants, &shared.config.compression).await;
+    resp
+}
+
+/// Headers of the app's response that survive an offload (nginx keeps the
+/// same ones across an `X-Accel-Redirect`).
+const KEPT_ON_OFFLOAD: [header::HeaderName; 4] = [
+    header::SET_COOKIE,
+    header::CONTENT_DISPOSITION,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+/// Serves the file an app response names in `X-Accel-Redirect` (a URI
+/// under a `[[static]]` route, typically an `internal` one) or `X-Sendfile`
+/// (an absolute path under a route's `dir`). The worker has already
+/// finished: the file goes out from the front alone. Strips the other
+/// `X-Accel-*` headers and returns `None` when there is nothing to offload.
+async fn offload(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    resp: &mut Response<ResponseBody>,
+) -> Option<Response<ResponseBody>> {
+    let redirect = resp.headers_mut().remove(&X_ACCEL_REDIRECT);
+    let sendfile = resp.headers_mut().remove(&X_SENDFILE);
+    let accel: Vec<header::HeaderName> = resp
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-accel-"))
+        .cloned()
+        .collect();
+    for k in accel {
+        resp.headers_mut().remove(k);
+    }
+    let (file, what, target) = match (redirect, sendfile) {
+        (Some(t), _) => (
+            static_files::serve_redirect(&shared.files, t.as_bytes(), parts).await,
+            "X-Accel-Redirect",
+            t,
+        ),
+        (None, Some(p)) => (
+            static_files::serve_sendfile(&shared.files, p.as_bytes(), parts).await,
+            "X-Sendfile",
+            p,
+        ),
+        (None, None) => return None,
+    };
+    let Some(mut file) = file else {
+        tracing::error!(
+            header = what,
+            target = %String::from_utf8_lossy(target.as_bytes()),
+            "the app asked the front to send a file outside every [[static]] route; answering 404"
+        );
+        return Some(static_files::error_page(
+            StatusCode::NOT_FOUND,
+            parts.method == http::Method::HEAD,
+        ));
+    };
+    let app_headers = resp.headers();
+    let status = file.status();
+    let fh = file.headers_mut();
+    for name in &KEPT_ON_OFFLOAD {
+        let mut values = app_headers.get_all(name).iter().peekable();
+        if values.peek().is_some() {
+            fh.remove(name);
+            for v in values {
+                fh.append(name.clone(), v.clone());
             }
         }
     }
-    to_app(shared, conn, req).await
+    // The app's Content-Type wins over the file's (nginx), on responses
+    // that carry the file's bytes as they are.
+    let plain = status == StatusCode::OK
+        || (status == StatusCode::PARTIAL_CONTENT && fh.contains_key(header::CONTENT_RANGE));
+    if plain && !fh.contains_key(header::CONTENT_ENCODING) {
+        if let Some(ct) = app_headers
+            .get(header::CONTENT_TYPE)
+            .filter(|v| !v.is_empty())
+        {
+            fh.insert(header::CONTENT_TYPE, ct.clone());
+        }
+    }
+    Some(file)
 }
 
 /// The health route: 200 while workers serve, 503 while draining or when
@@ -202,11 +366,12 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 async fn to_app(
     shared: &Shared,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    parts: &http::request::Parts,
+    incoming: Incoming,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
-    let declared = req
-        .headers()
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -214,7 +379,6 @@ async fn to_app(
         // Answered before reading a byte of it (and before 100-continue).
         return respond::body_error(&buffer::BodyError::TooLarge);
     }
-    let (parts, incoming) = req.into_parts();
     let body = if declared == Some(0) || hyper::body::Body::is_end_stream(&incoming) {
         Body::Empty
     } else {
@@ -228,14 +392,25 @@ async fn to_app(
         {
             Ok(b) => b,
             Err(e) => {
+                let request_id = id_of(&parts.headers);
                 match &e {
                     buffer::BodyError::Spool(_) => {
-                        tracing::error!(error = %e, "request body not buffered")
+                        tracing::error!(error = %e, request_id, "request body not buffered")
                     }
-                    _ => debug!(error = %e, remote = %conn.remote, "request body not read"),
+                    _ => {
+                        debug!(error = %e, remote = %conn.remote, request_id, "request body not read")
+                    }
                 }
                 return respond::body_error(&e);
             }
+        }
+    };
+    let bytes_in = match &body {
+        Body::Empty => 0,
+        Body::Memory(b) => b.len() as u64,
+        Body::File(_, len) => {
+            metrics::body_spilled();
+            *len
         }
     };
     let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(parts.headers.len() + 1);
@@ -277,11 +452,22 @@ async fn to_app(
         headers,
         queued_ms: 0,
     };
-    match shared.upstream.dispatch(&head, body).await {
+    let awaiting = metrics::awaiting_app();
+    let dispatched = Instant::now();
+    let reply = shared.upstream.dispatch(&head, body).await;
+    drop(awaiting);
+    let mut served = AppServed {
+        worker_pid: 0,
+        upstream: Some(dispatched.elapsed()),
+        bytes_in,
+    };
+    match reply {
         Ok(start) => {
+            served.worker_pid = start.worker_pid;
             let mut resp = Response::new(start.body);
             *resp.status_mut() = start.status;
             *resp.headers_mut() = start.headers;
+            resp.extensions_mut().insert(served);
             resp
         }
         Err(f) => {
@@ -290,6 +476,7 @@ async fn to_app(
                     method = %parts.method,
                     path = %parts.uri.path(),
                     failure = ?f,
+                    request_id = id_of(&parts.headers),
                     "no response from the app"
                 );
             }
@@ -298,6 +485,7 @@ async fn to_app(
                 r.headers_mut()
                     .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             }
+            r.extensions_mut().insert(served);
             r
         }
     }

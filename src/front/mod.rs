@@ -7,7 +7,10 @@
 pub mod access_log;
 pub mod body;
 mod buffer;
+pub mod compress;
 mod conn;
+pub mod metrics;
+pub mod request_id;
 mod respond;
 mod route;
 mod spool;
@@ -42,6 +45,8 @@ pub struct Inherit {
     pub queue: RawFd,
     /// The control channel to the arbiter.
     pub control: RawFd,
+    /// The `[metrics]` listener, if configured.
+    pub metrics: Option<RawFd>,
     pub scoreboard: Scoreboard,
     pub config: Config,
 }
@@ -51,6 +56,8 @@ pub struct Shared {
     pub config: Config,
     upstream: Arc<Upstream>,
     access_log: AccessLog,
+    /// Static routes, the open-file cache, compression settings.
+    files: Arc<static_files::StaticFiles>,
     /// Set on TERM: the health route answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
     /// `redirect_http`: plain-HTTP requests get a 308 to this HTTPS port
@@ -58,6 +65,10 @@ pub struct Shared {
     redirect_https: Option<u16>,
     /// `tls.hsts`, for responses on HTTPS connections.
     hsts: Option<http::HeaderValue>,
+    /// Makes ids for requests that come without a valid one.
+    request_ids: request_id::Generator,
+    /// `log.request_id_header`.
+    request_id_header: http::HeaderName,
     /// Permits for `limits.max_connections`.
     connections: Arc<tokio::sync::Semaphore>,
 }
@@ -68,6 +79,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
 /// The front role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
+    crate::logging::set_role(crate::logging::Role::Front);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -99,6 +111,23 @@ async fn serve(ctx: Inherit) -> i32 {
         })
         .collect();
     let config = ctx.config;
+    let metrics_listener = match ctx.metrics.map(crate::sys::adopt_fd) {
+        None => None,
+        Some(fd) => {
+            metrics::init(ctx.scoreboard, config.app.threads);
+            let l = std::net::TcpListener::from(fd);
+            match l
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+            {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    error!(error = %e, "metrics listener setup failed");
+                    return 1;
+                }
+            }
+        }
+    };
     let upstream = match Upstream::new(queue, control, ctx.scoreboard, &config) {
         Ok(u) => u,
         Err(e) => {
@@ -107,7 +136,7 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     };
     tokio::spawn(upstream.clone().control_loop());
-    let access_log = match AccessLog::start(&config.log.access, config.log.format) {
+    let access_log = match AccessLog::start(&config.log.access, config.log.format.clone()) {
         Ok(a) => a,
         Err(e) => {
             error!(error = %e, "cannot open the access log");
@@ -137,8 +166,20 @@ async fn serve(ctx: Inherit) -> i32 {
         .as_ref()
         .and_then(|t| t.hsts.as_deref())
         .and_then(|v| http::HeaderValue::from_str(v).ok());
+    let request_id_header =
+        match http::HeaderName::from_bytes(config.log.request_id_header.as_bytes()) {
+            Ok(h) => h,
+            Err(e) => {
+                // Checked by config validation.
+                error!(error = %e, "bad log.request_id_header");
+                return 2;
+            }
+        };
     let config_max_connections = config.limits.max_connections;
     let shared = Arc::new(Shared {
+        files: upstream.files.clone(),
+        request_ids: request_id::Generator::new(),
+        request_id_header,
         config,
         upstream,
         access_log,
@@ -179,6 +220,9 @@ async fn serve(ctx: Inherit) -> i32 {
             stop_rx.clone(),
             graceful.clone(),
         )));
+    }
+    if let Some(l) = metrics_listener {
+        accepting.push(tokio::spawn(metrics::serve(l, stop_rx.clone())));
     }
     info!(pid = std::process::id(), "front ready");
 
@@ -271,9 +315,11 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
+        let counted = metrics::connection();
         let info = Arc::new(conn::ConnInfo::new(remote, addr, acceptor.is_some()));
         let socket = timed_io::TimedIo::new(socket, info.state.clone(), timeouts);
         let shared = shared.clone();
+        let tls_info = info.clone();
         let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
         let Some(acceptor) = &acceptor else {
             let conn = builder
@@ -284,6 +330,7 @@ async fn accept_loop(
                 if let Err(e) = fut.await {
                     debug!(%remote, error = %e, "connection ended with an error");
                 }
+                drop(counted);
                 drop(permit);
             });
             continue;
@@ -293,13 +340,23 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let (acceptor, builder) = (acceptor.clone(), builder.clone());
         tokio::spawn(async move {
+            let _counted = counted;
             let stream = match acceptor.accept(socket).await {
                 Ok(s) => s,
                 Err(e) => {
+                    metrics::tls_handshake(false);
                     debug!(%remote, error = %e, "TLS handshake failed");
                     return;
                 }
             };
+            metrics::tls_handshake(true);
+            if let Some(v) = stream.get_ref().1.protocol_version() {
+                let _ = tls_info.tls_version.set(match v {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+                    _ => "TLS",
+                });
+            }
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();

@@ -21,14 +21,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn route(url: &str) -> StaticRoute {
-        StaticRoute {
-            url: url.into(),
-            dir: PathBuf::from("/tmp"),
-            fallback_to_app: false,
-            precompressed: true,
-            cache_control: None,
-            internal: false,
-        }
+        StaticRoute::new(url, PathBuf::from("/tmp"))
     }
 
     #[test]

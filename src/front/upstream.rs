@@ -14,7 +14,7 @@
 //! was running (its scoreboard line says which) get 502, or 504 when the
 //! arbiter killed it for a timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +24,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use nix::sys::socket::MsgFlags;
-use tokio::io::AsyncReadExt;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +31,7 @@ use tracing::{debug, error, warn};
 
 use super::body::ResponseBody;
 use super::spool::{self, SpoolWriter};
+use super::static_files::{FileBody, StaticFiles};
 use crate::ipc::control::{ToArbiter, ToFront};
 use crate::ipc::scoreboard::Scoreboard;
 use crate::ipc::{fdpass, wire};
@@ -44,6 +44,8 @@ pub struct ResponseStart {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: ResponseBody,
+    /// The worker that answered.
+    pub worker_pid: u32,
 }
 
 /// Why no response came from the app. Each maps to one status in `respond`.
@@ -55,7 +57,8 @@ pub enum Failure {
     Timeout,
     /// The queue is full: 503.
     Overloaded,
-    /// The request could not be encoded or sent: 500.
+    /// The request could not be encoded or sent, or the app failed
+    /// before any of its response was relayed: 500.
     Internal,
 }
 
@@ -91,6 +94,8 @@ pub struct Upstream {
     /// `limits.response_buffer` and `limits.temp_dir`, for spooling.
     response_buffer: usize,
     temp_dir: Option<std::path::PathBuf>,
+    /// Static routes; workers may add some (`django_static`).
+    pub files: Arc<StaticFiles>,
     /// Longest a request may wait for its response head before the front
     /// gives up: a backstop for a request lost with a worker that died
     /// before its scoreboard line named it.
@@ -142,6 +147,7 @@ impl Upstream {
             shed_reported_ms: AtomicU64::new(0),
             response_buffer: config.limits.response_buffer,
             temp_dir: config.limits.temp_dir.clone(),
+            files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),
         }))
     }
 
@@ -322,18 +328,36 @@ impl Upstream {
     async fn worker_loop(self: Arc<Self>, slot: usize, pid: u32, fd: OwnedFd) {
         let std_stream = std::os::unix::net::UnixStream::from(fd);
         let _ = std_stream.set_nonblocking(true);
-        let Ok(mut stream) = tokio::net::UnixStream::from_std(std_stream) else {
+        let Ok(stream) = tokio::net::UnixStream::from_std(std_stream) else {
             return;
         };
         debug!(slot, pid, "worker channel open");
         self.channels.fetch_add(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, true);
         let mut active: HashMap<u64, Active> = HashMap::new();
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Descriptors received (wsgi.file_wrapper files), oldest first;
+        // each `File` frame takes the oldest (see `ipc::wire`).
+        let mut fds: VecDeque<OwnedFd> = VecDeque::new();
+        let mut got_fds: Vec<OwnedFd> = Vec::new();
         let lost = 'read: loop {
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
-            match stream.read_buf(&mut buf).await {
+            // recvmsg rather than read: a response may carry a descriptor.
+            // Same cost as read on the common path (no descriptor).
+            let r = stream
+                .async_io(Interest::READABLE, || {
+                    fdpass::recv_into(
+                        stream.as_fd(),
+                        &mut buf,
+                        &mut got_fds,
+                        MsgFlags::MSG_DONTWAIT,
+                    )
+                })
+                .await;
+            fds.extend(got_fds.drain(..));
+            match r {
                 Ok(0) => break 'read false,
                 Ok(_) => {}
                 Err(e) => {
@@ -345,7 +369,7 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        match self.on_frame(&frame, &mut active) {
+                        match self.on_frame(pid, &frame, &mut active, &mut fds) {
                             Ok(None) => {}
                             // An unbuffered response whose client is slow:
                             // stop reading this worker until it takes more.
@@ -372,12 +396,13 @@ impl Upstream {
             // Whatever is still incomplete after this read is streamed.
             for (id, a) in active.iter_mut() {
                 if let Active::Building { .. } = a {
-                    a.start_streaming(*id, &self);
+                    a.start_streaming(*id, pid, &self);
                 }
             }
         };
         drop(stream);
         self.channels.fetch_sub(1, Ordering::Relaxed);
+        super::metrics::worker_channel(slot, false);
         let line = self.scoreboard.slot(slot);
         let timed_out = line.timed_out.load(Ordering::Acquire) != 0;
         let failure = if timed_out {
@@ -392,6 +417,8 @@ impl Upstream {
                 Active::Unbuffered(tx) => {
                     let _ = tx.try_send(Err(io::Error::other("worker died mid-response")));
                 }
+                // The file is the front's now; it goes on without the worker.
+                Active::Offloaded => {}
             }
         }
         for id in line.in_flight() {
@@ -409,12 +436,38 @@ impl Upstream {
         let _ = fdpass::send(self.control.as_fd(), &[&msg], None, MsgFlags::MSG_DONTWAIT);
     }
 
+    /// Static routes the app declared (`django_static`, `flask_static`).
+    /// Every worker sends the same list when it starts and then every few
+    /// seconds; the latest wins, so the routes follow the app across a
+    /// reload and reach a restarted front.
+    fn app_routes(&self, routes: &[(&[u8], &[u8])]) {
+        use std::os::unix::ffi::OsStrExt;
+        let list: Vec<crate::config::StaticRoute> = routes
+            .iter()
+            .filter_map(|(url, dir)| {
+                let url = std::str::from_utf8(url).ok()?;
+                let dir = std::path::Path::new(std::ffi::OsStr::from_bytes(dir));
+                Some(crate::config::StaticRoute::new(url, dir))
+            })
+            .collect();
+        let files = self.files.clone();
+        // Checking the directories touches the disk: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let added = files.set_app_routes(list);
+            if !added.is_empty() {
+                tracing::info!(routes = ?added, "serving the app's static routes");
+            }
+        });
+    }
+
     /// Handle one frame. `Ok(Some(..))` is a chunk for an unbuffered
     /// response whose channel is full: the caller awaits its delivery.
     fn on_frame(
         &self,
+        pid: u32,
         frame: &Bytes,
         active: &mut HashMap<u64, Active>,
+        fds: &mut VecDeque<OwnedFd>,
     ) -> Result<Option<Blocked>, String> {
         let (decoded, _) = wire::decode(frame, MAX_FRAME)
             .map_err(|e| e.to_string())?
@@ -454,8 +507,39 @@ impl Upstream {
                         return Ok(Some((tx.clone(), item)));
                     }
                 }
+                Some(Active::Offloaded) => return Err(format!("body after a file for {id}")),
                 None => return Err(format!("body for unknown request {id}")),
             },
+            wire::Frame::File(id, span) => {
+                let fd = fds
+                    .pop_front()
+                    .ok_or_else(|| format!("file frame for {id} without a descriptor"))?;
+                match active.remove(&id) {
+                    Some(Active::Building {
+                        status,
+                        mut headers,
+                        chunks,
+                    }) if chunks.is_empty() => {
+                        // The worker sized the span (file size from its
+                        // position, capped by the app's Content-Length).
+                        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(span.len));
+                        let file = Arc::new(std::fs::File::from(fd));
+                        let body = ResponseBody::boxed(FileBody::new(file, span.offset, span.len));
+                        self.complete(
+                            id,
+                            Ok(ResponseStart {
+                                status,
+                                headers,
+                                body,
+                                worker_pid: pid,
+                            }),
+                        );
+                        active.insert(id, Active::Offloaded);
+                    }
+                    _ => return Err(format!("file frame for {id} out of place")),
+                }
+            }
+            wire::Frame::StaticRoutes(_, routes) => self.app_routes(&routes),
             wire::Frame::End(id) => match active.remove(&id) {
                 Some(Active::Building {
                     status,
@@ -480,19 +564,27 @@ impl Upstream {
                             status,
                             headers,
                             body,
+                            worker_pid: pid,
                         }),
                     );
                 }
                 Some(Active::Spooled(w)) => w.finish(),
-                Some(Active::Unbuffered(_)) => {}
+                Some(Active::Unbuffered(_) | Active::Offloaded) => {}
                 None => return Err(format!("end for unknown request {id}")),
             },
             wire::Frame::Abort(id, reason) => match active.remove(&id) {
-                Some(Active::Building { .. }) | None => {
+                // The app failed after its first chunk, but none of it has
+                // reached the client: answer as for any app error, 500.
+                Some(Active::Building { .. }) => {
+                    debug!(request = id, reason, "worker aborted a response");
+                    self.complete(id, Err(Failure::Internal));
+                }
+                None => {
                     debug!(request = id, reason, "worker aborted a response");
                     self.complete(id, Err(Failure::WorkerLost));
                 }
                 Some(Active::Spooled(w)) => w.fail(format!("response aborted: {reason}")),
+                Some(Active::Offloaded) => {}
                 Some(Active::Unbuffered(tx)) => {
                     let item = Err(io::Error::other(format!("response aborted: {reason}")));
                     if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(item) {
@@ -520,13 +612,16 @@ enum Active {
     /// `X-Accel-Buffering: no`: chunks flow through a short channel, and a
     /// slow client slows the worker down (server-sent events, long polls).
     Unbuffered(mpsc::Sender<io::Result<Bytes>>),
+    /// The body is a file the front sends (`wsgi.file_wrapper`); only `End`
+    /// may follow.
+    Offloaded,
 }
 
 /// A chunk waiting for room in an unbuffered response's channel.
 type Blocked = (mpsc::Sender<io::Result<Bytes>>, io::Result<Bytes>);
 
 impl Active {
-    fn start_streaming(&mut self, id: u64, up: &Upstream) {
+    fn start_streaming(&mut self, id: u64, pid: u32, up: &Upstream) {
         let Active::Building {
             status,
             mut headers,
@@ -560,6 +655,7 @@ impl Active {
                 status,
                 headers,
                 body,
+                worker_pid: pid,
             }),
         );
     }

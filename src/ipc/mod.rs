@@ -5,6 +5,7 @@
 pub mod control;
 pub mod fdpass;
 pub mod scoreboard;
+pub mod stats;
 pub mod wire;
 
 /// Request bodies up to this size travel inside the request datagram;

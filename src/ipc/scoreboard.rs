@@ -11,13 +11,19 @@
 //!   died with it and answer them 502 (or 504 if the arbiter killed it for
 //!   a timeout).
 //!
+//! Each thread's line also names its request (request id, method, path,
+//! truncated to fixed sizes) for the timeout line and `edge status`, and
+//! after the slots comes [`Stats`], the counters every process adds to.
+//!
 //! A slot is reused only after the front has said it is done with it
 //! (`control::ToArbiter::SlotFree`), so the front never reads a slot that
 //! already belongs to the next worker.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use super::stats::Stats;
 
 /// Most threads a worker may run (`[app] threads` is validated against it).
 pub const MAX_THREADS: usize = 64;
@@ -31,6 +37,16 @@ pub const STATE_READY: u32 = 2;
 /// Ready, still serving, but wants to be replaced (max_requests reached).
 pub const STATE_RETIRING: u32 = 3;
 
+/// Why a worker set [`STATE_RETIRING`] (in [`Slot::retire_reason`]).
+pub const RETIRE_MAX_REQUESTS: u32 = 1;
+pub const RETIRE_MEMORY: u32 = 2;
+
+/// Bytes kept of each text field (the first byte is the length).
+const RID_BYTES: usize = 64;
+const METHOD_BYTES: usize = 16;
+const PATH_BYTES: usize = 128;
+const INFO_WORDS: usize = (RID_BYTES + METHOD_BYTES + PATH_BYTES) / 8;
+
 /// What one worker thread is doing.
 #[repr(C)]
 pub struct ThreadEntry {
@@ -38,6 +54,92 @@ pub struct ThreadEntry {
     pub request: AtomicU64,
     /// [`now_ms`] when that request was taken.
     pub since_ms: AtomicU64,
+    /// Request id, method and path of that request, truncated; written
+    /// before `request` (see [`ThreadEntry::begin`]).
+    info: [AtomicU64; INFO_WORDS],
+}
+
+/// A copy of what a thread is running, read from the scoreboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The front's number for the request.
+    pub id: u64,
+    pub since_ms: u64,
+    /// The request id (X-Request-Id), up to 63 bytes.
+    pub request_id: String,
+    pub method: String,
+    /// Path and query, up to 127 bytes.
+    pub path: String,
+}
+
+/// Store `text` (truncated to `words.len() * 8 - 1` bytes) as a length
+/// byte followed by the bytes, packed little-endian into `words`.
+fn store_text(words: &[AtomicU64], text: &[u8]) {
+    let len = text.len().min(words.len() * 8 - 1);
+    let mut bytes = [0u8; PATH_BYTES];
+    bytes[0] = len as u8;
+    bytes[1..=len].copy_from_slice(&text[..len]);
+    for (w, chunk) in words.iter().zip(bytes.chunks(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+}
+
+fn load_text(words: &[AtomicU64]) -> String {
+    let mut bytes = Vec::with_capacity(words.len() * 8);
+    for w in words {
+        bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    let len = usize::from(bytes[0]).min(bytes.len() - 1);
+    String::from_utf8_lossy(&bytes[1..=len]).into_owned()
+}
+
+impl ThreadEntry {
+    /// Worker thread: it takes request `id` now. The text fields are
+    /// written first and `request` last (release), so a reader that sees
+    /// the id sees them too.
+    pub fn begin(&self, id: u64, request_id: &[u8], method: &[u8], path: &[u8]) {
+        let (rid, rest) = self.info.split_at(RID_BYTES / 8);
+        let (m, p) = rest.split_at(METHOD_BYTES / 8);
+        store_text(rid, request_id);
+        store_text(m, method);
+        store_text(p, path);
+        self.since_ms.store(now_ms(), Ordering::Release);
+        self.request.store(id, Ordering::Release);
+    }
+
+    /// Worker thread: the request is done.
+    pub fn end(&self) {
+        self.request.store(0, Ordering::Release);
+    }
+
+    /// What this thread runs, if anything. Lock-free: the id is read before
+    /// and after the text (a seqlock whose sequence is the request id); if
+    /// the thread moved on meanwhile, the copy is retried.
+    pub fn current(&self) -> Option<Current> {
+        for _ in 0..4 {
+            let id = self.request.load(Ordering::Acquire);
+            if id == 0 {
+                return None;
+            }
+            let since_ms = self.since_ms.load(Ordering::Acquire);
+            let (rid, rest) = self.info.split_at(RID_BYTES / 8);
+            let (m, p) = rest.split_at(METHOD_BYTES / 8);
+            let c = Current {
+                id,
+                since_ms,
+                request_id: load_text(rid),
+                method: load_text(m),
+                path: load_text(p),
+            };
+            fence(Ordering::Acquire);
+            if self.request.load(Ordering::Relaxed) == id {
+                return Some(c);
+            }
+        }
+        None
+    }
 }
 
 /// One worker's line on the scoreboard.
@@ -49,7 +151,8 @@ pub struct Slot {
     /// Set to 1 by the arbiter just before it kills the worker for running
     /// past `timeout`, so the front answers 504 rather than 502.
     pub timed_out: AtomicU32,
-    _pad: u32,
+    /// `RETIRE_*`: why the worker asked to be replaced.
+    pub retire_reason: AtomicU32,
     /// Requests completed by this worker.
     pub served: AtomicU64,
     pub threads: [ThreadEntry; MAX_THREADS],
@@ -60,6 +163,7 @@ impl Slot {
     pub fn reset(&self) {
         self.pid.store(0, Ordering::Relaxed);
         self.timed_out.store(0, Ordering::Relaxed);
+        self.retire_reason.store(0, Ordering::Relaxed);
         self.served.store(0, Ordering::Relaxed);
         for t in &self.threads {
             t.request.store(0, Ordering::Relaxed);
@@ -91,9 +195,11 @@ unsafe impl Send for Scoreboard {}
 unsafe impl Sync for Scoreboard {}
 
 impl Scoreboard {
+    const STATS_OFFSET: usize = std::mem::size_of::<Slot>() * MAX_SLOTS;
+
     /// Map a fresh, zeroed scoreboard shared with future children.
     pub fn new() -> std::io::Result<Self> {
-        let len = std::mem::size_of::<Slot>() * MAX_SLOTS;
+        let len = Self::STATS_OFFSET + std::mem::size_of::<Stats>();
         // SAFETY: an anonymous mapping with no address hint; the result is
         // checked for MAP_FAILED. Anonymous memory is zero-filled, which is a
         // valid bit pattern for every atomic in `Slot`.
@@ -125,6 +231,23 @@ impl Scoreboard {
         // never unmapped.
         unsafe { &*self.base.as_ptr().add(i) }
     }
+
+    /// The shared counters, after the last slot.
+    pub fn stats(&self) -> &'static Stats {
+        const _: () = assert!(Scoreboard::STATS_OFFSET % std::mem::align_of::<Stats>() == 0);
+        // SAFETY: `new` mapped STATS_OFFSET + size_of::<Stats>() bytes, and
+        // the offset is a multiple of Stats' alignment (checked above) from a
+        // page-aligned base. The mapping is never unmapped, so 'static holds;
+        // zeroed memory is a valid Stats (all atomics).
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .cast::<u8>()
+                .add(Self::STATS_OFFSET)
+                .cast::<Stats>()
+        }
+    }
 }
 
 /// Milliseconds on CLOCK_MONOTONIC, comparable across processes.
@@ -147,5 +270,31 @@ mod tests {
         assert_eq!(s.in_flight().collect::<Vec<_>>(), vec![42]);
         assert_eq!(s.state.load(Ordering::Acquire), STATE_BOOTING);
         assert_eq!(sb.slot(4).in_flight().count(), 0);
+    }
+
+    #[test]
+    fn thread_entries_name_their_request() {
+        let sb = Scoreboard::new().unwrap();
+        let t = &sb.slot(0).threads[2];
+        assert_eq!(t.current(), None);
+        let long = vec![b'p'; 300];
+        t.begin(7, b"abc-123", b"GET", &long);
+        let c = t.current().unwrap();
+        assert_eq!(
+            (c.id, c.request_id.as_str(), c.method.as_str()),
+            (7, "abc-123", "GET")
+        );
+        assert_eq!(c.path.len(), PATH_BYTES - 1);
+        assert!(c.since_ms > 0);
+        t.begin(8, b"", b"POST", b"/x?y=\xff");
+        let c = t.current().unwrap();
+        assert_eq!(
+            (c.id, c.request_id.as_str(), c.path.as_str()),
+            (8, "", "/x?y=\u{fffd}")
+        );
+        t.end();
+        assert_eq!(t.current(), None);
+        sb.stats().bytes_in.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(sb.stats().bytes_in.load(Ordering::Relaxed), 3);
     }
 }

@@ -19,12 +19,22 @@
 //! | 3    | `ResponseHead` | worker → front | status u16, headers                        |
 //! | 4    | `End`          | both           | empty: the message is complete             |
 //! | 5    | `Abort`        | worker → front | UTF-8 reason: the response failed midway   |
+//! | 6    | `File`         | worker → front | offset u64, len u64: the body is `len` bytes of the file descriptor that travels with this frame (SCM_RIGHTS), from `offset` |
+//! | 7    | `StaticRoutes` | worker → front | id 0; count u16, then (url, dir) byte strings: static routes the loaded app declares (`django_static`, `flask_static`) |
 //!
 //! A request travels as one datagram on the shared request queue:
 //! `RequestHead`, then `Body` if the body is inline, then `End`. A body too
 //! large to inline travels as a file descriptor beside the datagram
 //! (SCM_RIGHTS) and the head says so ([`BodyKind::File`]). A response is
-//! `ResponseHead`, zero or more `Body`, then `End` or `Abort`.
+//! `ResponseHead`, zero or more `Body`, then `End` or `Abort`; or
+//! `ResponseHead`, one `File`, then `End` (`wsgi.file_wrapper` on a
+//! regular file: the front sends the file, the worker is free at once).
+//!
+//! On the response channel (a stream socket) a descriptor is attached to
+//! the `sendmsg` that carries its `File` frame. The kernel never delivers
+//! it later than that message's first byte, and a read stops after the
+//! message that carries one, so the reader keeps received descriptors in
+//! a queue and gives each `File` frame the oldest.
 //!
 //! Strings and byte strings inside payloads are `u16 LE length + bytes`
 //! (`u32` for the request target). [`decode`] checks every length against
@@ -44,6 +54,8 @@ const KIND_BODY: u8 = 2;
 const KIND_RESPONSE_HEAD: u8 = 3;
 const KIND_END: u8 = 4;
 const KIND_ABORT: u8 = 5;
+const KIND_FILE: u8 = 6;
+const KIND_STATIC_ROUTES: u8 = 7;
 
 /// Why bytes could not be decoded. Every variant is a protocol violation by
 /// the peer (or memory corruption), never a normal condition.
@@ -144,6 +156,18 @@ pub enum Frame<'a> {
     ResponseHead(u64, ResponseHead<'a>),
     End(u64),
     Abort(u64, &'a str),
+    /// The body is `len` bytes from `offset` of the descriptor that came
+    /// with this frame.
+    File(u64, FileSpan),
+    /// Static routes declared by the loaded app: (URL prefix, directory).
+    StaticRoutes(u64, Vec<(&'a [u8], &'a [u8])>),
+}
+
+/// Which bytes of a passed file descriptor are the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSpan {
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Frame<'_> {
@@ -154,7 +178,9 @@ impl Frame<'_> {
             | Frame::Body(id, _)
             | Frame::ResponseHead(id, _)
             | Frame::End(id)
-            | Frame::Abort(id, _) => *id,
+            | Frame::Abort(id, _)
+            | Frame::File(id, _)
+            | Frame::StaticRoutes(id, _) => *id,
         }
     }
 }
@@ -167,6 +193,8 @@ impl fmt::Display for Frame<'_> {
             Frame::ResponseHead(..) => "ResponseHead",
             Frame::End(..) => "End",
             Frame::Abort(..) => "Abort",
+            Frame::File(..) => "File",
+            Frame::StaticRoutes(..) => "StaticRoutes",
         };
         write!(f, "{name}#{}", self.id())
     }
@@ -217,6 +245,20 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Frame<'_>, usize)>, Wi
             id,
             std::str::from_utf8(payload).map_err(|_| WireError::Invalid("abort reason"))?,
         ),
+        KIND_FILE => {
+            let mut r = Reader {
+                buf: payload,
+                what: "File",
+            };
+            let offset = r.u64()?;
+            let len = r.u64()?;
+            r.finish()?;
+            if offset.checked_add(len).is_none() {
+                return Err(WireError::Invalid("file span"));
+            }
+            Frame::File(id, FileSpan { offset, len })
+        }
+        KIND_STATIC_ROUTES => Frame::StaticRoutes(id, decode_pairs(payload, "StaticRoutes")?),
         other => return Err(WireError::UnknownKind(other)),
     };
     Ok(Some((frame, total)))
@@ -283,6 +325,13 @@ impl<'a> Reader<'a> {
             Err(WireError::Trailing(self.what, self.buf.len()))
         }
     }
+}
+
+fn decode_pairs<'a>(payload: &'a [u8], what: &'static str) -> Result<Headers<'a>, WireError> {
+    let mut r = Reader { buf: payload, what };
+    let pairs = r.headers()?;
+    r.finish()?;
+    Ok(pairs)
 }
 
 fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
@@ -476,6 +525,30 @@ pub fn encode_end(out: &mut Vec<u8>, id: u64) {
     finish(out, start);
 }
 
+/// Append a `File` frame: the body is `len` bytes from `offset` of the
+/// descriptor sent with it.
+pub fn encode_file(out: &mut Vec<u8>, id: u64, span: FileSpan) {
+    let start = begin(out, KIND_FILE, id);
+    out.extend_from_slice(&span.offset.to_le_bytes());
+    out.extend_from_slice(&span.len.to_le_bytes());
+    finish(out, start);
+}
+
+/// Append a `StaticRoutes` frame (id 0) listing (URL prefix, directory).
+pub fn encode_static_routes(out: &mut Vec<u8>, routes: &[(&[u8], &[u8])]) -> Result<(), TooLong> {
+    let start = begin(out, KIND_STATIC_ROUTES, 0);
+    match put_headers(out, routes.iter().copied()) {
+        Ok(()) => {
+            finish(out, start);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Append an `Abort` frame; the reason is cut to 1 KiB.
 pub fn encode_abort(out: &mut Vec<u8>, id: u64, reason: &str) {
     let mut end = reason.len().min(1024);
@@ -602,7 +675,99 @@ mod tests {
         assert_eq!(out, vec![1, 2, 3]);
     }
 
+    #[test]
+    fn file_and_routes_frames_round_trip() {
+        let mut out = Vec::new();
+        let hs: [(&[u8], &[u8]); 1] = [(b"content-type", b"application/pdf")];
+        encode_response_head(&mut out, 4, 200, hs.iter().copied()).unwrap();
+        encode_file(
+            &mut out,
+            4,
+            FileSpan {
+                offset: 10,
+                len: 1 << 40,
+            },
+        );
+        encode_end(&mut out, 4);
+        let (_, n1) = decode(&out, MAX).unwrap().unwrap();
+        let (f, n2) = decode(&out[n1..], MAX).unwrap().unwrap();
+        assert_eq!(
+            f,
+            Frame::File(
+                4,
+                FileSpan {
+                    offset: 10,
+                    len: 1 << 40
+                }
+            )
+        );
+        assert_eq!(f.to_string(), "File#4");
+        assert_eq!(
+            decode(&out[n1 + n2..], MAX).unwrap().unwrap().0,
+            Frame::End(4)
+        );
+
+        let mut out = Vec::new();
+        let routes: [(&[u8], &[u8]); 2] = [(b"/static/", b"/srv/static"), (b"/media/", b"/srv/m")];
+        encode_static_routes(&mut out, &routes).unwrap();
+        let (f, n) = decode(&out, MAX).unwrap().unwrap();
+        assert_eq!(n, out.len());
+        assert_eq!(f, Frame::StaticRoutes(0, routes.to_vec()));
+    }
+
+    #[test]
+    fn bad_file_frames_are_errors() {
+        // Wrong payload size.
+        let mut out = Vec::new();
+        encode_file(&mut out, 1, FileSpan { offset: 0, len: 1 });
+        out.push(0);
+        let n = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&n.to_le_bytes());
+        assert_eq!(decode(&out, MAX), Err(WireError::Trailing("File", 1)));
+        let mut out = Vec::new();
+        encode_file(&mut out, 1, FileSpan { offset: 0, len: 1 });
+        out.truncate(out.len() - 1);
+        let n = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&n.to_le_bytes());
+        assert_eq!(decode(&out, MAX), Err(WireError::Truncated("File")));
+        // A span that overflows.
+        let mut out = Vec::new();
+        encode_file(
+            &mut out,
+            1,
+            FileSpan {
+                offset: u64::MAX,
+                len: 1,
+            },
+        );
+        assert_eq!(decode(&out, MAX), Err(WireError::Invalid("file span")));
+    }
+
     proptest! {
+        #[test]
+        fn file_frames_round_trip(id in any::<u64>(), offset in any::<u64>(), len in any::<u64>()) {
+            let mut out = Vec::new();
+            encode_file(&mut out, id, FileSpan { offset, len });
+            let r = decode(&out, MAX);
+            if offset.checked_add(len).is_some() {
+                let (f, n) = r.unwrap().unwrap();
+                prop_assert_eq!(n, out.len());
+                prop_assert_eq!(f, Frame::File(id, FileSpan { offset, len }));
+            } else {
+                prop_assert_eq!(r, Err(WireError::Invalid("file span")));
+            }
+        }
+
+        #[test]
+        fn static_routes_round_trip(routes in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..60), proptest::collection::vec(any::<u8>(), 0..200)), 0..10)) {
+            let rs: Vec<(&[u8], &[u8])> = routes.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+            let mut out = Vec::new();
+            encode_static_routes(&mut out, &rs).unwrap();
+            let (f, n) = decode(&out, MAX).unwrap().unwrap();
+            prop_assert_eq!(n, out.len());
+            prop_assert_eq!(f, Frame::StaticRoutes(0, rs));
+        }
+
         #[test]
         fn any_bytes_decode_or_error_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut rest: &[u8] = &bytes;

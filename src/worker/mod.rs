@@ -10,6 +10,7 @@
 //! Signals: TERM finishes the current request(s) then exits 0 (graceful);
 //! INT and QUIT exit at once.
 
+mod errors;
 mod output;
 mod python;
 mod wsgi;
@@ -26,7 +27,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
-use pyo3::types::IntoPyDict;
 use tracing::{error, info};
 
 use crate::arbiter::BOOT_ERROR;
@@ -146,8 +146,7 @@ fn stopping() -> bool {
 
 /// The worker role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
-    let pid = std::process::id();
-    let _span = tracing::info_span!("worker", pid).entered();
+    crate::logging::set_role(crate::logging::Role::Worker);
     if ctx.preloaded.is_some() {
         python::after_fork_child();
     } else if let Err(e) = apply_env(&ctx.config) {
@@ -195,14 +194,13 @@ pub fn run(ctx: Inherit) -> i32 {
         }
     };
     // A worker killed for a timeout gets SIGABRT first: print where the
-    // Python code was stuck.
+    // Python code was stuck (into the error log file when there is one).
     Python::attach(|py| {
         if let Ok(fh) = py.import("faulthandler") {
-            let _ = fh.call_method(
-                "enable",
-                (),
-                Some(&[("all_threads", true)].into_py_dict(py).expect("dict")),
-            );
+            let kwargs = pyo3::types::PyDict::new(py);
+            let _ = kwargs.set_item("all_threads", true);
+            let _ = kwargs.set_item("file", crate::logging::raw_fd());
+            let _ = fh.call_method("enable", (), Some(&kwargs));
         }
     });
     if let Some(h) = &hooks {
@@ -215,14 +213,30 @@ pub fn run(ctx: Inherit) -> i32 {
             return BOOT_ERROR;
         }
     }
+    // After the app's import and hooks, which may have configured logging.
+    if let Err(e) = Python::attach(errors::install) {
+        error!(error = %e, "cannot route Python logging to the error log");
+    }
     let slot = ctx.scoreboard.slot(ctx.slot);
     slot.state.store(STATE_READY, Ordering::Release);
     info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
 
+    let out = Arc::new(Output::new(channel));
+    let announce = if app.django_static || app.flask_static {
+        static_routes_frame(&loaded, app, ctx.slot == 0)
+    } else {
+        None
+    };
+    if let Some(frame) = &announce {
+        Python::attach(|py| out.write(py, frame));
+    }
+
     let limit = recycle_after(&ctx.config);
     let shared = Arc::new(Shared {
         queue,
-        out: Arc::new(Output::new(channel)),
+        out,
+        announce,
+        announced_ms: std::sync::atomic::AtomicU64::new(scoreboard::now_ms()),
         loaded,
         scoreboard: ctx.scoreboard,
         slot: ctx.slot,
@@ -230,6 +244,11 @@ pub fn run(ctx: Inherit) -> i32 {
         limit,
         max_memory: app.max_worker_memory,
         queue_timeout_ms: app.queue_timeout.as_millis() as u64,
+        queue_wait: ctx
+            .config
+            .metrics
+            .is_some()
+            .then(|| &ctx.scoreboard.stats().queue_wait),
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -257,6 +276,120 @@ pub fn run(ctx: Inherit) -> i32 {
     0
 }
 
+/// How often a worker repeats its `StaticRoutes` frame, so that a front
+/// restarted after a crash learns the app's routes again.
+const ANNOUNCE_EVERY_MS: u64 = 2000;
+
+/// `django_static` / `flask_static`: read the static settings of the
+/// loaded app and build the `StaticRoutes` frame that tells the front which
+/// prefixes to serve from which directories. Problems are logged (by the
+/// first worker only, not once per worker) and the prefix is left to the
+/// app.
+fn static_routes_frame(loaded: &Loaded, app: &crate::config::App, speak: bool) -> Option<Vec<u8>> {
+    let found: Result<Vec<(String, String, String, String)>, String> = Python::attach(|py| {
+        let helpers = loaded.helpers.bind(py);
+        let mut all = Vec::new();
+        let mut failed = Vec::new();
+        if app.django_static {
+            match helpers
+                .call_method0("django_static_routes")
+                .and_then(|r| r.extract::<Vec<(String, String, String, String)>>())
+            {
+                Ok(r) => all.extend(r),
+                Err(e) => failed.push(format!(
+                    "django_static: cannot read the Django settings:\n{}",
+                    python::format_exception(py, helpers, &e)
+                )),
+            }
+        }
+        if app.flask_static {
+            match helpers
+                .call_method1("flask_static_routes", (loaded.app.bind(py),))
+                .and_then(|r| r.extract::<Vec<(String, String, String, String)>>())
+            {
+                Ok(r) => all.extend(r),
+                Err(e) => failed.push(format!(
+                    "flask_static: {}",
+                    python::format_exception(py, helpers, &e)
+                )),
+            }
+        }
+        if failed.is_empty() {
+            Ok(all)
+        } else {
+            Err(failed.join("\n"))
+        }
+    });
+    let found = match found {
+        Ok(f) => f,
+        Err(msg) => {
+            if speak {
+                tracing::warn!("{msg}");
+            }
+            return None;
+        }
+    };
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for (url_key, root_key, url, root) in found {
+        match static_route_from_settings(&url, &root) {
+            Ok(Some(r)) => routes.push(r),
+            Ok(None) => {}
+            Err(why) => {
+                if speak {
+                    tracing::warn!("{url_key} = {url:?}, {root_key} = {root:?}: {why}; the app serves that prefix");
+                }
+            }
+        }
+    }
+    let pairs: Vec<(&[u8], &[u8])> = routes
+        .iter()
+        .map(|(u, d)| (u.as_bytes(), d.as_bytes()))
+        .collect();
+    let mut frame = Vec::new();
+    wire::encode_static_routes(&mut frame, &pairs).ok()?;
+    Some(frame)
+}
+
+/// One (URL, directory) pair from an app's settings: `Ok(None)` when the
+/// URL is unset or points at another host (a CDN), an error when edge
+/// cannot serve it.
+fn static_route_from_settings(url: &str, root: &str) -> Result<Option<(String, String)>, String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if url.contains("://") || url.starts_with("//") {
+        return Ok(None); // served by another host
+    }
+    let mut url = if url.starts_with('/') {
+        url.to_string()
+    } else {
+        // Django: a relative STATIC_URL is under SCRIPT_NAME, "/" here.
+        format!("/{url}")
+    };
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    if url == "/" {
+        return Err("a static URL of \"/\" would hide the whole app".into());
+    }
+    if root.is_empty() {
+        return Err("no directory is set".into());
+    }
+    let dir = std::path::Path::new(root);
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| e.to_string())?
+            .join(dir)
+    };
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    Ok(Some((url, dir.to_string_lossy().into_owned())))
+}
+
 struct Loaded {
     app: Py<PyAny>,
     helpers: Py<PyModule>,
@@ -264,6 +397,9 @@ struct Loaded {
 }
 
 struct Shared {
+    /// The `StaticRoutes` frame, repeated every [`ANNOUNCE_EVERY_MS`].
+    announce: Option<Vec<u8>>,
+    announced_ms: std::sync::atomic::AtomicU64,
     queue: OwnedFd,
     out: Arc<Output>,
     loaded: Arc<Loaded>,
@@ -276,6 +412,8 @@ struct Shared {
     max_memory: u64,
     /// `app.queue_timeout` in milliseconds.
     queue_timeout_ms: u64,
+    /// `edge_queue_wait_seconds`, when `[metrics]` is on.
+    queue_wait: Option<&'static crate::ipc::stats::Histogram>,
 }
 
 /// `max_requests` plus this worker's share of the jitter.
@@ -302,6 +440,18 @@ fn serve(shared: &Shared, thread: usize) {
     let entry = &slot.threads[thread];
     Python::attach(|py| {
         while !stopping() {
+            if let Some(frame) = &shared.announce {
+                let now = scoreboard::now_ms();
+                let last = shared.announced_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= ANNOUNCE_EVERY_MS
+                    && shared
+                        .announced_ms
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    shared.out.write(py, frame);
+                }
+            }
             let got = py.detach(|| take_request(shared.queue.as_fd(), &mut buf));
             let received = match got {
                 Ok(r) if r.len == 0 => {
@@ -326,14 +476,27 @@ fn serve(shared: &Shared, thread: usize) {
                 }
             };
             let datagram = &buf[..received.len];
-            let id = match wire::decode(datagram, u32::MAX) {
-                Ok(Some((f, _))) => f.id(),
-                _ => 0,
+            let (id, request_id, method, target) = match wire::decode(datagram, u32::MAX) {
+                Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
+                    let rid = h
+                        .headers
+                        .iter()
+                        .find(|(n, _)| *n == b"x-request-id")
+                        .map_or(&b""[..], |(_, v)| v);
+                    if let Some(wait) = shared.queue_wait {
+                        // Millisecond resolution: the front's queueing time.
+                        let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
+                        wait.observe_us(ms * 1000);
+                    }
+                    (id, rid, h.method, h.target)
+                }
+                Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..]),
+                _ => (0, &b""[..], &b""[..], &b""[..]),
             };
-            entry
-                .since_ms
-                .store(scoreboard::now_ms(), Ordering::Release);
-            entry.request.store(id, Ordering::Release);
+            // Named on the scoreboard (timeouts, `edge status`) and in
+            // every error line this thread logs meanwhile.
+            entry.begin(id, request_id, method, target);
+            let scope = crate::logging::enter_request(request_id);
             if received.truncated {
                 error!(
                     request = id,
@@ -343,12 +506,16 @@ fn serve(shared: &Shared, thread: usize) {
             } else {
                 handle(py, shared, datagram, received.fd);
             }
-            entry.request.store(0, Ordering::Release);
+            errors::flush_partial();
+            drop(scope);
+            entry.end();
             let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
             if shared.limit != 0 && served == shared.limit {
                 // Keep serving until the replacement is ready and the
                 // arbiter sends TERM: capacity never drops.
                 info!(served, "max_requests reached; asking to be replaced");
+                slot.retire_reason
+                    .store(scoreboard::RETIRE_MAX_REQUESTS, Ordering::Relaxed);
                 slot.state
                     .store(scoreboard::STATE_RETIRING, Ordering::Release);
             }
@@ -360,6 +527,8 @@ fn serve(shared: &Shared, thread: usize) {
                             limit = shared.max_memory,
                             "max_worker_memory exceeded; asking to be replaced"
                         );
+                        slot.retire_reason
+                            .store(scoreboard::RETIRE_MEMORY, Ordering::Relaxed);
                         slot.state
                             .store(scoreboard::STATE_RETIRING, Ordering::Release);
                     }
@@ -384,7 +553,10 @@ fn rss_bytes() -> Option<u64> {
 /// Take the next request from the queue. When none is waiting, yield the
 /// CPU once before sleeping: the front, often on the same core, may be about
 /// to queue one, and finding it then costs no wake-up (PERF-NOTES.md).
-fn take_request(queue: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<fdpass::Received> {
+fn take_request(
+    queue: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<fdpass::Received> {
     match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         other => return other,

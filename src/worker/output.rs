@@ -4,6 +4,7 @@
 //! mid-frame, and with the GIL released.
 
 use std::io::Write;
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
@@ -30,6 +31,36 @@ impl Output {
         });
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot write to the front; response dropped");
+        }
+    }
+
+    /// Write whole frames with a descriptor attached (SCM_RIGHTS), for a
+    /// `File` frame. The descriptor rides on the first byte; whatever
+    /// `sendmsg` did not take is written plainly after it.
+    /// `fd` must stay open for the call (the caller holds the Python file
+    /// object that owns it).
+    pub fn write_with_fd(&self, py: Python<'_>, frames: &[u8], fd: RawFd) -> bool {
+        let r = py.detach(|| {
+            let mut s = self.stream.lock().expect("output lock");
+            let sent = loop {
+                match crate::ipc::fdpass::send_raw(
+                    s.as_fd(),
+                    &[frames],
+                    fd,
+                    nix::sys::socket::MsgFlags::empty(),
+                ) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            s.write_all(&frames[sent..])
+        });
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write to the front; response dropped");
+                false
+            }
         }
     }
 }

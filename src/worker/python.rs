@@ -42,6 +42,64 @@ class FileWrapper:
         raise StopIteration
 
 
+def file_span(wrapper):
+    """(fd, offset, length) when the wrapped file is a regular file with a
+    real descriptor, so the front can send it; None otherwise (the wrapper
+    is then iterated). Starts at the file's current position (PEP 3333)."""
+    import io
+    import os
+    import stat
+
+    f = wrapper.filelike
+    if isinstance(f, io.TextIOBase):
+        return None
+    try:
+        fd = f.fileno()
+        st = os.fstat(fd)
+    except Exception:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        pos = f.tell()
+    except Exception:
+        try:
+            pos = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            return None
+    if not isinstance(pos, int) or pos < 0:
+        return None
+    return fd, pos, max(0, st.st_size - pos)
+
+
+def django_static_routes():
+    """[(url setting, root setting, url, root)] from the loaded project's
+    settings."""
+    import os
+    from django.conf import settings
+
+    out = []
+    for url_key, root_key in (("STATIC_URL", "STATIC_ROOT"), ("MEDIA_URL", "MEDIA_ROOT")):
+        url = getattr(settings, url_key, None)
+        root = getattr(settings, root_key, None)
+        out.append((url_key, root_key, "" if url is None else str(url),
+                    "" if root is None else os.fspath(root)))
+    return out
+
+
+def flask_static_routes(app):
+    """The same for a Flask app: its static_url_path and static_folder."""
+    import os
+
+    url = getattr(app, "static_url_path", None)
+    folder = getattr(app, "static_folder", None)
+    if url is None and folder is None:
+        raise TypeError(f"flask_static: {type(app).__name__} is not a Flask app "
+                        "(no static_url_path / static_folder)")
+    return [("static_url_path", "static_folder", "" if url is None else str(url),
+             "" if folder is None else os.fspath(folder))]
+
+
 def format_exception(exc, tb):
     import traceback
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()

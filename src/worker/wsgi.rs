@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 
 use super::output::Output;
 use crate::ipc::wire::{self, RequestHead};
@@ -34,7 +34,7 @@ pub fn base_environ(
     d.set_item("wsgi.multithread", threads > 1)?;
     d.set_item("wsgi.multiprocess", workers > 1)?;
     d.set_item("wsgi.run_once", false)?;
-    d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    d.set_item("wsgi.errors", Bound::new(py, super::errors::ErrorStream)?)?;
     d.set_item("wsgi.file_wrapper", helpers.getattr("FileWrapper")?)?;
     d.set_item("wsgi.input_terminated", true)?;
     d.set_item(
@@ -406,6 +406,36 @@ impl Responder {
         }
     }
 
+    /// Send the body as `len` bytes of the open file `fd` from `offset`:
+    /// head, then a `File` frame with the descriptor attached. Only before
+    /// anything was sent (else `Ok(false)`: iterate as usual). The
+    /// `Content-Length` becomes the span's length, capped by the app's.
+    pub fn send_file(&self, py: Python<'_>, fd: i32, offset: u64, len: u64) -> PyResult<bool> {
+        let mut st = self.state.lock().expect("responder lock");
+        if st.head_sent || st.status.is_none() {
+            return Ok(false);
+        }
+        let declared = st
+            .headers
+            .iter()
+            .find(|(n, _)| n == b"content-length")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        let len = declared.map_or(len, |d| d.min(len));
+        st.headers.retain(|(n, _)| n != b"content-length");
+        st.headers
+            .push((b"content-length".to_vec(), len.to_string().into_bytes()));
+        self.push_head(&mut st)?;
+        st.sent += len;
+        if self.head_only || len == 0 {
+            // `finish` writes the head and End.
+            return Ok(true);
+        }
+        wire::encode_file(&mut st.buf, self.id, wire::FileSpan { offset, len });
+        self.out.write_with_fd(py, &st.buf, fd);
+        st.buf.clear();
+        Ok(true)
+    }
+
     /// The app finished without error: head (if still unsent), End, write.
     pub fn finish(&self, py: Python<'_>) -> PyResult<()> {
         let mut st = self.state.lock().expect("responder lock");
@@ -470,7 +500,11 @@ pub fn run_app(
     let outcome = match result {
         Err(e) => Err(e),
         Ok(iterable) => {
-            let streamed = iterate(py, &iterable, r);
+            let streamed = match offload(py, &iterable, r, helpers) {
+                Ok(true) => Ok(()),
+                Ok(false) => iterate(py, &iterable, r),
+                Err(e) => Err(e),
+            };
             // close() exactly once, whatever happened while iterating.
             let closed = match iterable.getattr_opt(intern!(py, "close")) {
                 Ok(Some(close)) => close.call0().map(drop),
@@ -489,6 +523,30 @@ pub fn run_app(
         );
         r.fail(py, "application error");
     }
+}
+
+/// `wsgi.file_wrapper` over a regular file: hand the front the descriptor
+/// and let it send the bytes, instead of reading them through Python.
+/// `Ok(false)`: not such a response (or too late for it); iterate instead.
+fn offload(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    r: &Responder,
+    helpers: &Bound<'_, PyModule>,
+) -> PyResult<bool> {
+    if iterable.is_instance_of::<PyList>() || iterable.is_instance_of::<PyTuple>() {
+        return Ok(false);
+    }
+    let wrapper = helpers.getattr(intern!(py, "FileWrapper"))?;
+    if !iterable.is_instance(&wrapper)? {
+        return Ok(false);
+    }
+    let span = helpers.call_method1(intern!(py, "file_span"), (iterable,))?;
+    if span.is_none() {
+        return Ok(false);
+    }
+    let (fd, offset, len): (i32, u64, u64) = span.extract()?;
+    r.send_file(py, fd, offset, len)
 }
 
 fn iterate(py: Python<'_>, iterable: &Bound<'_, PyAny>, r: &Responder) -> PyResult<()> {

@@ -7,8 +7,10 @@
 
 pub mod http;
 pub mod json;
+pub mod obs;
 pub mod proc;
 pub mod sha256;
+pub mod static_helpers;
 pub mod tls;
 pub mod venv;
 

@@ -1,7 +1,7 @@
 //! The Python virtualenv with Flask and Django that the example-app tests use.
 //!
 //! Created once per target dir (`<target>/test-venv`) with `python -m venv`
-//! and `pip install flask django`, guarded by an flock on
+//! and `pip install` of [`PACKAGES`] (flask, django, pyyaml, prometheus_client), guarded by an flock on
 //! `<target>/test-venv.lock` so parallel tests and test binaries never
 //! race. `EDGE_TEST_VENV=/path` uses an existing venv instead.
 //!
@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use nix::fcntl::{Flock, FlockArg};
 
 // Renamed whenever PACKAGES changes, so an older venv is rebuilt.
-const MARKER: &str = ".edge-test-ready-2";
-const PACKAGES: &[&str] = &["flask", "django", "pyyaml"];
+const MARKER: &str = ".edge-test-ready-3";
+const PACKAGES: &[&str] = &["flask", "django", "pyyaml", "prometheus_client"];
 
 /// The cargo target dir these tests were built in.
 pub fn target_dir() -> PathBuf {
@@ -145,7 +145,7 @@ fn build() -> PathBuf {
     let mut pip = Command::new(&vpy);
     pip.args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]);
     pip.args(PACKAGES);
-    run(&mut pip, "pip install flask django into the test venv");
+    run(&mut pip, "pip install the test venv's packages");
     std::fs::write(venv.join(MARKER), "ok\n").unwrap();
     venv
 }

@@ -1,53 +1,84 @@
 //! Static file serving for `[[static]]` routes: nginx's `location /url/ {
-//! alias dir/; }` with `index index.html`, `autoindex off` and, with
+//! alias dir/; }` with `index index.html`, `open_file_cache`,
+//! `gzip_static`/`brotli_static`, `gzip`, `expires`, and, with
 //! `fallback = "app"`, `try_files $uri @app`.
 //!
 //! # Layout
-//! - `resolve.rs`: URL path → canonical file under the root. Owns the
-//!   guarantee that no request reads outside `dir` (no `..`, encoded or
-//!   not; no symlink escape). Pure first half, fuzz-friendly.
-//! - `plan.rs`: status and headers from file metadata and the request's
-//!   validators (ETag, Last-Modified, 304, Content-Type). Pure. `Range`
-//!   and precompressed siblings will extend it.
-//! - `file_body.rs`: the streaming body for files over 64 KiB.
-//! - this file: the I/O shell. One blocking-pool hop per request does the
-//!   resolve, the stats, the open and (for small files) the read, so a
-//!   request costs one thread handoff rather than one per syscall. Then it
-//!   builds the response and the canned error pages.
+//! - `resolve.rs`: URL path → open file under the root. Owns the guarantee
+//!   that no request reads outside `dir`. Pure first half, fuzz-friendly.
+//! - `lookup.rs`: the blocking half: open, fstat, index, siblings, small
+//!   contents. One blocking-pool hop per lookup.
+//! - `cache.rs`: lookups reused for `open_file_cache` (default 1 s); a hit
+//!   does no system call at all.
+//! - `plan.rs`: status and headers from metadata and the request's
+//!   validators (ETag, Last-Modified, 304, 412, If-Range). Pure.
+//! - `range.rs`: the `Range` header. Pure.
+//! - `file_body.rs`: streaming bodies for files over 64 KiB and for
+//!   multipart ranges.
+//! - `autoindex.rs`: directory listings, when a route asks for them.
+//! - this file: the async shell: routes, the cache, choosing a
+//!   representation (precompressed sibling, compressed on the fly, or the
+//!   file itself), building the response, error pages.
 //!
 //! # Statuses
 //! | situation                                    | answer                              |
 //! |----------------------------------------------|-------------------------------------|
-//! | `route.internal`                             | 404 (X-Accel-Redirect comes later)  |
+//! | `route.internal`, asked for directly          | 404 (only X-Accel-Redirect/X-Sendfile reach it) |
 //! | method not GET/HEAD                          | 405 + `Allow` (with fallback: only if the file exists, else the app) |
 //! | NUL or `..` in the path                      | 400, never the app                  |
+//! | hidden name (`.git`, `.env`) without `allow_hidden` | 404, or the app with fallback |
 //! | missing, or not a regular file/directory     | 404, or [`Outcome::NotFound`] with fallback |
 //! | directory, no trailing `/`                   | 301 to `path/` (query kept)         |
-//! | directory with `index.html`                  | the index                           |
-//! | directory without it                         | 403, or [`Outcome::NotFound`] with fallback |
+//! | directory with an index                      | the index                           |
+//! | directory without, `autoindex = true`        | the listing                         |
+//! | directory without                            | 404, or the app with fallback       |
 //! | symlink leading outside the root, EACCES     | 403                                 |
+//! | `If-Match`/`If-Unmodified-Since` fail        | 412                                 |
+//! | `If-None-Match`/`If-Modified-Since` current  | 304                                 |
+//! | `Range`: one span / several / none satisfiable | 206 / 206 `multipart/byteranges` / 416 |
 //! | any other I/O error                          | 500 + `error!` naming the path      |
+//!
+//! # Representations
+//! With `precompressed = true`, `name.br`, `name.zst` and `name.gz` beside
+//! `name` are served (with `Content-Encoding`) to clients that accept them.
+//! Otherwise a compressible file of at least `[compression] min_size` is
+//! compressed on the fly (small files once per cache period, large ones as
+//! they stream), with a weak ETag. Either way the response carries
+//! `Vary: Accept-Encoding`. A request with `Range` always gets the file
+//! itself, so byte offsets always mean the same bytes.
 
+mod autoindex;
+mod cache;
 mod file_body;
+mod lookup;
 mod plan;
+mod range;
 pub mod resolve;
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{
+    ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPIRES, LOCATION,
+};
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, StatusCode};
-use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use percent_encoding::{percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
-use crate::config::StaticRoute;
+use crate::config::{Coding, Compression, Expires, StaticRoute};
 use crate::front::body::ResponseBody;
-use file_body::FileBody;
-use plan::{BodyPlan, FileInfo, Plan, Preconditions};
-use resolve::{classify, ResolveError};
+use crate::front::compress::{self, Levels};
+use cache::{Cached, FileCache};
+pub(crate) use file_body::FileBody;
+use file_body::{ChainBody, Piece};
+use lookup::{FileEntry, Found, Lookup, Variant};
+use plan::{BodyPlan, FileInfo, Plan, Preconditions, Rep};
+use resolve::ResolveError;
 
 /// What the router does with a static request.
 pub enum Outcome {
@@ -57,13 +88,6 @@ pub enum Outcome {
     /// to the app.
     NotFound,
 }
-
-/// The file served for a directory (nginx's default `index`).
-const INDEX: &str = "index.html";
-
-/// Files up to this size are read whole on the blocking thread and sent as
-/// one `Bytes`; larger ones stream in [`file_body::CHUNK`] pieces.
-const SMALL_FILE: u64 = 64 * 1024;
 
 /// Bytes escaped when a decoded path segment goes back into a `Location`.
 /// Besides the URL-structural ones, `\` is escaped because browsers read
@@ -84,18 +108,215 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// The routes in force: the config's, plus those a worker announced from
+/// the loaded app (`django_static` / `flask_static`).
+pub struct Routes {
+    pub list: Vec<StaticRoute>,
+    /// Each route's directory, canonicalized when the routes were set, to
+    /// match `X-Sendfile` paths against.
+    canonical: Vec<Option<PathBuf>>,
+}
+
+impl Routes {
+    /// Builds the table. Canonicalizes each `dir` (blocking, once).
+    pub fn new(list: Vec<StaticRoute>) -> Self {
+        let canonical = list.iter().map(|r| r.dir.canonicalize().ok()).collect();
+        Routes { list, canonical }
+    }
+}
+
+/// Static serving state shared by every connection.
+pub struct StaticFiles {
+    cache: FileCache,
+    compression: Compression,
+    /// The config's routes.
+    configured: Vec<StaticRoute>,
+    routes: RwLock<Arc<Routes>>,
+    /// The table as built from the config alone, and whether the app has
+    /// added routes since: until it does, [`StaticFiles::routes_for`]
+    /// needs no lock (the hot path of every app request).
+    base: Arc<Routes>,
+    app_routes: std::sync::atomic::AtomicBool,
+}
+
+impl StaticFiles {
+    pub fn new(routes: &[StaticRoute], compression: &Compression) -> Self {
+        let base = Arc::new(Routes::new(routes.to_vec()));
+        StaticFiles {
+            cache: FileCache::default(),
+            compression: compression.clone(),
+            configured: routes.to_vec(),
+            routes: RwLock::new(base.clone()),
+            base,
+            app_routes: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The routes in force, when one of them matches `path` (`None`: the
+    /// request is the app's). Without app-announced routes this takes no
+    /// lock and touches no shared counter unless a route matches.
+    pub fn routes_for(&self, path: &str) -> Option<Arc<Routes>> {
+        if !self.app_routes.load(std::sync::atomic::Ordering::Acquire) {
+            super::route::static_route(&self.base.list, path)?;
+            return Some(self.base.clone());
+        }
+        let routes = self.routes();
+        super::route::static_route(&routes.list, path)?;
+        Some(routes)
+    }
+
+    /// The routes in force now.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().expect("routes lock").clone()
+    }
+
+    /// Adds routes announced by the app (replacing earlier announced ones;
+    /// a configured route with the same URL wins). Returns the URLs now
+    /// served for the app, or nothing when the table did not change (each
+    /// worker announces the same list). Blocking: checks the directories.
+    pub fn set_app_routes(&self, announced: Vec<StaticRoute>) -> Vec<String> {
+        let mut list = self.configured.clone();
+        let mut added = Vec::new();
+        for mut r in announced {
+            if !r.url.starts_with('/') || !r.dir.is_absolute() || !r.dir.is_dir() {
+                tracing::warn!(url = %r.url, dir = %r.dir.display(), "app static route ignored: the URL must start with '/' and the directory must exist");
+                continue;
+            }
+            if !r.url.ends_with('/') {
+                r.url.push('/');
+            }
+            if list.iter().any(|c| c.url == r.url) {
+                tracing::warn!(url = %r.url, "app static route ignored: a [[static]] route has that URL");
+                continue;
+            }
+            added.push(r.url.clone());
+            list.push(r);
+        }
+        let same = |a: &[StaticRoute], b: &[StaticRoute]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.url == y.url && x.dir == y.dir)
+        };
+        let mut current = self.routes.write().expect("routes lock");
+        if same(&current.list, &list) {
+            return Vec::new();
+        }
+        *current = Arc::new(Routes::new(list));
+        self.app_routes
+            .store(true, std::sync::atomic::Ordering::Release);
+        added
+    }
+}
+
 /// Answers a request routed to `route`.
 ///
 /// `rest` is the request path after the route's url prefix, still
 /// percent-encoded, without query. [`Outcome::NotFound`] is returned only
 /// when nothing servable exists and `route.fallback_to_app` is set;
 /// otherwise every case is a response (see the module's status table).
-pub async fn serve(route: &StaticRoute, parts: &Parts, rest: &str) -> Outcome {
+pub async fn serve(files: &StaticFiles, route: &StaticRoute, parts: &Parts, rest: &str) -> Outcome {
+    serve_as(files, route, parts, rest, false).await
+}
+
+/// `X-Accel-Redirect: <uri>` in an app response: serve `uri` from the
+/// static route it falls under (internal or not), as nginx's internal
+/// redirect does: the method becomes GET (HEAD stays HEAD), the client's
+/// conditional and range headers apply. `None` when no route matches.
+pub async fn serve_redirect(
+    files: &StaticFiles,
+    target: &[u8],
+    parts: &Parts,
+) -> Option<Response<ResponseBody>> {
+    // A query string would be an argument to an nginx location; for a file
+    // it means nothing.
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    if !path.starts_with(b"/") {
+        return None;
+    }
+    // Raw non-ASCII bytes (an app that did not quote its path) become
+    // percent escapes, so they decode back to themselves.
+    let path = escape_non_ascii(path);
+    let routes = files.routes();
+    let (route, rest) = super::route::static_route(&routes.list, &path)?;
+    Some(match serve_as(files, route, parts, rest, true).await {
+        Outcome::Response(r) => r,
+        Outcome::NotFound => error_page(StatusCode::NOT_FOUND, parts.method == Method::HEAD),
+    })
+}
+
+/// `X-Sendfile: <absolute path>` in an app response: serve that file if it
+/// is under a static route's `dir` (with that route's rules: no `..`, no
+/// symlink escape, hidden files as configured). `None` when no route holds
+/// it.
+pub async fn serve_sendfile(
+    files: &StaticFiles,
+    path: &[u8],
+    parts: &Parts,
+) -> Option<Response<ResponseBody>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = Path::new(std::ffi::OsStr::from_bytes(path));
+    if !path.is_absolute() {
+        return None;
+    }
+    let routes = files.routes();
+    let mut best: Option<(usize, &Path, usize)> = None;
+    for (i, r) in routes.list.iter().enumerate() {
+        for dir in [Some(r.dir.as_path()), routes.canonical[i].as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(inner) = path.strip_prefix(dir) {
+                let depth = dir.components().count();
+                if best.is_none_or(|(_, _, d)| depth > d) {
+                    best = Some((i, inner, depth));
+                }
+            }
+        }
+    }
+    let (i, inner, _) = best?;
+    let rest = percent_encode(inner.as_os_str().as_bytes(), NON_ALPHANUMERIC_BUT_SLASH).to_string();
+    Some(
+        match serve_as(files, &routes.list[i], parts, &rest, true).await {
+            Outcome::Response(r) => r,
+            Outcome::NotFound => error_page(StatusCode::NOT_FOUND, parts.method == Method::HEAD),
+        },
+    )
+}
+
+/// Everything but `/` and unreserved characters, for turning a file path
+/// into the URL form [`resolve::normalize`] decodes.
+const NON_ALPHANUMERIC_BUT_SLASH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn escape_non_ascii(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for &c in b {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+async fn serve_as(
+    files: &StaticFiles,
+    route: &StaticRoute,
+    parts: &Parts,
+    rest: &str,
+    redirected: bool,
+) -> Outcome {
     let head = parts.method == Method::HEAD;
-    if route.internal {
+    if route.internal && !redirected {
         return Outcome::Response(error_page(StatusCode::NOT_FOUND, head));
     }
-    let readable = head || parts.method == Method::GET;
+    let readable = redirected || head || parts.method == Method::GET;
     // Without fallback the answer to other methods never depends on the
     // disk. With it, nginx's try_files sends a POST for a missing file to
     // the app, and only an existing file gets 405; we do the same, so a
@@ -110,166 +331,264 @@ pub async fn serve(route: &StaticRoute, parts: &Parts, rest: &str) -> Outcome {
         // different file (`rest` may start with '/').
         Err(e) => return refused(route, e, &format_args!("{}{rest}", route.url), head),
     };
+    if !route.allow_hidden && resolve::is_hidden(&rel) {
+        tracing::debug!(path = %format_args!("{}{rest}", route.url), "static: hidden name refused");
+        return refused(route, ResolveError::NotFound, &"", head);
+    }
     let trailing_slash = rest.is_empty() || rest.ends_with('/');
-    let job = Lookup {
-        root: route.dir.clone(),
-        rel,
-        trailing_slash,
-        readable,
-        want_body: parts.method == Method::GET,
-        pre: Preconditions::from_headers(&parts.headers),
-        cache_control: cache_control(route),
-    };
-    let shown = job.root.join(&job.rel);
-    let rel = job.rel.clone();
-    let found = match tokio::task::spawn_blocking(move || lookup(job)).await {
-        Ok(found) => found,
-        Err(e) => Found::Failed(ResolveError::Io(io::Error::other(e.to_string()))),
-    };
+    let found = find(files, route, &rel, trailing_slash).await;
+    let shown = || route.dir.join(&rel);
 
     match found {
-        Found::File { plan, file, small } => {
-            Outcome::Response(file_response(plan, file, small, head))
+        Found::File(_) | Found::AddSlash | Found::Listing(_) if !readable => {
+            Outcome::Response(method_not_allowed())
         }
+        Found::File(entry) => Outcome::Response(respond_file(files, route, &entry, parts, head)),
         Found::AddSlash => Outcome::Response(add_slash(route, &rel, parts.uri.query(), head)),
         // A fallback route's directory without an index belongs to the app
         // (a route at "/" whose app serves the home page), slash or not.
         Found::NoIndex if route.fallback_to_app => Outcome::NotFound,
+        Found::NoIndex if !readable => Outcome::Response(method_not_allowed()),
+        // nginx redirects a directory asked for without its slash first.
         Found::NoIndex if !trailing_slash => {
             Outcome::Response(add_slash(route, &rel, parts.uri.query(), head))
         }
-        Found::NoIndex => Outcome::Response(error_page(StatusCode::FORBIDDEN, head)),
-        Found::WrongMethod => Outcome::Response(method_not_allowed()),
-        Found::Failed(e) => refused(route, e, &shown.display(), head),
+        Found::NoIndex => Outcome::Response(error_page(StatusCode::NOT_FOUND, head)),
+        Found::Listing(page) => {
+            let len = page.len();
+            let mut resp = Response::new(if head {
+                ResponseBody::Empty
+            } else {
+                ResponseBody::full(page)
+            });
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            resp.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(len));
+            Outcome::Response(resp)
+        }
+        Found::Failed(e) => refused(route, e, &shown().display(), head),
     }
 }
 
-// === lookup (blocking) ===
-
-/// Everything the blocking half needs, owned so it can move to the pool.
-struct Lookup {
-    root: PathBuf,
-    /// From [`resolve::normalize`].
-    rel: PathBuf,
-    /// The request path ends in `/`: it names a directory.
-    trailing_slash: bool,
-    /// GET or HEAD.
-    readable: bool,
-    /// GET: read small files now, since the body will be sent.
-    want_body: bool,
-    pre: Preconditions,
-    cache_control: Option<HeaderValue>,
+/// The cache key: route, directory, path and whether a slash ended it.
+fn cache_key(route: &StaticRoute, rel: &Path, trailing_slash: bool) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut key = Vec::with_capacity(route.url.len() + rel.as_os_str().len() + 64);
+    key.extend_from_slice(route.url.as_bytes());
+    key.push(0);
+    key.extend_from_slice(route.dir.as_os_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(rel.as_os_str().as_bytes());
+    key.push(u8::from(trailing_slash));
+    key
 }
 
-/// What the blocking half found.
-enum Found {
-    /// A regular file to answer from; `small` holds the whole body when it
-    /// was read already.
-    File {
-        plan: Plan,
-        file: File,
-        small: Option<Bytes>,
-    },
-    /// A directory with an index, asked for without its trailing slash.
-    AddSlash,
-    /// A directory with no index file. Without fallback nginx still
-    /// redirects a slash-less request first, then answers 403.
-    NoIndex,
-    /// Something servable exists but the method is not GET/HEAD.
-    WrongMethod,
-    Failed(ResolveError),
-}
-
-fn lookup(job: Lookup) -> Found {
-    match try_lookup(&job) {
-        Ok(found) => found,
-        Err(e) => Found::Failed(e),
+/// What is at `rel`: from the cache, or looked up on the blocking pool
+/// (and then cached).
+async fn find(files: &StaticFiles, route: &StaticRoute, rel: &Path, trailing_slash: bool) -> Found {
+    let key = cache_key(route, rel, trailing_slash);
+    if let Some(hit) = files.cache.get(&key, Instant::now()) {
+        return match hit {
+            Cached::File(e) => Found::File(e),
+            Cached::AddSlash => Found::AddSlash,
+            Cached::NoIndex => Found::NoIndex,
+            Cached::NotFound => Found::Failed(ResolveError::NotFound),
+        };
     }
-}
-
-fn try_lookup(job: &Lookup) -> Result<Found, ResolveError> {
-    let real = resolve::confine(&job.root, &job.rel)?;
-    let meta = std::fs::metadata(&real).map_err(classify)?;
-    // `name` is what the client asked for; its extension picks the type.
-    let (real, name) = if meta.is_dir() {
-        let name = job.rel.join(INDEX);
-        match resolve::confine(&job.root, &name).and_then(regular_file) {
-            Ok(index) if job.trailing_slash => (index, name),
-            Ok(_) if !job.readable => return Ok(Found::WrongMethod),
-            Ok(_) => return Ok(Found::AddSlash),
-            Err(ResolveError::NotFound | ResolveError::TooLong) => return Ok(Found::NoIndex),
-            Err(e) => return Err(e),
-        }
-    } else if meta.is_file() {
-        // `file.css/` is ENOTDIR for nginx: not found.
-        if job.trailing_slash {
-            return Err(ResolveError::NotFound);
-        }
-        (real, job.rel.clone())
-    } else {
-        // FIFOs, sockets, devices: never opened (opening a FIFO blocks
-        // until a writer appears). nginx answers 404 too.
-        return Err(ResolveError::NotFound);
+    let mut url_path = route.url.clone();
+    for c in rel.iter() {
+        url_path.push_str(&c.to_string_lossy());
+        url_path.push('/');
+    }
+    let job = Lookup {
+        root: route.dir.clone(),
+        rel: rel.to_path_buf(),
+        trailing_slash,
+        follow: route.follow_symlinks,
+        index: route.index.clone(),
+        autoindex: route.autoindex,
+        allow_hidden: route.allow_hidden,
+        precompressed: route.precompressed,
+        url_path,
     };
-    if !job.readable {
-        return Ok(Found::WrongMethod);
-    }
-
-    let file = File::open(&real).map_err(classify)?;
-    // fstat: the metadata of exactly what we will read, even if the path
-    // was replaced since the stat above.
-    let meta = file.metadata().map_err(classify)?;
-    if !meta.is_file() {
-        return Err(ResolveError::NotFound);
-    }
-    let info = FileInfo::from_metadata(&meta);
-    let plan = plan::plan(
-        &info,
-        plan::content_type(&name),
-        job.cache_control.as_ref(),
-        &job.pre,
-    );
-    let small = match plan.body {
-        BodyPlan::Whole { len } if job.want_body && len <= SMALL_FILE => {
-            Some(read_small(&file, len).map_err(ResolveError::Io)?)
-        }
+    let found = match tokio::task::spawn_blocking(move || lookup::lookup(job)).await {
+        Ok(found) => found,
+        Err(e) => Found::Failed(ResolveError::Io(io::Error::other(e.to_string()))),
+    };
+    let cached = match &found {
+        Found::File(e) => Some(Cached::File(e.clone())),
+        Found::AddSlash => Some(Cached::AddSlash),
+        Found::NoIndex => Some(Cached::NoIndex),
+        Found::Failed(ResolveError::NotFound) => Some(Cached::NotFound),
         _ => None,
     };
-    Ok(Found::File { plan, file, small })
-}
-
-/// `path` if it is a regular file, else `NotFound` (an `index.html` that
-/// is a directory is no index).
-fn regular_file(path: PathBuf) -> Result<PathBuf, ResolveError> {
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => Ok(path),
-        Ok(_) => Err(ResolveError::NotFound),
-        Err(e) => Err(classify(e)),
+    if let Some(c) = cached {
+        files
+            .cache
+            .put(key, c, route.open_file_cache, Instant::now());
     }
-}
-
-/// Reads the whole `len`-byte file. A different length means the file
-/// changed under us; the headers already promise `len`, so that is an
-/// error rather than a body that contradicts them.
-fn read_small(file: &File, len: u64) -> io::Result<Bytes> {
-    // At most SMALL_FILE, so the cast cannot truncate.
-    let mut buf = Vec::with_capacity(len as usize);
-    file.take(len + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file changed size while being read",
-        ));
-    }
-    Ok(Bytes::from(buf))
+    found
 }
 
 // === responses ===
 
-fn file_response(
+/// Which representation of a file answers this request.
+enum Choice<'a> {
+    Identity,
+    Sibling(Coding, &'a Variant),
+    Dynamic(Coding),
+}
+
+fn respond_file(
+    files: &StaticFiles,
+    route: &StaticRoute,
+    entry: &FileEntry,
+    parts: &Parts,
+    head: bool,
+) -> Response<ResponseBody> {
+    let pre = Preconditions::from_headers(&parts.headers);
+    let cfg = &files.compression;
+    let id = &entry.identity;
+    let dynamic_ok = cfg.enabled
+        && cfg.static_files
+        && id.info.len >= cfg.min_size
+        && compress::compressible(entry.content_type.as_bytes(), &cfg.types);
+    let mut caching = caching_headers(route);
+    if !entry.siblings.is_empty() || dynamic_ok {
+        compress::add_vary(&mut caching);
+    }
+    let accept = parts.headers.get_all(ACCEPT_ENCODING);
+    let choice = if pre.has_range() {
+        Choice::Identity
+    } else {
+        let offered: Vec<Coding> = entry.siblings.iter().map(|(c, _)| *c).collect();
+        match compress::negotiate(&accept, &offered) {
+            Some(c) => {
+                let v = &entry
+                    .siblings
+                    .iter()
+                    .find(|(s, _)| *s == c)
+                    .expect("offered")
+                    .1;
+                Choice::Sibling(c, v)
+            }
+            None if dynamic_ok => match compress::negotiate(&accept, &cfg.algorithms) {
+                Some(c) => Choice::Dynamic(c),
+                None => Choice::Identity,
+            },
+            None => Choice::Identity,
+        }
+    };
+
+    let rep = |v: &Variant, info: FileInfo, etag: Option<&HeaderValue>, enc: Option<Coding>| {
+        plan::plan(
+            &Rep {
+                info,
+                etag,
+                last_modified: v.last_modified.as_ref(),
+                content_type: &entry.content_type,
+                encoding: enc,
+                ranges: enc.is_none(),
+            },
+            &pre,
+            &caching,
+        )
+    };
+    match choice {
+        Choice::Identity => {
+            let p = rep(id, id.info, id.etag.as_ref(), None);
+            build(p, id.content.as_ref(), id.file.as_ref(), head)
+        }
+        Choice::Sibling(c, v) => {
+            let p = rep(v, v.info, v.etag.as_ref(), Some(c));
+            build(p, v.content.as_ref(), v.file.as_ref(), head)
+        }
+        Choice::Dynamic(c) => {
+            let weak = id.etag.as_ref().and_then(compress::weaken);
+            let levels = Levels::from_config(cfg);
+            if let Some(content) = &id.content {
+                let Some(z) = compressed_small(entry, content, c, levels) else {
+                    let p = rep(id, id.info, id.etag.as_ref(), None);
+                    return build(p, id.content.as_ref(), id.file.as_ref(), head);
+                };
+                let info = FileInfo {
+                    len: z.len() as u64,
+                    mtime: id.info.mtime,
+                };
+                let p = rep(id, info, weak.as_ref(), Some(c));
+                build(p, Some(&z), None, head)
+            } else {
+                let p = rep(id, id.info, weak.as_ref(), Some(c));
+                if p.status != StatusCode::OK {
+                    return build(p, None, id.file.as_ref(), head);
+                }
+                let Plan {
+                    status,
+                    mut headers,
+                    body,
+                } = p;
+                headers.remove(CONTENT_LENGTH);
+                let body = match (&id.file, body, head) {
+                    (Some(file), BodyPlan::Whole { len }, false) => {
+                        match compress::Encoder::new(c, levels) {
+                            Ok(enc) => ResponseBody::boxed(compress::CompressBody::new(
+                                ResponseBody::boxed(FileBody::new(file.clone(), 0, len)),
+                                enc,
+                            )),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot start a compressor");
+                                return error_page(StatusCode::INTERNAL_SERVER_ERROR, head);
+                            }
+                        }
+                    }
+                    _ => ResponseBody::Empty,
+                };
+                let mut resp = Response::new(body);
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                resp
+            }
+        }
+    }
+}
+
+/// A small file's contents compressed with `c`, computed once per cache
+/// entry.
+fn compressed_small(
+    entry: &FileEntry,
+    content: &Bytes,
+    c: Coding,
+    levels: Levels,
+) -> Option<Bytes> {
+    let slot = match c {
+        Coding::Brotli => 0,
+        Coding::Zstd => 1,
+        Coding::Gzip => 2,
+    };
+    if let Some(z) = &entry.compressed.lock().expect("compressed lock")[slot] {
+        return Some(z.clone());
+    }
+    match compress::compress(c, levels, content) {
+        Ok(z) => {
+            entry.compressed.lock().expect("compressed lock")[slot] = Some(z.clone());
+            Some(z)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, coding = c.token(), "compression failed; sending identity");
+            None
+        }
+    }
+}
+
+/// The response for a plan, its bytes taken from `content` (small files)
+/// or `file`.
+fn build(
     plan: Plan,
-    file: File,
-    small: Option<Bytes>,
+    content: Option<&Bytes>,
+    file: Option<&Arc<File>>,
     head: bool,
 ) -> Response<ResponseBody> {
     let Plan {
@@ -277,12 +596,52 @@ fn file_response(
         headers,
         body,
     } = plan;
-    let body = match (body, small) {
+    if body == BodyPlan::ErrorPage {
+        let mut resp = error_page(status, head);
+        resp.headers_mut().extend(headers);
+        return resp;
+    }
+    let body = if head {
         // HEAD: the same headers (Content-Length included), no body.
-        _ if head => ResponseBody::Empty,
-        (BodyPlan::None, _) => ResponseBody::Empty,
-        (BodyPlan::Whole { .. }, Some(bytes)) => ResponseBody::full(bytes),
-        (BodyPlan::Whole { len }, None) => ResponseBody::boxed(FileBody::new(file, 0, len)),
+        ResponseBody::Empty
+    } else {
+        match (body, content, file) {
+            (BodyPlan::None | BodyPlan::ErrorPage, _, _) => ResponseBody::Empty,
+            (BodyPlan::Whole { .. }, Some(c), _) => ResponseBody::full(c.clone()),
+            (BodyPlan::Whole { len }, None, Some(f)) => {
+                ResponseBody::boxed(FileBody::new(f.clone(), 0, len))
+            }
+            (BodyPlan::Span(s), Some(c), _) => {
+                ResponseBody::full(c.slice(s.start as usize..(s.start + s.len) as usize))
+            }
+            (BodyPlan::Span(s), None, Some(f)) => {
+                ResponseBody::boxed(FileBody::new(f.clone(), s.start, s.len))
+            }
+            (BodyPlan::Multi(m), Some(c), _) => {
+                // Small: one buffer.
+                let mut all = Vec::with_capacity(m.len as usize);
+                for (h, s) in &m.parts {
+                    all.extend_from_slice(h);
+                    all.extend_from_slice(&c[s.start as usize..(s.start + s.len) as usize]);
+                }
+                all.extend_from_slice(&m.tail);
+                ResponseBody::full(all)
+            }
+            (BodyPlan::Multi(m), None, Some(f)) => {
+                let mut pieces = Vec::with_capacity(m.parts.len() * 2 + 1);
+                for (h, s) in m.parts {
+                    pieces.push(Piece::Bytes(h));
+                    pieces.push(Piece::File(FileBody::new(f.clone(), s.start, s.len)));
+                }
+                pieces.push(Piece::Bytes(m.tail));
+                ResponseBody::boxed(ChainBody::new(pieces))
+            }
+            (_, None, None) => {
+                // A variant always has one of the two.
+                tracing::error!("static: representation without contents or file");
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, head);
+            }
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -290,9 +649,43 @@ fn file_response(
     resp
 }
 
-/// The route's `cache_control` as a header value. Config validation is the
-/// place to reject a bad value; until it does, a bad one is skipped with a
-/// warning rather than failing every request.
+/// `Cache-Control` and `Expires` from the route (nginx `expires` and
+/// `add_header Cache-Control`). An explicit `cache_control` wins over the
+/// one `expires` implies.
+fn caching_headers(route: &StaticRoute) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(exp) = route.expires {
+        let (expires, cc) = match exp {
+            Expires::Max => (
+                HeaderValue::from_static("Thu, 31 Dec 2037 23:55:55 GMT"),
+                HeaderValue::from_static("max-age=315360000"),
+            ),
+            Expires::Epoch => (
+                HeaderValue::from_static("Thu, 01 Jan 1970 00:00:01 GMT"),
+                HeaderValue::from_static("no-cache"),
+            ),
+            Expires::After(d) => {
+                let at = SystemTime::now() + d;
+                (
+                    HeaderValue::from_str(&httpdate::fmt_http_date(at))
+                        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:01 GMT")),
+                    HeaderValue::from_str(&format!("max-age={}", d.as_secs()))
+                        .unwrap_or(HeaderValue::from_static("no-cache")),
+                )
+            }
+        };
+        h.insert(EXPIRES, expires);
+        h.insert(CACHE_CONTROL, cc);
+    }
+    if let Some(cc) = cache_control(route) {
+        h.insert(CACHE_CONTROL, cc);
+    }
+    h
+}
+
+/// The route's `cache_control` as a header value. Config validation
+/// rejects control characters; anything else odd is skipped with a warning
+/// rather than failing every request.
 fn cache_control(route: &StaticRoute) -> Option<HeaderValue> {
     let raw = route.cache_control.as_deref()?;
     match HeaderValue::from_str(raw) {

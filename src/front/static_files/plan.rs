@@ -1,19 +1,30 @@
 //! What to answer for a file, decided from its metadata and the request's
 //! validators alone, with no I/O: status, headers, and which bytes to send.
 //!
-//! Kept apart from the I/O in `mod.rs` so each rule has a unit test and so
-//! the later features slot in here: `Range` adds `BodyPlan::Range` (206) and
-//! a 416 plan, precompressed siblings pick another [`FileInfo`] and add
-//! `Content-Encoding` and `Vary`.
+//! RFC 9110 §13.2.2, in its order, for GET and HEAD:
+//! 1. `If-Match` (strong comparison) fails → 412; else
+//! 2. `If-Unmodified-Since` older than the file → 412;
+//! 3. `If-None-Match` (weak comparison) matches → 304; else
+//! 4. `If-Modified-Since` not older than the file → 304;
+//! 5. `Range`, if `If-Range` (a strong ETag, or the exact `Last-Modified`)
+//!    allows it and the representation is the identity one → 206 (one
+//!    span, or `multipart/byteranges` for several, as nginx does), 416
+//!    when nothing is satisfiable, else 200.
+//!
+//! Kept apart from the I/O in `mod.rs` so each rule has a unit test.
 
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED,
+    ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::range::{self, Ranges, Span};
+use crate::config::Coding;
 
 /// The metadata the answer depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,37 +34,6 @@ pub(crate) struct FileInfo {
     /// `Last-Modified` and no `ETag`, and only a plain 200 is possible).
     pub(crate) mtime: Option<SystemTime>,
 }
-
-/// The request's validators, parsed on the async side so the blocking
-/// lookup needs no copy of the whole header map.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Preconditions {
-    /// All `If-None-Match` field lines joined with `,` (a list header).
-    /// `Some` even when unparsable: its mere presence disables
-    /// `If-Modified-Since` (RFC 9110 §13.1.3).
-    if_none_match: Option<Vec<u8>>,
-    /// `If-Modified-Since`, when present and a valid HTTP date.
-    if_modified_since: Option<SystemTime>,
-}
-
-/// Status, headers and body for one file.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: BodyPlan,
-}
-
-/// Which bytes of the file the response carries (before HEAD drops them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyPlan {
-    /// No body (304).
-    None,
-    /// The whole file, `len` bytes.
-    Whole { len: u64 },
-}
-
-// === FileInfo ===
 
 impl FileInfo {
     pub(crate) fn from_metadata(meta: &std::fs::Metadata) -> Self {
@@ -69,6 +49,12 @@ impl FileInfo {
         let secs = unix_secs(self.mtime?);
         Some(format!("\"{secs:x}-{:x}\"", self.len))
     }
+
+    /// `Last-Modified`, in whole seconds (what `If-Modified-Since` compares).
+    pub(crate) fn last_modified(&self) -> Option<HeaderValue> {
+        let secs = UNIX_EPOCH + Duration::from_secs(unix_secs(self.mtime?));
+        HeaderValue::from_str(&httpdate::fmt_http_date(secs)).ok()
+    }
 }
 
 /// Whole seconds since the epoch; HTTP dates have no finer resolution.
@@ -77,35 +63,146 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// `If-Range`'s value.
+#[derive(Debug, Clone)]
+enum IfRange {
+    Tag(Vec<u8>),
+    Date(SystemTime),
+    /// Neither: the range is not honoured.
+    Invalid,
+}
+
+/// The request's validators and range, parsed on the async side so the
+/// blocking lookup needs no copy of the whole header map.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Preconditions {
+    /// All `If-Match` field lines joined with `,`.
+    if_match: Option<Vec<u8>>,
+    if_unmodified_since: Option<SystemTime>,
+    /// All `If-None-Match` field lines joined with `,` (a list header).
+    /// `Some` even when unparsable: its mere presence disables
+    /// `If-Modified-Since` (RFC 9110 §13.1.3).
+    if_none_match: Option<Vec<u8>>,
+    /// `If-Modified-Since`, when present and a valid HTTP date.
+    if_modified_since: Option<SystemTime>,
+    if_range: Option<IfRange>,
+    range: Option<Vec<u8>>,
+}
+
+/// Status, headers and body for one file.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: BodyPlan,
+}
+
+/// Which bytes of the file the response carries (before HEAD drops them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyPlan {
+    /// No body (304).
+    None,
+    /// An error page (412, 416): the caller renders it.
+    ErrorPage,
+    /// The whole file, `len` bytes.
+    Whole { len: u64 },
+    /// One span (206).
+    Span(Span),
+    /// Several spans with their part headers (206 multipart/byteranges).
+    Multi(Multipart),
+}
+
+/// The pieces of a `multipart/byteranges` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Multipart {
+    /// Each span with the bytes that precede it (boundary, part headers).
+    pub(crate) parts: Vec<(Bytes, Span)>,
+    /// The closing boundary.
+    pub(crate) tail: Bytes,
+    /// Total body length.
+    pub(crate) len: u64,
+}
+
+/// The representation being answered from: the file itself, or a
+/// precompressed sibling, or the file compressed on the fly.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rep<'a> {
+    pub(crate) info: FileInfo,
+    /// The `ETag` as it will be sent (weak when compressed on the fly).
+    pub(crate) etag: Option<&'a HeaderValue>,
+    pub(crate) last_modified: Option<&'a HeaderValue>,
+    pub(crate) content_type: &'a HeaderValue,
+    pub(crate) encoding: Option<Coding>,
+    /// Byte ranges are served from this representation.
+    pub(crate) ranges: bool,
+}
+
 // === Preconditions ===
+
+fn joined(headers: &HeaderMap, name: http::HeaderName) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for value in headers.get_all(name) {
+        let list = out.get_or_insert_with(Vec::new);
+        if !list.is_empty() {
+            list.push(b',');
+        }
+        list.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+fn date(headers: &HeaderMap, name: http::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+}
 
 impl Preconditions {
     pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
-        let mut inm: Option<Vec<u8>> = None;
-        for value in headers.get_all(IF_NONE_MATCH) {
-            let list = inm.get_or_insert_with(Vec::new);
-            if !list.is_empty() {
-                list.push(b',');
+        let if_range = headers.get(IF_RANGE).map(|v| {
+            let b = v.as_bytes();
+            if b.starts_with(b"\"") || b.starts_with(b"W/") {
+                IfRange::Tag(b.to_vec())
+            } else {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| httpdate::parse_http_date(s).ok())
+                    .map_or(IfRange::Invalid, IfRange::Date)
             }
-            list.extend_from_slice(value.as_bytes());
-        }
-        let ims = headers
-            .get(IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok());
+        });
         Preconditions {
-            if_none_match: inm,
-            if_modified_since: ims,
+            if_match: joined(headers, IF_MATCH),
+            if_unmodified_since: date(headers, IF_UNMODIFIED_SINCE),
+            if_none_match: joined(headers, IF_NONE_MATCH),
+            if_modified_since: date(headers, IF_MODIFIED_SINCE),
+            if_range,
+            range: headers.get(RANGE).map(|v| v.as_bytes().to_vec()),
         }
     }
 
-    /// RFC 9110 §13.2.2 steps 3 and 4 for GET/HEAD: true when the client's
-    /// copy is current and the answer is 304.
-    fn not_modified(&self, info: &FileInfo, etag: Option<&str>) -> bool {
+    /// The request asks for byte ranges (whether or not they will be
+    /// honoured). Such requests are never compressed on the fly.
+    pub(crate) fn has_range(&self) -> bool {
+        self.range.is_some()
+    }
+
+    /// Steps 1 and 2: true when the request must fail with 412.
+    fn fails(&self, info: &FileInfo, etag: Option<&[u8]>) -> bool {
+        if let Some(list) = &self.if_match {
+            return !list_hits(list, etag, true);
+        }
+        match (self.if_unmodified_since, info.mtime) {
+            (Some(since), Some(mtime)) => unix_secs(mtime) > unix_secs(since),
+            _ => false,
+        }
+    }
+
+    /// Steps 3 and 4: true when the client's copy is current (304).
+    fn not_modified(&self, info: &FileInfo, etag: Option<&[u8]>) -> bool {
         if let Some(list) = &self.if_none_match {
             // When If-None-Match is present, If-Modified-Since is ignored.
-            // Without an ETag only `*` can match: "" never equals a quoted tag.
-            return none_match_hits(list, etag.unwrap_or(""));
+            return list_hits(list, etag, false);
         }
         match (self.if_modified_since, info.mtime) {
             // Compared in whole seconds: the client only ever saw our
@@ -114,16 +211,36 @@ impl Preconditions {
             _ => false,
         }
     }
+
+    /// Step 5's `If-Range`: may the range be honoured?
+    fn range_allowed(&self, info: &FileInfo, etag: Option<&[u8]>) -> bool {
+        match &self.if_range {
+            None => true,
+            Some(IfRange::Invalid) => false,
+            // Strong comparison: a weak tag on either side never matches.
+            Some(IfRange::Tag(t)) => etag.is_some_and(|e| !e.starts_with(b"W/") && e == &t[..]),
+            Some(IfRange::Date(d)) => info.mtime.is_some_and(|m| unix_secs(m) == unix_secs(*d)),
+        }
+    }
 }
 
-/// Does the `If-None-Match` list contain `*` or an entity tag that
-/// weakly matches `etag` (RFC 9110 §8.8.3.2: `W/` prefixes ignored)?
+/// Splits an entity tag into (weak, opaque-tag with quotes).
+fn opaque(tag: &[u8]) -> (bool, &[u8]) {
+    match tag.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, tag),
+    }
+}
+
+/// Does the entity-tag `list` contain `*` or a tag matching `etag`?
+/// `strong`: RFC 9110 §8.8.3.2 strong comparison (both strong, same
+/// opaque tag); else weak comparison (`W/` ignored on both sides).
 ///
 /// Parses entity tags properly rather than splitting on `,`, because an
 /// opaque tag may itself contain commas. Stops at the first malformed
-/// element (no match from there on).
-fn none_match_hits(list: &[u8], etag: &str) -> bool {
-    let ours = etag.as_bytes();
+/// element (no match from there on). Without an ETag only `*` can match.
+fn list_hits(list: &[u8], etag: Option<&[u8]>, strong: bool) -> bool {
+    let ours = etag.map(opaque);
     let mut i = 0;
     loop {
         while i < list.len() && matches!(list[i], b' ' | b'\t' | b',') {
@@ -136,7 +253,8 @@ fn none_match_hits(list: &[u8], etag: &str) -> bool {
             // `*`: any current representation; the file exists.
             return true;
         }
-        if list[i..].starts_with(b"W/") {
+        let weak = list[i..].starts_with(b"W/");
+        if weak {
             i += 2;
         }
         if list.get(i) != Some(&b'"') {
@@ -146,14 +264,144 @@ fn none_match_hits(list: &[u8], etag: &str) -> bool {
             return false;
         };
         let end = i + 1 + len; // index of the closing quote
-        if &list[i..=end] == ours {
-            return true;
+        if let Some((our_weak, our_tag)) = ours {
+            if &list[i..=end] == our_tag && !(strong && (weak || our_weak)) {
+                return true;
+            }
         }
         i = end + 1;
     }
 }
 
 // === plan ===
+
+/// A `multipart/byteranges` boundary: unique per response (a counter
+/// mixed with the clock so two processes do not repeat each other).
+fn boundary() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed =
+        (t ^ n.rotate_left(32) ^ u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{mixed:020}")
+}
+
+/// Decides the answer to a GET or HEAD for `rep`. `caching` holds the
+/// headers that go on every 200, 206 and 304 (`Cache-Control`, `Expires`,
+/// `Vary`). HEAD is the caller's business: it sends these headers and no
+/// body.
+pub(crate) fn plan(rep: &Rep<'_>, pre: &Preconditions, caching: &HeaderMap) -> Plan {
+    let etag = rep.etag.map(HeaderValue::as_bytes);
+    if pre.fails(&rep.info, etag) {
+        return Plan {
+            status: StatusCode::PRECONDITION_FAILED,
+            headers: HeaderMap::new(),
+            body: BodyPlan::ErrorPage,
+        };
+    }
+
+    let mut headers = HeaderMap::with_capacity(10);
+    // Validators and caching headers go on 200, 206 and 304 alike (RFC
+    // 9110 §15.4.5: a 304 carries what a 200 would have for caching).
+    if let Some(tag) = rep.etag {
+        headers.insert(ETAG, tag.clone());
+    }
+    if let Some(lm) = rep.last_modified {
+        headers.insert(LAST_MODIFIED, lm.clone());
+    }
+    for (name, value) in caching {
+        headers.append(name, value.clone());
+    }
+
+    if pre.not_modified(&rep.info, etag) {
+        return Plan {
+            status: StatusCode::NOT_MODIFIED,
+            headers,
+            body: BodyPlan::None,
+        };
+    }
+
+    let len = rep.info.len;
+    if let Some(enc) = rep.encoding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc.token()));
+    }
+    if rep.ranges {
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    let ranges = match &pre.range {
+        Some(r) if rep.ranges && pre.range_allowed(&rep.info, etag) => range::parse(r, len),
+        _ => Ranges::Ignore,
+    };
+    match ranges {
+        Ranges::Ignore => {
+            headers.insert(CONTENT_TYPE, rep.content_type.clone());
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            Plan {
+                status: StatusCode::OK,
+                headers,
+                body: BodyPlan::Whole { len },
+            }
+        }
+        Ranges::Unsatisfiable => {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            Plan {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                headers,
+                body: BodyPlan::ErrorPage,
+            }
+        }
+        Ranges::Spans(spans) if spans.len() == 1 => {
+            let s = spans[0];
+            headers.insert(CONTENT_TYPE, rep.content_type.clone());
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(s.len));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", s.start, s.end())) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            Plan {
+                status: StatusCode::PARTIAL_CONTENT,
+                headers,
+                body: BodyPlan::Span(s),
+            }
+        }
+        Ranges::Spans(spans) => {
+            let boundary = boundary();
+            let ct = String::from_utf8_lossy(rep.content_type.as_bytes());
+            let mut parts = Vec::with_capacity(spans.len());
+            let mut total = 0u64;
+            for s in spans {
+                let head = format!(
+                    "\r\n--{boundary}\r\nContent-Type: {ct}\r\nContent-Range: bytes {}-{}/{len}\r\n\r\n",
+                    s.start,
+                    s.end()
+                );
+                total += head.len() as u64 + s.len;
+                parts.push((Bytes::from(head), s));
+            }
+            let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+            total += tail.len() as u64;
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            {
+                headers.insert(CONTENT_TYPE, v);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(total));
+            Plan {
+                status: StatusCode::PARTIAL_CONTENT,
+                headers,
+                body: BodyPlan::Multi(Multipart {
+                    parts,
+                    tail,
+                    len: total,
+                }),
+            }
+        }
+    }
+}
 
 /// `Content-Type` for a file, from the name the client asked for (as nginx
 /// does: a symlink `app.css -> build/3f2a` is still CSS).
@@ -166,7 +414,7 @@ fn none_match_hits(list: &[u8], etag: &str) -> bool {
 /// (mime_guess maps `.js` to `text/javascript`). JSON gets none: it is
 /// UTF-8 by definition and the parameter is meaningless there (RFC 8259).
 /// Unknown extensions are `application/octet-stream`, nginx's default_type.
-pub(crate) fn content_type(name: &Path) -> HeaderValue {
+pub(crate) fn content_type(name: &std::path::Path) -> HeaderValue {
     let mime = mime_guess::from_path(name).first_or_octet_stream();
     let essence = mime.essence_str();
     let value = if mime.type_() == mime_guess::mime::TEXT || essence == "application/javascript" {
@@ -179,61 +427,14 @@ pub(crate) fn content_type(name: &Path) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
-/// Decides the answer to a GET or HEAD for a file described by `info`.
-/// HEAD is the caller's business: it sends these headers and no body.
-pub(crate) fn plan(
-    info: &FileInfo,
-    content_type: HeaderValue,
-    cache_control: Option<&HeaderValue>,
-    pre: &Preconditions,
-) -> Plan {
-    let etag = info.etag();
-    let mut headers = HeaderMap::new();
-    // Validators and Cache-Control go on both 200 and 304 (RFC 9110
-    // §15.4.5: a 304 carries what a 200 would have for caching).
-    if let Some(tag) = &etag {
-        // Hex digits, '-' and quotes: always a valid value.
-        if let Ok(v) = HeaderValue::from_str(tag) {
-            headers.insert(ETAG, v);
-        }
-    }
-    if let Some(mtime) = info.mtime {
-        // httpdate renders only the seconds; normalise so the header and
-        // the comparison in `not_modified` agree.
-        let secs = UNIX_EPOCH + Duration::from_secs(unix_secs(mtime));
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(secs)) {
-            headers.insert(LAST_MODIFIED, v);
-        }
-    }
-    if let Some(cc) = cache_control {
-        headers.insert(CACHE_CONTROL, cc.clone());
-    }
-
-    if pre.not_modified(info, etag.as_deref()) {
-        return Plan {
-            status: StatusCode::NOT_MODIFIED,
-            headers,
-            body: BodyPlan::None,
-        };
-    }
-
-    headers.insert(CONTENT_TYPE, content_type);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(info.len));
-    // Advertised already: a server may ignore `Range` and answer 200, which
-    // is what happens until range support lands.
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    Plan {
-        status: StatusCode::OK,
-        headers,
-        body: BodyPlan::Whole { len: info.len },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CACHE_CONTROL;
+    use std::path::Path;
 
     const MTIME: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+    const TAG: &str = "\"6553f100-4d2\"";
 
     fn info() -> FileInfo {
         FileInfo {
@@ -254,8 +455,24 @@ mod tests {
         Preconditions::from_headers(&h)
     }
 
+    /// Plans `info` (as a.css) for a request with `pairs`.
+    fn plan_for(info: &FileInfo, caching: &HeaderMap, pairs: &[(&str, &str)]) -> Plan {
+        let etag = info.etag().map(|t| HeaderValue::from_str(&t).unwrap());
+        let lm = info.last_modified();
+        let ct = content_type(Path::new("a.css"));
+        let rep = Rep {
+            info: *info,
+            etag: etag.as_ref(),
+            last_modified: lm.as_ref(),
+            content_type: &ct,
+            encoding: None,
+            ranges: true,
+        };
+        plan(&rep, &pre(pairs), caching)
+    }
+
     fn status(pairs: &[(&str, &str)]) -> StatusCode {
-        plan(&info(), content_type(Path::new("a.css")), None, &pre(pairs)).status
+        plan_for(&info(), &HeaderMap::new(), pairs).status
     }
 
     fn date(secs: u64) -> String {
@@ -264,54 +481,42 @@ mod tests {
 
     #[test]
     fn etag_is_nginx_form() {
-        assert_eq!(info().etag().unwrap(), "\"6553f100-4d2\"");
-        assert_eq!(
-            FileInfo {
-                len: 0,
-                mtime: None
-            }
-            .etag(),
-            None
-        );
+        assert_eq!(info().etag().unwrap(), TAG);
+        let none = FileInfo {
+            len: 0,
+            mtime: None,
+        };
+        assert_eq!(none.etag(), None);
+        assert_eq!(none.last_modified(), None);
     }
 
     #[test]
     fn full_plan_headers() {
-        let cc = HeaderValue::from_static("public, max-age=60");
-        let p = plan(
-            &info(),
-            content_type(Path::new("a.css")),
-            Some(&cc),
-            &pre(&[]),
+        let mut caching = HeaderMap::new();
+        caching.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
         );
+        let p = plan_for(&info(), &caching, &[]);
         assert_eq!(p.status, StatusCode::OK);
         assert_eq!(p.body, BodyPlan::Whole { len: 1234 });
         assert_eq!(p.headers[CONTENT_TYPE], "text/css; charset=utf-8");
         assert_eq!(p.headers[CONTENT_LENGTH], "1234");
-        assert_eq!(p.headers[ETAG], "\"6553f100-4d2\"");
+        assert_eq!(p.headers[ETAG], TAG);
         assert_eq!(p.headers[LAST_MODIFIED], "Tue, 14 Nov 2023 22:13:20 GMT");
         assert_eq!(p.headers[CACHE_CONTROL], "public, max-age=60");
         assert_eq!(p.headers[ACCEPT_RANGES], "bytes");
-    }
-
-    #[test]
-    fn no_cache_control_unless_configured() {
-        let p = plan(&info(), content_type(Path::new("a")), None, &pre(&[]));
-        assert!(!p.headers.contains_key(CACHE_CONTROL));
+        assert!(!p.headers.contains_key(CONTENT_ENCODING));
     }
 
     #[test]
     fn not_modified_plan_headers() {
-        let cc = HeaderValue::from_static("no-cache");
-        let p = plan(
-            &info(),
-            content_type(Path::new("a.css")),
-            Some(&cc),
-            &pre(&[("if-none-match", "\"6553f100-4d2\"")]),
-        );
+        let mut caching = HeaderMap::new();
+        caching.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        let p = plan_for(&info(), &caching, &[("if-none-match", TAG)]);
         assert_eq!(p.status, StatusCode::NOT_MODIFIED);
         assert_eq!(p.body, BodyPlan::None);
-        assert_eq!(p.headers[ETAG], "\"6553f100-4d2\"");
+        assert_eq!(p.headers[ETAG], TAG);
         assert!(p.headers.contains_key(LAST_MODIFIED));
         assert_eq!(p.headers[CACHE_CONTROL], "no-cache");
         assert!(!p.headers.contains_key(CONTENT_TYPE));
@@ -322,7 +527,7 @@ mod tests {
     fn if_none_match_forms() {
         let hit = StatusCode::NOT_MODIFIED;
         let miss = StatusCode::OK;
-        assert_eq!(status(&[("if-none-match", "\"6553f100-4d2\"")]), hit);
+        assert_eq!(status(&[("if-none-match", TAG)]), hit);
         assert_eq!(status(&[("if-none-match", "W/\"6553f100-4d2\"")]), hit);
         assert_eq!(status(&[("if-none-match", "*")]), hit);
         assert_eq!(status(&[("if-none-match", "\"x\", \"6553f100-4d2\"")]), hit);
@@ -332,10 +537,7 @@ mod tests {
         );
         // Several field lines form one list.
         assert_eq!(
-            status(&[
-                ("if-none-match", "\"x\""),
-                ("if-none-match", "\"6553f100-4d2\"")
-            ]),
+            status(&[("if-none-match", "\"x\""), ("if-none-match", TAG)]),
             hit
         );
         assert_eq!(status(&[("if-none-match", "\"6553f100-4d3\"")]), miss);
@@ -357,7 +559,6 @@ mod tests {
 
     #[test]
     fn if_none_match_overrides_if_modified_since() {
-        // A non-matching tag wins over a date that would give 304...
         assert_eq!(
             status(&[
                 ("if-none-match", "\"other\""),
@@ -365,14 +566,151 @@ mod tests {
             ]),
             StatusCode::OK
         );
-        // ...and a matching tag over a date that would give 200.
         assert_eq!(
-            status(&[
-                ("if-none-match", "\"6553f100-4d2\""),
-                ("if-modified-since", &date(0))
-            ]),
+            status(&[("if-none-match", TAG), ("if-modified-since", &date(0))]),
             StatusCode::NOT_MODIFIED
         );
+    }
+
+    #[test]
+    fn if_match() {
+        let fail = StatusCode::PRECONDITION_FAILED;
+        assert_eq!(status(&[("if-match", TAG)]), StatusCode::OK);
+        assert_eq!(status(&[("if-match", "*")]), StatusCode::OK);
+        assert_eq!(
+            status(&[("if-match", "\"x\", \"6553f100-4d2\"")]),
+            StatusCode::OK
+        );
+        assert_eq!(status(&[("if-match", "\"x\"")]), fail);
+        // Strong comparison: a weak tag never matches.
+        assert_eq!(status(&[("if-match", "W/\"6553f100-4d2\"")]), fail);
+        assert_eq!(status(&[("if-match", "garbage")]), fail);
+        // 412 beats 304.
+        assert_eq!(
+            status(&[("if-match", "\"x\""), ("if-none-match", TAG)]),
+            fail
+        );
+        let p = plan_for(&info(), &HeaderMap::new(), &[("if-match", "\"x\"")]);
+        assert_eq!(p.body, BodyPlan::ErrorPage);
+    }
+
+    #[test]
+    fn if_unmodified_since() {
+        let fail = StatusCode::PRECONDITION_FAILED;
+        assert_eq!(
+            status(&[("if-unmodified-since", &date(MTIME))]),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&[("if-unmodified-since", &date(MTIME + 10))]),
+            StatusCode::OK
+        );
+        assert_eq!(status(&[("if-unmodified-since", &date(MTIME - 1))]), fail);
+        // Invalid date: ignored.
+        assert_eq!(status(&[("if-unmodified-since", "soon")]), StatusCode::OK);
+        // If-Match present: If-Unmodified-Since is not consulted.
+        assert_eq!(
+            status(&[("if-match", TAG), ("if-unmodified-since", &date(0))]),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn single_range() {
+        let p = plan_for(&info(), &HeaderMap::new(), &[("range", "bytes=10-19")]);
+        assert_eq!(p.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(p.body, BodyPlan::Span(Span { start: 10, len: 10 }));
+        assert_eq!(p.headers[CONTENT_RANGE], "bytes 10-19/1234");
+        assert_eq!(p.headers[CONTENT_LENGTH], "10");
+        assert_eq!(p.headers[CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(p.headers[ETAG], TAG);
+    }
+
+    #[test]
+    fn unsatisfiable_range() {
+        let p = plan_for(&info(), &HeaderMap::new(), &[("range", "bytes=5000-")]);
+        assert_eq!(p.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(p.headers[CONTENT_RANGE], "bytes */1234");
+        assert_eq!(p.body, BodyPlan::ErrorPage);
+        // A 304 wins over the range.
+        let p = plan_for(
+            &info(),
+            &HeaderMap::new(),
+            &[("range", "bytes=5000-"), ("if-none-match", TAG)],
+        );
+        assert_eq!(p.status, StatusCode::NOT_MODIFIED);
+    }
+
+    #[test]
+    fn multipart_ranges() {
+        let p = plan_for(&info(), &HeaderMap::new(), &[("range", "bytes=0-1,-2")]);
+        assert_eq!(p.status, StatusCode::PARTIAL_CONTENT);
+        let ct = p.headers[CONTENT_TYPE].to_str().unwrap().to_owned();
+        let boundary = ct
+            .strip_prefix("multipart/byteranges; boundary=")
+            .unwrap()
+            .to_owned();
+        let BodyPlan::Multi(m) = p.body else {
+            panic!("{:?}", p.body)
+        };
+        assert_eq!(m.parts.len(), 2);
+        let first = std::str::from_utf8(&m.parts[0].0).unwrap();
+        assert_eq!(
+            first,
+            format!(
+                "\r\n--{boundary}\r\nContent-Type: text/css; charset=utf-8\r\nContent-Range: bytes 0-1/1234\r\n\r\n"
+            )
+        );
+        assert_eq!(
+            m.parts[1].1,
+            Span {
+                start: 1232,
+                len: 2
+            }
+        );
+        assert_eq!(&m.tail[..], format!("\r\n--{boundary}--\r\n").as_bytes());
+        let total: u64 = m
+            .parts
+            .iter()
+            .map(|(h, s)| h.len() as u64 + s.len)
+            .sum::<u64>()
+            + m.tail.len() as u64;
+        assert_eq!(m.len, total);
+        assert_eq!(p.headers[CONTENT_LENGTH], total.to_string().as_str());
+    }
+
+    #[test]
+    fn if_range() {
+        let partial = StatusCode::PARTIAL_CONTENT;
+        let r = ("range", "bytes=0-0");
+        assert_eq!(status(&[r, ("if-range", TAG)]), partial);
+        assert_eq!(status(&[r, ("if-range", "\"old\"")]), StatusCode::OK);
+        // Weak tags never satisfy If-Range.
+        assert_eq!(
+            status(&[r, ("if-range", "W/\"6553f100-4d2\"")]),
+            StatusCode::OK
+        );
+        assert_eq!(status(&[r, ("if-range", &date(MTIME))]), partial);
+        assert_eq!(status(&[r, ("if-range", &date(MTIME + 1))]), StatusCode::OK);
+        assert_eq!(status(&[r, ("if-range", "nonsense")]), StatusCode::OK);
+    }
+
+    #[test]
+    fn ranges_off_for_encoded_representations() {
+        let i = info();
+        let ct = content_type(Path::new("a.css"));
+        let rep = Rep {
+            info: i,
+            etag: None,
+            last_modified: None,
+            content_type: &ct,
+            encoding: Some(Coding::Gzip),
+            ranges: false,
+        };
+        let p = plan(&rep, &pre(&[("range", "bytes=0-0")]), &HeaderMap::new());
+        assert_eq!(p.status, StatusCode::OK);
+        assert_eq!(p.headers[CONTENT_ENCODING], "gzip");
+        assert!(!p.headers.contains_key(ACCEPT_RANGES));
     }
 
     #[test]
@@ -381,20 +719,15 @@ mod tests {
             len: 3,
             mtime: None,
         };
-        let ct = || content_type(Path::new("a"));
-        let p = plan(&info, ct(), None, &pre(&[("if-none-match", "\"0-3\"")]));
+        let none = HeaderMap::new();
+        let p = plan_for(&info, &none, &[("if-none-match", "\"0-3\"")]);
         assert_eq!(p.status, StatusCode::OK);
         assert!(!p.headers.contains_key(ETAG));
         assert!(!p.headers.contains_key(LAST_MODIFIED));
-        let p = plan(
-            &info,
-            ct(),
-            None,
-            &pre(&[("if-modified-since", &date(MTIME))]),
-        );
+        let p = plan_for(&info, &none, &[("if-modified-since", &date(MTIME))]);
         assert_eq!(p.status, StatusCode::OK);
         // `*` means "any current representation", and the file exists.
-        let p = plan(&info, ct(), None, &pre(&[("if-none-match", "*")]));
+        let p = plan_for(&info, &none, &[("if-none-match", "*")]);
         assert_eq!(p.status, StatusCode::NOT_MODIFIED);
     }
 

@@ -1,36 +1,56 @@
-//! URL path → file under a static route's root.
+//! URL path → open file under a static route's root.
 //!
 //! This file owns the one security property of static serving: no request
-//! can name a file outside `dir`. It works in two steps, so the first can be
+//! can read a file outside `dir`. It works in two steps, so the first can be
 //! fuzzed without a filesystem:
 //!
 //! 1. [`normalize`] (pure): percent-decode once, reject NUL and every `..`
 //!    segment, drop empty and `.` segments. The result is a relative path
 //!    made only of plain names.
-//! 2. [`confine`] (touches the filesystem): canonicalize `root` and
-//!    `root/rel`, and require the second to stay under the first, so a
-//!    symlink inside the root that points outside it is refused.
+//! 2. [`open`] (touches the filesystem): open that path *relative to a
+//!    descriptor of the root*, with the kernel enforcing the confinement
+//!    (`openat2` with `RESOLVE_BENEATH`), so the check and the open are one
+//!    step: a file or directory swapped for a symlink between a check and
+//!    an open cannot lead anywhere, because there is no separate check.
 //!
-//! [`resolve`] is the two together.
+//! `follow_symlinks` picks how symlinks inside the root are treated:
+//! - `inside` (default): followed while the resolution stays under the
+//!   root. The kernel does that for relative links; a link the kernel
+//!   refuses (an absolute one, or one that climbs out and back in) is
+//!   canonicalized, checked to be under the canonical root, and the
+//!   canonical path is then opened with `RESOLVE_NO_SYMLINKS`, so a swap
+//!   after the check makes the open fail instead of escaping.
+//! - `never`: no component may be a symlink (nginx `disable_symlinks on`).
+//! - `always`: plain `openat` (nginx's default). `..` is still refused.
 //!
-//! `..` is rejected rather than resolved lexically (as nginx does): no
-//! legitimate link to a static asset needs it, and refusing it outright
-//! leaves nothing to get wrong. Decoding happens before splitting, so
-//! `%2e%2e`, `.%2E` and `a%2f..%2fb` all meet the same check as a literal
-//! `..`. Decoding happens exactly once, so `%252e%252e` is the literal name
-//! `%2e%2e`, not a traversal. Backslashes are ordinary bytes on Linux.
+//! Kernels without `openat2` (before 5.6, or a seccomp filter that refuses
+//! it) get the same guarantee from a component-by-component walk with
+//! `O_NOFOLLOW` over the canonical path.
 //!
-//! Known limit: between [`confine`] and the caller's `open` there is a
-//! window in which someone who can write inside the root could swap a
-//! directory for a symlink. Closing it needs `openat2(RESOLVE_BENEATH)`;
-//! anyone who can write there can already publish whatever they like.
+//! `..` is rejected rather than resolved lexically: no legitimate link to a
+//! static asset needs it. Decoding happens before splitting, so `%2e%2e`,
+//! `.%2E` and `a%2f..%2fb` all meet the same check as a literal `..`.
+//! Decoding happens exactly once, so `%252e%252e` is the literal name
+//! `%2e%2e`. Backslashes and overlong UTF-8 (`%c0%ae`) are ordinary bytes
+//! in a Linux file name, never separators or dots.
+//!
+//! Hidden names (a segment starting with `.`, except `.well-known`) are
+//! refused by [`is_hidden`] unless the route opts in.
 
 use std::ffi::OsStr;
+use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 use percent_encoding::percent_decode_str;
+
+use crate::config::FollowSymlinks;
 
 /// Longest single name Linux accepts (`NAME_MAX`). Longer segments cannot
 /// exist, so they are "not found" without asking the kernel.
@@ -123,6 +143,166 @@ pub fn confine(root: &Path, rel: &Path) -> Result<PathBuf, ResolveError> {
 /// names under `root`. Blocking.
 pub fn resolve(root: &Path, rest: &str) -> Result<PathBuf, ResolveError> {
     confine(root, &normalize(rest)?)
+}
+
+/// Does `rel` (from [`normalize`]) name a hidden file or pass through a
+/// hidden directory? `.well-known` (RFC 8615) is public by design.
+pub fn is_hidden(rel: &Path) -> bool {
+    rel.components().any(|c| match c {
+        Component::Normal(n) => n.as_bytes().starts_with(b".") && n != ".well-known",
+        _ => false,
+    })
+}
+
+/// An open file (or directory) and its metadata from `fstat`: the
+/// metadata of exactly what was opened.
+pub struct Opened {
+    pub file: File,
+    pub meta: Metadata,
+}
+
+/// Flags for opening what a request names. `O_NONBLOCK` so that a FIFO in
+/// the root cannot block the open; `O_NOCTTY` so that a terminal device
+/// cannot become ours. Neither changes reads of regular files.
+fn read_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC
+}
+
+/// Set once `openat2` turned out to be unavailable (ENOSYS, or EPERM from
+/// a seccomp filter), so later opens go straight to the fallback.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Opens `rel` (from [`normalize`]) under `root` as `mode` allows. Blocking:
+/// call it from a blocking thread.
+pub fn open(root: &Path, rel: &Path, mode: FollowSymlinks) -> Result<Opened, ResolveError> {
+    let root_fd = open_dir(root)?;
+    let rel_c: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let fd = match mode {
+        FollowSymlinks::Always => {
+            nix::fcntl::openat(&root_fd, rel_c, read_flags(), Mode::empty()).map_err(errno)?
+        }
+        FollowSymlinks::Never => open_no_symlinks(&root_fd, rel_c)?,
+        FollowSymlinks::Inside => {
+            match beneath(&root_fd, rel_c, ResolveFlag::RESOLVE_NO_MAGICLINKS) {
+                Ok(fd) => fd,
+                // EXDEV: the kernel saw the resolution leave the root (or an
+                // absolute link); ENOSYS/EPERM: no openat2. Decide with
+                // canonical paths, then open without following anything.
+                Err(Beneath::Refused | Beneath::Unsupported) => {
+                    let canonical = confine(root, rel)?;
+                    let canonical_root = root.canonicalize().map_err(ResolveError::Io)?;
+                    let inner = canonical
+                        .strip_prefix(&canonical_root)
+                        .map_err(|_| ResolveError::Escape)?;
+                    let inner: &Path = if inner.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        inner
+                    };
+                    let dir = open_dir(&canonical_root)?;
+                    match open_no_symlinks(&dir, inner) {
+                        // A symlink appeared since `confine` looked.
+                        Err(ResolveError::Escape) => return Err(ResolveError::Escape),
+                        other => other?,
+                    }
+                }
+                Err(Beneath::Error(e)) => return Err(e),
+            }
+        }
+    };
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(classify)?;
+    Ok(Opened { file, meta })
+}
+
+/// The root directory as a descriptor. A missing or unreadable root is a
+/// deployment problem, not the client's: it becomes a logged 500.
+fn open_dir(root: &Path) -> Result<OwnedFd, ResolveError> {
+    nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ResolveError::Io(io::Error::from(e)))
+}
+
+enum Beneath {
+    /// EXDEV: resolution would leave the root.
+    Refused,
+    /// No usable openat2 here.
+    Unsupported,
+    Error(ResolveError),
+}
+
+/// `openat2(dir, rel, RESOLVE_BENEATH | extra)`.
+fn beneath(dir: &OwnedFd, rel: &Path, extra: ResolveFlag) -> Result<OwnedFd, Beneath> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return Err(Beneath::Unsupported);
+    }
+    let how = OpenHow::new()
+        .flags(read_flags())
+        .resolve(ResolveFlag::RESOLVE_BENEATH | extra);
+    match nix::fcntl::openat2(dir, rel, how) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::EXDEV) => Err(Beneath::Refused),
+        Err(Errno::ENOSYS | Errno::EPERM) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            Err(Beneath::Unsupported)
+        }
+        Err(e) => Err(Beneath::Error(errno(e))),
+    }
+}
+
+/// Opens `rel` under `dir` with no symlink anywhere on the way. A symlink
+/// is [`ResolveError::Escape`] (403, as nginx's `disable_symlinks`).
+fn open_no_symlinks(dir: &OwnedFd, rel: &Path) -> Result<OwnedFd, ResolveError> {
+    match beneath(dir, rel, ResolveFlag::RESOLVE_NO_SYMLINKS) {
+        Ok(fd) => return Ok(fd),
+        Err(Beneath::Refused) => return Err(ResolveError::Escape),
+        Err(Beneath::Error(ResolveError::Io(e))) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ResolveError::Escape)
+        }
+        Err(Beneath::Error(e)) => return Err(e),
+        Err(Beneath::Unsupported) => {}
+    }
+    // Walk: every directory with O_NOFOLLOW | O_DIRECTORY, the last name
+    // with O_NOFOLLOW. `rel` holds only plain names (or is ".").
+    let names: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let Some((last, dirs)) = names.split_last() else {
+        return nix::fcntl::openat(dir, ".", read_flags(), Mode::empty()).map_err(errno);
+    };
+    let nofollow = |e: Errno| match e {
+        Errno::ELOOP => ResolveError::Escape,
+        e => errno(e),
+    };
+    let mut cur: Option<OwnedFd> = None;
+    for name in dirs {
+        let at = cur.as_ref().unwrap_or(dir);
+        let next = nix::fcntl::openat(
+            at,
+            *name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(nofollow)?;
+        cur = Some(next);
+    }
+    let at = cur.as_ref().unwrap_or(dir);
+    nix::fcntl::openat(at, *last, read_flags() | OFlag::O_NOFOLLOW, Mode::empty()).map_err(nofollow)
+}
+
+fn errno(e: Errno) -> ResolveError {
+    classify(io::Error::from(e))
 }
 
 /// Sorts an I/O error from looking a path up into client-visible classes.
