@@ -14,15 +14,18 @@ Opens --conns connections to the server and keeps them busy for at most
   1 MiB body, then the body one byte every --interval seconds.
 
 A connection the server closes (EOF, reset, or an answer such as 408/400/
-431/503) is re-opened at once (after a short pause if the connect itself
-fails), so the attack keeps its full size for the whole run, whatever
-timeouts the server applies.
+431/503, or a 200 from a server that answers without reading the body) is
+re-opened at once, but no sooner than --interval after it was last opened
+(and 0.2 s after a failed connect): the attack keeps its full size for the
+whole run whatever timeouts the server applies, and never becomes a
+connection flood.
 
 Standard library only (asyncio). stdout: "READY <n>" once every connection
 has been opened and has sent its first byte (or after 10 s), then at exit
 one line `SLOWJSON {...}` with counters: connections opened, closed by the
-server, answered by the server, connect errors, bytes sent, and the number
-of connections open (sampled every 0.5 s after READY: min, mean, last).
+server, answered by the server, connect errors, bytes sent, the number of
+connections open (sampled every 0.5 s after READY: min, mean, last) and
+the CPU seconds the attacker itself used.
 """
 
 import argparse
@@ -74,7 +77,16 @@ def chunks(gen):
 
 async def one_conn(i, args, stats, first_byte):
     slow_body = i < args.slow_bodies
+    opened_at = None
     while True:
+        if opened_at is not None:
+            # Re-open at once after a timeout, but never more than one
+            # connection per --interval per slot: a server that answers at
+            # once (gunicorn or `nginx return 200` answer a POST without
+            # reading its body) must not turn this into a connection flood
+            # that eats the load CPU and the ephemeral ports.
+            await asyncio.sleep(max(0.0, opened_at + args.interval - time.monotonic()))
+        opened_at = time.monotonic()
         try:
             reader, writer = await asyncio.open_connection(args.host, args.port)
         except OSError:
@@ -139,10 +151,8 @@ async def main_async(args):
             await asyncio.wait_for(stop.wait(), min(0.5, max(0.01, end - time.monotonic())))
         except asyncio.TimeoutError:
             pass
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
     s = stats.samples or [stats.open_now]
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     print("SLOWJSON " + json.dumps({
         "conns": args.conns, "slow_bodies": args.slow_bodies,
         "seconds": round(time.monotonic() - t0, 2),
@@ -150,7 +160,12 @@ async def main_async(args):
         "answered": stats.answered, "statuses": stats.statuses,
         "connect_errors": stats.connect_errors, "bytes_sent": stats.bytes_sent,
         "open_min": min(s), "open_mean": round(sum(s) / len(s), 1), "open_last": s[-1],
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
     }), flush=True)
+    # Counters first (above), then close everything, bounded.
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=3)
 
 
 def main():
