@@ -931,7 +931,28 @@ fn a_stuck_access_log_drops_lines_instead_of_stalling() {
         &[("route", "app"), ("status", "2xx")],
     )
     .unwrap();
+    // The reader goes away: writes fail with EPIPE, the front lives on.
+    let mut child = child;
+    drop(child.0.stdout.take());
+    let mut c = support::Conn::open(conf.port);
+    for i in 0..200 {
+        c.send_request(
+            "GET",
+            &format!("/after-close-{i}"),
+            &[("Connection", "close")],
+            b"",
+        );
+        let r = c
+            .read_response("GET")
+            .unwrap_or_else(|e| panic!("{e}\n{}", support::read_lossy(&err_path)));
+        assert_eq!(r.status, 200);
+        c = support::Conn::open(conf.port);
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(60)); // a writer tick
+        }
+    }
     let stderr = support::read_lossy(&err_path);
+    assert!(!stderr.contains("front process died"), "{stderr}");
     drop(child);
     assert!(served >= 3000.0, "{served}");
     assert!(dropped > 1000.0, "only {dropped} lines dropped\n{stderr}");

@@ -80,6 +80,10 @@ const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 /// The front role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
     crate::logging::set_role(crate::logging::Role::Front);
+    // A client that resets (hyper writes with writev, which raises SIGPIPE)
+    // or an access log pipe whose reader went away is an error return, not
+    // the front's death.
+    crate::signals::ignore(nix::sys::signal::Signal::SIGPIPE);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
