@@ -871,3 +871,70 @@ fn tls_handshakes_are_counted_and_logged() {
         [Some("TLSv1.3".to_string()), Some("TLSv1.2".to_string())]
     );
 }
+
+/// The access log never holds a request back: with stdout a pipe nobody
+/// reads, the writer blocks, its buffer fills, and lines are dropped and
+/// counted while requests go on at full speed.
+#[test]
+fn a_stuck_access_log_drops_lines_instead_of_stalling() {
+    use std::process::{Command, Stdio};
+    let mport = support::free_port();
+    let conf = Conf::new("obs_app:app").tail(&format!(
+        "[log]\naccess = \"-\"\naccess_buffer = \"4KiB\"\n[metrics]\nlisten = \"127.0.0.1:{mport}\""
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, conf.render()).unwrap();
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(support::edge_bin())
+        .arg("--conf")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped()) // never read
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = support::poll(support::READY_TIMEOUT, Duration::from_millis(100), || {
+        std::net::TcpStream::connect(("127.0.0.1", conf.port)).ok()
+    });
+    assert!(ready.is_some(), "{}", support::read_lossy(&err_path));
+    // A pipe holds 64 KiB: a few thousand lines overflow it and the buffer.
+    let started = std::time::Instant::now();
+    let mut c = support::Conn::open(conf.port);
+    for i in 0..3000 {
+        c.send_request("GET", &format!("/n{i}"), &[], b"");
+        let r = c.read_response("GET").unwrap();
+        assert_eq!(r.status, 200);
+        // keepalive_requests ends a connection now and then.
+        if r.header("connection") == Some("close") {
+            c = support::Conn::open(conf.port);
+        }
+    }
+    let took = started.elapsed();
+    let (_, body) = obs::http_get(mport, "/metrics");
+    let (s, _) = obs::prometheus_parse(&body);
+    let dropped = sample(&s, "edge_access_log_dropped_total", &[]).unwrap();
+    let served = sample(
+        &s,
+        "edge_requests_total",
+        &[("route", "app"), ("status", "2xx")],
+    )
+    .unwrap();
+    let stderr = support::read_lossy(&err_path);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGKILL,
+    );
+    drop(child.stdout.take());
+    let _ = child.wait();
+    assert!(served >= 3000.0, "{served}");
+    assert!(dropped > 1000.0, "only {dropped} lines dropped\n{stderr}");
+    assert!(
+        took < Duration::from_secs(60),
+        "3000 requests took {took:?}"
+    );
+    assert!(
+        stderr.contains("the access log cannot keep up"),
+        "no warning about dropped lines:\n{stderr}"
+    );
+}

@@ -224,6 +224,8 @@ pub struct LogSection {
     /// Lower-cased header name.
     #[serde(default, deserialize_with = "log_request_id_header")]
     pub request_id_header: Option<String>,
+    #[serde(default, deserialize_with = "log_access_buffer")]
+    pub access_buffer: Option<u64>,
 }
 
 /// `[metrics]`
@@ -288,6 +290,7 @@ keyed! {
     fn log_level("log.level") -> String = with_str(merge::parse_level);
     fn log_error_format("log.error_format") -> ErrorFormat = with_str(merge::parse_error_format);
     fn log_request_id_header("log.request_id_header") -> String = with_str(merge::parse_header_name);
+    fn log_access_buffer("log.access_buffer") -> u64 = size;
     fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
 }
 

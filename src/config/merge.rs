@@ -1274,6 +1274,15 @@ fn build_log(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<Log, Config
             .request_id_header
             .clone()
             .unwrap_or_else(|| "x-request-id".to_string()),
+        access_buffer: match f.access_buffer {
+            None => 4 << 20,
+            Some(n) if (1024..=1 << 30).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ctx
+                    .file
+                    .invalid("log.access_buffer", format!("{n} bytes: use 1KiB to 1GiB")))
+            }
+        },
     })
 }
 

@@ -451,6 +451,10 @@ pub struct Log {
     /// `[log] request_id_header`: the request header whose (valid) value
     /// becomes the request id, lower-case. Default `x-request-id`.
     pub request_id_header: String,
+    /// `[log] access_buffer`: access log lines waiting for the writer, in
+    /// bytes, at most; past it lines are dropped (and counted), never
+    /// waited for. Default 4 MiB.
+    pub access_buffer: usize,
 }
 
 #[derive(Debug, Clone)]

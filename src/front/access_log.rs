@@ -45,13 +45,37 @@ use crate::ipc::stats::Route;
 
 /// How often the writer takes the buffer while there is traffic.
 const TICK: Duration = Duration::from_millis(50);
-/// Bytes of pending lines the buffer holds at most.
-const CAPACITY: usize = 4 << 20;
 
 /// Set by USR1: the writer reopens its file before the next batch.
 pub static REOPEN: AtomicBool = AtomicBool::new(false);
 /// Lines dropped by this front (the shared counter is the metric).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// When the last warning about drops was logged (seconds since the epoch).
+static WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// A line was dropped: count it, and say so at most every 10 s. The
+/// warning comes from the request's thread, as the writer may be the one
+/// stuck (a full stdout pipe).
+fn dropped_line() {
+    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(s) = super::metrics::stats() {
+        s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = WARNED.load(Ordering::Relaxed);
+    if now >= last + 10
+        && WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            dropped_total = n,
+            "the access log cannot keep up (slow disk or unread stdout?): lines are being dropped"
+        );
+    }
+}
 
 struct Queue {
     /// Rendered lines waiting for the writer.
@@ -60,6 +84,8 @@ struct Queue {
     /// The writer sleeps until woken (it found nothing for a while).
     parked: AtomicBool,
     format: AccessFormat,
+    /// Bytes of pending lines held at most (`log.access_buffer`).
+    capacity: usize,
 }
 
 thread_local! {
@@ -75,19 +101,16 @@ impl Queue {
             line.clear();
             render(line, e, &self.format, clock);
             let mut q = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-            if q.len() + line.len() > CAPACITY {
+            if q.len() + line.len() > self.capacity {
                 drop(q);
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-                if let Some(s) = super::metrics::stats() {
-                    s.access_log_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                dropped_line();
                 return;
             }
             let was = q.len();
             q.extend_from_slice(line);
             let now = q.len();
             drop(q);
-            let half = CAPACITY / 2;
+            let half = self.capacity / 2;
             if (was < half && now >= half) || (was == 0 && self.parked.load(Ordering::Relaxed)) {
                 self.wake.notify_one();
             }
@@ -99,12 +122,59 @@ impl Queue {
 #[derive(Clone)]
 pub struct AccessLog {
     queue: Option<Arc<Queue>>,
+    needs: Needs,
+}
+
+/// Which optional values the format shows: the others are not copied
+/// off the request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Needs {
+    referer: bool,
+    user_agent: bool,
+    host: bool,
+    request_id: bool,
+}
+
+impl Needs {
+    fn of(format: &AccessFormat) -> Needs {
+        match format {
+            AccessFormat::Combined => Needs {
+                referer: true,
+                user_agent: true,
+                ..Needs::default()
+            },
+            AccessFormat::Json => Needs {
+                referer: true,
+                user_agent: true,
+                host: true,
+                request_id: true,
+            },
+            AccessFormat::Custom(pieces) => {
+                let has = |v: LogVar| pieces.contains(&LogPiece::Var(v));
+                Needs {
+                    referer: has(LogVar::Referer),
+                    user_agent: has(LogVar::UserAgent),
+                    host: has(LogVar::Host),
+                    request_id: has(LogVar::RequestId),
+                }
+            }
+        }
+    }
 }
 
 impl AccessLog {
-    pub fn start(target: &LogTarget, format: AccessFormat) -> std::io::Result<Self> {
+    pub fn start(
+        target: &LogTarget,
+        format: AccessFormat,
+        capacity: usize,
+    ) -> std::io::Result<Self> {
         let path = match target {
-            LogTarget::Off => return Ok(AccessLog { queue: None }),
+            LogTarget::Off => {
+                return Ok(AccessLog {
+                    queue: None,
+                    needs: Needs::default(),
+                })
+            }
             LogTarget::Std => None,
             LogTarget::File(p) => Some(p.clone()),
         };
@@ -120,21 +190,75 @@ impl AccessLog {
             })
         };
         let out = open()?;
+        let needs = Needs::of(&format);
         let queue = Arc::new(Queue {
             lines: Mutex::new(Vec::with_capacity(64 * 1024)),
             wake: Condvar::new(),
             parked: AtomicBool::new(false),
             format,
+            capacity,
         });
         let q = queue.clone();
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || writer(&q, out, open))?;
-        Ok(AccessLog { queue: Some(queue) })
+        Ok(AccessLog {
+            queue: Some(queue),
+            needs,
+        })
     }
 
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
+    }
+
+    /// What the line will say about `req` (when the log is on), copying
+    /// only the values the format shows.
+    pub fn entry<B>(
+        &self,
+        remote: SocketAddr,
+        req: &http::Request<B>,
+        request_id: &HeaderValue,
+        tls_version: Option<&'static str>,
+    ) -> Option<Entry> {
+        self.queue.as_ref()?;
+        let n = self.needs;
+        let h = req.headers();
+        let get = |on: bool, name: http::header::HeaderName| {
+            if on {
+                h.get(name).cloned()
+            } else {
+                None
+            }
+        };
+        let host = if n.host {
+            h.get(http::header::HOST).cloned().or_else(|| {
+                req.uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            })
+        } else {
+            None
+        };
+        Some(Entry {
+            remote,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: get(n.referer, http::header::REFERER),
+            user_agent: get(n.user_agent, http::header::USER_AGENT),
+            host,
+            request_id: n.request_id.then(|| request_id.clone()),
+            tls_version,
+            worker_pid: 0,
+            upstream: None,
+            status: 0,
+            route: Route::Front,
+            bytes_in: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            time: UNIX_EPOCH,
+        })
     }
 
     /// Wrap `body` so that its end counts the request (`metrics`) and logs
@@ -160,8 +284,6 @@ fn writer(
 ) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut idle = 0u32;
-    let mut warned_at: Option<Instant> = None;
-    let mut warned_count = 0u64;
     loop {
         {
             let mut lines = q.lines.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,7 +291,7 @@ fn writer(
             // load) unless it is half full already. After a few quiet
             // ticks, sleep until a producer wakes us (or a second passes,
             // to notice USR1 on an idle server).
-            if lines.len() < CAPACITY / 2 {
+            if lines.len() < q.capacity / 2 {
                 let park = lines.is_empty() && idle >= 4;
                 q.parked.store(park, Ordering::Relaxed);
                 let wait = if park { Duration::from_secs(1) } else { TICK };
@@ -187,17 +309,6 @@ fn writer(
                 Ok(o) => out = o,
                 Err(e) => tracing::error!(error = %e, "cannot reopen the access log"),
             }
-        }
-        let dropped = DROPPED.load(Ordering::Relaxed);
-        if dropped != warned_count
-            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-        {
-            tracing::warn!(
-                dropped = dropped - warned_count,
-                "the access log cannot keep up; lines were dropped"
-            );
-            warned_count = dropped;
-            warned_at = Some(Instant::now());
         }
         if batch.is_empty() {
             idle = idle.saturating_add(1);
@@ -222,7 +333,8 @@ pub struct Entry {
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
     pub host: Option<HeaderValue>,
-    pub request_id: HeaderValue,
+    /// `None` when the format does not show it.
+    pub request_id: Option<HeaderValue>,
     pub tls_version: Option<&'static str>,
     pub worker_pid: u32,
     pub upstream: Option<Duration>,
@@ -233,41 +345,6 @@ pub struct Entry {
     bytes: u64,
     duration: Duration,
     time: SystemTime,
-}
-
-impl Entry {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        remote: SocketAddr,
-        method: Method,
-        uri: Uri,
-        version: Version,
-        referer: Option<HeaderValue>,
-        user_agent: Option<HeaderValue>,
-        host: Option<HeaderValue>,
-        request_id: HeaderValue,
-        tls_version: Option<&'static str>,
-    ) -> Self {
-        Entry {
-            remote,
-            method,
-            uri,
-            version,
-            referer,
-            user_agent,
-            host,
-            request_id,
-            tls_version,
-            worker_pid: 0,
-            upstream: None,
-            status: 0,
-            route: Route::Front,
-            bytes_in: 0,
-            bytes: 0,
-            duration: Duration::ZERO,
-            time: UNIX_EPOCH,
-        }
-    }
 }
 
 /// The response's side of a request, known before its body is sent.
@@ -495,13 +572,17 @@ fn nginx_escape(out: &mut Vec<u8>, b: &[u8]) {
         out.push(b'-');
         return;
     }
-    for &c in b {
-        if c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c) {
-            push_hex_escape(out, c);
-        } else {
-            out.push(c);
-        }
+    let mut rest = b;
+    // Copy runs of plain bytes at once; escape the others.
+    while let Some(i) = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))
+    {
+        out.extend_from_slice(&rest[..i]);
+        push_hex_escape(out, rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// A JSON string: valid UTF-8 kept, JSON escapes, invalid bytes as `\xHH`.
@@ -596,7 +677,7 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
             out.extend_from_slice(b"\",\"remote_port\":");
             push_u64(out, u64::from(e.remote.port()));
             out.extend_from_slice(b",\"request_id\":");
-            json_string(out, e.request_id.as_bytes());
+            json_string(out, header_bytes(&e.request_id));
             out.extend_from_slice(b",\"method\":");
             json_string(out, e.method.as_str().as_bytes());
             out.extend_from_slice(b",\"path\":");
@@ -674,7 +755,7 @@ fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
         LogVar::Referer => nginx_escape(out, header_bytes(&e.referer)),
         LogVar::UserAgent => nginx_escape(out, header_bytes(&e.user_agent)),
         LogVar::Host => nginx_escape(out, header_bytes(&e.host)),
-        LogVar::RequestId => nginx_escape(out, e.request_id.as_bytes()),
+        LogVar::RequestId => nginx_escape(out, header_bytes(&e.request_id)),
         LogVar::WorkerPid => match e.worker_pid {
             0 => out.push(b'-'),
             p => push_u64(out, u64::from(p)),
@@ -734,17 +815,25 @@ mod tests {
     }
 
     fn entry() -> Entry {
-        let mut e = Entry::new(
-            "10.1.2.3:5555".parse().unwrap(),
-            Method::POST,
-            "/p\"a/th?q=1&x=\\".parse().unwrap(),
-            Version::HTTP_11,
-            None,
-            Some(HeaderValue::from_bytes(b"ua \xff\"x").unwrap()),
-            Some(HeaderValue::from_static("example.com")),
-            HeaderValue::from_static("rid-1"),
-            Some("TLSv1.3"),
-        );
+        let mut e = Entry {
+            remote: "10.1.2.3:5555".parse().unwrap(),
+            method: Method::POST,
+            uri: "/p\"a/th?q=1&x=\\".parse().unwrap(),
+            version: Version::HTTP_11,
+            referer: None,
+            user_agent: Some(HeaderValue::from_bytes(b"ua \xff\"x").unwrap()),
+            host: Some(HeaderValue::from_static("example.com")),
+            request_id: Some(HeaderValue::from_static("rid-1")),
+            tls_version: Some("TLSv1.3"),
+            worker_pid: 0,
+            upstream: None,
+            status: 0,
+            route: Route::Front,
+            bytes_in: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            time: UNIX_EPOCH,
+        };
         e.status = 201;
         e.route = Route::App;
         e.bytes = 12;

@@ -11,7 +11,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::debug;
 
-use super::access_log::{Done, Entry, LoggedBody};
+use super::access_log::{Done, LoggedBody};
 use super::body::ResponseBody;
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
@@ -105,24 +105,12 @@ pub async fn handle(
     // The app sees it as HTTP_X_REQUEST_ID, whatever the client sent.
     req.headers_mut()
         .insert(request_id::HEADER, request_id.clone());
-    let entry = shared.access_log.enabled().then(|| {
-        let h = req.headers();
-        Entry::new(
-            conn.remote,
-            req.method().clone(),
-            req.uri().clone(),
-            req.version(),
-            h.get(header::REFERER).cloned(),
-            h.get(header::USER_AGENT).cloned(),
-            h.get(header::HOST).cloned().or_else(|| {
-                req.uri()
-                    .authority()
-                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-            }),
-            request_id.clone(),
-            conn.tls_version.get().copied(),
-        )
-    });
+    let entry = shared.access_log.entry(
+        conn.remote,
+        &req,
+        &request_id,
+        conn.tls_version.get().copied(),
+    );
     let mut route = route_kind(&shared, &conn, req.uri().path());
     let http10 = req.version() == Version::HTTP_10;
     let mut response = match check_host(&req) {

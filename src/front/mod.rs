@@ -136,7 +136,11 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     };
     tokio::spawn(upstream.clone().control_loop());
-    let access_log = match AccessLog::start(&config.log.access, config.log.format.clone()) {
+    let access_log = match AccessLog::start(
+        &config.log.access,
+        config.log.format.clone(),
+        config.log.access_buffer,
+    ) {
         Ok(a) => a,
         Err(e) => {
             error!(error = %e, "cannot open the access log");
