@@ -225,7 +225,10 @@ pub fn init(level: &str, target: &LogTarget, format: ErrorFormat) -> std::io::Re
     let filter = std::env::var("EDGE_LOG")
         .ok()
         .and_then(|d| EnvFilter::try_new(d).ok())
-        .unwrap_or_else(|| EnvFilter::new(filter_for(level)));
+        // rustls warns about each client's protocol quirks (an IP address
+        // sent as SNI, by wrk among others): the client's fault, once per
+        // connection, so only its errors reach the log.
+        .unwrap_or_else(|| EnvFilter::new(format!("{},rustls=error", filter_for(level))));
     let sink = match target {
         LogTarget::File(path) => {
             let file = open_append(path)?;
