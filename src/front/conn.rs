@@ -442,7 +442,7 @@ async fn to_app(
     };
     let awaiting = metrics::awaiting_app();
     let dispatched = Instant::now();
-    let reply = shared.upstream.dispatch(&head, body).await;
+    let reply = shared.upstream.dispatch(head, body).await;
     drop(awaiting);
     let mut served = AppServed {
         worker_pid: 0,

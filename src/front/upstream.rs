@@ -157,7 +157,7 @@ impl Upstream {
     }
 
     /// Send a request to the workers and wait for its response head.
-    pub async fn dispatch(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
+    pub async fn dispatch(&self, head: wire::RequestHead<'_>, body: Body) -> Reply {
         let r = self.dispatch_inner(head, body).await;
         if matches!(r, Err(Failure::Overloaded)) {
             self.count_shed();
@@ -186,13 +186,12 @@ impl Upstream {
         }
     }
 
-    async fn dispatch_inner(&self, head: &wire::RequestHead<'_>, body: Body) -> Reply {
+    async fn dispatch_inner(&self, mut head: wire::RequestHead<'_>, body: Body) -> Reply {
         let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
         if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
             return Err(Failure::Overloaded);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut head = head.clone();
         let queued = crate::ipc::scoreboard::now_ms();
         head.queued_ms = queued;
         let mut datagram = Vec::with_capacity(512);
