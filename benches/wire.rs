@@ -57,6 +57,7 @@ fn request_head() -> RequestHead<'static> {
         target: b"/catalog/shoes/running?size=42&color=blue&page=2",
         version: Version::Http11,
         https: true,
+        websocket: false,
         remote_addr: b"203.0.113.7",
         remote_port: 51_234,
         server_name: b"shop.example.com",

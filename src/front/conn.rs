@@ -431,6 +431,7 @@ async fn to_app(
             _ => wire::Version::Http11,
         },
         https: conn.tls,
+        websocket: false,
         remote_addr: conn.remote_ip.as_bytes(),
         remote_port: conn.remote.port(),
         server_name: conn.local_ip.as_bytes(),
