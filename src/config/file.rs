@@ -23,8 +23,8 @@ use serde::Deserialize;
 
 use super::merge::{self, AppSpec};
 use super::{
-    units, AccessFormat, Coding, ErrorFormat, Expires, FollowSymlinks, Interface, Lifespan,
-    AsyncLoop,
+    units, AccessFormat, AsyncLoop, Coding, ErrorFormat, Expires, FollowSymlinks, Interface,
+    Lifespan,
 };
 
 /// The whole file. Absent tables are empty (all keys unset).

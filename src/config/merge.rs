@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
-    units, AccessFormat, App, Coding, Compression, Config, ConfigError, ErrorFormat, Expires,
-    AsyncLoop, FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
+    units, AccessFormat, App, AsyncLoop, Coding, Compression, Config, ConfigError, ErrorFormat,
+    Expires, FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
     StaticRoute, Tls, TlsCert,
 };
 
@@ -1236,9 +1236,7 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
             Some(n) => n as usize,
             None => 16 << 20,
         },
-        websocket_ping_interval: f
-            .websocket_ping_interval
-            .unwrap_or(Duration::from_secs(20)),
+        websocket_ping_interval: f.websocket_ping_interval.unwrap_or(Duration::from_secs(20)),
         keepalive_timeout: nonzero(f.keepalive_timeout, "limits.keepalive_timeout", 75)?,
         keepalive_requests: match f.keepalive_requests {
             Some(0) => {

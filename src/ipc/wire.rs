@@ -337,7 +337,8 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Frame<'_>, usize)>, Wi
                 what: "WsClose",
             };
             let code = r.u16()?;
-            let reason = std::str::from_utf8(r.buf).map_err(|_| WireError::Invalid("close reason"))?;
+            let reason =
+                std::str::from_utf8(r.buf).map_err(|_| WireError::Invalid("close reason"))?;
             Frame::WsClose(id, code, reason)
         }
         other => return Err(WireError::UnknownKind(other)),
