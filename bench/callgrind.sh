@@ -11,7 +11,8 @@
 # sequential keep-alive; default 1), --app MODULE:ATTR (default hello:app from
 # bench/apps), --path PATH (default /), --edge-bin PATH (default
 # $CARGO_TARGET_DIR/release/edge, else target/release/edge; build it first:
-# `cargo build --release`), --out DIR (default bench/out/callgrind).
+# `cargo build --release`), --out DIR (default bench/out/callgrind),
+# --interface asgi (with e.g. --app asgihello:app: an ASGI worker).
 #
 # How: valgrind follows fork(), and edge forks its front and workers without
 # exec, so one `valgrind --tool=callgrind --callgrind-out-file=cg.%p edge`
@@ -38,6 +39,7 @@ conns=1
 app=hello:app
 path=/
 edge_bin=""
+interface=wsgi
 out="$here/out/callgrind"
 
 while [ $# -gt 0 ]; do
@@ -49,7 +51,8 @@ while [ $# -gt 0 ]; do
         --path) path=$2; shift 2 ;;
         --edge-bin) edge_bin=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --interface) interface=$2; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -80,6 +83,8 @@ listen = ["127.0.0.1:$port"]
 module = "$app"
 pythonpath = ["$here/apps"]
 workers = 1
+interface = "$interface"
+lifespan = "off"
 
 [log]
 access = "off"
