@@ -134,6 +134,27 @@ pub struct Cli {
     /// wsgi, asgi or auto [default: wsgi]
     #[arg(long, value_name = "INTERFACE")]
     pub interface: Option<String>,
+
+    /// gunicorn's worker class, for existing command lines: sync and
+    /// gthread run WSGI, uvicorn.workers.UvicornWorker (and
+    /// uvicorn_worker.UvicornWorker) runs ASGI
+    #[arg(short = 'k', long = "worker-class", value_name = "CLASS")]
+    pub worker_class: Option<String>,
+}
+
+/// The interface a gunicorn worker class stands for.
+fn interface_of_worker_class(class: &str) -> Result<&'static str, String> {
+    match class {
+        "sync" | "gthread" => Ok("wsgi"),
+        "uvicorn.workers.UvicornWorker"
+        | "uvicorn.workers.UvicornH11Worker"
+        | "uvicorn_worker.UvicornWorker"
+        | "uvicorn_worker.UvicornH11Worker" => Ok("asgi"),
+        other => Err(format!(
+            "--worker-class \"{other}\" is not supported: edge runs \"sync\"/\"gthread\" \
+             (WSGI, use --threads) and \"uvicorn.workers.UvicornWorker\" (ASGI)"
+        )),
+    }
 }
 
 /// Commands for a running edge.
@@ -227,7 +248,12 @@ impl Cli {
             log_level: self.log_level.clone(),
             env: self.env.clone(),
             statics: self.statics.clone(),
-            interface: self.interface.clone(),
+            interface: self.interface.clone().or_else(|| {
+                self.worker_class
+                    .as_deref()
+                    .and_then(|c| interface_of_worker_class(c).ok())
+                    .map(str::to_string)
+            }),
             dev: self.dev,
         }
     }
@@ -235,6 +261,13 @@ impl Cli {
     /// Load the configuration these flags describe: `--conf` (if given)
     /// with the other flags over it.
     pub fn load(&self) -> Result<Config, ConfigError> {
+        if let Some(class) = &self.worker_class {
+            interface_of_worker_class(class).map_err(|message| ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--worker-class".into(),
+                message,
+            })?;
+        }
         config::load(self.conf.as_deref(), &self.overrides())
     }
 }
@@ -333,6 +366,12 @@ mod tests {
             "--interface",
             "asgi",
         ]);
+        let k = parse(&["-k", "uvicorn.workers.UvicornWorker", "app:app"]);
+        assert_eq!(k.overrides().interface.as_deref(), Some("asgi"));
+        let k = parse(&["--worker-class", "gthread", "app:app"]);
+        assert_eq!(k.overrides().interface.as_deref(), Some("wsgi"));
+        let k = parse(&["-k", "eventlet", "app:app"]);
+        assert!(k.load().unwrap_err().to_string().contains("--worker-class"));
         assert_eq!(cli.conf, Some(PathBuf::from("conf/site.toml")));
         assert!(cli.check && cli.dev && cli.app.is_none());
         let ov = cli.overrides();

@@ -23,7 +23,8 @@ use serde::Deserialize;
 
 use super::merge::{self, AppSpec};
 use super::{
-    units, AccessFormat, Coding, ErrorFormat, Expires, FollowSymlinks, Interface, Lifespan,
+    units, AccessFormat, AsyncLoop, Coding, ErrorFormat, Expires, FollowSymlinks, Interface,
+    Lifespan,
 };
 
 /// The whole file. Absent tables are empty (all keys unset).
@@ -128,6 +129,11 @@ pub struct AppSection {
     pub interface: Option<Interface>,
     #[serde(default, deserialize_with = "app_lifespan")]
     pub lifespan: Option<Lifespan>,
+    /// ASGI: requests (and WebSockets) in flight per worker.
+    pub max_concurrency: Option<usize>,
+    /// ASGI event loop: `auto` | `asyncio` | `uvloop`.
+    #[serde(default, deserialize_with = "app_loop")]
+    pub r#loop: Option<AsyncLoop>,
     pub django_static: Option<bool>,
     pub flask_static: Option<bool>,
     /// A Python module whose `post_fork`, `post_worker_init` and
@@ -199,6 +205,10 @@ pub struct LimitsSection {
     pub response_buffer: Option<u64>,
     #[serde(default, deserialize_with = "limits_send_timeout")]
     pub send_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "limits_websocket_max_message")]
+    pub websocket_max_message: Option<u64>,
+    #[serde(default, deserialize_with = "limits_websocket_ping_interval")]
+    pub websocket_ping_interval: Option<Duration>,
     #[serde(default, deserialize_with = "limits_keepalive_timeout")]
     pub keepalive_timeout: Option<Duration>,
     pub keepalive_requests: Option<u64>,
@@ -270,6 +280,9 @@ keyed! {
     fn app_timeout("app.timeout") -> Duration = duration;
     fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
     fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
+    fn app_loop("app.loop") -> AsyncLoop = with_str(merge::parse_loop);
+    fn limits_websocket_max_message("limits.websocket_max_message") -> u64 = size;
+    fn limits_websocket_ping_interval("limits.websocket_ping_interval") -> Duration = duration_or_off;
     fn app_max_worker_memory("app.max_worker_memory") -> u64 = size;
     fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
     fn static_expires("static.expires") -> Option<Expires> = with_str(merge::parse_expires);

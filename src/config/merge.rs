@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use super::file::{AppSection, CompressionSection, FileConfig, StaticSection};
 use super::{
-    units, AccessFormat, App, Coding, Compression, Config, ConfigError, ErrorFormat, Expires,
-    FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
+    units, AccessFormat, App, AsyncLoop, Coding, Compression, Config, ConfigError, ErrorFormat,
+    Expires, FollowSymlinks, Http2, Interface, Lifespan, Limits, Log, LogTarget, Metrics, Server,
     StaticRoute, Tls, TlsCert,
 };
 
@@ -247,6 +247,18 @@ pub fn parse_interface(text: &str) -> Result<Interface, String> {
         "auto" => Ok(Interface::Auto),
         _ => Err(format!(
             "\"{text}\": expected \"wsgi\", \"asgi\" or \"auto\""
+        )),
+    }
+}
+
+/// `auto` | `asyncio` | `uvloop`
+pub fn parse_loop(text: &str) -> Result<AsyncLoop, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(AsyncLoop::Auto),
+        "asyncio" => Ok(AsyncLoop::Asyncio),
+        "uvloop" => Ok(AsyncLoop::Uvloop),
+        _ => Err(format!(
+            "\"{text}\": expected \"auto\", \"asyncio\" or \"uvloop\""
         )),
     }
 }
@@ -638,6 +650,20 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
         chdir: ov.chdir.as_ref().map(|_| ctx.cmd.base.clone()),
         interface,
         lifespan: f.lifespan.unwrap_or(Lifespan::Auto),
+        max_concurrency: match f.max_concurrency {
+            Some(n) if n == 0 || n > crate::ipc::scoreboard::MAX_TASKS => {
+                return Err(ctx.file.invalid(
+                    "app.max_concurrency",
+                    format!(
+                        "must be between 1 and {}",
+                        crate::ipc::scoreboard::MAX_TASKS
+                    ),
+                ))
+            }
+            Some(n) => n,
+            None => 1000,
+        },
+        event_loop: f.r#loop.unwrap_or(AsyncLoop::Auto),
         django_static: f.django_static.unwrap_or(false),
         flask_static: f.flask_static.unwrap_or(false),
         hooks: match &f.hooks {
@@ -1200,6 +1226,17 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
             "limits.response_buffer",
         )?,
         send_timeout: nonzero(f.send_timeout, "limits.send_timeout", 60)?,
+        websocket_max_message: match f.websocket_max_message {
+            Some(n) if !(16..=64 << 20).contains(&n) => {
+                return Err(ctx.file.invalid(
+                    "limits.websocket_max_message",
+                    "must be between 16 bytes and 64MiB",
+                ))
+            }
+            Some(n) => n as usize,
+            None => 16 << 20,
+        },
+        websocket_ping_interval: f.websocket_ping_interval.unwrap_or(Duration::from_secs(20)),
         keepalive_timeout: nonzero(f.keepalive_timeout, "limits.keepalive_timeout", 75)?,
         keepalive_requests: match f.keepalive_requests {
             Some(0) => {

@@ -155,6 +155,15 @@ pub enum Interface {
     Auto,
 }
 
+/// `[app] loop`: the ASGI event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncLoop {
+    /// uvloop when it can be imported, else asyncio's own.
+    Auto,
+    Asyncio,
+    Uvloop,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifespan {
     Auto,
@@ -193,6 +202,12 @@ pub struct App {
     pub interface: Interface,
     /// Default `auto`.
     pub lifespan: Lifespan,
+    /// ASGI: requests and WebSockets one worker holds at once; more wait
+    /// in the queue for another worker. Default 1000, at most
+    /// [`crate::ipc::scoreboard::MAX_TASKS`].
+    pub max_concurrency: usize,
+    /// ASGI event loop. Default `auto`.
+    pub event_loop: AsyncLoop,
     /// `django_static = true`: after import, the worker reads Django's
     /// `STATIC_URL`/`STATIC_ROOT` and `MEDIA_URL`/`MEDIA_ROOT` and the
     /// front serves them as static routes. Default false.
@@ -405,6 +420,13 @@ pub struct Limits {
     /// A client that accepts no bytes of a response for this long is
     /// dropped (nginx `send_timeout`). Default 60 s.
     pub send_timeout: Duration,
+    /// Largest WebSocket message in either direction; a larger one closes
+    /// the socket with 1009. Default 16 MiB, at most 64 MiB.
+    pub websocket_max_message: usize,
+    /// The front pings an idle WebSocket client this often and closes the
+    /// socket when no pong comes back within the same time; zero: never.
+    /// Default 20 s (uvicorn's).
+    pub websocket_ping_interval: Duration,
     /// An idle keep-alive connection is closed after this (nginx
     /// `keepalive_timeout`). Default 75 s.
     pub keepalive_timeout: Duration,
@@ -475,9 +497,6 @@ impl Config {
 /// Settings that parse but that this build cannot honour yet: refuse them
 /// clearly rather than run something other than what was asked.
 pub fn supported(config: &Config) -> Result<(), String> {
-    if config.app.interface == Interface::Asgi {
-        return Err("interface = \"asgi\" is not supported by this build yet (WSGI only)".into());
-    }
     if config.app.threads > crate::ipc::scoreboard::MAX_THREADS {
         return Err(format!(
             "app.threads = {} is above the maximum of {}",

@@ -15,7 +15,9 @@ use super::access_log::{Done, LoggedBody};
 use super::body::ResponseBody;
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
-use super::{buffer, compress, metrics, request_id, respond, route, static_files, Shared};
+use super::{
+    buffer, compress, metrics, request_id, respond, route, static_files, websocket, Shared,
+};
 use crate::ipc::stats::Route;
 use crate::ipc::wire;
 
@@ -144,8 +146,12 @@ pub async fn handle(
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
-    // keepalive_requests: the last request a connection may carry says so.
-    if !h2 && nth >= shared.config.limits.keepalive_requests {
+    // keepalive_requests: the last request a connection may carry says so
+    // (not on a WebSocket handshake: the connection is the socket now).
+    if !h2
+        && nth >= shared.config.limits.keepalive_requests
+        && parts.status != StatusCode::SWITCHING_PROTOCOLS
+    {
         parts
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -222,12 +228,18 @@ static X_SENDFILE: header::HeaderName = header::HeaderName::from_static("x-sendf
 async fn app(
     shared: &Shared,
     conn: &ConnInfo,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Incoming,
 ) -> Response<ResponseBody> {
+    if shared.config.app.interface != crate::config::Interface::Wsgi {
+        if let Some(hs) = websocket::handshake(&parts) {
+            let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            return to_app(shared, conn, &parts, body, upgrade.map(|u| (u, hs))).await;
+        }
+    }
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
-    let mut resp = to_app(shared, conn, &parts, body).await;
+    let mut resp = to_app(shared, conn, &parts, body, None).await;
     if resp
         .headers()
         .keys()
@@ -350,12 +362,15 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
     r
 }
 
-/// Buffer the body, dispatch to a worker, relay the answer.
+/// Buffer the body, dispatch to a worker, relay the answer. With
+/// `upgrade`, a WebSocket handshake: the scope is a `websocket` one, and
+/// an accepted socket is relayed from here on.
 async fn to_app(
     shared: &Shared,
     conn: &ConnInfo,
     parts: &http::request::Parts,
     incoming: Incoming,
+    upgrade: Option<(hyper::upgrade::OnUpgrade, websocket::Handshake)>,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
     let declared = parts
@@ -367,7 +382,10 @@ async fn to_app(
         // Answered before reading a byte of it (and before 100-continue).
         return respond::body_error(&buffer::BodyError::TooLarge);
     }
-    let body = if declared == Some(0) || hyper::body::Body::is_end_stream(&incoming) {
+    let body = if upgrade.is_some()
+        || declared == Some(0)
+        || hyper::body::Body::is_end_stream(&incoming)
+    {
         Body::Empty
     } else {
         match buffer::read(
@@ -423,7 +441,12 @@ async fn to_app(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let head = wire::RequestHead {
-        method: parts.method.as_str().as_bytes(),
+        // An HTTP/2 WebSocket is a CONNECT; the app sees a handshake.
+        method: if upgrade.is_some() {
+            b"GET"
+        } else {
+            parts.method.as_str().as_bytes()
+        },
         target: target.as_bytes(),
         version: match parts.version {
             Version::HTTP_10 => wire::Version::Http10,
@@ -431,6 +454,7 @@ async fn to_app(
             _ => wire::Version::Http11,
         },
         https: conn.tls,
+        websocket: upgrade.is_some(),
         remote_addr: conn.remote_ip.as_bytes(),
         remote_port: conn.remote.port(),
         server_name: conn.local_ip.as_bytes(),
@@ -450,8 +474,24 @@ async fn to_app(
         bytes_in,
     };
     match reply {
-        Ok(start) => {
+        Ok(mut start) => {
             served.worker_pid = start.worker_pid;
+            if let Some(link) = start.websocket.take() {
+                let Some((on_upgrade, hs)) = upgrade else {
+                    let mut r = respond::failure(super::upstream::Failure::Internal);
+                    r.extensions_mut().insert(served);
+                    return r;
+                };
+                let mut resp = websocket::accept_response(&hs, &link);
+                let limits = websocket::Limits {
+                    max_message: shared.config.limits.websocket_max_message,
+                    ping_interval: shared.config.limits.websocket_ping_interval,
+                };
+                let active = Active::new(&conn.state);
+                tokio::spawn(websocket::relay(on_upgrade, link, limits, active));
+                resp.extensions_mut().insert(served);
+                return resp;
+            }
             let mut resp = Response::new(start.body);
             *resp.status_mut() = start.status;
             *resp.headers_mut() = start.headers;

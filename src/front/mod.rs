@@ -18,6 +18,7 @@ pub mod static_files;
 mod timed_io;
 mod tls;
 mod upstream;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -396,6 +397,10 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(h2.max_header_list_size)
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams);
+    if config.app.interface != crate::config::Interface::Wsgi {
+        // RFC 8441: WebSockets over HTTP/2 for ASGI apps.
+        b.http2().enable_connect_protocol();
+    }
     b
 }
 

@@ -13,6 +13,11 @@
 //! When a worker's channel reaches EOF the worker is dead: the requests it
 //! was running (its scoreboard line says which) get 502, or 504 when the
 //! arbiter killed it for a timeout.
+//!
+//! The front also writes to the channels, for ASGI workers: a request
+//! whose client went away before its answer is announced to every worker
+//! (`Disconnect`; only the one holding it cares), and a WebSocket's client
+//! messages go to the worker that accepted it (see `front::websocket`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -36,8 +41,9 @@ use crate::ipc::control::{ToArbiter, ToFront};
 use crate::ipc::scoreboard::Scoreboard;
 use crate::ipc::{fdpass, wire};
 
-/// Largest frame accepted from a worker.
-const MAX_FRAME: u32 = 16 << 20;
+/// Largest frame accepted from a worker: a WebSocket message at the
+/// largest `limits.websocket_max_message`, with its header.
+const MAX_FRAME: u32 = (64 << 20) + 1024;
 
 /// A response on its way to the client.
 pub struct ResponseStart {
@@ -46,6 +52,28 @@ pub struct ResponseStart {
     pub body: ResponseBody,
     /// The worker that answered.
     pub worker_pid: u32,
+    /// The app accepted a WebSocket: the way to its worker.
+    pub websocket: Option<WsLink>,
+}
+
+/// An accepted WebSocket's connection to the worker that owns it.
+pub struct WsLink {
+    pub id: u64,
+    /// The subprotocol the app chose, if any.
+    pub subprotocol: Option<String>,
+    /// Extra headers for the handshake response.
+    pub headers: HeaderMap,
+    /// Frames for the worker (its channel's writer).
+    pub to_worker: mpsc::Sender<Bytes>,
+    /// What the app sends the client.
+    pub from_worker: mpsc::UnboundedReceiver<WsEvent>,
+}
+
+/// A WebSocket event from the app.
+#[derive(Debug)]
+pub enum WsEvent {
+    Message(wire::WsKind, Bytes),
+    Close(u16, String),
 }
 
 /// Why no response came from the app. Each maps to one status in `respond`.
@@ -77,6 +105,11 @@ pub struct Upstream {
     queue: UnixDatagram,
     control: UnixDatagram,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    /// Each live worker's channel writer, by slot.
+    writers: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
+    /// The app may be ASGI (`interface` is not `wsgi`): clients that go
+    /// away are announced to the workers.
+    asgi: bool,
     next_id: AtomicU64,
     /// Requests sent and not yet answered (in a worker or in the queue).
     outstanding: AtomicUsize,
@@ -102,10 +135,12 @@ pub struct Upstream {
     deadline: Duration,
 }
 
-/// Removes a request's pending entry however the wait ends.
+/// Removes a request's pending entry however the wait ends; when it ends
+/// unanswered (the client went away), ASGI workers hear of it.
 struct PendingGuard<'a> {
     up: &'a Upstream,
     id: u64,
+    answered: bool,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -116,6 +151,9 @@ impl Drop for PendingGuard<'_> {
             .expect("pending lock")
             .remove(&self.id);
         self.up.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if !self.answered && self.up.asgi {
+            self.up.disconnected(self.id);
+        }
     }
 }
 
@@ -135,10 +173,16 @@ impl Upstream {
             queue: seqpacket(queue)?,
             control: seqpacket(control)?,
             pending: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            asgi: config.app.interface != crate::config::Interface::Wsgi,
             next_id: AtomicU64::new(1),
             outstanding: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
-            threads: config.app.threads,
+            // Requests one worker takes at once.
+            threads: match config.app.interface {
+                crate::config::Interface::Wsgi => config.app.threads,
+                _ => config.app.threads.max(config.app.max_concurrency),
+            },
             max_queue: config.app.backlog,
             scoreboard,
             deadline: config.app.queue_timeout + config.app.timeout + Duration::from_secs(60),
@@ -149,6 +193,16 @@ impl Upstream {
             temp_dir: config.limits.temp_dir.clone(),
             files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),
         }))
+    }
+
+    /// Tell every worker that request `id`'s client went away.
+    fn disconnected(&self, id: u64) {
+        let mut frame = Vec::with_capacity(wire::HEADER_LEN);
+        wire::encode_disconnect(&mut frame, id);
+        let frame = Bytes::from(frame);
+        for w in self.writers.lock().expect("writers lock").values() {
+            let _ = w.try_send(frame.clone());
+        }
     }
 
     /// Worker channels currently open (live workers).
@@ -235,7 +289,11 @@ impl Upstream {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        let _guard = PendingGuard { up: self, id };
+        let mut guard = PendingGuard {
+            up: self,
+            id,
+            answered: false,
+        };
         if let Err(e) = self.send(&datagram, file.as_ref().map(|f| f.as_fd())).await {
             error!(error = %e, request = id, "cannot queue a request for the workers");
             return Err(Failure::Internal);
@@ -245,20 +303,28 @@ impl Upstream {
         // First wait: queue_timeout. A request no worker has taken by then
         // is answered 503 (the worker that takes it later skips it too).
         match tokio::time::timeout(self.queue_timeout, &mut rx).await {
-            Ok(Ok(reply)) => return reply,
-            Ok(Err(_)) => return Err(Failure::WorkerLost),
+            Ok(Ok(reply)) => {
+                guard.answered = true;
+                return reply;
+            }
+            Ok(Err(_)) => {
+                guard.answered = true;
+                return Err(Failure::WorkerLost);
+            }
             Err(_) if !self.taken(id) => return Err(Failure::Overloaded),
             Err(_) => {}
         }
         let rest = self.deadline.saturating_sub(self.queue_timeout);
-        match tokio::time::timeout(rest, rx).await {
+        let r = match tokio::time::timeout(rest, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Failure::WorkerLost),
             Err(_) => {
                 warn!(request = id, "no response from any worker in time");
                 Err(Failure::Timeout)
             }
-        }
+        };
+        guard.answered = true;
+        r
     }
 
     /// Whether some worker thread is running request `id` (a scan of the
@@ -267,9 +333,7 @@ impl Upstream {
         (0..crate::ipc::scoreboard::MAX_SLOTS).any(|i| {
             let slot = self.scoreboard.slot(i);
             slot.state.load(Ordering::Relaxed) != crate::ipc::scoreboard::STATE_FREE
-                && slot.threads[..self.threads]
-                    .iter()
-                    .any(|t| t.request.load(Ordering::Acquire) == id)
+                && slot.in_flight().any(|t| t == id)
         })
     }
 
@@ -330,6 +394,17 @@ impl Upstream {
         let Ok(stream) = tokio::net::UnixStream::from_std(std_stream) else {
             return;
         };
+        let stream = Arc::new(stream);
+        let (writer, frames) = mpsc::channel(256);
+        tokio::spawn(write_loop(stream.clone(), frames, pid));
+        self.writers
+            .lock()
+            .expect("writers lock")
+            .insert(slot, writer.clone());
+        let mut sockets = Sockets {
+            open: HashMap::new(),
+            writer,
+        };
         debug!(slot, pid, "worker channel open");
         self.channels.fetch_add(1, Ordering::Relaxed);
         super::metrics::worker_channel(slot, true);
@@ -368,7 +443,7 @@ impl Upstream {
                 match wire::check(&buf, MAX_FRAME) {
                     Ok(Some(total)) if buf.len() >= total => {
                         let frame = buf.split_to(total).freeze();
-                        match self.on_frame(pid, &frame, &mut active, &mut fds) {
+                        match self.on_frame(pid, &frame, &mut active, &mut fds, &mut sockets) {
                             Ok(None) => {}
                             // An unbuffered response whose client is slow:
                             // stop reading this worker until it takes more.
@@ -399,6 +474,9 @@ impl Upstream {
                 }
             }
         };
+        self.writers.lock().expect("writers lock").remove(&slot);
+        // The relays see their channel close and tell their clients.
+        drop(sockets);
         drop(stream);
         self.channels.fetch_sub(1, Ordering::Relaxed);
         super::metrics::worker_channel(slot, false);
@@ -467,6 +545,7 @@ impl Upstream {
         frame: &Bytes,
         active: &mut HashMap<u64, Active>,
         fds: &mut VecDeque<OwnedFd>,
+        sockets: &mut Sockets,
     ) -> Result<Option<Blocked>, String> {
         let (decoded, _) = wire::decode(frame, MAX_FRAME)
             .map_err(|e| e.to_string())?
@@ -531,6 +610,7 @@ impl Upstream {
                                 headers,
                                 body,
                                 worker_pid: pid,
+                                websocket: None,
                             }),
                         );
                         active.insert(id, Active::Offloaded);
@@ -539,6 +619,45 @@ impl Upstream {
                 }
             }
             wire::Frame::StaticRoutes(_, routes) => self.app_routes(&routes),
+            wire::Frame::WsAccept(id, subprotocol, hs) => {
+                let mut headers = HeaderMap::with_capacity(hs.len());
+                for (n, v) in hs {
+                    let name = HeaderName::from_bytes(n).map_err(|e| e.to_string())?;
+                    let value = HeaderValue::from_bytes(v).map_err(|e| e.to_string())?;
+                    headers.append(name, value);
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                sockets.open.insert(id, tx);
+                let waiting = self.pending.lock().expect("pending lock").remove(&id);
+                let start = ResponseStart {
+                    status: StatusCode::SWITCHING_PROTOCOLS,
+                    headers: HeaderMap::new(),
+                    body: ResponseBody::Empty,
+                    worker_pid: pid,
+                    websocket: Some(WsLink {
+                        id,
+                        subprotocol: (!subprotocol.is_empty())
+                            .then(|| String::from_utf8_lossy(subprotocol).into_owned()),
+                        headers,
+                        to_worker: sockets.writer.clone(),
+                        from_worker: rx,
+                    }),
+                };
+                if waiting.is_none_or(|w| w.send(Ok(start)).is_err()) {
+                    // The client left during the handshake.
+                    sockets.open.remove(&id);
+                    let mut frame = Vec::new();
+                    wire::encode_ws_close(&mut frame, id, 1006, "");
+                    let _ = sockets.writer.try_send(Bytes::from(frame));
+                }
+            }
+            wire::Frame::WsMessage(id, kind, data) => {
+                sockets.deliver(id, WsEvent::Message(kind, frame.slice_ref(data)));
+            }
+            wire::Frame::WsClose(id, code, reason) => {
+                sockets.deliver(id, WsEvent::Close(code, reason.to_string()));
+                sockets.open.remove(&id);
+            }
             wire::Frame::End(id) => match active.remove(&id) {
                 Some(Active::Building {
                     status,
@@ -564,6 +683,7 @@ impl Upstream {
                             headers,
                             body,
                             worker_pid: pid,
+                            websocket: None,
                         }),
                     );
                 }
@@ -594,6 +714,51 @@ impl Upstream {
             other => return Err(format!("unexpected {other} from a worker")),
         }
         Ok(None)
+    }
+}
+
+/// The WebSockets a worker holds, and its channel's writer.
+struct Sockets {
+    open: HashMap<u64, mpsc::UnboundedSender<WsEvent>>,
+    writer: mpsc::Sender<Bytes>,
+}
+
+impl Sockets {
+    /// Pass an app event to its client's relay. A relay that is gone (the
+    /// client left before the accept arrived) means the app must hear
+    /// that its socket is closed.
+    fn deliver(&mut self, id: u64, event: WsEvent) {
+        let Some(tx) = self.open.get(&id) else { return };
+        if tx.send(event).is_err() {
+            self.open.remove(&id);
+            let mut frame = Vec::new();
+            wire::encode_ws_close(&mut frame, id, 1006, "");
+            let _ = self.writer.try_send(Bytes::from(frame));
+        }
+    }
+}
+
+/// Write frames to a worker's channel, in order, as they come.
+async fn write_loop(
+    stream: Arc<tokio::net::UnixStream>,
+    mut frames: mpsc::Receiver<Bytes>,
+    pid: u32,
+) {
+    while let Some(frame) = frames.recv().await {
+        let mut done = 0;
+        while done < frame.len() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(&frame[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    debug!(pid, error = %e, "cannot write to a worker's channel");
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -655,6 +820,7 @@ impl Active {
                 headers,
                 body,
                 worker_pid: pid,
+                websocket: None,
             }),
         );
     }

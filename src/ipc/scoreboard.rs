@@ -27,6 +27,13 @@ use super::stats::Stats;
 
 /// Most threads a worker may run (`[app] threads` is validated against it).
 pub const MAX_THREADS: usize = 64;
+/// Most requests an ASGI worker holds at once (`[app] max_concurrency` is
+/// validated against it): each has an entry in [`Slot::tasks`].
+pub const MAX_TASKS: usize = 4096;
+/// Request id an ASGI worker keeps in its first thread entry: the entry's
+/// `since_ms` is the event loop's heartbeat, so a loop stuck longer than
+/// `timeout` is killed like a stuck request.
+pub const LOOP_ENTRY: u64 = u64::MAX;
 /// Most worker slots (live workers plus recently dead ones awaiting the
 /// front's acknowledgement).
 pub const MAX_SLOTS: usize = 256;
@@ -156,6 +163,10 @@ pub struct Slot {
     /// Requests completed by this worker.
     pub served: AtomicU64,
     pub threads: [ThreadEntry; MAX_THREADS],
+    /// ASGI workers: the requests their event loop holds (0 = free entry),
+    /// so that the front knows which requests died with the worker.
+    /// Untouched (and so never backed by memory) for WSGI workers.
+    pub tasks: [AtomicU64; MAX_TASKS],
 }
 
 impl Slot {
@@ -169,6 +180,13 @@ impl Slot {
             t.request.store(0, Ordering::Relaxed);
             t.since_ms.store(0, Ordering::Relaxed);
         }
+        for t in &self.tasks {
+            // Only pages an ASGI worker wrote are non-zero: reading first
+            // keeps the others untouched.
+            if t.load(Ordering::Relaxed) != 0 {
+                t.store(0, Ordering::Relaxed);
+            }
+        }
         self.state.store(STATE_BOOTING, Ordering::Release);
     }
 
@@ -177,7 +195,8 @@ impl Slot {
         self.threads
             .iter()
             .map(|t| t.request.load(Ordering::Acquire))
-            .filter(|&id| id != 0)
+            .chain(self.tasks.iter().map(|t| t.load(Ordering::Acquire)))
+            .filter(|&id| id != 0 && id != LOOP_ENTRY)
     }
 }
 

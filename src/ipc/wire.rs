@@ -21,6 +21,10 @@
 //! | 5    | `Abort`        | worker → front | UTF-8 reason: the response failed midway   |
 //! | 6    | `File`         | worker → front | offset u64, len u64: the body is `len` bytes of the file descriptor that travels with this frame (SCM_RIGHTS), from `offset` |
 //! | 7    | `StaticRoutes` | worker → front | id 0; count u16, then (url, dir) byte strings: static routes the loaded app declares (`django_static`, `flask_static`) |
+//! | 8    | `Disconnect`   | front → worker | empty: the client of request `id` went away (ASGI `http.disconnect`) |
+//! | 9    | `WsAccept`     | worker → front | subprotocol (empty: none), headers: the ASGI app accepted WebSocket `id` |
+//! | 10   | `WsMessage`    | both           | opcode u8 (1 text, 2 binary), then the message bytes |
+//! | 11   | `WsClose`      | both           | close code u16, then the UTF-8 reason |
 //!
 //! A request travels as one datagram on the shared request queue:
 //! `RequestHead`, then `Body` if the body is inline, then `End`. A body too
@@ -29,6 +33,13 @@
 //! `ResponseHead`, zero or more `Body`, then `End` or `Abort`; or
 //! `ResponseHead`, one `File`, then `End` (`wsgi.file_wrapper` on a
 //! regular file: the front sends the file, the worker is free at once).
+//!
+//! ASGI workers also read their channel: the front writes `Disconnect`
+//! and the client's WebSocket messages (`WsMessage`, `WsClose`) to the
+//! worker that owns the request. A WebSocket request is a `RequestHead`
+//! with [`RequestHead::websocket`] set; the worker answers `WsAccept` (then
+//! messages flow both ways until a `WsClose`) or an ordinary response
+//! (the app refused the handshake).
 //!
 //! On the response channel (a stream socket) a descriptor is attached to
 //! the `sendmsg` that carries its `File` frame. The kernel never delivers
@@ -56,6 +67,10 @@ const KIND_END: u8 = 4;
 const KIND_ABORT: u8 = 5;
 const KIND_FILE: u8 = 6;
 const KIND_STATIC_ROUTES: u8 = 7;
+const KIND_DISCONNECT: u8 = 8;
+const KIND_WS_ACCEPT: u8 = 9;
+const KIND_WS_MESSAGE: u8 = 10;
+const KIND_WS_CLOSE: u8 = 11;
 
 /// Why bytes could not be decoded. Every variant is a protocol violation by
 /// the peer (or memory corruption), never a normal condition.
@@ -127,6 +142,9 @@ pub struct RequestHead<'a> {
     pub target: &'a [u8],
     pub version: Version,
     pub https: bool,
+    /// A WebSocket handshake (HTTP/1.1 Upgrade or HTTP/2 extended
+    /// CONNECT) for an ASGI app: the scope type is `websocket`.
+    pub websocket: bool,
     pub remote_addr: &'a [u8],
     pub remote_port: u16,
     pub server_name: &'a [u8],
@@ -161,6 +179,22 @@ pub enum Frame<'a> {
     File(u64, FileSpan),
     /// Static routes declared by the loaded app: (URL prefix, directory).
     StaticRoutes(u64, Vec<(&'a [u8], &'a [u8])>),
+    /// The client of this request went away.
+    Disconnect(u64),
+    /// The app accepted the WebSocket: subprotocol (empty for none) and
+    /// extra response headers.
+    WsAccept(u64, &'a [u8], Headers<'a>),
+    /// One WebSocket message: text (UTF-8) or binary.
+    WsMessage(u64, WsKind, &'a [u8]),
+    /// The WebSocket is closed with this code and reason.
+    WsClose(u64, u16, &'a str),
+}
+
+/// What a WebSocket message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsKind {
+    Text,
+    Binary,
 }
 
 /// Which bytes of a passed file descriptor are the response body.
@@ -180,7 +214,11 @@ impl Frame<'_> {
             | Frame::End(id)
             | Frame::Abort(id, _)
             | Frame::File(id, _)
-            | Frame::StaticRoutes(id, _) => *id,
+            | Frame::StaticRoutes(id, _)
+            | Frame::Disconnect(id)
+            | Frame::WsAccept(id, ..)
+            | Frame::WsMessage(id, ..)
+            | Frame::WsClose(id, ..) => *id,
         }
     }
 }
@@ -195,6 +233,10 @@ impl fmt::Display for Frame<'_> {
             Frame::Abort(..) => "Abort",
             Frame::File(..) => "File",
             Frame::StaticRoutes(..) => "StaticRoutes",
+            Frame::Disconnect(..) => "Disconnect",
+            Frame::WsAccept(..) => "WsAccept",
+            Frame::WsMessage(..) => "WsMessage",
+            Frame::WsClose(..) => "WsClose",
         };
         write!(f, "{name}#{}", self.id())
     }
@@ -259,6 +301,46 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Frame<'_>, usize)>, Wi
             Frame::File(id, FileSpan { offset, len })
         }
         KIND_STATIC_ROUTES => Frame::StaticRoutes(id, decode_pairs(payload, "StaticRoutes")?),
+        KIND_DISCONNECT => {
+            if !payload.is_empty() {
+                return Err(WireError::Trailing("Disconnect", payload.len()));
+            }
+            Frame::Disconnect(id)
+        }
+        KIND_WS_ACCEPT => {
+            let mut r = Reader {
+                buf: payload,
+                what: "WsAccept",
+            };
+            let subprotocol = r.str16()?;
+            let headers = r.headers()?;
+            r.finish()?;
+            Frame::WsAccept(id, subprotocol, headers)
+        }
+        KIND_WS_MESSAGE => {
+            let (&op, data) = payload
+                .split_first()
+                .ok_or(WireError::Truncated("WsMessage"))?;
+            let kind = match op {
+                1 => WsKind::Text,
+                2 => WsKind::Binary,
+                _ => return Err(WireError::Invalid("WebSocket opcode")),
+            };
+            if kind == WsKind::Text && std::str::from_utf8(data).is_err() {
+                return Err(WireError::Invalid("WebSocket text"));
+            }
+            Frame::WsMessage(id, kind, data)
+        }
+        KIND_WS_CLOSE => {
+            let mut r = Reader {
+                buf: payload,
+                what: "WsClose",
+            };
+            let code = r.u16()?;
+            let reason =
+                std::str::from_utf8(r.buf).map_err(|_| WireError::Invalid("close reason"))?;
+            Frame::WsClose(id, code, reason)
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     Ok(Some((frame, total)))
@@ -343,10 +425,11 @@ fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
     let target = r.str32()?;
     let version = Version::from_u8(r.u8()?).ok_or(WireError::Invalid("version"))?;
     let flags = r.u8()?;
-    if flags & !0b11 != 0 {
+    if flags & !0b111 != 0 {
         return Err(WireError::Invalid("flags"));
     }
     let https = flags & 1 != 0;
+    let websocket = flags & 4 != 0;
     let body_kind = if flags & 2 != 0 {
         BodyKind::File
     } else {
@@ -365,6 +448,7 @@ fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
         target,
         version,
         https,
+        websocket,
         remote_addr,
         remote_port,
         server_name,
@@ -451,6 +535,9 @@ pub fn encode_request_head(
         }
         if head.body_kind == BodyKind::File {
             flags |= 2;
+        }
+        if head.websocket {
+            flags |= 4;
         }
         out.push(flags);
         put16(out, head.remote_addr, "remote address")?;
@@ -549,6 +636,74 @@ pub fn encode_static_routes(out: &mut Vec<u8>, routes: &[(&[u8], &[u8])]) -> Res
     }
 }
 
+/// Append a `Disconnect` frame.
+pub fn encode_disconnect(out: &mut Vec<u8>, id: u64) {
+    let start = begin(out, KIND_DISCONNECT, id);
+    finish(out, start);
+}
+
+/// Append a `WsAccept` frame.
+pub fn encode_ws_accept<'h, I>(
+    out: &mut Vec<u8>,
+    id: u64,
+    subprotocol: &[u8],
+    headers: I,
+) -> Result<(), TooLong>
+where
+    I: ExactSizeIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let start = begin(out, KIND_WS_ACCEPT, id);
+    let r = put16(out, subprotocol, "subprotocol").and_then(|()| put_headers(out, headers));
+    match r {
+        Ok(()) => {
+            finish(out, start);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Only the header bytes (frame header and opcode) of a `WsMessage` frame
+/// of `len` message bytes, for writers that send the message from its own
+/// buffer.
+pub fn ws_message_header(id: u64, kind: WsKind, len: usize) -> [u8; HEADER_LEN + 1] {
+    let mut h = [0u8; HEADER_LEN + 1];
+    h[..4].copy_from_slice(&((len + 10) as u32).to_le_bytes());
+    h[4] = KIND_WS_MESSAGE;
+    h[5..13].copy_from_slice(&id.to_le_bytes());
+    h[13] = match kind {
+        WsKind::Text => 1,
+        WsKind::Binary => 2,
+    };
+    h
+}
+
+/// Append a `WsMessage` frame.
+///
+/// # Panics
+/// If `data` is 4 GiB or more; messages are limited far below that.
+pub fn encode_ws_message(out: &mut Vec<u8>, id: u64, kind: WsKind, data: &[u8]) {
+    assert!(data.len() < (u32::MAX as usize) - 10, "message too large");
+    out.extend_from_slice(&ws_message_header(id, kind, data.len()));
+    out.extend_from_slice(data);
+}
+
+/// Append a `WsClose` frame; the reason is cut to 123 bytes (what fits in
+/// a WebSocket close frame).
+pub fn encode_ws_close(out: &mut Vec<u8>, id: u64, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let start = begin(out, KIND_WS_CLOSE, id);
+    out.extend_from_slice(&code.to_le_bytes());
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+    finish(out, start);
+}
+
 /// Append an `Abort` frame; the reason is cut to 1 KiB.
 pub fn encode_abort(out: &mut Vec<u8>, id: u64, reason: &str) {
     let mut end = reason.len().min(1024);
@@ -573,6 +728,7 @@ mod tests {
             target: b"/caf%C3%A9?x=1",
             version: Version::Http11,
             https: false,
+            websocket: false,
             remote_addr: b"127.0.0.1",
             remote_port: 51000,
             server_name: b"127.0.0.1",
@@ -785,11 +941,12 @@ mod tests {
             len in any::<u64>(),
             https in any::<bool>(),
             file in any::<bool>(),
+            websocket in any::<bool>(),
             headers in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..80)), 0..20),
         ) {
             let hs: Vec<(&[u8], &[u8])> = headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
             let head = RequestHead {
-                method: method.as_bytes(), target: &target, version: Version::Http2, https,
+                method: method.as_bytes(), target: &target, version: Version::Http2, https, websocket,
                 remote_addr: b"::1", remote_port: port, server_name: b"::1", server_port: port,
                 body_kind: if file { BodyKind::File } else { BodyKind::Inline }, body_len: len,
                 headers: hs, queued_ms: len.rotate_left(7),
@@ -799,6 +956,38 @@ mod tests {
             let (f, n) = decode(&out, u32::MAX).unwrap().unwrap();
             prop_assert_eq!(n, out.len());
             prop_assert_eq!(f, Frame::RequestHead(len, head));
+        }
+
+        #[test]
+        fn websocket_frames_round_trip(
+            id in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            text in "\\PC{0,200}",
+            code in any::<u16>(),
+        ) {
+            let mut out = Vec::new();
+            encode_ws_message(&mut out, id, WsKind::Binary, &data);
+            encode_ws_message(&mut out, id, WsKind::Text, text.as_bytes());
+            encode_ws_close(&mut out, id, code, &text);
+            encode_disconnect(&mut out, id);
+            let hs: Vec<(&[u8], &[u8])> = vec![(b"x-a", data.as_slice())];
+            encode_ws_accept(&mut out, id, text.as_bytes(), hs.iter().copied()).unwrap();
+            let mut rest = &out[..];
+            let mut frames = Vec::new();
+            while let Some((f, n)) = decode(rest, u32::MAX).unwrap() {
+                frames.push(f);
+                rest = &rest[n..];
+            }
+            prop_assert!(rest.is_empty());
+            let mut cut = text.len().min(123);
+            while !text.is_char_boundary(cut) { cut -= 1; }
+            prop_assert_eq!(frames, vec![
+                Frame::WsMessage(id, WsKind::Binary, &data[..]),
+                Frame::WsMessage(id, WsKind::Text, text.as_bytes()),
+                Frame::WsClose(id, code, &text[..cut]),
+                Frame::Disconnect(id),
+                Frame::WsAccept(id, text.as_bytes(), hs.clone()),
+            ]);
         }
 
         #[test]

@@ -10,6 +10,7 @@
 //! Signals: TERM finishes the current request(s) then exits 0 (graceful);
 //! INT and QUIT exit at once.
 
+mod asgi;
 mod errors;
 mod output;
 mod python;
@@ -217,16 +218,52 @@ pub fn run(ctx: Inherit) -> i32 {
     if let Err(e) = Python::attach(errors::install) {
         error!(error = %e, "cannot route Python logging to the error log");
     }
+    let is_asgi = match app.interface {
+        crate::config::Interface::Wsgi => Ok(false),
+        crate::config::Interface::Asgi => Ok(true),
+        crate::config::Interface::Auto => Python::attach(|py| {
+            asgi::detect(py, loaded.app.bind(py))
+                .map_err(|e| python::format_exception(py, loaded.helpers.bind(py), &e))
+        }),
+    };
+    let is_asgi = match is_asgi {
+        Ok(a) => a,
+        Err(tb) => {
+            error!("interface = \"auto\": cannot inspect the application:\n{tb}");
+            return BOOT_ERROR;
+        }
+    };
     let slot = ctx.scoreboard.slot(ctx.slot);
-    slot.state.store(STATE_READY, Ordering::Release);
-    info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
-
     let out = Arc::new(Output::new(channel));
     let announce = if app.django_static || app.flask_static {
         static_routes_frame(&loaded, app, ctx.slot == 0)
     } else {
         None
     };
+    let queue_wait = ctx
+        .config
+        .metrics
+        .is_some()
+        .then(|| &ctx.scoreboard.stats().queue_wait);
+    if is_asgi {
+        let code = asgi::run(asgi::Worker {
+            config: &ctx.config,
+            app: Python::attach(|py| loaded.app.clone_ref(py)),
+            helpers: Python::attach(|py| loaded.helpers.clone_ref(py)),
+            queue,
+            out,
+            scoreboard: ctx.scoreboard,
+            slot: ctx.slot,
+            announce,
+            queue_wait,
+        });
+        if code != 0 {
+            return code;
+        }
+        return finish(hooks.as_ref(), &loaded);
+    }
+    slot.state.store(STATE_READY, Ordering::Release);
+    info!(app = %format!("{}:{}", app.module, app.attr), "worker ready");
     if let Some(frame) = &announce {
         Python::attach(|py| out.write(py, frame));
     }
@@ -244,11 +281,7 @@ pub fn run(ctx: Inherit) -> i32 {
         limit,
         max_memory: app.max_worker_memory,
         queue_timeout_ms: app.queue_timeout.as_millis() as u64,
-        queue_wait: ctx
-            .config
-            .metrics
-            .is_some()
-            .then(|| &ctx.scoreboard.stats().queue_wait),
+        queue_wait,
     });
     let threads: Vec<_> = (1..app.threads)
         .map(|t| {
@@ -261,12 +294,17 @@ pub fn run(ctx: Inherit) -> i32 {
     for t in threads {
         let _ = t.join();
     }
-    if let Some(h) = &hooks {
+    finish(hooks.as_ref(), &shared.loaded)
+}
+
+/// The way out of a worker: the `worker_exit` hook, `atexit` handlers.
+fn finish(hooks: Option<&python::Hooks>, loaded: &Loaded) -> i32 {
+    if let Some(h) = hooks {
         Python::attach(|py| {
             if let Err(e) = h.call(py, "worker_exit") {
                 error!(
                     "hook worker_exit failed:\n{}",
-                    python::format_exception(py, shared.loaded.helpers.bind(py), &e)
+                    python::format_exception(py, loaded.helpers.bind(py), &e)
                 );
             }
         });
@@ -274,6 +312,35 @@ pub fn run(ctx: Inherit) -> i32 {
     python::shutdown();
     info!("worker exiting");
     0
+}
+
+/// Count a finished request; past `max_requests` (`limit`) or
+/// `max_worker_memory`, ask the arbiter for a replacement. The worker
+/// keeps serving until it arrives and TERM comes: capacity never drops.
+fn count_served(slot: &scoreboard::Slot, limit: u64, max_memory: u64) {
+    let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
+    if limit != 0 && served == limit {
+        info!(served, "max_requests reached; asking to be replaced");
+        slot.retire_reason
+            .store(scoreboard::RETIRE_MAX_REQUESTS, Ordering::Relaxed);
+        slot.state
+            .store(scoreboard::STATE_RETIRING, Ordering::Release);
+    }
+    if max_memory != 0 && slot.state.load(Ordering::Relaxed) == STATE_READY {
+        if let Some(rss) = rss_bytes() {
+            if rss > max_memory {
+                info!(
+                    rss,
+                    limit = max_memory,
+                    "max_worker_memory exceeded; asking to be replaced"
+                );
+                slot.retire_reason
+                    .store(scoreboard::RETIRE_MEMORY, Ordering::Relaxed);
+                slot.state
+                    .store(scoreboard::STATE_RETIRING, Ordering::Release);
+            }
+        }
+    }
 }
 
 /// How often a worker repeats its `StaticRoutes` frame, so that a front
@@ -509,31 +576,7 @@ fn serve(shared: &Shared, thread: usize) {
             errors::flush_partial();
             drop(scope);
             entry.end();
-            let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
-            if shared.limit != 0 && served == shared.limit {
-                // Keep serving until the replacement is ready and the
-                // arbiter sends TERM: capacity never drops.
-                info!(served, "max_requests reached; asking to be replaced");
-                slot.retire_reason
-                    .store(scoreboard::RETIRE_MAX_REQUESTS, Ordering::Relaxed);
-                slot.state
-                    .store(scoreboard::STATE_RETIRING, Ordering::Release);
-            }
-            if shared.max_memory != 0 && slot.state.load(Ordering::Relaxed) == STATE_READY {
-                if let Some(rss) = rss_bytes() {
-                    if rss > shared.max_memory {
-                        info!(
-                            rss,
-                            limit = shared.max_memory,
-                            "max_worker_memory exceeded; asking to be replaced"
-                        );
-                        slot.retire_reason
-                            .store(scoreboard::RETIRE_MEMORY, Ordering::Relaxed);
-                        slot.state
-                            .store(scoreboard::STATE_RETIRING, Ordering::Release);
-                    }
-                }
-            }
+            count_served(slot, shared.limit, shared.max_memory);
         }
     });
 }

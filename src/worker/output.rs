@@ -4,7 +4,7 @@
 //! mid-frame, and with the GIL released.
 
 use std::io::Write;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
@@ -12,13 +12,21 @@ use pyo3::Python;
 
 pub struct Output {
     stream: Mutex<UnixStream>,
+    fd: RawFd,
 }
 
 impl Output {
     pub fn new(stream: UnixStream) -> Self {
         Output {
+            fd: stream.as_raw_fd(),
             stream: Mutex::new(stream),
         }
+    }
+
+    /// The channel's descriptor, for an ASGI worker's reads (the front
+    /// writes to its workers too; writes here stay under the lock).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd
     }
 
     /// Write whole frames. A failure means the front is gone; the arbiter

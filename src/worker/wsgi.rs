@@ -64,12 +64,12 @@ fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-fn percent_decode(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(super) fn percent_decode(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     percent_encoding::percent_decode(path).into()
 }
 
 /// Split a request target into (path, query), handling absolute-form.
-fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     let mut t = target;
     if !t.starts_with(b"/") {
         if let Some(i) = t.windows(3).position(|w| w == b"://") {
@@ -168,7 +168,7 @@ pub fn environ<'py>(
 }
 
 /// Hop-by-hop headers an app must not set (PEP 3333); dropped as gunicorn does.
-fn is_hop_by_hop(name: &str) -> bool {
+pub(super) fn is_hop_by_hop(name: &str) -> bool {
     const HOP: [&str; 8] = [
         "connection",
         "keep-alive",
@@ -182,7 +182,7 @@ fn is_hop_by_hop(name: &str) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn is_token_char(c: u8) -> bool {
+pub(super) fn is_token_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
@@ -471,6 +471,8 @@ pub fn write_error(buf: &mut Vec<u8>, id: u64, status: u16) {
     let body: &[u8] = match status {
         500 => b"<html><head><title>500 Internal Server Error</title></head><body><h1>500 Internal Server Error</h1></body></html>\n",
         503 => b"<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>\n",
+        403 => b"<html><head><title>403 Forbidden</title></head><body><h1>403 Forbidden</h1></body></html>\n",
+        504 => b"<html><head><title>504 Gateway Time-out</title></head><body><h1>504 Gateway Time-out</h1></body></html>\n",
         _ => b"<html><head><title>Error</title></head><body><h1>Error</h1></body></html>\n",
     };
     let len = body.len().to_string();

@@ -1,0 +1,248 @@
+//! WebSockets for ASGI apps: the front does the protocol, the app only
+//! sees messages.
+//!
+//! A handshake (HTTP/1.1 `Upgrade: websocket`, or an HTTP/2 extended
+//! CONNECT, RFC 8441) goes to the workers as a request whose scope type is
+//! `websocket`. When the app accepts, the worker that holds it answers
+//! `WsAccept` and the front completes the handshake (101, or 200 over
+//! HTTP/2), then relays: client messages to that worker's channel, the
+//! app's messages to the client. Pings are answered here (tungstenite
+//! replies to every ping) and idle clients are pinged every
+//! `limits.websocket_ping_interval`; a message above
+//! `limits.websocket_max_message` closes the socket with 1009.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Method, Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+
+use super::body::ResponseBody;
+use super::timed_io::Active;
+use super::upstream::{WsEvent, WsLink};
+use crate::ipc::wire;
+
+/// A request that asks for a WebSocket.
+pub enum Handshake {
+    /// HTTP/1.1 Upgrade, with its `Sec-WebSocket-Key`.
+    Upgrade(HeaderValue),
+    /// HTTP/2 extended CONNECT (RFC 8441).
+    Connect,
+}
+
+/// Whether `parts` is a WebSocket handshake (RFC 6455 §4.2.1, RFC 8441 §4).
+pub fn handshake(parts: &http::request::Parts) -> Option<Handshake> {
+    if parts.version == Version::HTTP_2 {
+        let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
+        return (parts.method == Method::CONNECT
+            && protocol.as_str().eq_ignore_ascii_case("websocket"))
+        .then_some(Handshake::Connect);
+    }
+    if parts.method != Method::GET || parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let h = &parts.headers;
+    let has_token = |name: header::HeaderName, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return None;
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return None;
+    }
+    h.get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| !k.is_empty())
+        .cloned()
+        .map(Handshake::Upgrade)
+}
+
+/// The response that completes an accepted handshake.
+pub fn accept_response(hs: &Handshake, link: &WsLink) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::Empty);
+    let h = r.headers_mut();
+    for (name, value) in &link.headers {
+        h.append(name, value.clone());
+    }
+    match hs {
+        Handshake::Upgrade(key) => {
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = r.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            h.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64"),
+            );
+        }
+        Handshake::Connect => *r.status_mut() = StatusCode::OK,
+    }
+    if let Some(p) = link.subprotocol.as_deref() {
+        if let Ok(v) = HeaderValue::from_str(p) {
+            r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    r
+}
+
+/// Limits for one relay.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub max_message: usize,
+    pub ping_interval: Duration,
+}
+
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+fn close_frame(link: &WsLink, code: u16, reason: &str) -> Bytes {
+    let mut f = Vec::with_capacity(32 + reason.len());
+    wire::encode_ws_close(&mut f, link.id, code, reason);
+    Bytes::from(f)
+}
+
+/// Relay one accepted WebSocket until either side closes it. `_active`
+/// keeps the connection's idle timers off meanwhile.
+pub async fn relay(
+    upgrade: hyper::upgrade::OnUpgrade,
+    mut link: WsLink,
+    limits: Limits,
+    _active: Active,
+) {
+    let io = match upgrade.await {
+        Ok(io) => io,
+        Err(e) => {
+            debug!(error = %e, "WebSocket upgrade failed");
+            let _ = link.to_worker.send(close_frame(&link, 1006, "")).await;
+            return;
+        }
+    };
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(limits.max_message);
+    config.max_frame_size = Some(limits.max_message);
+    let mut ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await;
+    let pinging = !limits.ping_interval.is_zero();
+    let mut ping = tokio::time::interval(if pinging {
+        limits.ping_interval
+    } else {
+        Duration::from_secs(3600)
+    });
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    // Set once the app has closed: wait for the client's reply, bounded.
+    let mut closing: Option<tokio::time::Instant> = None;
+    // Whether the app already knows the socket is closed.
+    let mut app_told = false;
+    loop {
+        let deadline = closing.unwrap_or_else(|| tokio::time::Instant::now() + CLOSE_GRACE);
+        tokio::select! {
+            msg = ws.next() => {
+                let frame = match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        let mut f = Vec::with_capacity(16 + t.len());
+                        wire::encode_ws_message(&mut f, link.id, wire::WsKind::Text, t.as_bytes());
+                        Bytes::from(f)
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        let mut f = Vec::with_capacity(16 + b.len());
+                        wire::encode_ws_message(&mut f, link.id, wire::WsKind::Binary, &b);
+                        Bytes::from(f)
+                    }
+                    Some(Ok(Message::Pong(_))) => {
+                        awaiting_pong = false;
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(frame))) => {
+                        if closing.is_none() && !app_told {
+                            let (code, reason) = frame
+                                .map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                            let _ = link.to_worker.send(close_frame(&link, code, &reason)).await;
+                        }
+                        // tungstenite queued the reply; send it.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
+                        return;
+                    }
+                    Some(Err(WsError::Capacity(e))) => {
+                        debug!(error = %e, "WebSocket message over websocket_max_message");
+                        if !app_told {
+                            let _ = link.to_worker.send(close_frame(&link, 1009, "message too big")).await;
+                        }
+                        let _ = tokio::time::timeout(
+                            CLOSE_GRACE,
+                            ws.close(Some(CloseFrame { code: CloseCode::Size, reason: Utf8Bytes::from_static("message too big") })),
+                        )
+                        .await;
+                        return;
+                    }
+                    Some(Err(_)) | None => {
+                        if closing.is_none() && !app_told {
+                            let _ = link.to_worker.send(close_frame(&link, 1006, "")).await;
+                        }
+                        return;
+                    }
+                };
+                if closing.is_none() && link.to_worker.send(frame).await.is_err() {
+                    // The worker is gone.
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Error, reason: Utf8Bytes::from_static("worker lost") })).await;
+                    return;
+                }
+            }
+            ev = link.from_worker.recv(), if closing.is_none() => {
+                let sent = match ev {
+                    Some(WsEvent::Message(wire::WsKind::Text, b)) => match Utf8Bytes::try_from(b) {
+                        Ok(t) => ws.send(Message::Text(t)).await,
+                        Err(_) => continue,
+                    },
+                    Some(WsEvent::Message(wire::WsKind::Binary, b)) => ws.send(Message::Binary(b)).await,
+                    Some(WsEvent::Close(code, reason)) => {
+                        app_told = true;
+                        closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                        ws.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await
+                    }
+                    None => {
+                        // The worker died (or dropped the socket).
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Error, reason: Utf8Bytes::from_static("worker lost") })).await;
+                        return;
+                    }
+                };
+                if sent.is_err() {
+                    if !app_told {
+                        let _ = link.to_worker.send(close_frame(&link, 1006, "")).await;
+                    }
+                    return;
+                }
+            }
+            _ = ping.tick(), if pinging && closing.is_none() => {
+                if awaiting_pong {
+                    debug!("WebSocket client did not answer a ping; closing");
+                    let _ = link.to_worker.send(close_frame(&link, 1006, "")).await;
+                    let _ = tokio::time::timeout(
+                        CLOSE_GRACE,
+                        ws.close(Some(CloseFrame { code: CloseCode::Error, reason: Utf8Bytes::from_static("keepalive ping timeout") })),
+                    )
+                    .await;
+                    return;
+                }
+                awaiting_pong = true;
+                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                    let _ = link.to_worker.send(close_frame(&link, 1006, "")).await;
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if closing.is_some() => return,
+        }
+    }
+}

@@ -1,0 +1,494 @@
+"""edge's ASGI 3.0 server loop, run inside a worker process.
+
+The Rust side (`worker/asgi.rs`) owns the sockets and the wire format:
+`io.take()` pulls whole requests from the shared queue (each with its
+`scope` already built), `io.read_channel()` returns what the front sent
+this worker (client disconnects, WebSocket messages), and `io.respond()`,
+`io.body()`, `io.ws_*()` write response frames. This module holds what is
+simplest to say in Python: one asyncio task per request, the `receive` /
+`send` callables, the lifespan protocol, timeouts and the graceful stop.
+"""
+
+import asyncio
+import time
+from collections import deque
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_BODY_CHUNK = 1 << 20
+_BEAT = 0.2  # seconds between heartbeats (TERM check, timeouts, liveness)
+
+
+class _Cycle:
+    __slots__ = ("server", "id", "slot", "scope", "rid", "started",
+                 "waiter", "disconnected", "task")
+
+    def __init__(self, server, id, slot, scope, rid):
+        self.server = server
+        self.id = id
+        self.slot = slot
+        self.scope = scope
+        self.rid = rid
+        self.started = time.monotonic()
+        self.waiter = None
+        self.disconnected = False
+        self.task = None
+
+    def _wake(self):
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class Http(_Cycle):
+    """One HTTP request: `receive`, `send`, and the app's task."""
+
+    __slots__ = ("body", "remaining", "status", "headers", "head_sent",
+                 "done", "head_only", "expired")
+
+    def __init__(self, server, id, slot, scope, rid, body, length):
+        super().__init__(server, id, slot, scope, rid)
+        self.body = body
+        self.remaining = length
+        self.status = None
+        self.headers = None
+        self.head_sent = False
+        self.done = False
+        self.head_only = scope["method"] == "HEAD"
+        self.expired = False
+
+    async def run(self):
+        server = self.server
+        io = server.io
+        try:
+            await server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.expired:
+                io.log(40, self.rid, f"request {self.scope['method']} {self.scope['path']} "
+                       f"ran past the timeout ({server.timeout:g}s): cancelled")
+                self._fail(504, "timeout")
+            else:
+                self._fail(503, "worker stopping")
+        except BaseException as e:  # noqa: B036 - the app's errors are answered, never raised
+            io.log_exception(self.rid, "Exception in ASGI application", e)
+            self._fail(500, "application error")
+        else:
+            if not self.done:
+                io.log(40, self.rid, "ASGI callable returned without completing the response")
+                self._fail(500, "incomplete response")
+        finally:
+            if self.body is not None and self.body.__class__ is not bytes:
+                self.body.close()
+            server.finished(self)
+
+    def _fail(self, status, reason):
+        if self.done:
+            return
+        self.done = True
+        if self.head_sent:
+            self.server.io.abort(self.id, reason)
+        else:
+            self.server.io.error(self.id, status)
+
+    async def receive(self):
+        body = self.body
+        if body is not None:
+            if body.__class__ is bytes:
+                self.body = None
+                return {"type": "http.request", "body": body, "more_body": False}
+            chunk = body.read(min(_BODY_CHUNK, self.remaining))
+            self.remaining -= len(chunk)
+            more = self.remaining > 0 and bool(chunk)
+            if not more:
+                body.close()
+                self.body = None
+            return {"type": "http.request", "body": chunk, "more_body": more}
+        if not (self.disconnected or self.done):
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.body":
+            if self.status is None:
+                raise RuntimeError("Expected ASGI message 'http.response.start', "
+                                   "but got 'http.response.body'.")
+            if self.done:
+                raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, "
+                                   "after response already completed.")
+            body = message.get("body", b"")
+            end = not message.get("more_body", False)
+            if self.head_only:
+                body = b""
+            if self.head_sent:
+                if body or end:
+                    self.server.io.body(self.id, body, end)
+            else:
+                self.server.io.respond(self.id, self.status, self.headers, body, end)
+                self.head_sent = True
+            if end:
+                self.done = True
+                self._wake()
+        elif kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, "
+                                   "after response already started.")
+            status = message["status"]
+            if status.__class__ is not int:
+                raise TypeError(f"http.response.start status must be an int, not {status!r}")
+            self.status = status
+            self.headers = message.get("headers", ())
+        elif kind == "http.response.pathsend":
+            if self.status is None or self.head_sent or self.done:
+                raise RuntimeError("Unexpected ASGI message 'http.response.pathsend': it must "
+                                   "follow 'http.response.start' and be the whole body.")
+            self.server.io.pathsend(self.id, self.status, self.headers, message["path"],
+                                    self.head_only)
+            self.head_sent = True
+            self.done = True
+            self._wake()
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} for an HTTP request.")
+
+
+_CONNECTING, _OPEN, _CLOSED = 0, 1, 2
+
+
+class WebSocket(_Cycle):
+    """One WebSocket: the front holds the client's connection and relays
+    messages through this worker's channel."""
+
+    __slots__ = ("state", "connected", "inbox", "close_code", "close_reason")
+
+    def __init__(self, server, id, slot, scope, rid):
+        super().__init__(server, id, slot, scope, rid)
+        self.state = _CONNECTING
+        self.connected = False
+        self.inbox = deque()
+        self.close_code = None
+        self.close_reason = ""
+
+    async def run(self):
+        server = self.server
+        io = server.io
+        try:
+            await server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.state == _CONNECTING:
+                io.error(self.id, 504 if self.disconnected is None else 503)
+            elif self.state == _OPEN:
+                io.ws_close(self.id, 1001, "server going away")
+        except BaseException as e:  # noqa: B036
+            io.log_exception(self.rid, "Exception in ASGI application (WebSocket)", e)
+            if self.state == _CONNECTING:
+                io.error(self.id, 500)
+            elif self.state == _OPEN:
+                io.ws_close(self.id, 1011, "")
+        else:
+            if self.state == _CONNECTING:
+                io.log(40, self.rid, "ASGI callable returned without accepting "
+                       "or closing the WebSocket")
+                io.error(self.id, 500)
+            elif self.state == _OPEN:
+                io.ws_close(self.id, 1000, "")
+        finally:
+            self.state = _CLOSED
+            server.finished(self)
+
+    def on_message(self, data):
+        if data.__class__ is str:
+            self.inbox.append({"type": "websocket.receive", "text": data})
+        else:
+            self.inbox.append({"type": "websocket.receive", "bytes": data})
+        self._wake()
+
+    def on_close(self, code, reason):
+        self.close_code = code
+        self.close_reason = reason
+        self.disconnected = True
+        self._wake()
+
+    async def receive(self):
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        while not self.inbox:
+            if self.disconnected:
+                return {"type": "websocket.disconnect",
+                        "code": 1006 if self.close_code is None else self.close_code,
+                        "reason": self.close_reason}
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+        return self.inbox.popleft()
+
+    async def send(self, message):
+        kind = message["type"]
+        io = self.server.io
+        if kind == "websocket.send":
+            if self.state != _OPEN:
+                raise RuntimeError("Unexpected ASGI message 'websocket.send': the WebSocket "
+                                   + ("is not accepted yet." if self.state == _CONNECTING
+                                      else "is closed."))
+            if self.disconnected:
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+                if data is None:
+                    raise TypeError("websocket.send needs 'bytes' or 'text'")
+            io.ws_send(self.id, data)
+        elif kind == "websocket.accept":
+            if self.state != _CONNECTING:
+                raise RuntimeError("Unexpected ASGI message 'websocket.accept': "
+                                   "the WebSocket is already accepted or closed.")
+            io.ws_accept(self.id, message.get("subprotocol"), message.get("headers", ()))
+            self.state = _OPEN
+        elif kind == "websocket.close":
+            if self.state == _CONNECTING:
+                io.error(self.id, 403)
+            elif self.state == _OPEN and not self.disconnected:
+                code = message.get("code", 1000)
+                reason = message.get("reason") or ""
+                io.ws_close(self.id, code, reason)
+            elif self.state == _CLOSED:
+                raise RuntimeError("Unexpected ASGI message 'websocket.close': "
+                                   "the WebSocket is already closed.")
+            self.state = _CLOSED
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} for a WebSocket.")
+
+
+class Lifespan:
+    """The lifespan protocol: one task for the app's whole life."""
+
+    def __init__(self, server, mode):
+        self.server = server
+        self.mode = mode  # "auto" | "on"
+        self.inbox = asyncio.Queue()
+        self.startup_done = asyncio.Event()
+        self.shutdown_done = asyncio.Event()
+        self.failed = None  # message when startup failed
+        self.unsupported = False
+        self.shutdown_failed = None
+        self.task = None
+
+    async def main(self):
+        scope = {"type": "lifespan", "asgi": dict(_ASGI), "state": self.server.state}
+        try:
+            await self.server.app(scope, self.receive, self.send)
+        except BaseException as e:  # noqa: B036
+            if not self.startup_done.is_set():
+                if self.mode == "auto":
+                    self.unsupported = True
+                    self.server.io.log(20, b"", "ASGI lifespan unsupported by the app "
+                                       f"({type(e).__name__}: {e}); going on without it")
+                else:
+                    self.failed = self.server.io.format_exception(e)
+            else:
+                self.shutdown_failed = self.server.io.format_exception(e)
+        finally:
+            if not self.startup_done.is_set() and self.failed is None and not self.unsupported:
+                self.failed = "the app returned before completing lifespan startup"
+                if self.mode == "auto":
+                    self.failed = None
+                    self.unsupported = True
+            self.startup_done.set()
+            self.shutdown_done.set()
+
+    async def receive(self):
+        return await self.inbox.get()
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self.startup_done.set()
+        elif kind == "lifespan.startup.failed":
+            self.failed = message.get("message") or "lifespan.startup.failed"
+            self.startup_done.set()
+        elif kind == "lifespan.shutdown.complete":
+            self.shutdown_done.set()
+        elif kind == "lifespan.shutdown.failed":
+            self.shutdown_failed = message.get("message") or "lifespan.shutdown.failed"
+            self.shutdown_done.set()
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} for the lifespan scope.")
+
+    async def startup(self):
+        self.task = asyncio.get_running_loop().create_task(self.main())
+        await self.inbox.put({"type": "lifespan.startup"})
+        await self.startup_done.wait()
+        return self.failed
+
+    async def shutdown(self, timeout):
+        if self.unsupported or self.task is None or self.task.done():
+            return
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self.shutdown_done.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.server.io.log(30, b"", f"ASGI lifespan shutdown did not finish in {timeout:g}s")
+        if self.shutdown_failed:
+            self.server.io.log(40, b"", f"ASGI lifespan shutdown failed: {self.shutdown_failed}")
+
+
+class Server:
+    def __init__(self, io, app, max_concurrency, timeout, graceful_timeout, lifespan):
+        self.io = io
+        self.app = app
+        self.max = max_concurrency
+        self.timeout = timeout
+        self.graceful_timeout = graceful_timeout
+        self.lifespan_mode = lifespan  # "auto" | "on" | "off"
+        self.lifespan = None
+        self.state = {}
+        self.cycles = {}
+        self.reading = False
+        self.loop = None
+        self.stopping = None
+        self.idle = None
+
+    # --- lifespan ---
+
+    async def startup(self):
+        """None, or why the app refused to start."""
+        self.loop = asyncio.get_running_loop()
+        if self.lifespan_mode == "off":
+            return None
+        self.lifespan = Lifespan(self, self.lifespan_mode)
+        failed = await self.lifespan.startup()
+        if failed is not None:
+            return failed
+        self.io.set_state(self.state if not self.lifespan.unsupported else None)
+        return None
+
+    # --- the loop ---
+
+    async def serve(self):
+        loop = self.loop
+        self.stopping = loop.create_future()
+        loop.add_reader(self.io.channel_fd, self.on_channel)
+        self.resume()
+        loop.call_soon(self.beat)
+        await self.stopping
+        self.pause()
+        if self.cycles:
+            self.idle = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.idle),
+                                       max(0.1, self.graceful_timeout * 0.9))
+            except asyncio.TimeoutError:
+                self.io.log(30, b"", f"{len(self.cycles)} request(s) or WebSocket(s) still "
+                            "open after graceful_timeout: cancelled")
+                for c in list(self.cycles.values()):
+                    c.task.cancel()
+                await asyncio.sleep(0)
+        if self.lifespan is not None:
+            await self.lifespan.shutdown(max(1.0, self.graceful_timeout * 0.1))
+        loop.remove_reader(self.io.channel_fd)
+
+    def resume(self):
+        if not self.reading and not self.stopping.done():
+            self.loop.add_reader(self.io.queue_fd, self.on_queue)
+            self.reading = True
+
+    def pause(self):
+        if self.reading:
+            self.loop.remove_reader(self.io.queue_fd)
+            self.reading = False
+
+    def on_queue(self):
+        room = self.max - len(self.cycles)
+        if room <= 0:
+            self.pause()
+            return
+        loop = self.loop
+        cycles = self.cycles
+        for id, slot, ws, scope, body, length, rid in self.io.take(room):
+            if ws:
+                c = WebSocket(self, id, slot, scope, rid)
+            else:
+                c = Http(self, id, slot, scope, rid, body, length)
+            cycles[id] = c
+            c.task = loop.create_task(c.run())
+        if len(cycles) >= self.max:
+            self.pause()
+
+    def on_channel(self):
+        events = self.io.read_channel()
+        if events is None:
+            self.io.log(40, b"", "the front closed this worker's channel")
+            self.loop.remove_reader(self.io.channel_fd)
+            if not self.stopping.done():
+                self.stopping.set_result(None)
+            return
+        cycles = self.cycles
+        for id, kind, a, b in events:
+            c = cycles.get(id)
+            if c is None:
+                continue
+            if kind == 0:  # client gone
+                if c.__class__ is WebSocket:
+                    c.on_close(1006, "")
+                else:
+                    c.disconnected = True
+                    c._wake()
+            elif kind == 1:  # WebSocket message
+                c.on_message(a)
+            else:  # WebSocket close
+                c.on_close(a, b)
+
+    def finished(self, c):
+        del self.cycles[c.id]
+        self.io.done(c.slot)
+        if not self.reading:
+            self.resume()
+        if self.idle is not None and not self.cycles and not self.idle.done():
+            self.idle.set_result(None)
+
+    def beat(self):
+        if self.io.heartbeat():
+            if not self.stopping.done():
+                self.stopping.set_result(None)
+        else:
+            now = time.monotonic()
+            limit = self.timeout
+            for c in self.cycles.values():
+                if now - c.started > limit:
+                    if c.__class__ is Http:
+                        if not c.expired and not c.done:
+                            c.expired = True
+                            c.task.cancel()
+                    elif c.state == _CONNECTING and c.disconnected is False:
+                        c.disconnected = None  # marks the timeout for run()
+                        c.task.cancel()
+        self.loop.call_later(_BEAT, self.beat)
+
+
+def is_asgi(app):
+    """`interface = "auto"`: an ASGI 3 app is a coroutine function, or an
+    object whose `__call__` is one (uvicorn's test, minus ASGI 2)."""
+    import inspect
+
+    if inspect.isclass(app):
+        return False
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(app, "__call__", None)
+    return inspect.iscoroutinefunction(call)
+
+
+def new_loop(kind):
+    """(loop, name) for `[app] loop`."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            loop = uvloop.new_event_loop()
+            asyncio.set_event_loop(loop)
+            return loop, "uvloop"
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop, "asyncio"

@@ -1,0 +1,835 @@
+//! ASGI 3.0 workers: one asyncio event loop per worker process, many
+//! requests in flight on it (`[app] max_concurrency`).
+//!
+//! The loop watches two descriptors. The shared request queue is read only
+//! while the worker has room for more requests (pull, as for WSGI: a busy
+//! worker leaves requests to the others); each wake-up takes every request
+//! waiting, up to the room left. The worker's own channel carries the
+//! front's notices for requests this worker holds: the client went away
+//! (`http.disconnect`), WebSocket messages and closes.
+//!
+//! [`Io`] is everything the Python side (`asgi.py`) needs from Rust: it
+//! decodes requests and builds their `scope`, and encodes responses, so
+//! that no byte of the wire format is handled in Python. Each request the
+//! loop holds has an entry in the scoreboard's task table, which tells the
+//! front which requests die with the worker; the loop's heartbeat is the
+//! `since` of the worker's first thread entry, so the arbiter kills a loop
+//! stuck (in blocking code) longer than `timeout`, as it kills a stuck
+//! WSGI request.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nix::sys::socket::MsgFlags;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
+use tracing::{error, info};
+
+use super::output::Output;
+use super::wsgi;
+use crate::config::{AsyncLoop, Config, Lifespan};
+use crate::ipc::scoreboard::{self, Scoreboard, LOOP_ENTRY, STATE_READY};
+use crate::ipc::{fdpass, wire};
+
+/// The Python half: tasks, `receive`/`send`, lifespan, graceful stop.
+const GLUE: &str = include_str!("asgi.py");
+
+/// Largest frame the front may send a worker: a WebSocket message at the
+/// configured limit, plus its header.
+fn max_inbound(config: &Config) -> u32 {
+    (config.limits.websocket_max_message + 64) as u32
+}
+
+/// Import the glue module.
+fn glue(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    PyModule::from_code(
+        py,
+        &CString::new(GLUE).expect("no NUL in asgi.py"),
+        c"edge_asgi.py",
+        c"edge_asgi",
+    )
+}
+
+/// `interface = "auto"`: whether the loaded callable is an ASGI app.
+pub fn detect(py: Python<'_>, app: &Bound<'_, PyAny>) -> PyResult<bool> {
+    glue(py)?.call_method1("is_asgi", (app,))?.extract()
+}
+
+/// What an ASGI worker runs with.
+pub struct Worker<'a> {
+    pub config: &'a Config,
+    pub app: Py<PyAny>,
+    pub helpers: Py<PyModule>,
+    pub queue: OwnedFd,
+    pub out: Arc<Output>,
+    pub scoreboard: Scoreboard,
+    pub slot: usize,
+    pub announce: Option<Vec<u8>>,
+    pub queue_wait: Option<&'static crate::ipc::stats::Histogram>,
+}
+
+/// Run the event loop until TERM (or the front's end); returns the exit
+/// code. Lifespan startup runs before the worker says it is ready: a
+/// failure is a boot error.
+pub fn run(w: Worker<'_>) -> i32 {
+    let app_cfg = &w.config.app;
+    let slot = w.scoreboard.slot(w.slot);
+    // The loop's heartbeat line (see the module docs).
+    slot.threads[0].begin(LOOP_ENTRY, b"", b"ASGI", b"(event loop)");
+    let result = Python::attach(|py| -> Result<(), String> {
+        let helpers = w.helpers.bind(py).clone();
+        let fmt = |e: &PyErr| super::python::format_exception(py, &helpers, e);
+        let glue = glue(py).map_err(|e| fmt(&e))?;
+        let kind = match app_cfg.event_loop {
+            AsyncLoop::Auto => "auto",
+            AsyncLoop::Asyncio => "asyncio",
+            AsyncLoop::Uvloop => "uvloop",
+        };
+        let (event_loop, loop_name): (Bound<'_, PyAny>, String) = glue
+            .call_method1("new_loop", (kind,))
+            .and_then(|r| r.extract())
+            .map_err(|e| {
+                format!(
+                    "cannot create the {kind} event loop (app.loop):\n{}",
+                    fmt(&e)
+                )
+            })?;
+        let io = Io {
+            queue: w.queue,
+            channel: w.out.raw_fd(),
+            out: w.out.clone(),
+            buf: vec![0u8; super::max_datagram(w.config)],
+            inbox: Vec::new(),
+            max_inbound: max_inbound(w.config),
+            free: (0..app_cfg.max_concurrency as u32).rev().collect(),
+            scoreboard: w.scoreboard,
+            slot: w.slot,
+            root_path: String::new(),
+            state: None,
+            helpers: w.helpers.clone_ref(py),
+            queue_timeout_ms: app_cfg.queue_timeout.as_millis() as u64,
+            queue_wait: w.queue_wait,
+            limit: super::recycle_after(w.config),
+            max_memory: app_cfg.max_worker_memory,
+            announce: w.announce,
+            announced_ms: scoreboard::now_ms(),
+            io_open: py
+                .import(intern!(py, "io"))
+                .and_then(|m| m.getattr(intern!(py, "open")))
+                .map_err(|e| fmt(&e))?
+                .unbind(),
+        };
+        let io = Bound::new(py, io).map_err(|e| fmt(&e))?;
+        let lifespan = match app_cfg.lifespan {
+            Lifespan::Auto => "auto",
+            Lifespan::On => "on",
+            Lifespan::Off => "off",
+        };
+        let server = glue
+            .getattr("Server")
+            .and_then(|s| {
+                s.call1((
+                    io.clone(),
+                    w.app.bind(py),
+                    app_cfg.max_concurrency,
+                    app_cfg.timeout.as_secs_f64(),
+                    w.config.server.graceful_timeout.as_secs_f64(),
+                    lifespan,
+                ))
+            })
+            .map_err(|e| fmt(&e))?;
+        let failed: Option<String> = server
+            .call_method0("startup")
+            .and_then(|coro| event_loop.call_method1("run_until_complete", (coro,)))
+            .and_then(|r| r.extract())
+            .map_err(|e| format!("ASGI lifespan startup raised:\n{}", fmt(&e)))?;
+        if let Some(why) = failed {
+            return Err(format!("ASGI lifespan startup failed: {why}"));
+        }
+        slot.state.store(STATE_READY, Ordering::Release);
+        info!(
+            app = %format!("{}:{}", app_cfg.module, app_cfg.attr),
+            event_loop = %loop_name,
+            max_concurrency = app_cfg.max_concurrency,
+            "worker ready (ASGI)"
+        );
+        if let Some(frame) = &io.borrow().announce {
+            w.out.write(py, frame);
+        }
+        server
+            .call_method0("serve")
+            .and_then(|coro| event_loop.call_method1("run_until_complete", (coro,)))
+            .map_err(|e| format!("the event loop failed:\n{}", fmt(&e)))?;
+        let _ = event_loop.call_method0("close");
+        Ok(())
+    });
+    slot.threads[0].end();
+    match result {
+        Ok(()) => 0,
+        Err(msg) => {
+            error!("application `{}:{}`: {msg}", app_cfg.module, app_cfg.attr);
+            if slot.state.load(Ordering::Relaxed) == STATE_READY {
+                1
+            } else {
+                crate::arbiter::BOOT_ERROR
+            }
+        }
+    }
+}
+
+/// The worker's sockets and wire format, as the Python loop sees them.
+/// Lives on the loop's thread only.
+#[pyclass(unsendable, module = "edge")]
+pub struct Io {
+    queue: OwnedFd,
+    channel: RawFd,
+    out: Arc<Output>,
+    /// One request datagram.
+    buf: Vec<u8>,
+    /// Bytes read from the channel, not yet a whole frame.
+    inbox: Vec<u8>,
+    max_inbound: u32,
+    /// Free entries of this worker's task table.
+    free: Vec<u32>,
+    scoreboard: Scoreboard,
+    slot: usize,
+    root_path: String,
+    /// The lifespan state, copied into every request's scope.
+    state: Option<Py<PyDict>>,
+    helpers: Py<PyModule>,
+    queue_timeout_ms: u64,
+    queue_wait: Option<&'static crate::ipc::stats::Histogram>,
+    /// Requests after which this worker retires (0 = never).
+    limit: u64,
+    max_memory: u64,
+    announce: Option<Vec<u8>>,
+    announced_ms: u64,
+    io_open: Py<PyAny>,
+}
+
+/// A request taken from the queue, as handed to Python:
+/// (id, task entry, websocket, scope, body, body length, request id).
+type Taken<'py> = (
+    u64,
+    u32,
+    bool,
+    Bound<'py, PyDict>,
+    Bound<'py, PyAny>,
+    u64,
+    Bound<'py, PyBytes>,
+);
+
+#[pymethods]
+impl Io {
+    #[getter]
+    fn queue_fd(&self) -> RawFd {
+        self.queue.as_raw_fd()
+    }
+
+    #[getter]
+    fn channel_fd(&self) -> RawFd {
+        self.channel
+    }
+
+    /// Every request waiting in the queue, up to `room`.
+    fn take<'py>(&mut self, py: Python<'py>, room: usize) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        let room = room.min(self.free.len());
+        let mut taken = 0;
+        while taken < room {
+            let got = match fdpass::recv(self.queue.as_fd(), &mut self.buf, MsgFlags::MSG_DONTWAIT)
+            {
+                Ok(r) if r.len == 0 => break,
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    error!(error = %e, "cannot read the request queue");
+                    break;
+                }
+            };
+            if let Some(item) = self.accept(py, got)? {
+                list.append(item)?;
+                taken += 1;
+            }
+        }
+        Ok(list)
+    }
+
+    /// What the front sent since the last call: `(id, kind, a, b)` with
+    /// kind 0 (client gone), 1 (WebSocket message `a`: str or bytes) or 2
+    /// (WebSocket closed: code `a`, reason `b`). `None` at end of file.
+    fn read_channel<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let fd = self.channel;
+        let mut eof = false;
+        loop {
+            let len = self.inbox.len();
+            self.inbox.resize(len + 64 * 1024, 0);
+            // SAFETY-free: plain recv on a descriptor this process owns.
+            let r = nix::sys::socket::recv(fd, &mut self.inbox[len..], MsgFlags::MSG_DONTWAIT);
+            match r {
+                Ok(0) => {
+                    self.inbox.truncate(len);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.inbox.truncate(len + n);
+                    if n < 64 * 1024 {
+                        break;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => self.inbox.truncate(len),
+                Err(nix::errno::Errno::EAGAIN) => {
+                    self.inbox.truncate(len);
+                    break;
+                }
+                Err(e) => {
+                    self.inbox.truncate(len);
+                    error!(error = %e, "cannot read this worker's channel");
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        let events = PyList::empty(py);
+        let mut used = 0;
+        loop {
+            match wire::decode(&self.inbox[used..], self.max_inbound) {
+                Ok(Some((frame, n))) => {
+                    used += n;
+                    let none = py.None().into_bound(py);
+                    let ev = match frame {
+                        wire::Frame::Disconnect(id) => {
+                            (id, 0u8, none.clone(), none).into_pyobject(py)?
+                        }
+                        wire::Frame::WsMessage(id, wire::WsKind::Text, data) => {
+                            let text = PyString::new(
+                                py,
+                                std::str::from_utf8(data).expect("checked by decode"),
+                            );
+                            (id, 1u8, text.into_any(), none).into_pyobject(py)?
+                        }
+                        wire::Frame::WsMessage(id, wire::WsKind::Binary, data) => {
+                            (id, 1u8, PyBytes::new(py, data).into_any(), none).into_pyobject(py)?
+                        }
+                        wire::Frame::WsClose(id, code, reason) => (
+                            id,
+                            2u8,
+                            code.into_pyobject(py)?.into_any(),
+                            PyString::new(py, reason).into_any(),
+                        )
+                            .into_pyobject(py)?,
+                        other => {
+                            error!(frame = %other, "unexpected frame from the front; ignored");
+                            continue;
+                        }
+                    };
+                    events.append(ev)?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error!(error = %e, "bad frame from the front on this worker's channel");
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        self.inbox.drain(..used);
+        if eof && events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(events))
+    }
+
+    /// Response head, first body bytes and, with `end`, the end: one write.
+    fn respond(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        status: u16,
+        headers: &Bound<'_, PyAny>,
+        body: &Bound<'_, PyAny>,
+        end: bool,
+    ) -> PyResult<()> {
+        if !(100..=999).contains(&status) {
+            return Err(PyValueError::new_err(format!(
+                "invalid HTTP status {status} in http.response.start"
+            )));
+        }
+        let held = response_headers(headers)?;
+        let pairs = pairs(&held);
+        let body = as_bytes(py, body)?;
+        let data = body.as_bytes();
+        let mut out = Vec::with_capacity(64 + data.len() + 64 * pairs.len());
+        wire::encode_response_head(&mut out, id, status, pairs.iter().copied())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        push_body(&mut out, id, data);
+        if end {
+            wire::encode_end(&mut out, id);
+        }
+        self.out.write(py, &out);
+        Ok(())
+    }
+
+    /// More body bytes; with `end`, the end of the response.
+    fn body(&self, py: Python<'_>, id: u64, body: &Bound<'_, PyAny>, end: bool) -> PyResult<()> {
+        let body = as_bytes(py, body)?;
+        let data = body.as_bytes();
+        let mut out = Vec::with_capacity(32 + data.len());
+        push_body(&mut out, id, data);
+        if end {
+            wire::encode_end(&mut out, id);
+        }
+        self.out.write(py, &out);
+        Ok(())
+    }
+
+    /// `http.response.pathsend`: the front sends the file.
+    fn pathsend(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        status: u16,
+        headers: &Bound<'_, PyAny>,
+        path: std::path::PathBuf,
+        head_only: bool,
+    ) -> PyResult<()> {
+        if !path.is_absolute() {
+            return Err(PyValueError::new_err(format!(
+                "http.response.pathsend needs an absolute path, not {}",
+                path.display()
+            )));
+        }
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(PyValueError::new_err(format!(
+                "http.response.pathsend: {} is not a regular file",
+                path.display()
+            )));
+        }
+        let len = meta.len();
+        let held = response_headers(headers)?;
+        let mut pairs: Vec<(&[u8], &[u8])> = pairs(&held)
+            .into_iter()
+            .filter(|(n, _)| *n != b"content-length")
+            .collect();
+        let mut out = Vec::with_capacity(256);
+        if head_only {
+            let length = len.to_string();
+            pairs.push((b"content-length", length.as_bytes()));
+            wire::encode_response_head(&mut out, id, status, pairs.iter().copied())
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            wire::encode_end(&mut out, id);
+            self.out.write(py, &out);
+            return Ok(());
+        }
+        wire::encode_response_head(&mut out, id, status, pairs.iter().copied())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        wire::encode_file(&mut out, id, wire::FileSpan { offset: 0, len });
+        wire::encode_end(&mut out, id);
+        self.out.write_with_fd(py, &out, file.as_raw_fd());
+        Ok(())
+    }
+
+    /// A canned error response (before any of the app's response left).
+    fn error(&self, py: Python<'_>, id: u64, status: u16) {
+        let mut out = Vec::new();
+        wsgi::write_error(&mut out, id, status);
+        self.out.write(py, &out);
+    }
+
+    /// The response failed after its head was sent.
+    fn abort(&self, py: Python<'_>, id: u64, reason: &str) {
+        let mut out = Vec::new();
+        wire::encode_abort(&mut out, id, reason);
+        self.out.write(py, &out);
+    }
+
+    #[pyo3(signature = (id, subprotocol, headers))]
+    fn ws_accept(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        subprotocol: Option<&str>,
+        headers: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let held = response_headers(headers)?;
+        let pairs = pairs(&held);
+        let mut out = Vec::with_capacity(128);
+        wire::encode_ws_accept(
+            &mut out,
+            id,
+            subprotocol.unwrap_or("").as_bytes(),
+            pairs.iter().copied(),
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.out.write(py, &out);
+        Ok(())
+    }
+
+    fn ws_send(&self, py: Python<'_>, id: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut out;
+        if let Ok(text) = data.cast::<PyString>() {
+            let text = text.to_str()?;
+            out = Vec::with_capacity(16 + text.len());
+            wire::encode_ws_message(&mut out, id, wire::WsKind::Text, text.as_bytes());
+        } else {
+            let bytes = as_bytes(py, data)?;
+            out = Vec::with_capacity(16 + bytes.as_bytes().len());
+            wire::encode_ws_message(&mut out, id, wire::WsKind::Binary, bytes.as_bytes());
+        }
+        self.out.write(py, &out);
+        Ok(())
+    }
+
+    fn ws_close(&self, py: Python<'_>, id: u64, code: u16, reason: &str) -> PyResult<()> {
+        if !(code == 1000 || (1001..=1014).contains(&code) || (3000..=4999).contains(&code))
+            || matches!(code, 1004..=1006)
+        {
+            return Err(PyValueError::new_err(format!(
+                "websocket.close: {code} is not a close code an endpoint may send"
+            )));
+        }
+        let mut out = Vec::with_capacity(32 + reason.len());
+        wire::encode_ws_close(&mut out, id, code, reason);
+        self.out.write(py, &out);
+        Ok(())
+    }
+
+    /// A request left the loop: free its task entry, count it, and ask to
+    /// be replaced when `max_requests` or `max_worker_memory` says so.
+    fn done(&mut self, entry: u32) {
+        let slot = self.scoreboard.slot(self.slot);
+        if let Some(e) = slot.tasks.get(entry as usize) {
+            e.store(0, Ordering::Release);
+            self.free.push(entry);
+        }
+        super::count_served(slot, self.limit, self.max_memory);
+    }
+
+    /// Called every 200 ms by the loop: proves it is not stuck, repeats
+    /// the static routes now and then; true once the worker should stop.
+    fn heartbeat(&mut self, py: Python<'_>) -> bool {
+        let now = scoreboard::now_ms();
+        self.scoreboard.slot(self.slot).threads[0]
+            .since_ms
+            .store(now, Ordering::Release);
+        if let Some(frame) = &self.announce {
+            if now.saturating_sub(self.announced_ms) >= super::ANNOUNCE_EVERY_MS {
+                self.announced_ms = now;
+                self.out.write(py, frame);
+            }
+        }
+        super::stopping()
+    }
+
+    /// The lifespan state (None: the app has no lifespan).
+    fn set_state(&mut self, state: Option<Py<PyDict>>) {
+        self.state = state;
+    }
+
+    /// A line in the error log, attributed to request `rid`.
+    fn log(&self, level: i32, rid: &[u8], message: &str) {
+        let _scope = (!rid.is_empty()).then(|| crate::logging::enter_request(rid));
+        match level {
+            l if l >= 40 => tracing::error!("{message}"),
+            l if l >= 30 => tracing::warn!("{message}"),
+            l if l >= 20 => tracing::info!("{message}"),
+            _ => tracing::debug!("{message}"),
+        }
+    }
+
+    /// `message` and the exception's traceback in the error log.
+    fn log_exception(&self, py: Python<'_>, rid: &[u8], message: &str, exc: &Bound<'_, PyAny>) {
+        let text = self.format_exception(py, exc);
+        let _scope = (!rid.is_empty()).then(|| crate::logging::enter_request(rid));
+        tracing::error!("{message}:\n{text}");
+    }
+
+    fn format_exception(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> String {
+        let tb = exc
+            .getattr(intern!(py, "__traceback__"))
+            .unwrap_or_else(|_| py.None().into_bound(py));
+        self.helpers
+            .bind(py)
+            .call_method1("format_exception", (exc, tb))
+            .and_then(|s| s.extract::<String>())
+            .unwrap_or_else(|_| exc.to_string())
+    }
+}
+
+impl Io {
+    /// Decode one datagram; `None` when it was answered here (malformed,
+    /// stale) rather than handed to the app.
+    fn accept<'py>(
+        &mut self,
+        py: Python<'py>,
+        got: fdpass::Received,
+    ) -> PyResult<Option<Taken<'py>>> {
+        let mut rest = &self.buf[..got.len];
+        let mut head = None;
+        let mut body: &[u8] = b"";
+        loop {
+            match wire::decode(rest, u32::MAX) {
+                Ok(Some((frame, n))) => {
+                    rest = &rest[n..];
+                    match frame {
+                        wire::Frame::RequestHead(id, h) => head = Some((id, h)),
+                        wire::Frame::Body(_, b) => body = b,
+                        wire::Frame::End(_) => break,
+                        other => {
+                            error!(frame = %other, "unexpected frame on the request queue");
+                            return Ok(None);
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    error!("malformed request datagram");
+                    if let Some((id, _)) = head {
+                        self.error(py, id, 500);
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        let Some((id, head)) = head else {
+            error!("request datagram without a head");
+            return Ok(None);
+        };
+        if got.truncated {
+            error!(
+                request = id,
+                "request datagram larger than the worker buffer"
+            );
+            self.error(py, id, 500);
+            return Ok(None);
+        }
+        let waited = scoreboard::now_ms().saturating_sub(head.queued_ms);
+        if let Some(h) = self.queue_wait {
+            h.observe_us(waited * 1000);
+        }
+        if self.queue_timeout_ms != 0 && waited > self.queue_timeout_ms {
+            tracing::warn!(
+                request = id,
+                "request waited longer than queue_timeout; not running it"
+            );
+            self.error(py, id, 503);
+            return Ok(None);
+        }
+        let Some(entry) = self.free.pop() else {
+            self.error(py, id, 503);
+            return Ok(None);
+        };
+        self.scoreboard.slot(self.slot).tasks[entry as usize].store(id, Ordering::Release);
+        let rid = head
+            .headers
+            .iter()
+            .find(|(n, _)| *n == b"x-request-id")
+            .map_or(&b""[..], |(_, v)| v);
+        let rid = PyBytes::new(py, rid);
+        let scope = self.scope(py, &head)?;
+        let body_obj = match (head.body_kind, got.fd) {
+            (wire::BodyKind::File, Some(fd)) => {
+                self.io_open.bind(py).call1((fd.into_raw_fd(), "rb"))?
+            }
+            (wire::BodyKind::File, None) => {
+                error!(
+                    request = id,
+                    "spooled request body arrived without its file"
+                );
+                self.error(py, id, 500);
+                self.done(entry);
+                return Ok(None);
+            }
+            (wire::BodyKind::Inline, _) => PyBytes::new(py, body).into_any(),
+        };
+        Ok(Some((
+            id,
+            entry,
+            head.websocket,
+            scope,
+            body_obj,
+            head.body_len,
+            rid,
+        )))
+    }
+
+    /// The ASGI `scope` of a request (HTTP or WebSocket connection scope).
+    fn scope<'py>(
+        &self,
+        py: Python<'py>,
+        head: &wire::RequestHead<'_>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let ws = head.websocket;
+        d.set_item(
+            intern!(py, "type"),
+            if ws {
+                intern!(py, "websocket")
+            } else {
+                intern!(py, "http")
+            },
+        )?;
+        let asgi = PyDict::new(py);
+        asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+        asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
+        d.set_item(intern!(py, "asgi"), asgi)?;
+        d.set_item(
+            intern!(py, "http_version"),
+            match head.version {
+                wire::Version::Http10 => intern!(py, "1.0"),
+                wire::Version::Http11 => intern!(py, "1.1"),
+                wire::Version::Http2 => intern!(py, "2"),
+            },
+        )?;
+        let scheme = match (ws, head.https) {
+            (false, false) => intern!(py, "http"),
+            (false, true) => intern!(py, "https"),
+            (true, false) => intern!(py, "ws"),
+            (true, true) => intern!(py, "wss"),
+        };
+        d.set_item(intern!(py, "scheme"), scheme)?;
+        if !ws {
+            let method = std::str::from_utf8(head.method).unwrap_or("GET");
+            d.set_item(intern!(py, "method"), PyString::intern(py, method))?;
+        }
+        let (path, query) = wsgi::split_target(head.target);
+        let decoded = wsgi::percent_decode(path);
+        d.set_item(intern!(py, "path"), String::from_utf8_lossy(&decoded))?;
+        d.set_item(intern!(py, "raw_path"), PyBytes::new(py, path))?;
+        d.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
+        d.set_item(intern!(py, "root_path"), self.root_path.as_str())?;
+        let headers = PyList::empty(py);
+        let mut saw_length = false;
+        let mut subprotocols = Vec::new();
+        for (name, value) in &head.headers {
+            if *name == b"content-length" {
+                saw_length = true;
+            } else if ws && *name == b"sec-websocket-protocol" {
+                subprotocols.extend(
+                    value
+                        .split(|&c| c == b',')
+                        .map(|p| String::from_utf8_lossy(p.trim_ascii()).into_owned())
+                        .filter(|p| !p.is_empty()),
+                );
+            }
+            headers.append(PyTuple::new(
+                py,
+                [PyBytes::new(py, name), PyBytes::new(py, value)],
+            )?)?;
+        }
+        // A chunked (or HTTP/2) body was buffered whole: its length is known.
+        if !saw_length && head.body_len > 0 {
+            let len = head.body_len.to_string();
+            headers.append(PyTuple::new(
+                py,
+                [
+                    PyBytes::new(py, b"content-length"),
+                    PyBytes::new(py, len.as_bytes()),
+                ],
+            )?)?;
+        }
+        d.set_item(intern!(py, "headers"), headers)?;
+        let client = (String::from_utf8_lossy(head.remote_addr), head.remote_port);
+        d.set_item(intern!(py, "client"), client)?;
+        let server = (String::from_utf8_lossy(head.server_name), head.server_port);
+        d.set_item(intern!(py, "server"), server)?;
+        let state = match &self.state {
+            Some(s) => s.bind(py).copy()?,
+            None => PyDict::new(py),
+        };
+        d.set_item(intern!(py, "state"), state)?;
+        if ws {
+            d.set_item(intern!(py, "subprotocols"), subprotocols)?;
+        } else {
+            let ext = PyDict::new(py);
+            ext.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+            d.set_item(intern!(py, "extensions"), ext)?;
+        }
+        Ok(d)
+    }
+}
+
+/// Append `data` as `Body` frames of at most 1 MiB each.
+fn push_body(out: &mut Vec<u8>, id: u64, data: &[u8]) {
+    for chunk in data.chunks(1 << 20) {
+        wire::encode_body(out, id, chunk);
+    }
+}
+
+/// Bytes of a body: `bytes` as they are, other buffers copied.
+fn as_bytes<'py>(py: Python<'py>, body: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = body.cast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    if body.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "ASGI body must be bytes, not str (encode it first)",
+        ));
+    }
+    let builtins = py.import(intern!(py, "builtins"))?;
+    Ok(builtins
+        .getattr(intern!(py, "bytes"))?
+        .call1((body,))?
+        .cast_into::<PyBytes>()?)
+}
+
+/// Checked (name, value) pairs from an ASGI `headers` iterable. Names are
+/// lower-cased; hop-by-hop headers are dropped (the front frames the
+/// response itself).
+fn response_headers<'py>(
+    headers: &Bound<'py, PyAny>,
+) -> PyResult<Vec<(Vec<u8>, Bound<'py, PyBytes>)>> {
+    let mut out = Vec::new();
+    if headers.is_none() {
+        return Ok(out);
+    }
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) =
+            item.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "ASGI header must be a [name, value] pair of bytes, not {}",
+                    item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ))
+            })?;
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
+            return Err(PyTypeError::new_err(
+                "ASGI header names and values must be bytes",
+            ));
+        };
+        let n = name.as_bytes();
+        if n.is_empty() || !n.iter().all(|&c| wsgi::is_token_char(c)) {
+            return Err(PyValueError::new_err(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(n)
+            )));
+        }
+        let v = value.as_bytes();
+        if v.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+            return Err(PyValueError::new_err(format!(
+                "header {}: control character (CR/LF?) in value {:?}",
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(v)
+            )));
+        }
+        let lower = n.to_ascii_lowercase();
+        if wsgi::is_hop_by_hop(std::str::from_utf8(&lower).unwrap_or("")) {
+            continue;
+        }
+        out.push((lower, value.clone()));
+    }
+    Ok(out)
+}
+
+fn pairs<'a>(held: &'a [(Vec<u8>, Bound<'_, PyBytes>)]) -> Vec<(&'a [u8], &'a [u8])> {
+    held.iter()
+        .map(|(n, v)| (n.as_slice(), v.as_bytes()))
+        .collect()
+}
