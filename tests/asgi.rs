@@ -837,27 +837,39 @@ fn lifespan_shutdown_runs_when_a_worker_is_recycled() {
         markers.path(),
     );
     let edge = Edge::start_ready(&conf, "/pid");
-    let mut pids: Vec<i32> = Vec::new();
-    for i in 0..15 {
+    // The worker asks to be replaced at its 5th request and keeps serving
+    // until its replacement is ready: request until another pid answers.
+    let old = json_pid(&edge.get("/pid"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 2;
+    let new = loop {
+        assert!(
+            Instant::now() < deadline && n < 500,
+            "no replacement after {n} requests with max_requests = 5\n{}",
+            edge.logs()
+        );
         let r = edge.get("/pid");
         assert_eq!(
             r.status,
             200,
-            "request {i}: {}\n{}",
+            "request {n}: {}\n{}",
             r.describe(),
             edge.logs()
         );
+        n += 1;
         let p = json_pid(&r);
-        if !pids.contains(&p) {
-            pids.push(p);
+        if p != old {
+            break p;
         }
-    }
+        thread::sleep(Duration::from_millis(20));
+    };
+    // n requests in all (the readiness probe included), n - 1 by `old`.
+    let by_old = n - 1;
     assert!(
-        pids.len() >= 2,
-        "15 requests with max_requests = 5 were all served by {pids:?}\n{}",
-        edge.logs()
+        by_old >= 5,
+        "worker {old} was replaced after {by_old} requests, before max_requests = 5"
     );
-    let old = pids[0];
+    let pids = [old, new];
     assert!(
         wait_file(
             &markers.path().join(format!("shutdown-{old}")),
@@ -1066,6 +1078,42 @@ fn stuck_event_loop_over_timeout_gets_504_and_a_new_worker() {
         })
         .is_some(),
         "stuck worker {p1} still alive"
+    );
+}
+
+#[test]
+fn term_finishes_every_in_flight_asgi_request() {
+    let markers = tempfile::tempdir().unwrap();
+    let conf = with_marker_dir(
+        asgi("asgi_scope_app:app")
+            .workers(1)
+            .server("graceful_timeout = \"10s\""),
+        markers.path(),
+    );
+    let mut edge = Edge::start_ready(&conf, "/pid");
+    let pid = json_pid(&edge.get("/pid"));
+    json_pid(&edge.get("/inflight-reset"));
+    let hs: Vec<_> = (0..5)
+        .map(|_| get_async(edge.port, "/sleep?s=1.5"))
+        .collect();
+    // Let all five reach the worker (they sleep 1.5 s there), then TERM.
+    thread::sleep(Duration::from_millis(500));
+    edge.signal(Signal::SIGTERM);
+    for h in hs {
+        let (r, _) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("in flight at TERM: {e}\n{}", edge.logs()));
+        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+        assert_eq!(r.json()["pid"].as_i64(), Some(pid as i64));
+        assert_eq!(r.json()["inflight_max"].as_i64(), Some(5), "{}", r.text());
+    }
+    let st = edge.wait_exit(Duration::from_secs(15));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", edge.logs());
+    assert!(
+        markers.path().join(format!("shutdown-{pid}")).exists(),
+        "no lifespan shutdown: {:?}",
+        marker_files(markers.path())
     );
 }
 

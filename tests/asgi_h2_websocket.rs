@@ -63,13 +63,17 @@ fn websocket_over_http2_extended_connect() {
             Some("echo.v1")
         );
         let upgraded = hyper::upgrade::on(resp).await.expect("stream upgrade");
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
         let first = ws.next().await.unwrap().unwrap();
         let scope: String = first.into_text().unwrap().to_string();
         assert!(scope.contains("\"http_version\": \"2\""), "{scope}");
         assert!(scope.contains("\"scheme\": \"ws\""), "{scope}");
         assert!(scope.contains("\"path\": \"/chat\""), "{scope}");
-        assert!(scope.contains("\"subprotocols\": [\"echo.v1\", \"other\"]"), "{scope}");
+        assert!(
+            scope.contains("\"subprotocols\": [\"echo.v1\", \"other\"]"),
+            "{scope}"
+        );
 
         ws.send(Message::text("hello over h2")).await.unwrap();
         let echo = ws.next().await.unwrap().unwrap();

@@ -162,11 +162,19 @@ fn ws_message_over_the_limit_closes_1009() {
 }
 
 #[test]
-fn ws_default_limit_allows_two_mib() {
-    // 16 MiB by default: a 2 MiB message goes through.
+fn ws_default_limit_is_16_mib() {
     let edge = fastapi("");
-    let j = ws(&edge, "oversize", Some("2097152"));
-    assert_eq!(j["unexpected_message_len"].as_i64(), Some(2097152), "{j:?}");
+    // Exactly 16 MiB goes through.
+    let j = ws(&edge, "oversize", Some("16777216"));
+    assert_eq!(
+        j["unexpected_message_len"].as_i64(),
+        Some(16777216),
+        "{j:?}\n{}",
+        edge.logs()
+    );
+    // More: close 1009.
+    let j = ws(&edge, "oversize", Some("17000000"));
+    assert_eq!(j["code"].as_i64(), Some(1009), "{j:?}\n{}", edge.logs());
 }
 
 #[test]

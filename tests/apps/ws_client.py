@@ -125,8 +125,9 @@ async def subprotocol(base, arg):
 async def oversize(base, arg):
     size = int(arg)
     async with conn(base + "/ws/echo") as ws:
-        await ws.send(b"x" * size)
         try:
+            # The server may close while the message is still being sent.
+            await ws.send(b"x" * size)
             msg = await ws.recv()
             return {"unexpected_message_len": len(msg)}
         except ConnectionClosed as e:
