@@ -488,7 +488,8 @@ async fn to_app(
                     ping_interval: shared.config.limits.websocket_ping_interval,
                 };
                 let active = Active::new(&conn.state);
-                tokio::spawn(websocket::relay(on_upgrade, link, limits, active));
+                let counted = websocket::SocketGuard::new(&shared.websockets);
+                tokio::spawn(websocket::relay(on_upgrade, link, limits, active, counted));
                 resp.extensions_mut().insert(served);
                 return resp;
             }

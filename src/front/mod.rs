@@ -72,6 +72,9 @@ pub struct Shared {
     request_id_header: http::HeaderName,
     /// Permits for `limits.max_connections`.
     connections: Arc<tokio::sync::Semaphore>,
+    /// WebSockets being relayed (hyper no longer tracks an upgraded
+    /// HTTP/1.1 connection): a graceful stop waits for them too.
+    websockets: Arc<websocket::OpenSockets>,
 }
 
 /// How long a draining front keeps serving normally after it stopped
@@ -193,6 +196,7 @@ async fn serve(ctx: Inherit) -> i32 {
         upstream,
         access_log,
         draining: std::sync::atomic::AtomicBool::new(false),
+        websockets: Arc::new(websocket::OpenSockets::default()),
         redirect_https,
         hsts,
         connections: Arc::new(tokio::sync::Semaphore::new(config_max_connections)),
@@ -275,11 +279,40 @@ async fn serve(ctx: Inherit) -> i32 {
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return 0;
     };
-    if tokio::time::timeout(limit, graceful.shutdown())
+    let deadline = tokio::time::Instant::now() + limit;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
         warn!(timeout = ?limit, "connections still open after graceful_timeout");
+    }
+    // WebSockets end when their app closes them; what is still open near
+    // the deadline is closed with 1001 (going away), the app told too.
+    let open = shared.websockets.count();
+    if open > 0 {
+        info!(websockets = open, "waiting for open WebSockets");
+        let close_at = deadline
+            .checked_sub(Duration::from_secs(1).min(limit / 4))
+            .unwrap_or(deadline);
+        if tokio::time::timeout_at(close_at, shared.websockets.all_closed())
+            .await
+            .is_err()
+        {
+            info!(
+                websockets = shared.websockets.count(),
+                "closing the WebSockets still open (1001 going away)"
+            );
+            shared.websockets.close_all();
+            if tokio::time::timeout_at(deadline, shared.websockets.all_closed())
+                .await
+                .is_err()
+            {
+                warn!(
+                    websockets = shared.websockets.count(),
+                    "WebSockets still open after graceful_timeout; dropped"
+                );
+            }
+        }
     }
     0
 }

@@ -96,6 +96,72 @@ pub fn accept_response(hs: &Handshake, link: &WsLink) -> Response<ResponseBody> 
     r
 }
 
+/// How many WebSockets this front relays, for the graceful stop.
+pub struct OpenSockets {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+    /// Set when a draining front has waited long enough: every relay
+    /// closes its socket with 1001 (going away), telling client and app.
+    going_away: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for OpenSockets {
+    fn default() -> Self {
+        OpenSockets {
+            open: Default::default(),
+            closed: Default::default(),
+            going_away: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl OpenSockets {
+    /// Close every relayed socket with 1001.
+    pub fn close_all(&self) {
+        self.going_away.send_replace(true);
+    }
+
+    pub fn count(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once no WebSocket is open.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one relayed WebSocket while it lives.
+pub struct SocketGuard(std::sync::Arc<OpenSockets>);
+
+impl SocketGuard {
+    pub fn new(sockets: &std::sync::Arc<OpenSockets>) -> Self {
+        sockets
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        SocketGuard(sockets.clone())
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
 /// Limits for one relay.
 #[derive(Clone, Copy)]
 pub struct Limits {
@@ -119,6 +185,7 @@ pub async fn relay(
     mut link: WsLink,
     limits: Limits,
     _active: Active,
+    _counted: SocketGuard,
 ) {
     let io = match upgrade.await {
         Ok(io) => io,
@@ -141,6 +208,7 @@ pub async fn relay(
     });
     ping.tick().await;
     let mut awaiting_pong = false;
+    let mut going_away = _counted.0.going_away.subscribe();
     // Set once the app has closed: wait for the client's reply, bounded.
     let mut closing: Option<tokio::time::Instant> = None;
     // Whether the app already knows the socket is closed.
@@ -243,6 +311,19 @@ pub async fn relay(
                 }
             }
             _ = tokio::time::sleep_until(deadline), if closing.is_some() => return,
+            Ok(()) = going_away.changed(), if closing.is_none() => {
+                if !app_told {
+                    let _ = link.to_worker.send(close_frame(&link, 1001, "server going away")).await;
+                    app_told = true;
+                }
+                closing = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                let sent = ws
+                    .send(Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("server going away") })))
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
