@@ -5,6 +5,7 @@
 //! Every test gets its own port and temp dir, so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod asgi;
 pub mod http;
 pub mod json;
 pub mod obs;

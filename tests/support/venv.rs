@@ -1,7 +1,8 @@
 //! The Python virtualenv with Flask and Django that the example-app tests use.
 //!
 //! Created once per target dir (`<target>/test-venv`) with `python -m venv`
-//! and `pip install` of [`PACKAGES`] (flask, django, pyyaml, prometheus_client), guarded by an flock on
+//! and `pip install` of [`PACKAGES`] (flask, django, pyyaml, prometheus_client,
+//! fastapi, websockets, and uvicorn as a reference ASGI server), guarded by an flock on
 //! `<target>/test-venv.lock` so parallel tests and test binaries never
 //! race. `EDGE_TEST_VENV=/path` uses an existing venv instead.
 //!
@@ -18,8 +19,16 @@ use std::sync::OnceLock;
 use nix::fcntl::{Flock, FlockArg};
 
 // Renamed whenever PACKAGES changes, so an older venv is rebuilt.
-const MARKER: &str = ".edge-test-ready-3";
-const PACKAGES: &[&str] = &["flask", "django", "pyyaml", "prometheus_client"];
+const MARKER: &str = ".edge-test-ready-4";
+const PACKAGES: &[&str] = &[
+    "flask",
+    "django",
+    "pyyaml",
+    "prometheus_client",
+    "fastapi",
+    "websockets",
+    "uvicorn",
+];
 
 /// The cargo target dir these tests were built in.
 pub fn target_dir() -> PathBuf {
