@@ -366,6 +366,8 @@ class Server:
     async def serve(self):
         loop = self.loop
         self.stopping = loop.create_future()
+        # Responses written during one loop iteration leave in one write.
+        self.io.set_scheduler(loop.call_soon, self.io.flush)
         loop.add_reader(self.io.channel_fd, self.on_channel)
         self.resume()
         loop.call_soon(self.beat)
@@ -385,6 +387,7 @@ class Server:
         if self.lifespan is not None:
             await self.lifespan.shutdown(max(1.0, self.graceful_timeout * 0.1))
         loop.remove_reader(self.io.channel_fd)
+        self.io.flush()
 
     def resume(self):
         if not self.reading and not self.stopping.done():

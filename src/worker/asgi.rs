@@ -117,6 +117,9 @@ pub fn run(w: Worker<'_>) -> i32 {
             max_memory: app_cfg.max_worker_memory,
             announce: w.announce,
             announced_ms: scoreboard::now_ms(),
+            pending: Vec::new(),
+            scheduler: None,
+            flush_scheduled: false,
             io_open: py
                 .import(intern!(py, "io"))
                 .and_then(|m| m.getattr(intern!(py, "open")))
@@ -209,7 +212,16 @@ pub struct Io {
     announce: Option<Vec<u8>>,
     announced_ms: u64,
     io_open: Py<PyAny>,
+    /// Frames written by the tasks of this loop iteration: one write for
+    /// all of them, at the next iteration (`flush`).
+    pending: Vec<u8>,
+    /// `loop.call_soon` and this object's `flush`, once the loop runs.
+    scheduler: Option<(Py<PyAny>, Py<PyAny>)>,
+    flush_scheduled: bool,
 }
+
+/// Pending output past which it is written at once.
+const FLUSH_AT: usize = 256 * 1024;
 
 /// A request taken from the queue, as handed to Python:
 /// (id, task entry, websocket, scope, body, body length, request id).
@@ -225,6 +237,24 @@ type Taken<'py> = (
 
 #[pymethods]
 impl Io {
+    /// Batch writes from now on: `call_soon` is the running loop's, `flush`
+    /// this object's bound method.
+    fn set_scheduler(&mut self, call_soon: Py<PyAny>, flush: Py<PyAny>) {
+        self.scheduler = Some((call_soon, flush));
+    }
+
+    /// Write what the tasks produced since the last flush.
+    fn flush(&mut self, py: Python<'_>) {
+        self.flush_scheduled = false;
+        if !self.pending.is_empty() {
+            self.out.write(py, &self.pending);
+            self.pending.clear();
+            if self.pending.capacity() > 4 * FLUSH_AT {
+                self.pending = Vec::new();
+            }
+        }
+    }
+
     #[getter]
     fn queue_fd(&self) -> RawFd {
         self.queue.as_raw_fd()
@@ -348,7 +378,7 @@ impl Io {
 
     /// Response head, first body bytes and, with `end`, the end: one write.
     fn respond(
-        &self,
+        &mut self,
         py: Python<'_>,
         id: u64,
         status: u16,
@@ -372,12 +402,18 @@ impl Io {
         if end {
             wire::encode_end(&mut out, id);
         }
-        self.out.write(py, &out);
+        self.send(py, out)?;
         Ok(())
     }
 
     /// More body bytes; with `end`, the end of the response.
-    fn body(&self, py: Python<'_>, id: u64, body: &Bound<'_, PyAny>, end: bool) -> PyResult<()> {
+    fn body(
+        &mut self,
+        py: Python<'_>,
+        id: u64,
+        body: &Bound<'_, PyAny>,
+        end: bool,
+    ) -> PyResult<()> {
         let body = as_bytes(py, body)?;
         let data = body.as_bytes();
         let mut out = Vec::with_capacity(32 + data.len());
@@ -385,13 +421,13 @@ impl Io {
         if end {
             wire::encode_end(&mut out, id);
         }
-        self.out.write(py, &out);
+        self.send(py, out)?;
         Ok(())
     }
 
     /// `http.response.pathsend`: the front sends the file.
     fn pathsend(
-        &self,
+        &mut self,
         py: Python<'_>,
         id: u64,
         status: u16,
@@ -426,34 +462,36 @@ impl Io {
             wire::encode_response_head(&mut out, id, status, pairs.iter().copied())
                 .map_err(|e| PyValueError::new_err(e.to_string()))?;
             wire::encode_end(&mut out, id);
-            self.out.write(py, &out);
+            self.send(py, out)?;
             return Ok(());
         }
         wire::encode_response_head(&mut out, id, status, pairs.iter().copied())
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         wire::encode_file(&mut out, id, wire::FileSpan { offset: 0, len });
         wire::encode_end(&mut out, id);
+        // The descriptor rides with these frames: what is pending goes first.
+        self.flush(py);
         self.out.write_with_fd(py, &out, file.as_raw_fd());
         Ok(())
     }
 
     /// A canned error response (before any of the app's response left).
-    fn error(&self, py: Python<'_>, id: u64, status: u16) {
+    fn error(&mut self, py: Python<'_>, id: u64, status: u16) -> PyResult<()> {
         let mut out = Vec::new();
         wsgi::write_error(&mut out, id, status);
-        self.out.write(py, &out);
+        self.send(py, out)
     }
 
     /// The response failed after its head was sent.
-    fn abort(&self, py: Python<'_>, id: u64, reason: &str) {
+    fn abort(&mut self, py: Python<'_>, id: u64, reason: &str) -> PyResult<()> {
         let mut out = Vec::new();
         wire::encode_abort(&mut out, id, reason);
-        self.out.write(py, &out);
+        self.send(py, out)
     }
 
     #[pyo3(signature = (id, subprotocol, headers))]
     fn ws_accept(
-        &self,
+        &mut self,
         py: Python<'_>,
         id: u64,
         subprotocol: Option<&str>,
@@ -469,11 +507,11 @@ impl Io {
             pairs.iter().copied(),
         )
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        self.out.write(py, &out);
+        self.send(py, out)?;
         Ok(())
     }
 
-    fn ws_send(&self, py: Python<'_>, id: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn ws_send(&mut self, py: Python<'_>, id: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut out;
         if let Ok(text) = data.cast::<PyString>() {
             let text = text.to_str()?;
@@ -484,11 +522,11 @@ impl Io {
             out = Vec::with_capacity(16 + bytes.as_bytes().len());
             wire::encode_ws_message(&mut out, id, wire::WsKind::Binary, bytes.as_bytes());
         }
-        self.out.write(py, &out);
+        self.send(py, out)?;
         Ok(())
     }
 
-    fn ws_close(&self, py: Python<'_>, id: u64, code: u16, reason: &str) -> PyResult<()> {
+    fn ws_close(&mut self, py: Python<'_>, id: u64, code: u16, reason: &str) -> PyResult<()> {
         if !(code == 1000 || (1001..=1014).contains(&code) || (3000..=4999).contains(&code))
             || matches!(code, 1004..=1006)
         {
@@ -498,7 +536,7 @@ impl Io {
         }
         let mut out = Vec::with_capacity(32 + reason.len());
         wire::encode_ws_close(&mut out, id, code, reason);
-        self.out.write(py, &out);
+        self.send(py, out)?;
         Ok(())
     }
 
@@ -520,9 +558,12 @@ impl Io {
         self.scoreboard.slot(self.slot).threads[0]
             .since_ms
             .store(now, Ordering::Release);
-        if let Some(frame) = &self.announce {
-            if now.saturating_sub(self.announced_ms) >= super::ANNOUNCE_EVERY_MS {
-                self.announced_ms = now;
+        if self.announce.is_some()
+            && now.saturating_sub(self.announced_ms) >= super::ANNOUNCE_EVERY_MS
+        {
+            self.announced_ms = now;
+            self.flush(py);
+            if let Some(frame) = &self.announce {
                 self.out.write(py, frame);
             }
         }
@@ -565,6 +606,29 @@ impl Io {
 }
 
 impl Io {
+    /// Queue whole frames for the next flush (scheduled on first use), or
+    /// write them now when no loop runs yet or much is pending.
+    fn send(&mut self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
+        if self.scheduler.is_none() {
+            self.out.write(py, &frames);
+            return Ok(());
+        }
+        if self.pending.is_empty() {
+            self.pending = frames;
+        } else {
+            self.pending.extend_from_slice(&frames);
+        }
+        if self.pending.len() >= FLUSH_AT {
+            self.flush(py);
+        } else if !self.flush_scheduled {
+            if let Some((call_soon, flush)) = &self.scheduler {
+                call_soon.bind(py).call1((flush.bind(py),))?;
+            }
+            self.flush_scheduled = true;
+        }
+        Ok(())
+    }
+
     /// Decode one datagram; `None` when it was answered here (malformed,
     /// stale) rather than handed to the app.
     fn accept<'py>(
@@ -592,7 +656,7 @@ impl Io {
                 Ok(None) | Err(_) => {
                     error!("malformed request datagram");
                     if let Some((id, _)) = head {
-                        self.error(py, id, 500);
+                        self.error(py, id, 500)?;
                     }
                     return Ok(None);
                 }
@@ -607,7 +671,7 @@ impl Io {
                 request = id,
                 "request datagram larger than the worker buffer"
             );
-            self.error(py, id, 500);
+            self.error(py, id, 500)?;
             return Ok(None);
         }
         let waited = scoreboard::now_ms().saturating_sub(head.queued_ms);
@@ -619,11 +683,11 @@ impl Io {
                 request = id,
                 "request waited longer than queue_timeout; not running it"
             );
-            self.error(py, id, 503);
+            self.error(py, id, 503)?;
             return Ok(None);
         }
         let Some(entry) = self.free.pop() else {
-            self.error(py, id, 503);
+            self.error(py, id, 503)?;
             return Ok(None);
         };
         self.scoreboard.slot(self.slot).tasks[entry as usize].store(id, Ordering::Release);
@@ -643,7 +707,7 @@ impl Io {
                     request = id,
                     "spooled request body arrived without its file"
                 );
-                self.error(py, id, 500);
+                self.error(py, id, 500)?;
                 self.done(entry);
                 return Ok(None);
             }
