@@ -131,6 +131,8 @@ pub struct AppSection {
     pub lifespan: Option<Lifespan>,
     /// ASGI: requests (and WebSockets) in flight per worker.
     pub max_concurrency: Option<usize>,
+    /// ASGI: URL prefixes whose request bodies stream to the app.
+    pub stream_request_body: Option<Vec<String>>,
     /// ASGI event loop: `auto` | `asyncio` | `uvloop`.
     #[serde(default, deserialize_with = "app_loop")]
     pub r#loop: Option<AsyncLoop>,

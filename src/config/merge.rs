@@ -664,6 +664,22 @@ fn build_app(ctx: &Ctx, ov: &Overrides, file: &FileConfig) -> Result<App, Config
             None => 1000,
         },
         event_loop: f.r#loop.unwrap_or(AsyncLoop::Auto),
+        stream_request_body: {
+            let list = f.stream_request_body.clone().unwrap_or_default();
+            if let Some(bad) = list.iter().find(|p| !p.starts_with('/')) {
+                return Err(ctx.file.invalid(
+                    "app.stream_request_body",
+                    format!("\"{bad}\" is not a URL path prefix (it must start with \"/\")"),
+                ));
+            }
+            if !list.is_empty() && interface == Interface::Wsgi {
+                return Err(ctx.file.invalid(
+                    "app.stream_request_body",
+                    "streamed request bodies are for ASGI apps (interface = \"asgi\" or \"auto\"); a WSGI worker would be held by a slow upload",
+                ));
+            }
+            list
+        },
         django_static: f.django_static.unwrap_or(false),
         flask_static: f.flask_static.unwrap_or(false),
         hooks: match &f.hooks {
@@ -1447,6 +1463,65 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn asgi_keys() {
+        let tmp = TempDir::new().unwrap();
+        let ok = write(
+            tmp.path(),
+            "ok.toml",
+            "[app]\nmodule = \"m:app\"\ninterface = \"asgi\"\nmax_concurrency = 50\nloop = \"uvloop\"\nstream_request_body = [\"/upload/\"]\n[limits]\nwebsocket_max_message = \"1MiB\"\nwebsocket_ping_interval = \"off\"\n",
+        );
+        let cfg = load_with(Some(&ok), &Overrides::default(), &ambient(tmp.path())).unwrap();
+        assert_eq!(cfg.app.interface, Interface::Asgi);
+        assert_eq!(cfg.app.max_concurrency, 50);
+        assert_eq!(cfg.app.event_loop, AsyncLoop::Uvloop);
+        assert_eq!(cfg.app.stream_request_body, ["/upload/"]);
+        assert_eq!(cfg.limits.websocket_max_message, 1 << 20);
+        assert!(cfg.limits.websocket_ping_interval.is_zero());
+        for (text, key, message) in [
+            (
+                "max_concurrency = 0",
+                "app.max_concurrency",
+                "between 1 and 4096",
+            ),
+            (
+                "max_concurrency = 5000",
+                "app.max_concurrency",
+                "between 1 and 4096",
+            ),
+            (
+                "stream_request_body = [\"upload\"]",
+                "app.stream_request_body",
+                "must start with",
+            ),
+        ] {
+            let bad = write(
+                tmp.path(),
+                "bad.toml",
+                &format!("[app]\nmodule = \"m:app\"\ninterface = \"asgi\"\n{text}\n"),
+            );
+            let (_, k, msg) = invalid(load_with(
+                Some(&bad),
+                &Overrides::default(),
+                &ambient(tmp.path()),
+            ));
+            assert_eq!(k, key);
+            assert!(msg.contains(message), "{msg}");
+        }
+        let wsgi = write(
+            tmp.path(),
+            "wsgi.toml",
+            "[app]\nmodule = \"m:app\"\nstream_request_body = [\"/up/\"]\n",
+        );
+        let (_, k, msg) = invalid(load_with(
+            Some(&wsgi),
+            &Overrides::default(),
+            &ambient(tmp.path()),
+        ));
+        assert_eq!(k, "app.stream_request_body");
+        assert!(msg.contains("ASGI"), "{msg}");
     }
 
     #[test]

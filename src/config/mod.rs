@@ -208,6 +208,10 @@ pub struct App {
     pub max_concurrency: usize,
     /// ASGI event loop. Default `auto`.
     pub event_loop: AsyncLoop,
+    /// ASGI: URL path prefixes whose request bodies are not buffered by
+    /// the front but streamed to the app as it calls `receive()` (uploads
+    /// the app processes as they arrive). Default none.
+    pub stream_request_body: Vec<String>,
     /// `django_static = true`: after import, the worker reads Django's
     /// `STATIC_URL`/`STATIC_ROOT` and `MEDIA_URL`/`MEDIA_ROOT` and the
     /// front serves them as static routes. Default false.

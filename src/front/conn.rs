@@ -387,6 +387,20 @@ async fn to_app(
         || hyper::body::Body::is_end_stream(&incoming)
     {
         Body::Empty
+    } else if shared.config.app.interface != crate::config::Interface::Wsgi
+        && shared
+            .config
+            .app
+            .stream_request_body
+            .iter()
+            .any(|p| parts.uri.path().starts_with(p.as_str()))
+    {
+        Body::Stream(super::upstream::Streamed::new(
+            incoming,
+            declared,
+            limits.max_body,
+            limits.client_body_timeout,
+        ))
     } else {
         match buffer::read(
             incoming,
@@ -418,6 +432,7 @@ async fn to_app(
             metrics::body_spilled();
             *len
         }
+        Body::Stream(s) => s.declared.unwrap_or(0),
     };
     let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(parts.headers.len() + 1);
     // HTTP/2 carries the host in :authority; the app expects Host.

@@ -98,6 +98,82 @@ pub enum Body {
     Memory(Bytes),
     /// A file (positioned at 0) and its length.
     File(std::fs::File, u64),
+    /// `app.stream_request_body`: still arriving; the worker pulls it.
+    Stream(Streamed),
+}
+
+/// A request body the front relays as the worker asks for it (`Pull`),
+/// within the same limits as a buffered one.
+pub struct Streamed {
+    pub incoming: hyper::body::Incoming,
+    /// The declared Content-Length, if any.
+    pub declared: Option<u64>,
+    pub max_body: u64,
+    /// `limits.client_body_timeout`: longest wait for each chunk.
+    pub gap: Duration,
+    received: u64,
+}
+
+impl Streamed {
+    pub fn new(
+        incoming: hyper::body::Incoming,
+        declared: Option<u64>,
+        max_body: u64,
+        gap: Duration,
+    ) -> Self {
+        Streamed {
+            incoming,
+            declared,
+            max_body,
+            gap,
+            received: 0,
+        }
+    }
+
+    /// The frame that answers one `Pull`: a `Body` chunk, `End`, or
+    /// `Disconnect` when the client fails, stalls or sends too much.
+    async fn next_frame(&mut self, id: u64) -> Bytes {
+        use http_body_util::BodyExt;
+        let mut out = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(self.gap, self.incoming.frame()).await {
+                Ok(None) => {
+                    wire::encode_end(&mut out, id);
+                    break;
+                }
+                Ok(Some(Ok(f))) => f,
+                Ok(Some(Err(e))) => {
+                    debug!(request = id, error = %e, "streamed request body failed");
+                    wire::encode_disconnect(&mut out, id);
+                    break;
+                }
+                Err(_) => {
+                    debug!(request = id, "streamed request body: client_body_timeout");
+                    wire::encode_disconnect(&mut out, id);
+                    break;
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if data.is_empty() {
+                continue;
+            }
+            self.received += data.len() as u64;
+            if self.received > self.max_body {
+                warn!(
+                    request = id,
+                    max_body = self.max_body,
+                    "streamed request body over limits.max_body; the app is told the client left"
+                );
+                wire::encode_disconnect(&mut out, id);
+                break;
+            }
+            wire::encode_body(&mut out, id, &data);
+            break;
+        }
+        Bytes::from(out)
+    }
 }
 
 pub struct Upstream {
@@ -107,6 +183,8 @@ pub struct Upstream {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     /// Each live worker's channel writer, by slot.
     writers: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
+    /// Streamed request bodies, by request id, until the response head.
+    streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Streamed>>>>,
     /// The app may be ASGI (`interface` is not `wsgi`): clients that go
     /// away are announced to the workers.
     asgi: bool,
@@ -141,6 +219,7 @@ struct PendingGuard<'a> {
     up: &'a Upstream,
     id: u64,
     answered: bool,
+    streamed: bool,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -151,6 +230,13 @@ impl Drop for PendingGuard<'_> {
             .expect("pending lock")
             .remove(&self.id);
         self.up.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.streamed {
+            self.up
+                .streams
+                .lock()
+                .expect("streams lock")
+                .remove(&self.id);
+        }
         if !self.answered && self.up.asgi {
             self.up.disconnected(self.id);
         }
@@ -174,6 +260,7 @@ impl Upstream {
             control: seqpacket(control)?,
             pending: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
             asgi: config.app.interface != crate::config::Interface::Wsgi,
             next_id: AtomicU64::new(1),
             outstanding: AtomicUsize::new(0),
@@ -249,6 +336,7 @@ impl Upstream {
         let queued = crate::ipc::scoreboard::now_ms();
         head.queued_ms = queued;
         let mut datagram = Vec::with_capacity(512);
+        let mut streamed = None;
         let file = match body {
             Body::Empty => {
                 head.body_len = 0;
@@ -280,6 +368,12 @@ impl Upstream {
                 head.body_kind = wire::BodyKind::File;
                 Some(f)
             }
+            Body::Stream(s) => {
+                head.body_len = s.declared.unwrap_or(0);
+                head.body_kind = wire::BodyKind::Stream;
+                streamed = Some(s);
+                None
+            }
         };
         if datagram.is_empty() && wire::encode_request_head(&mut datagram, id, &head).is_err() {
             return Err(Failure::Internal);
@@ -293,7 +387,14 @@ impl Upstream {
             up: self,
             id,
             answered: false,
+            streamed: streamed.is_some(),
         };
+        if let Some(s) = streamed {
+            self.streams
+                .lock()
+                .expect("streams lock")
+                .insert(id, Arc::new(tokio::sync::Mutex::new(s)));
+        }
         if let Err(e) = self.send(&datagram, file.as_ref().map(|f| f.as_fd())).await {
             error!(error = %e, request = id, "cannot queue a request for the workers");
             return Err(Failure::Internal);
@@ -649,6 +750,25 @@ impl Upstream {
                     let mut frame = Vec::new();
                     wire::encode_ws_close(&mut frame, id, 1006, "");
                     let _ = sockets.writer.try_send(Bytes::from(frame));
+                }
+            }
+            wire::Frame::Pull(id) => {
+                let stream = self.streams.lock().expect("streams lock").get(&id).cloned();
+                let writer = sockets.writer.clone();
+                match stream {
+                    Some(s) => {
+                        tokio::spawn(async move {
+                            let frame = s.lock().await.next_frame(id).await;
+                            let _ = writer.send(frame).await;
+                        });
+                    }
+                    None => {
+                        // The request is over (answered, or its client
+                        // left): nothing more will come.
+                        let mut frame = Vec::new();
+                        wire::encode_disconnect(&mut frame, id);
+                        let _ = writer.try_send(Bytes::from(frame));
+                    }
                 }
             }
             wire::Frame::WsMessage(id, kind, data) => {

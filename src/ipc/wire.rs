@@ -25,6 +25,7 @@
 //! | 9    | `WsAccept`     | worker → front | subprotocol (empty: none), headers: the ASGI app accepted WebSocket `id` |
 //! | 10   | `WsMessage`    | both           | opcode u8 (1 text, 2 binary), then the message bytes |
 //! | 11   | `WsClose`      | both           | close code u16, then the UTF-8 reason |
+//! | 12   | `Pull`         | worker → front | empty: send the next chunk of request `id`'s streamed body |
 //!
 //! A request travels as one datagram on the shared request queue:
 //! `RequestHead`, then `Body` if the body is inline, then `End`. A body too
@@ -33,6 +34,11 @@
 //! `ResponseHead`, zero or more `Body`, then `End` or `Abort`; or
 //! `ResponseHead`, one `File`, then `End` (`wsgi.file_wrapper` on a
 //! regular file: the front sends the file, the worker is free at once).
+//!
+//! A streamed request body (`app.stream_request_body`, ASGI only) stays
+//! with the front: the head says [`BodyKind::Stream`], and the worker that
+//! took the request asks for each chunk with `Pull`; the front answers on
+//! the worker's channel with one `Body` (a chunk) or `End` (no more).
 //!
 //! ASGI workers also read their channel: the front writes `Disconnect`
 //! and the client's WebSocket messages (`WsMessage`, `WsClose`) to the
@@ -71,6 +77,7 @@ const KIND_DISCONNECT: u8 = 8;
 const KIND_WS_ACCEPT: u8 = 9;
 const KIND_WS_MESSAGE: u8 = 10;
 const KIND_WS_CLOSE: u8 = 11;
+const KIND_PULL: u8 = 12;
 
 /// Why bytes could not be decoded. Every variant is a protocol violation by
 /// the peer (or memory corruption), never a normal condition.
@@ -131,6 +138,9 @@ pub enum BodyKind {
     Inline,
     /// In a file whose descriptor accompanies the datagram.
     File,
+    /// Still arriving from the client: the worker pulls it chunk by chunk
+    /// (`Pull`), `body_len` is the declared length or 0 if unknown.
+    Stream,
 }
 
 /// The request as the front parsed it. Borrowed from the frame bytes.
@@ -188,6 +198,8 @@ pub enum Frame<'a> {
     WsMessage(u64, WsKind, &'a [u8]),
     /// The WebSocket is closed with this code and reason.
     WsClose(u64, u16, &'a str),
+    /// The worker wants the next chunk of a streamed request body.
+    Pull(u64),
 }
 
 /// What a WebSocket message carries.
@@ -218,7 +230,8 @@ impl Frame<'_> {
             | Frame::Disconnect(id)
             | Frame::WsAccept(id, ..)
             | Frame::WsMessage(id, ..)
-            | Frame::WsClose(id, ..) => *id,
+            | Frame::WsClose(id, ..)
+            | Frame::Pull(id) => *id,
         }
     }
 }
@@ -237,6 +250,7 @@ impl fmt::Display for Frame<'_> {
             Frame::WsAccept(..) => "WsAccept",
             Frame::WsMessage(..) => "WsMessage",
             Frame::WsClose(..) => "WsClose",
+            Frame::Pull(..) => "Pull",
         };
         write!(f, "{name}#{}", self.id())
     }
@@ -306,6 +320,12 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Frame<'_>, usize)>, Wi
                 return Err(WireError::Trailing("Disconnect", payload.len()));
             }
             Frame::Disconnect(id)
+        }
+        KIND_PULL => {
+            if !payload.is_empty() {
+                return Err(WireError::Trailing("Pull", payload.len()));
+            }
+            Frame::Pull(id)
         }
         KIND_WS_ACCEPT => {
             let mut r = Reader {
@@ -425,13 +445,15 @@ fn decode_request_head(payload: &[u8]) -> Result<RequestHead<'_>, WireError> {
     let target = r.str32()?;
     let version = Version::from_u8(r.u8()?).ok_or(WireError::Invalid("version"))?;
     let flags = r.u8()?;
-    if flags & !0b111 != 0 {
+    if flags & !0b1111 != 0 || flags & 0b1010 == 0b1010 {
         return Err(WireError::Invalid("flags"));
     }
     let https = flags & 1 != 0;
     let websocket = flags & 4 != 0;
     let body_kind = if flags & 2 != 0 {
         BodyKind::File
+    } else if flags & 8 != 0 {
+        BodyKind::Stream
     } else {
         BodyKind::Inline
     };
@@ -533,8 +555,10 @@ pub fn encode_request_head(
         if head.https {
             flags |= 1;
         }
-        if head.body_kind == BodyKind::File {
-            flags |= 2;
+        match head.body_kind {
+            BodyKind::Inline => {}
+            BodyKind::File => flags |= 2,
+            BodyKind::Stream => flags |= 8,
         }
         if head.websocket {
             flags |= 4;
@@ -634,6 +658,12 @@ pub fn encode_static_routes(out: &mut Vec<u8>, routes: &[(&[u8], &[u8])]) -> Res
             Err(e)
         }
     }
+}
+
+/// Append a `Pull` frame.
+pub fn encode_pull(out: &mut Vec<u8>, id: u64) {
+    let start = begin(out, KIND_PULL, id);
+    finish(out, start);
 }
 
 /// Append a `Disconnect` frame.
@@ -940,7 +970,7 @@ mod tests {
             port in any::<u16>(),
             len in any::<u64>(),
             https in any::<bool>(),
-            file in any::<bool>(),
+            kind in 0u8..3,
             websocket in any::<bool>(),
             headers in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..80)), 0..20),
         ) {
@@ -948,7 +978,7 @@ mod tests {
             let head = RequestHead {
                 method: method.as_bytes(), target: &target, version: Version::Http2, https, websocket,
                 remote_addr: b"::1", remote_port: port, server_name: b"::1", server_port: port,
-                body_kind: if file { BodyKind::File } else { BodyKind::Inline }, body_len: len,
+                body_kind: [BodyKind::Inline, BodyKind::File, BodyKind::Stream][kind as usize], body_len: len,
                 headers: hs, queued_ms: len.rotate_left(7),
             };
             let mut out = Vec::new();
@@ -970,6 +1000,7 @@ mod tests {
             encode_ws_message(&mut out, id, WsKind::Text, text.as_bytes());
             encode_ws_close(&mut out, id, code, &text);
             encode_disconnect(&mut out, id);
+            encode_pull(&mut out, id);
             let hs: Vec<(&[u8], &[u8])> = vec![(b"x-a", data.as_slice())];
             encode_ws_accept(&mut out, id, text.as_bytes(), hs.iter().copied()).unwrap();
             let mut rest = &out[..];
@@ -986,6 +1017,7 @@ mod tests {
                 Frame::WsMessage(id, WsKind::Text, text.as_bytes()),
                 Frame::WsClose(id, code, &text[..cut]),
                 Frame::Disconnect(id),
+                Frame::Pull(id),
                 Frame::WsAccept(id, text.as_bytes(), hs.clone()),
             ]);
         }

@@ -43,12 +43,15 @@ class Http(_Cycle):
     """One HTTP request: `receive`, `send`, and the app's task."""
 
     __slots__ = ("body", "remaining", "status", "headers", "head_sent",
-                 "done", "head_only", "expired")
+                 "done", "head_only", "expired", "streaming", "piece")
 
     def __init__(self, server, id, slot, scope, rid, body, length):
         super().__init__(server, id, slot, scope, rid)
         self.body = body
         self.remaining = length
+        # app.stream_request_body: the body is pulled from the front.
+        self.streaming = body is None
+        self.piece = None
         self.status = None
         self.headers = None
         self.head_sent = False
@@ -102,10 +105,24 @@ class Http(_Cycle):
                 body.close()
                 self.body = None
             return {"type": "http.request", "body": chunk, "more_body": more}
+        if self.streaming and not self.disconnected:
+            self.server.io.pull(self.id)
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+            piece, self.piece = self.piece, None
+            if piece is not None:
+                if piece is _END:
+                    self.streaming = False
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.request", "body": piece, "more_body": True}
         if not (self.disconnected or self.done):
             self.waiter = self.server.loop.create_future()
             await self.waiter
         return {"type": "http.disconnect"}
+
+    def on_piece(self, piece):
+        self.piece = piece
+        self._wake()
 
     async def send(self, message):
         kind = message["type"]
@@ -152,6 +169,7 @@ class Http(_Cycle):
 
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
+_END = object()  # the end of a streamed request body
 
 
 class WebSocket(_Cycle):
@@ -437,8 +455,12 @@ class Server:
                     c._wake()
             elif kind == 1:  # WebSocket message
                 c.on_message(a)
-            else:  # WebSocket close
+            elif kind == 2:  # WebSocket close
                 c.on_close(a, b)
+            elif kind == 3:  # a chunk of a streamed request body
+                c.on_piece(a)
+            else:  # its end
+                c.on_piece(_END)
 
     def finished(self, c):
         del self.cycles[c.id]

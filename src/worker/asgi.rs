@@ -291,8 +291,9 @@ impl Io {
     }
 
     /// What the front sent since the last call: `(id, kind, a, b)` with
-    /// kind 0 (client gone), 1 (WebSocket message `a`: str or bytes) or 2
-    /// (WebSocket closed: code `a`, reason `b`). `None` at end of file.
+    /// kind 0 (client gone), 1 (WebSocket message `a`: str or bytes), 2
+    /// (WebSocket closed: code `a`, reason `b`), 3 (a chunk `a` of a
+    /// streamed request body) or 4 (its end). `None` at end of file.
     fn read_channel<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let fd = self.channel;
         let mut eof = false;
@@ -347,6 +348,10 @@ impl Io {
                         wire::Frame::WsMessage(id, wire::WsKind::Binary, data) => {
                             (id, 1u8, PyBytes::new(py, data).into_any(), none).into_pyobject(py)?
                         }
+                        wire::Frame::Body(id, data) => {
+                            (id, 3u8, PyBytes::new(py, data).into_any(), none).into_pyobject(py)?
+                        }
+                        wire::Frame::End(id) => (id, 4u8, none.clone(), none).into_pyobject(py)?,
                         wire::Frame::WsClose(id, code, reason) => (
                             id,
                             2u8,
@@ -473,6 +478,13 @@ impl Io {
         self.flush(py);
         self.out.write_with_fd(py, &out, file.as_raw_fd());
         Ok(())
+    }
+
+    /// Ask the front for the next chunk of a streamed request body.
+    fn pull(&mut self, py: Python<'_>, id: u64) -> PyResult<()> {
+        let mut out = Vec::with_capacity(wire::HEADER_LEN);
+        wire::encode_pull(&mut out, id);
+        self.send(py, out)
     }
 
     /// A canned error response (before any of the app's response left).
@@ -712,6 +724,8 @@ impl Io {
                 return Ok(None);
             }
             (wire::BodyKind::Inline, _) => PyBytes::new(py, body).into_any(),
+            // Pulled chunk by chunk (`pull`).
+            (wire::BodyKind::Stream, _) => py.None().into_bound(py),
         };
         Ok(Some((
             id,

@@ -715,6 +715,9 @@ fn make_input<'py>(
             let raw = fd.into_raw_fd();
             io.call_method1(pyo3::intern!(py, "open"), (raw, "rb"))
         }
+        (wire::BodyKind::Stream, _) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "app.stream_request_body routes need an ASGI app; this one is WSGI",
+        )),
         (wire::BodyKind::File, None) => Err(pyo3::exceptions::PyRuntimeError::new_err(
             "spooled request body arrived without its file",
         )),
