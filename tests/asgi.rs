@@ -309,7 +309,13 @@ fn fastapi_background_task_runs_after_the_response() {
 #[test]
 fn fastapi_lifespan_state_reaches_routes() {
     let edge = Edge::start_ready(&asgi_venv("asgi_fastapi_app:app").workers(2), "/pid");
-    let workers = workers_of(edge.pid);
+    // The second worker may still be starting (named edge-worker just
+    // after its fork): wait until both are there.
+    let workers = support::poll(Duration::from_secs(15), Duration::from_millis(50), || {
+        let w = workers_of(edge.pid);
+        (w.len() == 2).then_some(w)
+    })
+    .expect("two workers");
     for _ in 0..6 {
         let r = edge.get("/lifespan");
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
