@@ -242,6 +242,8 @@ struct WorkerRow {
     up: Duration,
     /// (thread, request) for each busy thread.
     requests: Vec<(usize, scoreboard::Current)>,
+    /// An ASGI worker: requests (and WebSockets) its event loop holds.
+    asgi_in_flight: Option<usize>,
 }
 
 fn worker_rows(sb: &Scoreboard, g: &GenView<'_>) -> Vec<WorkerRow> {
@@ -250,17 +252,30 @@ fn worker_rows(sb: &Scoreboard, g: &GenView<'_>) -> Vec<WorkerRow> {
         .iter()
         .map(|&(pid, slot, started, stopping)| {
             let line = sb.slot(slot);
-            let requests: Vec<(usize, scoreboard::Current)> = line.threads[..g.threads]
-                .iter()
-                .enumerate()
-                .filter_map(|(t, e)| e.current().map(|c| (t, c)))
-                .collect();
+            let asgi = line.threads[0].request.load(Ordering::Acquire) == scoreboard::LOOP_ENTRY;
+            let requests: Vec<(usize, scoreboard::Current)> = if asgi {
+                Vec::new()
+            } else {
+                line.threads[..g.threads]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(t, e)| e.current().map(|c| (t, c)))
+                    .collect()
+            };
+            let asgi_in_flight = asgi.then(|| {
+                line.tasks
+                    .iter()
+                    .filter(|t| t.load(Ordering::Relaxed) != 0)
+                    .count()
+            });
             let state = match line.state.load(Ordering::Acquire) {
                 _ if line.timed_out.load(Ordering::Acquire) != 0 => "killed (timeout)",
                 _ if stopping => "stopping",
                 STATE_BOOTING => "booting",
                 STATE_RETIRING => "recycling",
-                STATE_READY if !requests.is_empty() => "busy",
+                STATE_READY if !requests.is_empty() || asgi_in_flight.is_some_and(|n| n > 0) => {
+                    "busy"
+                }
                 STATE_READY => "idle",
                 _ => "?",
             };
@@ -272,6 +287,7 @@ fn worker_rows(sb: &Scoreboard, g: &GenView<'_>) -> Vec<WorkerRow> {
                 rss: rss_bytes(pid),
                 up: started.elapsed(),
                 requests,
+                asgi_in_flight,
             }
         })
         .collect();
@@ -311,7 +327,7 @@ fn text(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
             None => out.push_str(", no front\n"),
         }
         let rows = worker_rows(sb, g);
-        let busy = rows.iter().filter(|r| !r.requests.is_empty()).count();
+        let busy = rows.iter().filter(|r| r.state == "busy").count();
         let _ = writeln!(out, "workers: {} ({busy} busy)", rows.len());
         let _ = writeln!(
             out,
@@ -328,7 +344,9 @@ fn text(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
                 r.rss.map_or("-".into(), human_bytes),
                 human_duration(r.up)
             );
-            if r.requests.is_empty() {
+            if let Some(n) = r.asgi_in_flight {
+                let _ = writeln!(out, "ASGI event loop: {n} in flight");
+            } else if r.requests.is_empty() {
                 out.push_str("-\n");
             }
             for (k, (t, c)) in r.requests.iter().enumerate() {
@@ -393,7 +411,7 @@ fn json(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
             }
             let _ = write!(
                 out,
-                "{{\"pid\":{},\"slot\":{},\"state\":\"{}\",\"served\":{},\"rss_bytes\":{},\"uptime_s\":{:.3},\"requests\":[",
+                "{{\"pid\":{},\"slot\":{},\"state\":\"{}\",\"served\":{},\"rss_bytes\":{},\"uptime_s\":{:.3},",
                 r.pid,
                 r.slot,
                 r.state,
@@ -401,6 +419,10 @@ fn json(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
                 r.rss.map_or("null".to_string(), |n| n.to_string()),
                 r.up.as_secs_f64()
             );
+            if let Some(n) = r.asgi_in_flight {
+                let _ = write!(out, "\"asgi_in_flight\":{n},");
+            }
+            out.push_str("\"requests\":[");
             for (j, (t, c)) in r.requests.iter().enumerate() {
                 if j > 0 {
                     out.push(',');

@@ -160,6 +160,12 @@ pub fn run(w: Worker<'_>) -> i32 {
             max_concurrency = app_cfg.max_concurrency,
             "worker ready (ASGI)"
         );
+        if app_cfg.threads > 1 && w.slot == 0 {
+            tracing::warn!(
+                threads = app_cfg.threads,
+                "app.threads does not apply to ASGI workers (one event loop each; app.max_concurrency sets how many requests it holds)"
+            );
+        }
         if let Some(frame) = &io.borrow().announce {
             w.out.write(py, frame);
         }
