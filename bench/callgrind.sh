@@ -12,7 +12,8 @@
 # bench/apps), --path PATH (default /), --edge-bin PATH (default
 # $CARGO_TARGET_DIR/release/edge, else target/release/edge; build it first:
 # `cargo build --release`), --out DIR (default bench/out/callgrind),
-# --interface asgi (with e.g. --app asgihello:app: an ASGI worker).
+# --interface asgi (with e.g. --app asgihello:app: an ASGI worker), --venv
+# DIR (the app's virtualenv, e.g. bench/.venv for uvloop).
 #
 # How: valgrind follows fork(), and edge forks its front and workers without
 # exec, so one `valgrind --tool=callgrind --callgrind-out-file=cg.%p edge`
@@ -40,6 +41,7 @@ app=hello:app
 path=/
 edge_bin=""
 interface=wsgi
+venv=""
 out="$here/out/callgrind"
 
 while [ $# -gt 0 ]; do
@@ -52,7 +54,8 @@ while [ $# -gt 0 ]; do
         --edge-bin) edge_bin=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --interface) interface=$2; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --venv) venv=$2; shift 2 ;;
+        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -85,6 +88,7 @@ pythonpath = ["$here/apps"]
 workers = 1
 interface = "$interface"
 lifespan = "off"
+venv = "$venv"
 
 [log]
 access = "off"

@@ -108,7 +108,6 @@ pub fn run(w: Worker<'_>) -> i32 {
             free: (0..app_cfg.max_concurrency as u32).rev().collect(),
             scoreboard: w.scoreboard,
             slot: w.slot,
-            root_path: String::new(),
             state: None,
             helpers: w.helpers.clone_ref(py),
             queue_timeout_ms: app_cfg.queue_timeout.as_millis() as u64,
@@ -118,6 +117,9 @@ pub fn run(w: Worker<'_>) -> i32 {
             announce: w.announce,
             announced_ms: scoreboard::now_ms(),
             pending: Vec::new(),
+            templates: Templates::new(py, "").map_err(|e| fmt(&e))?,
+            last_client: None,
+            last_server: None,
             scheduler: None,
             flush_scheduled: false,
             io_open: py
@@ -206,7 +208,6 @@ pub struct Io {
     free: Vec<u32>,
     scoreboard: Scoreboard,
     slot: usize,
-    root_path: String,
     /// The lifespan state, copied into every request's scope.
     state: Option<Py<PyDict>>,
     helpers: Py<PyModule>,
@@ -218,6 +219,9 @@ pub struct Io {
     announce: Option<Vec<u8>>,
     announced_ms: u64,
     io_open: Py<PyAny>,
+    templates: Templates,
+    last_client: Option<(Vec<u8>, Py<PyString>)>,
+    last_server: Option<(Vec<u8>, u16, Py<PyTuple>)>,
     /// Frames written by the tasks of this loop iteration: one write for
     /// all of them, at the next iteration (`flush`).
     pending: Vec<u8>,
@@ -276,26 +280,12 @@ impl Io {
         let list = PyList::empty(py);
         let room = room.min(self.free.len());
         let mut taken = 0;
-        while taken < room {
-            let got = match fdpass::recv(self.queue.as_fd(), &mut self.buf, MsgFlags::MSG_DONTWAIT)
-            {
-                Ok(r) if r.len == 0 => break,
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    error!(error = %e, "cannot read the request queue");
-                    break;
-                }
-            };
-            if let Some(item) = self.accept(py, got)? {
-                list.append(item)?;
-                taken += 1;
-            }
-        }
-        Ok(list)
+        // Out of `self` while requests borrow from it.
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.take_into(py, &mut buf, room, &list, &mut taken);
+        self.buf = buf;
+        r.map(|()| list)
     }
-
     /// What the front sent since the last call: `(id, kind, a, b)` with
     /// kind 0 (client gone), 1 (WebSocket message `a`: str or bytes), 2
     /// (WebSocket closed: code `a`, reason `b`), 3 (a chunk `a` of a
@@ -624,6 +614,34 @@ impl Io {
 }
 
 impl Io {
+    /// `take`'s loop, over a datagram buffer lent by the caller.
+    fn take_into<'py>(
+        &mut self,
+        py: Python<'py>,
+        buf: &mut [u8],
+        room: usize,
+        list: &Bound<'py, PyList>,
+        taken: &mut usize,
+    ) -> PyResult<()> {
+        while *taken < room {
+            let got = match fdpass::recv(self.queue.as_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(r) if r.len == 0 => break,
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    error!(error = %e, "cannot read the request queue");
+                    break;
+                }
+            };
+            if let Some(item) = self.accept(py, &buf[..got.len], got)? {
+                list.append(item)?;
+                *taken += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Queue whole frames for the next flush (scheduled on first use), or
     /// write them now when no loop runs yet or much is pending.
     fn send(&mut self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
@@ -652,9 +670,10 @@ impl Io {
     fn accept<'py>(
         &mut self,
         py: Python<'py>,
+        datagram: &[u8],
         got: fdpass::Received,
     ) -> PyResult<Option<Taken<'py>>> {
-        let mut rest = &self.buf[..got.len];
+        let mut rest = datagram;
         let mut head = None;
         let mut body: &[u8] = b"";
         loop {
@@ -744,26 +763,22 @@ impl Io {
         )))
     }
 
-    /// The ASGI `scope` of a request (HTTP or WebSocket connection scope).
+    /// The ASGI `scope` of a request (HTTP or WebSocket connection scope):
+    /// a copy of a template holding the constant entries (the `asgi` and
+    /// `extensions` dicts are shared by every scope, as their values never
+    /// change), then the request's own.
     fn scope<'py>(
-        &self,
+        &mut self,
         py: Python<'py>,
         head: &wire::RequestHead<'_>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
         let ws = head.websocket;
-        d.set_item(
-            intern!(py, "type"),
-            if ws {
-                intern!(py, "websocket")
-            } else {
-                intern!(py, "http")
-            },
-        )?;
-        let asgi = PyDict::new(py);
-        asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
-        asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
-        d.set_item(intern!(py, "asgi"), asgi)?;
+        let template = if ws {
+            &self.templates.websocket
+        } else {
+            &self.templates.http
+        };
+        let d = template.bind(py).copy()?;
         d.set_item(
             intern!(py, "http_version"),
             match head.version {
@@ -780,16 +795,18 @@ impl Io {
         };
         d.set_item(intern!(py, "scheme"), scheme)?;
         if !ws {
-            let method = std::str::from_utf8(head.method).unwrap_or("GET");
-            d.set_item(intern!(py, "method"), PyString::intern(py, method))?;
+            let method = match head.method {
+                b"GET" => intern!(py, "GET").clone(),
+                b"POST" => intern!(py, "POST").clone(),
+                other => PyString::intern(py, std::str::from_utf8(other).unwrap_or("GET")),
+            };
+            d.set_item(intern!(py, "method"), method)?;
         }
         let (path, query) = wsgi::split_target(head.target);
         let decoded = wsgi::percent_decode(path);
         d.set_item(intern!(py, "path"), String::from_utf8_lossy(&decoded))?;
         d.set_item(intern!(py, "raw_path"), PyBytes::new(py, path))?;
         d.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
-        d.set_item(intern!(py, "root_path"), self.root_path.as_str())?;
-        let headers = PyList::empty(py);
         let mut saw_length = false;
         let mut subprotocols = Vec::new();
         for (name, value) in &head.headers {
@@ -803,26 +820,21 @@ impl Io {
                         .filter(|p| !p.is_empty()),
                 );
             }
-            headers.append(PyTuple::new(
-                py,
-                [PyBytes::new(py, name), PyBytes::new(py, value)],
-            )?)?;
         }
         // A chunked (or HTTP/2) body was buffered whole: its length is known.
-        if !saw_length && head.body_len > 0 {
-            let len = head.body_len.to_string();
-            headers.append(PyTuple::new(
-                py,
-                [
-                    PyBytes::new(py, b"content-length"),
-                    PyBytes::new(py, len.as_bytes()),
-                ],
-            )?)?;
-        }
-        d.set_item(intern!(py, "headers"), headers)?;
-        let client = (String::from_utf8_lossy(head.remote_addr), head.remote_port);
+        let length = (!saw_length && head.body_len > 0 && head.body_kind != wire::BodyKind::Stream)
+            .then(|| head.body_len.to_string());
+        let extra = length
+            .as_ref()
+            .map(|l| (&b"content-length"[..], l.as_bytes()));
+        let pairs = head.headers.iter().copied().chain(extra);
+        let items: Vec<Bound<'py, PyTuple>> = pairs
+            .map(|(n, v)| PyTuple::new(py, [PyBytes::new(py, n), PyBytes::new(py, v)]))
+            .collect::<PyResult<_>>()?;
+        d.set_item(intern!(py, "headers"), PyList::new(py, items)?)?;
+        let client = self.client_tuple(py, head.remote_addr, head.remote_port)?;
         d.set_item(intern!(py, "client"), client)?;
-        let server = (String::from_utf8_lossy(head.server_name), head.server_port);
+        let server = self.server_tuple(py, head.server_name, head.server_port)?;
         d.set_item(intern!(py, "server"), server)?;
         let state = match &self.state {
             Some(s) => s.bind(py).copy()?,
@@ -831,12 +843,80 @@ impl Io {
         d.set_item(intern!(py, "state"), state)?;
         if ws {
             d.set_item(intern!(py, "subprotocols"), subprotocols)?;
-        } else {
-            let ext = PyDict::new(py);
-            ext.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
-            d.set_item(intern!(py, "extensions"), ext)?;
         }
         Ok(d)
+    }
+
+    /// `(host, port)` of the client; the host string is reused while it
+    /// stays the same (keep-alive, a proxy in front, the loopback).
+    fn client_tuple<'py>(
+        &mut self,
+        py: Python<'py>,
+        addr: &[u8],
+        port: u16,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let host = match &self.last_client {
+            Some((a, s)) if a.as_slice() == addr => s.bind(py).clone(),
+            _ => {
+                let s = PyString::new(py, &String::from_utf8_lossy(addr));
+                self.last_client = Some((addr.to_vec(), s.clone().unbind()));
+                s
+            }
+        };
+        PyTuple::new(py, [host.into_any(), port.into_pyobject(py)?.into_any()])
+    }
+
+    /// `(host, port)` of the listener; the same tuple for every request
+    /// on it.
+    fn server_tuple<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &[u8],
+        port: u16,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some((n, p, t)) = &self.last_server {
+            if n.as_slice() == name && *p == port {
+                return Ok(t.bind(py).clone());
+            }
+        }
+        let t = PyTuple::new(
+            py,
+            [
+                PyString::new(py, &String::from_utf8_lossy(name)).into_any(),
+                port.into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        self.last_server = Some((name.to_vec(), port, t.clone().unbind()));
+        Ok(t)
+    }
+}
+
+/// The constant part of every scope.
+struct Templates {
+    http: Py<PyDict>,
+    websocket: Py<PyDict>,
+}
+
+impl Templates {
+    fn new(py: Python<'_>, root_path: &str) -> PyResult<Self> {
+        let asgi = PyDict::new(py);
+        asgi.set_item("version", "3.0")?;
+        asgi.set_item("spec_version", "2.4")?;
+        let http = PyDict::new(py);
+        http.set_item("type", "http")?;
+        http.set_item("asgi", &asgi)?;
+        http.set_item("root_path", root_path)?;
+        let ext = PyDict::new(py);
+        ext.set_item("http.response.pathsend", PyDict::new(py))?;
+        http.set_item("extensions", ext)?;
+        let websocket = PyDict::new(py);
+        websocket.set_item("type", "websocket")?;
+        websocket.set_item("asgi", &asgi)?;
+        websocket.set_item("root_path", root_path)?;
+        Ok(Templates {
+            http: http.unbind(),
+            websocket: websocket.unbind(),
+        })
     }
 }
 
@@ -867,23 +947,26 @@ fn as_bytes<'py>(py: Python<'py>, body: &Bound<'py, PyAny>) -> PyResult<Bound<'p
 /// Checked (name, value) pairs from an ASGI `headers` iterable. Names are
 /// lower-cased; hop-by-hop headers are dropped (the front frames the
 /// response itself).
-fn response_headers<'py>(
-    headers: &Bound<'py, PyAny>,
-) -> PyResult<Vec<(Vec<u8>, Bound<'py, PyBytes>)>> {
+fn response_headers<'py>(headers: &Bound<'py, PyAny>) -> PyResult<Vec<Held<'py>>> {
     let mut out = Vec::new();
     if headers.is_none() {
         return Ok(out);
     }
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) =
-            item.extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "ASGI header must be a [name, value] pair of bytes, not {}",
-                    item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                ))
-            })?;
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
+    // The common shapes (a list of 2-tuples) without the generic protocol.
+    let mut push = |item: &Bound<'py, PyAny>| -> PyResult<()> {
+        let pair = match item.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
+            _ => item
+                .extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "ASGI header must be a [name, value] pair of bytes, not {}",
+                        item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                    ))
+                })?,
+        };
+        let (Ok(name), Ok(value)) = (pair.0.cast_into::<PyBytes>(), pair.1.cast_into::<PyBytes>())
+        else {
             return Err(PyTypeError::new_err(
                 "ASGI header names and values must be bytes",
             ));
@@ -903,17 +986,36 @@ fn response_headers<'py>(
                 String::from_utf8_lossy(v)
             )));
         }
-        let lower = n.to_ascii_lowercase();
-        if wsgi::is_hop_by_hop(std::str::from_utf8(&lower).unwrap_or("")) {
-            continue;
+        let lower = n
+            .iter()
+            .any(u8::is_ascii_uppercase)
+            .then(|| n.to_ascii_lowercase());
+        let name_lc: &[u8] = lower.as_deref().unwrap_or(n);
+        // Hop-by-hop names are 2 to 19 bytes and start with c, k, p, t or u.
+        if matches!(name_lc.first(), Some(b'c' | b'k' | b'p' | b't' | b'u'))
+            && wsgi::is_hop_by_hop(std::str::from_utf8(name_lc).unwrap_or(""))
+        {
+            return Ok(());
         }
-        out.push((lower, value.clone()));
+        out.push((lower, name, value));
+        Ok(())
+    };
+    if let Ok(list) = headers.cast::<PyList>() {
+        for item in list.iter() {
+            push(&item)?;
+        }
+    } else {
+        for item in headers.try_iter()? {
+            push(&item?)?;
+        }
     }
     Ok(out)
 }
 
-fn pairs<'a>(held: &'a [(Vec<u8>, Bound<'_, PyBytes>)]) -> Vec<(&'a [u8], &'a [u8])> {
+type Held<'py> = (Option<Vec<u8>>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
+fn pairs<'a>(held: &'a [Held<'_>]) -> Vec<(&'a [u8], &'a [u8])> {
     held.iter()
-        .map(|(n, v)| (n.as_slice(), v.as_bytes()))
+        .map(|(lower, n, v)| (lower.as_deref().unwrap_or(n.as_bytes()), v.as_bytes()))
         .collect()
 }
