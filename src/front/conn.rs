@@ -504,7 +504,7 @@ async fn to_app(
                 };
                 let active = Active::new(&conn.state);
                 let counted = websocket::SocketGuard::new(&shared.websockets);
-                tokio::spawn(websocket::relay(on_upgrade, link, limits, active, counted));
+                tokio::spawn(websocket::relay(on_upgrade, *link, limits, active, counted));
                 resp.extensions_mut().insert(served);
                 return resp;
             }
