@@ -89,12 +89,16 @@ pub fn run(ctx: Inherit) -> i32 {
     // the front's death.
     crate::signals::ignore(nix::sys::signal::Signal::SIGPIPE);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("front")
-        .enable_all()
-        .build()
-    {
+    // On one CPU (a container limited to one, or `taskset`), a single
+    // thread runs everything: no hand-offs between threads, no stealing.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = match builder.thread_name("front").enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot build the front's runtime");

@@ -158,14 +158,18 @@ pub fn rchar(pid: i32) -> u64 {
 pub fn front_pid(edge: &mut Edge) -> i32 {
     for _ in 0..100 {
         for child in edge.children() {
-            let named_front = std::fs::read_dir(format!("/proc/{child}/task"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim_end().starts_with("front"))
-                });
+            // The process is named edge-front; its runtime threads "front"
+            // (one thread only on a single CPU).
+            let named_front = std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|c| c.trim_end() == "edge-front")
+                || std::fs::read_dir(format!("/proc/{child}/task"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim_end().starts_with("front"))
+                    });
             if named_front {
                 return child;
             }
