@@ -264,3 +264,53 @@ fn ws_scope_fields() {
     assert_eq!(s(&sc["state"], "token"), "lifespan-state-ok");
     assert_eq!(j["close"]["code"].as_i64(), Some(1000), "{j:?}");
 }
+
+#[test]
+fn ws_client_ping_gets_a_pong_from_the_front() {
+    let edge = fastapi("");
+    let j = ws(&edge, "ping", None);
+    assert_eq!(j["pong"].as_bool(), Some(true), "{j:?}");
+    assert_eq!(s(&j, "echo"), "after-ping", "{j:?}");
+}
+
+#[test]
+fn ws_graceful_stop_closes_open_sockets_with_1001_before_graceful_timeout() {
+    let mut edge = Edge::start_ready(
+        &asgi_venv("asgi_fastapi_app:app").server("graceful_timeout = \"4s\""),
+        "/pid",
+    );
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let marker_path = marker.to_path_buf();
+    std::fs::remove_file(&marker_path).unwrap();
+    let base = format!("ws://127.0.0.1:{}", edge.port);
+    let arg = marker_path.display().to_string();
+    let client = std::thread::spawn(move || {
+        run_script(
+            "ws_client.py",
+            &["held", base.as_str(), arg.as_str()],
+            Duration::from_secs(60),
+        )
+    });
+    poll(Duration::from_secs(20), Duration::from_millis(20), || {
+        marker_path.exists().then_some(())
+    })
+    .expect("the client's socket never opened");
+    let term_sent = std::time::Instant::now();
+    edge.signal(nix::sys::signal::Signal::SIGTERM);
+    let run = client.join().unwrap();
+    let j = run.json();
+    assert_eq!(s(&j, "first"), "hold", "{j:?}");
+    // The draining front waits for the app, then says "going away".
+    assert_eq!(j["code"].as_i64(), Some(1001), "{j:?}\n{}", edge.logs());
+    let after = term_sent.elapsed();
+    assert!(
+        after < Duration::from_secs(4),
+        "closed {after:?} after TERM, beyond graceful_timeout"
+    );
+    assert!(
+        after > Duration::from_secs(2),
+        "closed {after:?} after TERM: the socket was not given its time"
+    );
+    let st = edge.wait_exit(Duration::from_secs(15)).expect("edge exits");
+    assert_eq!(st.code(), Some(0), "{}", edge.logs());
+}

@@ -17,6 +17,9 @@ Scenarios:
   reject        /ws/reject: the handshake's HTTP status
   concurrent    ARG connections at once to /ws/echo, 10 messages each
   scope         /ws-scope?x=1&y=%C3%A9 (the raw app) offering ["p1", "p2"]
+  ping          /ws/echo: a client ping with a payload; reports the pong
+  held          /ws/echo: one echo, then writes the file ARG and waits for
+                the server to close; reports the close and how long it took
 """
 import asyncio
 import hashlib
@@ -175,6 +178,31 @@ async def scope(base, arg):
         return out
 
 
+async def ping(base, arg):
+    async with conn(base + "/ws/echo") as ws:
+        waiter = await ws.ping(b"are you there")
+        latency = await asyncio.wait_for(waiter, 5)
+        await ws.send("after-ping")
+        return {"pong": True, "latency_ok": latency < 5, "echo": await ws.recv()}
+
+
+async def held(base, arg):
+    async with conn(base + "/ws/echo") as ws:
+        await ws.send("hold")
+        first = await ws.recv()
+        with open(arg, "w") as f:
+            f.write("open\n")
+        start = time.monotonic()
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as e:
+            out = closed_info(e)
+            out["first"] = first
+            out["after_s"] = round(time.monotonic() - start, 2)
+            return out
+
+
 SCENARIOS = {
     "echo": echo,
     "big": big,
@@ -185,6 +213,8 @@ SCENARIOS = {
     "reject": reject,
     "concurrent": concurrent,
     "scope": scope,
+    "ping": ping,
+    "held": held,
 }
 
 
