@@ -314,3 +314,55 @@ fn ws_graceful_stop_closes_open_sockets_with_1001_before_graceful_timeout() {
     let st = edge.wait_exit(Duration::from_secs(15)).expect("edge exits");
     assert_eq!(st.code(), Some(0), "{}", edge.logs());
 }
+
+#[test]
+fn ws_recycled_worker_waits_for_its_open_socket_then_closes_it_1001() {
+    // max_requests = 3: the worker asks to be replaced after three
+    // requests, but holds an open WebSocket: it waits for it (up to
+    // graceful_timeout) while its replacement serves, then says going away.
+    let edge = Edge::start_ready(
+        &asgi_venv("asgi_fastapi_app:app")
+            .server("graceful_timeout = \"3s\"")
+            .app("max_requests = 3"),
+        "/pid",
+    );
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let marker_path = marker.to_path_buf();
+    std::fs::remove_file(&marker_path).unwrap();
+    let base = format!("ws://127.0.0.1:{}", edge.port);
+    let arg = marker_path.display().to_string();
+    let client = std::thread::spawn(move || {
+        run_script(
+            "ws_client.py",
+            &["held", base.as_str(), arg.as_str()],
+            Duration::from_secs(60),
+        )
+    });
+    poll(Duration::from_secs(20), Duration::from_millis(20), || {
+        marker_path.exists().then_some(())
+    })
+    .expect("the client's socket never opened");
+    let first = json_pid_of(&edge);
+    let started = std::time::Instant::now();
+    // Until another worker answers (the old one served its 3 and retires).
+    let replaced = poll(Duration::from_secs(20), Duration::from_millis(10), || {
+        let p = json_pid_of(&edge);
+        (p != first).then_some(p)
+    })
+    .expect("a replacement worker");
+    let run = client.join().unwrap();
+    let j = run.json();
+    assert_eq!(s(&j, "first"), "hold", "{j:?}");
+    assert_eq!(j["code"].as_i64(), Some(1001), "{j:?}\n{}", edge.logs());
+    let after = started.elapsed();
+    assert!(
+        after > Duration::from_millis(1500) && after < Duration::from_secs(6),
+        "the socket closed {after:?} after the recycle began"
+    );
+    // The replacement goes on serving.
+    assert_eq!(json_pid_of(&edge), replaced);
+}
+
+fn json_pid_of(edge: &Edge) -> i32 {
+    support::asgi::json_pid(&edge.get("/pid"))
+}
