@@ -159,13 +159,18 @@ pub fn prepare<'py>(py: Python<'py>, app: &App) -> PyResult<Bound<'py, PyModule>
             sys.setattr("executable", exe.to_string_lossy().as_ref())?;
         }
     }
-    let helpers = PyModule::from_code(
+    helpers(py)
+}
+
+/// The helpers module (`FileWrapper`, `file_span`, ...), compiled from
+/// [`HELPERS`].
+pub fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    PyModule::from_code(
         py,
         &std::ffi::CString::new(HELPERS).expect("no NUL in helpers"),
         c"edge_helpers.py",
         c"edge_helpers",
-    )?;
-    Ok(helpers)
+    )
 }
 
 /// Import `module` and evaluate `attr` in it (a name, or a call such as

@@ -167,6 +167,36 @@ pub fn environ<'py>(
     Ok(env)
 }
 
+/// For `benches/environ.rs` (see [`crate::bench_support`]).
+impl crate::bench_support::Environ {
+    /// Start CPython in this process (once), build the base environ of a
+    /// worker with `workers` processes of `threads` threads, and run `bench`
+    /// with the GIL held, as a worker thread holds it between requests.
+    /// `bench` gets a function that builds the environ of one request from
+    /// `head` exactly as a worker does (with an empty `wsgi.input`), drops
+    /// it, and returns its number of keys.
+    pub fn run<R>(
+        workers: usize,
+        threads: usize,
+        bench: impl FnOnce(&mut dyn FnMut(&RequestHead<'_>) -> usize) -> R,
+    ) -> R {
+        super::python::initialize();
+        Python::attach(|py| {
+            let helpers = super::python::helpers(py).expect("helpers module");
+            let base = base_environ(py, &helpers, workers, threads).expect("base environ");
+            let input = py
+                .import("io")
+                .and_then(|io| io.call_method1("BytesIO", (PyBytes::new(py, b""),)))
+                .expect("io.BytesIO");
+            bench(&mut |head| {
+                environ(py, &base, head, input.clone())
+                    .expect("environ")
+                    .len()
+            })
+        })
+    }
+}
+
 /// Hop-by-hop headers an app must not set (PEP 3333); dropped as gunicorn does.
 fn is_hop_by_hop(name: &str) -> bool {
     const HOP: [&str; 8] = [
