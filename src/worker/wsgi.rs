@@ -535,11 +535,19 @@ pub fn run_app(
                 Ok(false) => iterate(py, &iterable, r),
                 Err(e) => Err(e),
             };
-            // close() exactly once, whatever happened while iterating.
-            let closed = match iterable.getattr_opt(intern!(py, "close")) {
-                Ok(Some(close)) => close.call0().map(drop),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
+            // close() exactly once, whatever happened while iterating. A
+            // plain list or tuple (the usual answer) has none, and asking
+            // would raise and swallow an AttributeError on every request.
+            let closed = if iterable.is_exact_instance_of::<PyList>()
+                || iterable.is_exact_instance_of::<PyTuple>()
+            {
+                Ok(())
+            } else {
+                match iterable.getattr_opt(intern!(py, "close")) {
+                    Ok(Some(close)) => close.call0().map(drop),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
             };
             streamed.and(closed)
         }
