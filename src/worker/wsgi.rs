@@ -482,12 +482,32 @@ pub fn parse_status(status: &str) -> Result<u16, String> {
     Ok(status[..3].parse().expect("three digits"))
 }
 
-/// Check one header and encode it as latin-1 bytes.
+/// Check one header and encode it as latin-1 bytes. The Responder keeps
+/// its headers in a [`HeaderList`] (same checks); this one-header form
+/// stays for the tests and for other adapters that need the check.
+#[allow(dead_code)]
 pub fn check_header(name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    check_name(name)?;
+    let mut v = Vec::with_capacity(value.len());
+    encode_value(name, value, &mut v)?;
+    Ok((name.as_bytes().to_ascii_lowercase(), v))
+}
+
+fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(is_token_char) {
         return Err(format!("invalid header name {name:?}"));
     }
-    let mut v = Vec::with_capacity(value.len());
+    Ok(())
+}
+
+/// Append `value` as latin-1 bytes, refusing control characters (but tab)
+/// and anything beyond U+00FF.
+fn encode_value(name: &str, value: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let plain = |b: &u8| (0x20..0x7f).contains(b) || *b == b'\t';
+    if value.as_bytes().iter().all(plain) {
+        out.extend_from_slice(value.as_bytes());
+        return Ok(());
+    }
     for c in value.chars() {
         let n = c as u32;
         if n > 0xff {
@@ -498,14 +518,112 @@ pub fn check_header(name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>), Strin
                 "header {name}: control character (CR/LF?) in value {value:?}"
             ));
         }
-        v.push(n as u8);
+        out.push(n as u8);
     }
-    Ok((name.as_bytes().to_ascii_lowercase(), v))
+    Ok(())
 }
+
+/// The app's response headers, checked as [`check_header`] does (names
+/// lower-cased, values latin-1), all in one buffer: one allocation per
+/// response instead of two per header. Each header is stored as
+/// `[name length: u32][name][value length: u32][value]`.
+#[derive(Default)]
+struct HeaderList {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl HeaderList {
+    fn with_capacity(headers: usize) -> Self {
+        HeaderList {
+            bytes: Vec::with_capacity(headers * 64),
+            count: 0,
+        }
+    }
+
+    /// Check `name: value` and add it; on error nothing is added.
+    fn push_checked(&mut self, name: &str, value: &str) -> Result<(), String> {
+        check_name(name)?;
+        let buf = &mut self.bytes;
+        let start = buf.len();
+        buf.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+        buf.extend(name.bytes().map(|c| c.to_ascii_lowercase()));
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        if let Err(e) = encode_value(name, value, buf) {
+            buf.truncate(start);
+            return Err(e);
+        }
+        let len = (buf.len() - at - 4) as u32;
+        buf[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+        self.count += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        for part in [name, value] {
+            self.bytes
+                .extend_from_slice(&(part.len() as u32).to_ne_bytes());
+            self.bytes.extend_from_slice(part);
+        }
+        self.count += 1;
+    }
+
+    fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter {
+            rest: &self.bytes,
+            left: self.count,
+        }
+    }
+
+    /// Drop every header called `name` (lower case).
+    fn remove(&mut self, name: &[u8]) {
+        let mut kept = HeaderList::default();
+        kept.bytes.reserve(self.bytes.len());
+        for (n, v) in self.iter().filter(|(n, _)| *n != name) {
+            kept.push(n, v);
+        }
+        *self = kept;
+    }
+}
+
+struct HeaderIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> HeaderIter<'a> {
+    fn part(&mut self) -> &'a [u8] {
+        let (len, tail) = self.rest.split_at(4);
+        let len = u32::from_ne_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (part, tail) = tail.split_at(len);
+        self.rest = tail;
+        part
+    }
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let name = self.part();
+        Some((name, self.part()))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
 
 struct State {
     status: Option<u16>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    headers: HeaderList,
     head_sent: bool,
     /// Frames not yet written to the channel.
     buf: Vec<u8>,
@@ -563,7 +681,7 @@ impl Responder {
                 type_name(headers)
             ))
         })?;
-        let mut checked = Vec::with_capacity(list.len());
+        let mut checked = HeaderList::with_capacity(list.len());
         for item in list.iter() {
             let pair = item.cast::<PyTuple>().map_err(|_| {
                 PyTypeError::new_err(format!(
@@ -583,7 +701,9 @@ impl Responder {
             if is_hop_by_hop(name) {
                 continue;
             }
-            checked.push(check_header(name, value).map_err(PyValueError::new_err)?);
+            checked
+                .push_checked(name, value)
+                .map_err(PyValueError::new_err)?;
         }
         let mut st = this.state.lock().expect("responder lock");
         st.status = Some(code);
@@ -619,7 +739,7 @@ impl Responder {
             out,
             state: Mutex::new(State {
                 status: None,
-                headers: Vec::new(),
+                headers: HeaderList::default(),
                 head_sent: false,
                 buf: Vec::with_capacity(512),
                 sent: 0,
@@ -637,13 +757,8 @@ impl Responder {
             ));
         };
         let State { headers, buf, .. } = st;
-        wire::encode_response_head(
-            buf,
-            self.id,
-            status,
-            headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
-        )
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        wire::encode_response_head(buf, self.id, status, headers.iter())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         st.head_sent = true;
         Ok(())
     }
@@ -690,12 +805,12 @@ impl Responder {
         let declared = st
             .headers
             .iter()
-            .find(|(n, _)| n == b"content-length")
+            .find(|(n, _)| *n == b"content-length")
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         let len = declared.map_or(len, |d| d.min(len));
-        st.headers.retain(|(n, _)| n != b"content-length");
+        st.headers.remove(b"content-length");
         st.headers
-            .push((b"content-length".to_vec(), len.to_string().into_bytes()));
+            .push(b"content-length", len.to_string().as_bytes());
         self.push_head(&mut st)?;
         st.sent += len;
         if self.head_only || len == 0 {
@@ -896,6 +1011,43 @@ mod tests {
             vec![b'c', b'a', b'f', 0xe9]
         );
         assert!(check_header("X-Tab", "a\tb").is_ok());
+    }
+
+    #[test]
+    fn header_list() {
+        let mut h = HeaderList::with_capacity(1);
+        h.push_checked("Content-Type", "text/plain").unwrap();
+        h.push_checked("X-Latin", "caf\u{e9}").unwrap();
+        assert!(h.push_checked("X-Bad", "a\r\nInjected: 1").is_err());
+        assert!(h.push_checked("Bad Name", "x").is_err());
+        assert!(h.push_checked("X-Uni", "caf\u{0101}").is_err());
+        h.push_checked("Content-Length", "7").unwrap();
+        h.push_checked("X-Empty", "").unwrap();
+        h.push(b"content-length", b"9");
+        let all: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                (&b"content-type"[..], &b"text/plain"[..]),
+                (b"x-latin", b"caf\xe9"),
+                (b"content-length", b"7"),
+                (b"x-empty", b""),
+                (b"content-length", b"9"),
+            ]
+        );
+        for (name, value) in [
+            ("X-A", "b\tc"),
+            ("Set-Cookie", "a=1; Path=/"),
+            ("x", "caf\u{e9}"),
+        ] {
+            let mut one = HeaderList::default();
+            one.push_checked(name, value).unwrap();
+            let (n, v) = check_header(name, value).unwrap();
+            assert_eq!(one.iter().collect::<Vec<_>>(), [(&n[..], &v[..])]);
+        }
+        h.remove(b"content-length");
+        let names: Vec<&[u8]> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"content-type"[..], b"x-latin", b"x-empty"]);
     }
 
     #[test]
