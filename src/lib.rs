@@ -18,6 +18,8 @@
 //! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
 //!   post-fork libc calls. The other unsafe code lives in
 //!   `arbiter::spawn` (fork), `ipc::scoreboard` (mmap) and `ipc::fdpass`.
+//! - `bench_support` (hidden): handles for the criterion benches in
+//!   `benches/`, not an API.
 #![deny(unsafe_code)]
 
 pub mod arbiter;
@@ -29,3 +31,16 @@ pub mod logging;
 pub mod signals;
 pub mod sys;
 pub mod worker;
+
+/// What the criterion benches in `benches/` need from inside the crate, and
+/// nothing more: not an API, hidden from the docs.
+///
+/// Each item is an empty handle whose methods are written next to the code
+/// they time (an inherent `impl` may sit in any module of the crate), so the
+/// Python code stays in `worker/` and no private module is made public.
+#[doc(hidden)]
+pub mod bench_support {
+    /// The WSGI environ as a worker builds it for every request
+    /// (`benches/environ.rs`); methods in `worker/wsgi.rs`.
+    pub struct Environ(());
+}

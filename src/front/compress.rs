@@ -451,26 +451,32 @@ pub fn weaken(tag: &HeaderValue) -> Option<HeaderValue> {
 /// Compress an app's response in place when it qualifies (see the module
 /// doc for the rules).
 pub async fn apply(resp: &mut Response<ResponseBody>, wants: &Wants, cfg: &Compression) {
-    if !candidate(resp.status(), resp.headers(), cfg) {
+    if !cfg.enabled {
         return;
     }
-    let declared = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // The size first: for a small whole body it is known without a header
+    // lookup, and a body under `min_size` is never a candidate (no `Vary`
+    // either), whatever its headers say.
+    let declared = |resp: &Response<ResponseBody>| {
+        resp.headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     let known = match resp.body() {
         ResponseBody::Empty => Some(0),
         ResponseBody::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
         _ => None,
     };
     // For HEAD the body is empty: judge by the declared length.
-    let len = if wants.head {
-        declared
-    } else {
-        known.or(declared)
+    let len = match known {
+        Some(n) if !wants.head => Some(n),
+        _ => declared(resp),
     };
     if len.is_some_and(|n| n < cfg.min_size) {
+        return;
+    }
+    if !candidate(resp.status(), resp.headers(), cfg) {
         return;
     }
     add_vary(resp.headers_mut());

@@ -6,11 +6,14 @@
 //! line or a header. Otherwise the front makes one: 16 hex digits from a
 //! random per-process seed plus a counter, scrambled by a bijective mixer
 //! (so ids never repeat within a process and are not guessable in order).
-//! That costs one atomic add and no system call.
+//! Each runtime thread makes [`BATCH`] ids at a time into one buffer and
+//! hands out slices of it: per request, no allocation and no system call.
 
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The name the app and the response see it under.
@@ -21,6 +24,31 @@ pub fn valid(v: &[u8]) -> bool {
     (1..=200).contains(&v.len())
         && v.iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// Length of a made id (hex digits of a u64).
+const ID_LEN: usize = 16;
+
+/// Ids a thread makes at a time: one 1 KiB buffer, freed once every id
+/// in it is gone.
+const BATCH: usize = 64;
+
+/// The ids this thread made ahead, and for which generator.
+struct Ahead {
+    seed: u64,
+    ids: Bytes,
+    /// How many of `ids` were handed out.
+    used: usize,
+}
+
+thread_local! {
+    static AHEAD: RefCell<Ahead> = const {
+        RefCell::new(Ahead {
+            seed: 0,
+            ids: Bytes::new(),
+            used: BATCH,
+        })
+    };
 }
 
 /// Makes ids for requests that came without a valid one.
@@ -55,14 +83,31 @@ impl Generator {
 
     /// A fresh id: 16 lower-case hex digits.
     pub fn next(&self) -> HeaderValue {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let x = mix(self.seed.wrapping_add(n));
+        AHEAD.with(|ahead| {
+            let mut ahead = ahead.borrow_mut();
+            let Ahead { seed, ids, used } = &mut *ahead;
+            if *used == BATCH || *seed != self.seed {
+                *ids = self.batch();
+                *seed = self.seed;
+                *used = 0;
+            }
+            // A slice shares the batch's buffer: no allocation, no copy.
+            let id = ids.slice(*used * ID_LEN..(*used + 1) * ID_LEN);
+            *used += 1;
+            HeaderValue::from_maybe_shared(id).expect("hex digits are a valid header value")
+        })
+    }
+
+    /// The next [`BATCH`] ids, back to back.
+    fn batch(&self) -> Bytes {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 16];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = HEX[((x >> (60 - 4 * i)) & 0xf) as usize];
+        let first = self.counter.fetch_add(BATCH as u64, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(BATCH * ID_LEN);
+        for n in first..first + BATCH as u64 {
+            let x = mix(self.seed.wrapping_add(n));
+            out.extend((0..ID_LEN).map(|i| HEX[((x >> (60 - 4 * i)) & 0xf) as usize]));
         }
-        HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
+        Bytes::from(out)
     }
 
     /// The request's id: the client's (first `name` header) if valid,
@@ -105,6 +150,18 @@ mod tests {
         }
         // Two generators (two processes) start from different seeds.
         assert_ne!(Generator::new().next(), Generator::new().next());
+        // Two generators used in turn on one thread: each hands out its own
+        // ids (a thread's batch belongs to one generator).
+        let (a, b) = (Generator::new(), Generator::new());
+        let ids = [a.next(), b.next(), a.next(), b.next()];
+        let again = |seed, n| Generator {
+            seed,
+            counter: AtomicU64::new(n),
+        };
+        assert_eq!(again(a.seed, 0).next(), ids[0]);
+        assert_eq!(again(b.seed, 0).next(), ids[1]);
+        assert_eq!(again(a.seed, BATCH as u64).next(), ids[2]);
+        assert_eq!(again(b.seed, BATCH as u64).next(), ids[3]);
     }
 
     #[test]

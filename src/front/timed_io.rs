@@ -12,6 +12,17 @@
 //! "Between requests" is known from [`ConnState::active`], which the
 //! service raises while it handles a request and lowers when the response
 //! is finished. The timers are allocated once per connection and re-armed.
+//!
+//! The read timer is lazy, because re-arming a tokio timer (taking it off
+//! the timer wheel and putting it back) on every request would cost more
+//! than the rest of this file: the deadline that counts is a plain field,
+//! and the `Sleep` only has to fire no later than it. Going idle after a
+//! response moves the deadline later, which needs no re-arming; when the
+//! `Sleep` fires before the deadline, it is re-armed then (at most once per
+//! `keepalive_timeout` on a busy connection). A head's timer starts at the
+//! first moment its bytes stop coming (the first read that would block
+//! before the head is complete), so a head that arrives whole in one read,
+//! the usual case, sets no timer at all.
 
 use std::future::Future;
 use std::io;
@@ -60,12 +71,15 @@ pub struct Timeouts {
     pub send: Duration,
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum ReadTimer {
     Off,
     /// Idle between requests.
     Idle,
-    /// A head has started arriving.
+    /// A head has started arriving; its timer starts at the first read
+    /// that would block.
+    HeadStarted,
+    /// A head has started arriving and stalled at least once.
     Head,
 }
 
@@ -74,6 +88,9 @@ pub struct TimedIo<T> {
     state: Arc<ConnState>,
     timeouts: Timeouts,
     read_timer: ReadTimer,
+    /// When the running read timer (`Idle` or `Head`) expires.
+    read_deadline: Instant,
+    /// Fires at or before `read_deadline` (see the module doc).
     read_sleep: Pin<Box<Sleep>>,
     write_armed: bool,
     write_sleep: Pin<Box<Sleep>>,
@@ -87,21 +104,44 @@ impl<T> TimedIo<T> {
             state,
             timeouts,
             read_timer: ReadTimer::Off,
+            read_deadline: now,
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
             write_sleep: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
+    /// Start the `Idle` or `Head` timer from now.
     fn arm_read(&mut self, kind: ReadTimer) {
-        if self.read_timer != kind {
-            let d = match kind {
-                ReadTimer::Idle => self.timeouts.keepalive,
-                ReadTimer::Head => self.timeouts.header,
-                ReadTimer::Off => return self.read_timer = ReadTimer::Off,
-            };
-            self.read_sleep.as_mut().reset(Instant::now() + d);
-            self.read_timer = kind;
+        let d = match kind {
+            ReadTimer::Idle => self.timeouts.keepalive,
+            ReadTimer::Head => self.timeouts.header,
+            ReadTimer::Off | ReadTimer::HeadStarted => unreachable!("not a timer"),
+        };
+        self.read_deadline = Instant::now() + d;
+        // A sleep that fires later than the deadline would be too late; one
+        // that fires earlier is re-armed when it does.
+        if self.read_sleep.deadline() > self.read_deadline {
+            let deadline = self.read_deadline;
+            self.read_sleep.as_mut().reset(deadline);
+        }
+        self.read_timer = kind;
+    }
+
+    /// Has the running read timer expired? Registers for a wake-up at its
+    /// deadline when not.
+    fn read_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.read_sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // The sleep fired: at the deadline, or at an earlier one that
+            // has since moved later.
+            if Instant::now() >= self.read_deadline {
+                return true;
+            }
+            let deadline = self.read_deadline;
+            self.read_sleep.as_mut().reset(deadline);
         }
     }
 }
@@ -127,13 +167,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 if !idle || (got > 0 && this.state.h2.load(Ordering::Relaxed)) {
                     this.read_timer = ReadTimer::Off;
                 } else if got > 0 {
-                    if this.read_timer == ReadTimer::Head {
-                        // Bytes trickling in do not extend the deadline.
-                        if this.read_sleep.is_elapsed() {
-                            return Poll::Ready(Err(timed_out("client_header_timeout")));
+                    match this.read_timer {
+                        ReadTimer::Head => {
+                            // Bytes trickling in do not extend the deadline.
+                            if this.read_sleep.is_elapsed() && Instant::now() >= this.read_deadline
+                            {
+                                return Poll::Ready(Err(timed_out("client_header_timeout")));
+                            }
                         }
-                    } else {
-                        this.arm_read(ReadTimer::Head);
+                        ReadTimer::HeadStarted => {}
+                        ReadTimer::Off | ReadTimer::Idle => {
+                            this.read_timer = ReadTimer::HeadStarted;
+                        }
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -144,10 +189,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                     this.read_timer = ReadTimer::Off;
                     return Poll::Pending;
                 }
-                if this.read_timer == ReadTimer::Off {
-                    this.arm_read(ReadTimer::Idle);
+                match this.read_timer {
+                    ReadTimer::Off => this.arm_read(ReadTimer::Idle),
+                    ReadTimer::HeadStarted => this.arm_read(ReadTimer::Head),
+                    ReadTimer::Idle | ReadTimer::Head => {}
                 }
-                if this.read_sleep.as_mut().poll(cx).is_ready() {
+                if this.read_expired(cx) {
                     return Poll::Ready(match this.read_timer {
                         // Idle too long: a quiet close, like the client left.
                         ReadTimer::Idle => Ok(()),
@@ -247,5 +294,129 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
     }
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant as StdInstant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    fn conn(keepalive_ms: u64, header_ms: u64) -> (TimedIo<DuplexStream>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(1024);
+        let timeouts = Timeouts {
+            keepalive: Duration::from_millis(keepalive_ms),
+            header: Duration::from_millis(header_ms),
+            send: Duration::from_secs(10),
+        };
+        (
+            TimedIo::new(server, Arc::new(ConnState::default()), timeouts),
+            client,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_ends_quietly_after_keepalive_timeout() {
+        let (mut io, _client) = conn(200, 5000);
+        let start = StdInstant::now();
+        let n = io.read(&mut [0u8; 16]).await.unwrap();
+        assert_eq!(n, 0, "reported as EOF");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(190), "closed after {took:?}");
+        assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_head_times_out_after_client_header_timeout() {
+        let (mut io, mut client) = conn(5000, 200);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let start = StdInstant::now();
+        assert_eq!(io.read(&mut [0u8; 64]).await.unwrap(), 16);
+        let e = io.read(&mut [0u8; 64]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(190),
+            "timed out after {took:?}"
+        );
+        assert!(took < Duration::from_secs(2), "timed out after {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_head_trickling_in_does_not_extend_its_deadline() {
+        let (mut io, mut client) = conn(5000, 300);
+        let start = StdInstant::now();
+        let writer = tokio::spawn(async move {
+            for _ in 0..20 {
+                if client.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            client
+        });
+        let mut buf = [0u8; 64];
+        let e = loop {
+            match io.read(&mut buf).await {
+                Ok(n) => assert!(n > 0, "no EOF expected"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(290),
+            "timed out after {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(900),
+            "timed out after {took:?}"
+        );
+        drop(io);
+        let _ = writer.await;
+    }
+
+    /// Requests keep coming for longer than keepalive_timeout: the timer
+    /// that fires early is re-armed, not taken for the deadline; once the
+    /// requests stop, the connection closes a keepalive_timeout later.
+    #[tokio::test]
+    async fn a_busy_connection_outlives_keepalive_timeout_then_idles_out() {
+        let (mut io, mut client) = conn(300, 5000);
+        let state = io.state.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..8 {
+                client.write_all(b"x").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (client, StdInstant::now())
+        });
+        let mut served = 0;
+        loop {
+            let n = io.read(&mut [0u8; 16]).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            served += n;
+            // The request is handled for a while, then answered; hyper
+            // polls the socket meanwhile (and finds nothing).
+            let active = Active::new(&state);
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_millis(30), io.read(&mut buf));
+            assert!(read.await.is_err(), "nothing to read during the request");
+            drop(active);
+        }
+        let closed = StdInstant::now();
+        let (_client, last_write) = writer.await.unwrap();
+        assert_eq!(served, 8, "every request was read before the close");
+        let idle = closed.duration_since(last_write);
+        assert!(
+            idle >= Duration::from_millis(150),
+            "closed {idle:?} after the last request"
+        );
+        assert!(
+            idle < Duration::from_secs(2),
+            "closed {idle:?} after the last request"
+        );
     }
 }

@@ -6,10 +6,10 @@
 //! read with [`recv_into`]).
 #![allow(unsafe_code)]
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 /// Send `data` as one message, with `fd` attached when given.
 /// `flags` lets async callers pass `MSG_DONTWAIT`.
@@ -19,7 +19,6 @@ pub fn send(
     fd: Option<BorrowedFd<'_>>,
     flags: MsgFlags,
 ) -> io::Result<usize> {
-    let iov: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
     let fds;
     let cmsgs: &[ControlMessage<'_>] = match fd {
         Some(fd) => {
@@ -28,14 +27,32 @@ pub fn send(
         }
         None => &[],
     };
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        cmsgs,
-        flags | MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
+    with_iov(data, |iov| {
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            iov,
+            cmsgs,
+            flags | MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+    })
     .map_err(io::Error::from)
+}
+
+/// Call `f` with `data` as `IoSlice`s: on the stack for the usual one to
+/// four pieces (the front sends every request this way), else in a `Vec`.
+fn with_iov<R>(data: &[&[u8]], f: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
+    const ON_STACK: usize = 4;
+    if data.len() <= ON_STACK {
+        let mut iov = [IoSlice::new(&[]); ON_STACK];
+        for (slot, d) in iov.iter_mut().zip(data) {
+            *slot = IoSlice::new(d);
+        }
+        f(&iov[..data.len()])
+    } else {
+        let iov: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        f(&iov)
+    }
 }
 
 /// [`send`] for a descriptor known only by number (one a Python file
@@ -46,15 +63,16 @@ pub fn send_raw(
     fd: RawFd,
     flags: MsgFlags,
 ) -> io::Result<usize> {
-    let iov: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
     let fds = [fd];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        flags | MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
+    with_iov(data, |iov| {
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            iov,
+            &[ControlMessage::ScmRights(&fds)],
+            flags | MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+    })
     .map_err(io::Error::from)
 }
 
@@ -70,34 +88,75 @@ pub struct Received {
 
 /// Receive one message into `buf`, with at most one descriptor. Any extra
 /// descriptors a misbehaving peer sent are closed.
+///
+/// A worker calls this up to three times per request (see
+/// `worker::take_request`), so the control buffer is on the stack.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result<Received> {
-    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg_space),
-        flags | MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
+    use std::mem::{size_of, MaybeUninit};
+
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a few descriptors; u64s keep it aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 8]>() as _;
+    // SAFETY: `msg` points at a live iovec over `buf` (writable memory we
+    // borrow mutably) and at `control`; both outlive the call.
+    let n = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            (flags | MsgFlags::MSG_CMSG_CLOEXEC).bits(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
     let mut fd = None;
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for raw in fds {
-                // SAFETY: the kernel just installed `raw` in our table for
-                // this message; nothing else owns it.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                if fd.is_none() {
-                    fd = Some(owned);
+    // SAFETY: the kernel just filled `msg`'s control buffer.
+    unsafe {
+        received_fds(&msg, |owned| {
+            if fd.is_none() {
+                fd = Some(owned);
+            }
+        })
+    };
+    Ok(Received {
+        len: n as usize,
+        fd,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+    })
+}
+
+/// Hand every descriptor of the SCM_RIGHTS messages in `msg`'s control
+/// buffer to `take` (dropping one closes it).
+///
+/// # Safety
+/// `msg` must be what `recvmsg` just returned: its control buffer filled by
+/// the kernel, within `msg_controllen`, and its descriptors not yet taken.
+unsafe fn received_fds(msg: &libc::msghdr, mut take: impl FnMut(OwnedFd)) {
+    // SAFETY: CMSG_* walk the control buffer the kernel just filled, within
+    // msg_controllen; each SCM_RIGHTS payload is an array of ints the
+    // kernel installed in our descriptor table, owned by nobody else.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..bytes / std::mem::size_of::<libc::c_int>() {
+                    take(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
                 }
             }
+            c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    Ok(Received {
-        len: msg.bytes,
-        fd,
-        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
-    })
 }
 
 /// Receive bytes from a stream socket into the spare capacity of `buf`
@@ -138,22 +197,8 @@ pub fn recv_into(
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: CMSG_* walk the control buffer the kernel just filled, within
-    // msg_controllen; each SCM_RIGHTS payload is an array of ints the
-    // kernel installed in our descriptor table, owned by nobody else.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
-                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..bytes / size_of::<libc::c_int>() {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
+    // SAFETY: the kernel just filled `msg`'s control buffer.
+    unsafe { received_fds(&msg, |fd| fds.push(fd)) };
     let n = n as usize;
     // SAFETY: the kernel initialised the first `n` bytes of the spare
     // capacity (recvmsg returned n ≤ iov_len).
@@ -197,6 +242,34 @@ mod tests {
             .read_to_string(&mut got)
             .unwrap();
         assert_eq!(got, "spooled");
+    }
+
+    #[test]
+    fn a_message_too_big_for_the_buffer_is_cut_and_says_so() {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let pieces: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
+        assert_eq!(
+            send(a.as_fd(), &pieces, None, MsgFlags::empty()).unwrap(),
+            6
+        );
+        send(a.as_fd(), &[b"xyz"], None, MsgFlags::empty()).unwrap();
+        let mut buf = [0u8; 4];
+        let r = recv(b.as_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!((r.len, r.truncated, r.fd.is_none()), (4, true, true));
+        assert_eq!(&buf, b"abcd");
+        let r = recv(b.as_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!((r.len, r.truncated), (3, false));
+        assert_eq!(&buf[..3], b"xyz");
+        let e = recv(b.as_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]

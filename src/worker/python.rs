@@ -4,8 +4,8 @@
 //!
 //! With `preload`, the same steps run in the arbiter before it forks, and
 //! [`fork_guarded`] brackets each fork with CPython's fork hooks, as
-//! `os.fork` does. This file and its three FFI calls are the only
-//! Python-C-API code in edge.
+//! `os.fork` does. This file and its four FFI calls (the three fork hooks
+//! and [`latin1`]) are the only Python-C-API code in edge.
 //!
 //! `Python::initialize` calls `Py_InitializeEx(0)`: Python installs no
 //! signal handlers (the worker handles TERM/INT/QUIT in Rust) and is never
@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyList, PyString};
 
 use crate::config::App;
 
@@ -159,13 +159,18 @@ pub fn prepare<'py>(py: Python<'py>, app: &App) -> PyResult<Bound<'py, PyModule>
             sys.setattr("executable", exe.to_string_lossy().as_ref())?;
         }
     }
-    let helpers = PyModule::from_code(
+    helpers(py)
+}
+
+/// The helpers module (`FileWrapper`, `file_span`, ...), compiled from
+/// [`HELPERS`].
+pub fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    PyModule::from_code(
         py,
         &std::ffi::CString::new(HELPERS).expect("no NUL in helpers"),
         c"edge_helpers.py",
         c"edge_helpers",
-    )?;
-    Ok(helpers)
+    )
 }
 
 /// Import `module` and evaluate `attr` in it (a name, or a call such as
@@ -198,6 +203,24 @@ pub fn format_exception(py: Python<'_>, helpers: &Bound<'_, PyModule>, err: &PyE
         .call_method1("format_exception", (err.value(py), err.traceback(py)))
         .and_then(|s| s.extract::<String>())
         .unwrap_or_else(|_| err.to_string())
+}
+
+/// Bytes → `str`, one code point per byte (latin-1): PEP 3333's "native
+/// strings" for the environ. One pass over the bytes, where going through
+/// `&str` would validate UTF-8 in Rust and decode it again in CPython; a
+/// single byte comes back as CPython's cached one-character string.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // A slice is never longer than isize::MAX bytes.
+    let len = bytes.len() as pyo3::ffi::Py_ssize_t;
+    // SAFETY: the GIL is held (`py`); `bytes` is valid for `len` bytes
+    // during the call and CPython copies them; no error handler is named
+    // (latin-1 decoding only fails when memory runs out).
+    let ptr =
+        unsafe { pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null()) };
+    // SAFETY: `ptr` is a new reference or NULL with an exception set.
+    let obj = unsafe { Bound::from_owned_ptr_or_err(py, ptr) }?;
+    // SAFETY: PyUnicode_DecodeLatin1 returns a `str`.
+    Ok(unsafe { obj.cast_into_unchecked() })
 }
 
 /// Run `atexit` handlers and flush Python's stdio, as `sys.exit` would.
