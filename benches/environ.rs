@@ -58,6 +58,7 @@ fn head(
         target,
         version: Version::Http11,
         https,
+        websocket: false,
         remote_addr: b"203.0.113.7",
         remote_port: 51_234,
         server_name: b"shop.example.com",

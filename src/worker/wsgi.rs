@@ -1169,6 +1169,7 @@ mod tests {
             target,
             version,
             https: false,
+            websocket: false,
             remote_addr: b"192.0.2.1",
             remote_port: 40_000,
             server_name: b"127.0.0.1",
