@@ -387,9 +387,6 @@ class Server:
         # Responses written during one loop iteration leave in one write.
         self.io.set_scheduler(loop.call_soon, self.io.flush)
         loop.add_reader(self.io.channel_fd, self.on_channel)
-        # The gate (an epoll instance) stays watched; io.gate() opens and
-        # closes it.
-        loop.add_reader(self.io.queue_fd, self.on_queue)
         self.resume()
         loop.call_soon(self.beat)
         await self.stopping
@@ -408,17 +405,16 @@ class Server:
         if self.lifespan is not None:
             await self.lifespan.shutdown(max(1.0, self.graceful_timeout * 0.1))
         loop.remove_reader(self.io.channel_fd)
-        loop.remove_reader(self.io.queue_fd)
         self.io.flush()
 
     def resume(self):
         if not self.reading and not self.stopping.done():
-            self.io.gate(True)
+            self.loop.add_reader(self.io.queue_fd, self.on_queue)
             self.reading = True
 
     def pause(self):
         if self.reading:
-            self.io.gate(False)
+            self.loop.remove_reader(self.io.queue_fd)
             self.reading = False
 
     def on_queue(self):

@@ -4,11 +4,7 @@
 //! The loop watches two descriptors. The shared request queue is read only
 //! while the worker has room for more requests (pull, as for WSGI: a busy
 //! worker leaves requests to the others); each wake-up takes every request
-//! waiting, up to the room left. The loop does not watch the queue itself
-//! but a private epoll instance that holds it with `EPOLLEXCLUSIVE`: a new
-//! request wakes one idle worker, not all of them (a blocking WSGI
-//! `recvmsg` has that exclusive wake-up built in; a plain `add_reader` in
-//! N processes would wake N loops per request). The worker's own channel carries the
+//! waiting, up to the room left. The worker's own channel carries the
 //! front's notices for requests this worker holds: the client went away
 //! (`http.disconnect`), WebSocket messages and closes.
 //!
@@ -102,12 +98,8 @@ pub fn run(w: Worker<'_>) -> i32 {
                     fmt(&e)
                 )
             })?;
-        let gate = nix::sys::epoll::Epoll::new(nix::sys::epoll::EpollCreateFlags::EPOLL_CLOEXEC)
-            .map_err(|e| format!("epoll_create1: {e}"))?;
         let io = Io {
             queue: w.queue,
-            gate,
-            gate_open: false,
             channel: w.out.raw_fd(),
             out: w.out.clone(),
             buf: vec![0u8; super::max_datagram(w.config)],
@@ -205,9 +197,6 @@ pub fn run(w: Worker<'_>) -> i32 {
 #[pyclass(unsendable, module = "edge")]
 pub struct Io {
     queue: OwnedFd,
-    /// Holds `queue` with EPOLLEXCLUSIVE while the loop has room.
-    gate: nix::sys::epoll::Epoll,
-    gate_open: bool,
     channel: RawFd,
     out: Arc<Output>,
     /// One request datagram.
@@ -276,30 +265,9 @@ impl Io {
         }
     }
 
-    /// What the loop watches for requests (see the module docs).
     #[getter]
     fn queue_fd(&self) -> RawFd {
-        self.gate.0.as_raw_fd()
-    }
-
-    /// Let new requests wake this worker (`open`), or stop them from doing
-    /// so while it is full or stopping, so they wake another one.
-    fn gate(&mut self, open: bool) -> PyResult<()> {
-        use nix::sys::epoll::{EpollEvent, EpollFlags};
-        if open == self.gate_open {
-            return Ok(());
-        }
-        let r = if open {
-            self.gate.add(
-                self.queue.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, 0),
-            )
-        } else {
-            self.gate.delete(self.queue.as_fd())
-        };
-        r.map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("request queue epoll: {e}")))?;
-        self.gate_open = open;
-        Ok(())
+        self.queue.as_raw_fd()
     }
 
     #[getter]
