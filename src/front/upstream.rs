@@ -771,10 +771,7 @@ impl Upstream {
                 };
                 if waiting.is_none_or(|w| w.send(Ok(start)).is_err()) {
                     // The client left during the handshake.
-                    sockets.open.remove(&id);
-                    let mut frame = Vec::new();
-                    wire::encode_ws_close(&mut frame, id, 1006, "");
-                    let _ = sockets.writer.try_send(Bytes::from(frame));
+                    sockets.client_gone(id);
                 }
             }
             wire::Frame::Pull(id) => {
@@ -875,11 +872,17 @@ impl Sockets {
     fn deliver(&mut self, id: u64, event: WsEvent) {
         let Some(tx) = self.open.get(&id) else { return };
         if tx.send(event).is_err() {
-            self.open.remove(&id);
-            let mut frame = Vec::new();
-            wire::encode_ws_close(&mut frame, id, 1006, "");
-            let _ = self.writer.try_send(Bytes::from(frame));
+            self.client_gone(id);
         }
+    }
+
+    /// The relay of socket `id` is gone: forget it, and tell the app its
+    /// socket closed abnormally (1006).
+    fn client_gone(&mut self, id: u64) {
+        self.open.remove(&id);
+        let mut frame = Vec::new();
+        wire::encode_ws_close(&mut frame, id, 1006, "");
+        let _ = self.writer.try_send(Bytes::from(frame));
     }
 }
 

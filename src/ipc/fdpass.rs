@@ -92,11 +92,37 @@ pub struct Received {
 /// A worker calls this up to three times per request (see
 /// `worker::take_request`), so the control buffer is on the stack.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result<Received> {
+    let mut fd = None;
+    // SAFETY: `buf` is writable memory we borrow mutably for the call.
+    let (len, truncated) = unsafe {
+        recvmsg_raw(sock, buf.as_mut_ptr(), buf.len(), flags, |owned| {
+            if fd.is_none() {
+                fd = Some(owned);
+            }
+        })
+    }?;
+    Ok(Received { len, fd, truncated })
+}
+
+/// `recvmsg` of at most `len` bytes into `ptr`, with a control buffer on
+/// the stack for a few descriptors, each handed to `take` (close-on-exec).
+/// Returns the bytes received and whether the message was cut.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes (possibly uninitialised:
+/// the kernel only writes) for the duration of the call.
+unsafe fn recvmsg_raw(
+    sock: BorrowedFd<'_>,
+    ptr: *mut u8,
+    len: usize,
+    flags: MsgFlags,
+    take: impl FnMut(OwnedFd),
+) -> io::Result<(usize, bool)> {
     use std::mem::{size_of, MaybeUninit};
 
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: ptr.cast(),
+        iov_len: len,
     };
     // Room for a few descriptors; u64s keep it aligned for cmsghdr.
     let mut control = [0u64; 8];
@@ -106,8 +132,8 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = size_of::<[u64; 8]>() as _;
-    // SAFETY: `msg` points at a live iovec over `buf` (writable memory we
-    // borrow mutably) and at `control`; both outlive the call.
+    // SAFETY: `msg` points at a live iovec over the caller's writable
+    // memory and at `control`; both outlive the call.
     let n = unsafe {
         libc::recvmsg(
             sock.as_raw_fd(),
@@ -118,20 +144,9 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut fd = None;
     // SAFETY: the kernel just filled `msg`'s control buffer.
-    unsafe {
-        received_fds(&msg, |owned| {
-            if fd.is_none() {
-                fd = Some(owned);
-            }
-        })
-    };
-    Ok(Received {
-        len: n as usize,
-        fd,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-    })
+    unsafe { received_fds(&msg, take) };
+    Ok((n as usize, msg.msg_flags & libc::MSG_TRUNC != 0))
 }
 
 /// Hand every descriptor of the SCM_RIGHTS messages in `msg`'s control
@@ -169,39 +184,16 @@ pub fn recv_into(
     fds: &mut Vec<OwnedFd>,
     flags: MsgFlags,
 ) -> io::Result<usize> {
-    use std::mem::{size_of, MaybeUninit};
-
     let spare = buf.spare_capacity_mut();
-    let mut iov = libc::iovec {
-        iov_base: spare.as_mut_ptr().cast(),
-        iov_len: spare.len(),
-    };
-    // Room for a few descriptors; u64s keep it aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<[u64; 8]>() as _;
-    // SAFETY: `msg` points at a live iovec over `spare` (writable memory we
-    // own, possibly uninitialised, which the kernel only writes) and at
-    // `control`; both outlive the call.
-    let n = unsafe {
-        libc::recvmsg(
-            sock.as_raw_fd(),
-            &mut msg,
-            (flags | MsgFlags::MSG_CMSG_CLOEXEC).bits(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just filled `msg`'s control buffer.
-    unsafe { received_fds(&msg, |fd| fds.push(fd)) };
-    let n = n as usize;
+    // SAFETY: the spare capacity is memory `buf` owns, writable, possibly
+    // uninitialised, which the kernel only writes.
+    let (n, _) = unsafe {
+        recvmsg_raw(sock, spare.as_mut_ptr().cast(), spare.len(), flags, |fd| {
+            fds.push(fd)
+        })
+    }?;
     // SAFETY: the kernel initialised the first `n` bytes of the spare
-    // capacity (recvmsg returned n ≤ iov_len).
+    // capacity (recvmsg returned n ≤ its length).
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }

@@ -366,6 +366,42 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Frame<'_>, usize)>, Wi
     Ok(Some((frame, total)))
 }
 
+/// Why a request datagram could not be split (see [`decode_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadRequest {
+    /// A frame that has no place on the request queue (named).
+    Unexpected(String),
+    /// Bytes that are not whole frames, or no `End`; the id when the head
+    /// was read, so the request can still be answered.
+    Malformed(Option<u64>),
+    /// `End` without a `RequestHead`.
+    NoHead,
+}
+
+/// Split one request datagram (`RequestHead`, optional `Body`, `End`) into
+/// its id, head and inline body.
+pub fn decode_request(datagram: &[u8]) -> Result<(u64, RequestHead<'_>, &[u8]), BadRequest> {
+    let mut rest = datagram;
+    let mut head = None;
+    let mut body: &[u8] = b"";
+    loop {
+        match decode(rest, u32::MAX) {
+            Ok(Some((frame, n))) => {
+                rest = &rest[n..];
+                match frame {
+                    Frame::RequestHead(id, h) => head = Some((id, h)),
+                    Frame::Body(_, b) => body = b,
+                    Frame::End(_) => break,
+                    other => return Err(BadRequest::Unexpected(other.to_string())),
+                }
+            }
+            Ok(None) | Err(_) => return Err(BadRequest::Malformed(head.map(|(id, _)| id))),
+        }
+    }
+    let (id, head) = head.ok_or(BadRequest::NoHead)?;
+    Ok((id, head, body))
+}
+
 /// A bounds-checked reader over a payload.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -768,6 +804,30 @@ mod tests {
             headers: vec![(b"host", b"localhost"), (b"x-a", b"1"), (b"x-a", b"2")],
             queued_ms: 123_456,
         }
+    }
+
+    #[test]
+    fn request_datagrams_split_or_say_why_not() {
+        let head = sample_head();
+        let mut d = Vec::new();
+        encode_request_head(&mut d, 9, &head).unwrap();
+        encode_body(&mut d, 9, b"hello");
+        encode_end(&mut d, 9);
+        assert_eq!(decode_request(&d), Ok((9, head.clone(), &b"hello"[..])));
+        // Cut short: the head was read, so the request can be answered.
+        assert_eq!(
+            decode_request(&d[..d.len() - 3]),
+            Err(BadRequest::Malformed(Some(9)))
+        );
+        let mut end_only = Vec::new();
+        encode_end(&mut end_only, 1);
+        assert_eq!(decode_request(&end_only), Err(BadRequest::NoHead));
+        let mut odd = Vec::new();
+        encode_disconnect(&mut odd, 4);
+        assert_eq!(
+            decode_request(&odd),
+            Err(BadRequest::Unexpected("Disconnect#4".into()))
+        );
     }
 
     #[test]

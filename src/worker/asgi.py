@@ -176,7 +176,7 @@ class WebSocket(_Cycle):
     """One WebSocket: the front holds the client's connection and relays
     messages through this worker's channel."""
 
-    __slots__ = ("state", "connected", "inbox", "close_code", "close_reason")
+    __slots__ = ("state", "connected", "inbox", "close_code", "close_reason", "expired")
 
     def __init__(self, server, id, slot, scope, rid):
         super().__init__(server, id, slot, scope, rid)
@@ -185,6 +185,7 @@ class WebSocket(_Cycle):
         self.inbox = deque()
         self.close_code = None
         self.close_reason = ""
+        self.expired = False  # the handshake ran past the timeout
 
     async def run(self):
         server = self.server
@@ -193,7 +194,7 @@ class WebSocket(_Cycle):
             await server.app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             if self.state == _CONNECTING:
-                io.error(self.id, 504 if self.disconnected is None else 503)
+                io.error(self.id, 504 if self.expired else 503)
             elif self.state == _OPEN:
                 io.ws_close(self.id, 1001, "server going away")
         except BaseException as e:  # noqa: B036
@@ -483,8 +484,8 @@ class Server:
                         if not c.expired and not c.done:
                             c.expired = True
                             c.task.cancel()
-                    elif c.state == _CONNECTING and c.disconnected is False:
-                        c.disconnected = None  # marks the timeout for run()
+                    elif c.state == _CONNECTING and not c.expired:
+                        c.expired = True
                         c.task.cancel()
         self.loop.call_later(_BEAT, self.beat)
 

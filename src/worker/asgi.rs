@@ -673,35 +673,14 @@ impl Io {
         datagram: &[u8],
         got: fdpass::Received,
     ) -> PyResult<Option<Taken<'py>>> {
-        let mut rest = datagram;
-        let mut head = None;
-        let mut body: &[u8] = b"";
-        loop {
-            match wire::decode(rest, u32::MAX) {
-                Ok(Some((frame, n))) => {
-                    rest = &rest[n..];
-                    match frame {
-                        wire::Frame::RequestHead(id, h) => head = Some((id, h)),
-                        wire::Frame::Body(_, b) => body = b,
-                        wire::Frame::End(_) => break,
-                        other => {
-                            error!(frame = %other, "unexpected frame on the request queue");
-                            return Ok(None);
-                        }
-                    }
+        let (id, head, body) = match wire::decode_request(datagram) {
+            Ok(r) => r,
+            Err(bad) => {
+                if let Some(id) = super::log_bad_request(&bad) {
+                    self.error(py, id, 500)?;
                 }
-                Ok(None) | Err(_) => {
-                    error!("malformed request datagram");
-                    if let Some((id, _)) = head {
-                        self.error(py, id, 500)?;
-                    }
-                    return Ok(None);
-                }
+                return Ok(None);
             }
-        }
-        let Some((id, head)) = head else {
-            error!("request datagram without a head");
-            return Ok(None);
         };
         if got.truncated {
             error!(
@@ -809,10 +788,11 @@ impl Io {
         d.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
         let mut saw_length = false;
         let mut subprotocols = Vec::new();
-        for (name, value) in &head.headers {
-            if *name == b"content-length" {
+        let mut items: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(head.headers.len() + 1);
+        for &(name, value) in &head.headers {
+            if name == b"content-length" {
                 saw_length = true;
-            } else if ws && *name == b"sec-websocket-protocol" {
+            } else if ws && name == b"sec-websocket-protocol" {
                 subprotocols.extend(
                     value
                         .split(|&c| c == b',')
@@ -820,17 +800,22 @@ impl Io {
                         .filter(|p| !p.is_empty()),
                 );
             }
+            items.push(PyTuple::new(
+                py,
+                [PyBytes::new(py, name), PyBytes::new(py, value)],
+            )?);
         }
         // A chunked (or HTTP/2) body was buffered whole: its length is known.
-        let length = (!saw_length && head.body_len > 0 && head.body_kind != wire::BodyKind::Stream)
-            .then(|| head.body_len.to_string());
-        let extra = length
-            .as_ref()
-            .map(|l| (&b"content-length"[..], l.as_bytes()));
-        let pairs = head.headers.iter().copied().chain(extra);
-        let items: Vec<Bound<'py, PyTuple>> = pairs
-            .map(|(n, v)| PyTuple::new(py, [PyBytes::new(py, n), PyBytes::new(py, v)]))
-            .collect::<PyResult<_>>()?;
+        if !saw_length && head.body_len > 0 && head.body_kind != wire::BodyKind::Stream {
+            let length = head.body_len.to_string();
+            items.push(PyTuple::new(
+                py,
+                [
+                    PyBytes::new(py, b"content-length"),
+                    PyBytes::new(py, length.as_bytes()),
+                ],
+            )?);
+        }
         d.set_item(intern!(py, "headers"), PyList::new(py, items)?)?;
         let client = self.client_tuple(py, head.remote_addr, head.remote_port)?;
         d.set_item(intern!(py, "client"), client)?;

@@ -612,6 +612,24 @@ fn take_request(
     fdpass::recv(queue, buf, MsgFlags::empty())
 }
 
+/// Log why a request datagram was refused; the id to answer 500, if any.
+fn log_bad_request(bad: &wire::BadRequest) -> Option<u64> {
+    match bad {
+        wire::BadRequest::Unexpected(frame) => {
+            error!(frame = %frame, "unexpected frame on the request queue");
+            None
+        }
+        wire::BadRequest::Malformed(id) => {
+            error!("malformed request datagram");
+            *id
+        }
+        wire::BadRequest::NoHead => {
+            error!("request datagram without a head");
+            None
+        }
+    }
+}
+
 fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {
     let mut out = Vec::new();
     wsgi::write_error(&mut out, id, status);
@@ -620,35 +638,14 @@ fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {
 
 /// Decode one request datagram and run the app on it.
 fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>) {
-    let mut rest = datagram;
-    let mut head = None;
-    let mut body: &[u8] = b"";
-    loop {
-        match wire::decode(rest, u32::MAX) {
-            Ok(Some((frame, n))) => {
-                rest = &rest[n..];
-                match frame {
-                    wire::Frame::RequestHead(id, h) => head = Some((id, h)),
-                    wire::Frame::Body(_, b) => body = b,
-                    wire::Frame::End(_) => break,
-                    other => {
-                        error!(frame = %other, "unexpected frame on the request queue");
-                        return;
-                    }
-                }
+    let (id, head, body) = match wire::decode_request(datagram) {
+        Ok(r) => r,
+        Err(bad) => {
+            if let Some(id) = log_bad_request(&bad) {
+                answer_error(py, shared, id, 500);
             }
-            Ok(None) | Err(_) => {
-                error!("malformed request datagram");
-                if let Some((id, _)) = head {
-                    answer_error(py, shared, id, 500);
-                }
-                return;
-            }
+            return;
         }
-    }
-    let Some((id, head)) = head else {
-        error!("request datagram without a head");
-        return;
     };
     if shared.queue_timeout_ms != 0
         && scoreboard::now_ms().saturating_sub(head.queued_ms) > shared.queue_timeout_ms
