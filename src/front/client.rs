@@ -87,6 +87,7 @@ pub fn settle(
     conn: &ConnInfo,
     headers: &mut HeaderMap,
 ) -> Result<Client, &'static str> {
+    drop_underscore_aliases(headers);
     if !trusted.contains(conn.remote.ip()) {
         for name in claims() {
             headers.remove(name);
@@ -118,6 +119,31 @@ pub fn settle(
     headers.insert(X_FORWARDED_PROTO.clone(), if https { HTTPS } else { HTTP });
     let text = (addr.ip() != conn.remote.ip()).then(|| addr.ip().to_string());
     Ok(Client { addr, https, text })
+}
+
+/// Removes `X_Forwarded_For` and the like: names that become a claim
+/// header once `_` reads as `-`, as CGI-style mappings do (WSGI's
+/// environ, Django's ASGI `META`). nginx drops underscored names by
+/// default; the WSGI worker drops them all, ASGI apps get the rest.
+fn drop_underscore_aliases(headers: &mut HeaderMap) {
+    let is_alias = |name: &HeaderName| {
+        let n = name.as_str();
+        n.contains('_')
+            && claims().iter().any(|c| {
+                let c = c.as_str();
+                c.len() == n.len()
+                    && c.bytes()
+                        .zip(n.bytes())
+                        .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+            })
+    };
+    if !headers.keys().any(is_alias) {
+        return;
+    }
+    let aliases: Vec<HeaderName> = headers.keys().filter(|n| is_alias(n)).cloned().collect();
+    for name in aliases {
+        headers.remove(name);
+    }
 }
 
 /// All values of `name`, joined with ", " (a list may come in several
@@ -290,6 +316,9 @@ mod tests {
             ("x-forwarded-protocol", "ssl"),
             ("x-real-ip", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded_proto", "https"),
+            ("x_custom", "kept"),
             ("host", "example.com"),
         ])
     }
