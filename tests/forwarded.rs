@@ -497,7 +497,9 @@ fn proxied_conf(module: &str) -> Conf {
 fn proxy_protocol_v1_and_v2_name_the_client() {
     let edge = start_proxied(&proxied_conf("environ_app:app"));
     let port = edge.port;
-    let cases: Vec<(&str, Vec<u8>, &str, Option<&str>, bool)> = vec![
+    // (case, header, client seen, REMOTE_PORT seen, https)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, Option<&'a str>, bool);
+    let cases: Vec<Case> = vec![
         (
             "v1-tcp4",
             v1("203.0.113.9", port),

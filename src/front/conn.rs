@@ -452,6 +452,7 @@ async fn to_app(
             limits.max_body,
             limits.body_buffer,
             limits.client_body_timeout,
+            limits.temp_dir.as_deref(),
         )
         .await
         {
@@ -460,7 +461,8 @@ async fn to_app(
                 let request_id = id_of(&parts.headers);
                 match &e {
                     buffer::BodyError::Spool(_) => {
-                        tracing::error!(error = %e, request_id, "request body not buffered")
+                        let dir = limits.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+                        tracing::error!(error = %e, temp_dir = %dir.display(), request_id, "request body not buffered (limits.temp_dir)")
                     }
                     _ => {
                         debug!(error = %e, client = %client.addr, request_id, "request body not read")

@@ -220,11 +220,27 @@ impl Edge {
 
     /// Start edge with `args` in an existing temp dir (logs go there too).
     pub fn spawn_in(dir: TempDir, args: &[String], cwd: Option<&Path>, port: u16) -> Edge {
+        Self::spawn_with(Command::new(edge_bin()), dir, args, cwd, port)
+    }
+
+    /// Start `program` with `args` (a wrapper such as `prlimit` that execs
+    /// edge, keeping the pid) in `dir`; does not wait.
+    pub fn spawn_program(program: &str, args: &[String], port: u16, dir: TempDir) -> Edge {
+        Self::spawn_with(Command::new(program), dir, args, None, port)
+    }
+
+    fn spawn_with(
+        mut command: Command,
+        dir: TempDir,
+        args: &[String],
+        cwd: Option<&Path>,
+        port: u16,
+    ) -> Edge {
         let stdout_path = dir.path().join("edge.stdout");
         let stderr_path = dir.path().join("edge.stderr");
         let out = File::create(&stdout_path).unwrap();
         let err = File::create(&stderr_path).unwrap();
-        let child = Command::new(edge_bin())
+        let child = command
             .args(args)
             .current_dir(cwd.unwrap_or(dir.path()))
             .env_remove("EDGE_LOG")
