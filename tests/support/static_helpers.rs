@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{apps_dir, free_port, toml_path, Edge};
+use super::{apps_dir, free_port, temp_dir, toml_path, Edge};
 
 /// What `secret.txt` holds. No response may ever contain it.
 pub const SECRET: &str = "SECRET-static-7c2d: must never be served";
@@ -52,10 +52,7 @@ impl Default for SiteConf {
 /// Creates the site's folders, lets `prepare` fill them (it gets the temp
 /// root), writes the config and starts edge; waits until `/` answers.
 pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-static2-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-static2-");
     let root = dir.path();
     std::fs::create_dir_all(root.join("public")).unwrap();
     std::fs::create_dir_all(root.join("protected")).unwrap();
@@ -77,13 +74,8 @@ pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
         tail = conf.tail,
     );
     std::fs::write(root.join("site.toml"), text).unwrap();
-    let args = vec![
-        "--conf".to_string(),
-        root.join("site.toml").display().to_string(),
-    ];
-    let mut edge = Edge::spawn_in(dir, &args, None, port);
-    edge.wait_ready("/");
-    edge
+    let config = root.join("site.toml");
+    Edge::start_in(dir, &config, port)
 }
 
 pub fn public(edge: &Edge) -> PathBuf {
