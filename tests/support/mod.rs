@@ -12,9 +12,9 @@
 //!   answers; [`Edge::start_ready`] waits on another path.
 //!   A config written by hand: [`Edge::start_in`] (a file in a temp dir of
 //!   the test's, started there) or [`Edge::spawn_config`] (text; no wait).
-//! - **The command line instead of a file**: [`Edge::spawn_cli`]`("hello:app
-//!   -w 2 -b {bind} --pythonpath {examples}", None, free_port())`, then
-//!   `edge.wait_ready("/")` (`{bind}`, `{apps}`, `{examples}`: [`cli_args`]).
+//! - **The command line instead of a file**: [`Edge::start_cli`]`("hello:app
+//!   -w 2 -b {bind} --pythonpath {examples}", None)` (`{bind}`, `{apps}`,
+//!   `{examples}`: see [`cli_args`]); [`Edge::spawn_cli`] does not wait.
 //! - **Runs that must exit by themselves** (`--check`, bad configs):
 //!   [`run_config`], [`run_args`], [`run_cli`] give an [`Exited`] (code,
 //!   stdout, stderr, leftovers).
@@ -22,7 +22,8 @@
 //!   `edge.request(method, path, headers, body)` (fresh connection each);
 //!   `edge.raw(bytes, method)` sends exact bytes and parses one answer;
 //!   `edge.conn()` gives a keep-alive [`Conn`] for pipelining and partial
-//!   writes; [`get_async`] runs a GET in a thread (in-flight requests).
+//!   writes; [`get_async`] runs a GET in a thread (in-flight requests),
+//!   `edge.get_concurrent(n, path)` runs `n` at once and joins them.
 //!   A [`Response`] has `status`, `header(name)`, `text()`, `json()`,
 //!   `describe()` (for assertion messages).
 //! - **Processes**: `edge.pid`, [`proc::workers_of`]`(edge.pid)`,
@@ -282,6 +283,15 @@ impl Edge {
         e
     }
 
+    /// Start edge with a gunicorn-style command line (see [`cli_args`]) on
+    /// a fresh port, in `cwd` (default: its temp dir); waits until `/`
+    /// answers.
+    pub fn start_cli(cmdline: &str, cwd: Option<&Path>) -> Edge {
+        let mut e = Self::spawn_cli(cmdline, cwd, free_port());
+        e.wait_ready("/");
+        e
+    }
+
     /// Start edge with a gunicorn-style command line (see [`cli_args`]);
     /// does not wait. `cwd`: as [`Edge::spawn_args`].
     pub fn spawn_cli(cmdline: &str, cwd: Option<&Path>, port: u16) -> Edge {
@@ -403,6 +413,20 @@ impl Edge {
         c.send_request(method, path, &h, body);
         c.read_response(method)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()))
+    }
+
+    /// `n` GETs of `path` at once, each on its own connection in a thread
+    /// (see [`get_async`]); the answers in order. Panics (with the logs)
+    /// if one of them fails.
+    pub fn get_concurrent(&self, n: usize, path: &str) -> Vec<Response> {
+        let hs: Vec<_> = (0..n).map(|_| get_async(self.port, path)).collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+            })
+            .collect()
     }
 
     /// Send raw bytes on a fresh connection, read one response.
