@@ -14,12 +14,10 @@ fn s(p: &std::path::Path) -> String {
 #[test]
 fn gunicorn_style_hello_from_another_cwd() {
     let cwd = tempfile::tempdir().unwrap();
-    let mut edge = Edge::spawn_cli(
+    let mut edge = Edge::start_cli(
         "hello:app --workers 2 --bind {bind} --pythonpath {examples}",
         Some(cwd.path()),
-        free_port(),
     );
-    edge.wait_ready("/");
     let r = edge.get("/");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.header("content-type"), Some("text/plain"));
@@ -66,12 +64,10 @@ fn gunicorn_style_workers_serve_in_parallel() {
 fn chdir_puts_the_app_folder_on_sys_path() {
     // gunicorn --chdir: chdir before loading, and the folder joins sys.path
     let cwd = tempfile::tempdir().unwrap();
-    let mut edge = Edge::spawn_cli(
+    let edge = Edge::start_cli(
         "hello:app --chdir {examples} --bind {bind}",
         Some(cwd.path()),
-        free_port(),
     );
-    edge.wait_ready("/");
     assert_eq!(edge.get("/").text(), "Hello, World!\n");
 }
 
@@ -91,13 +87,11 @@ fn several_binds_all_serve() {
 
 #[test]
 fn env_flag_reaches_the_worker() {
-    let mut edge = Edge::spawn_cli(
+    let edge = Edge::start_cli(
         "environ_app:app -b {bind} --pythonpath {apps} \
          -e EDGE_CLI_MARK=from-cli --env EDGE_CLI_TWO=a=b",
         None,
-        free_port(),
     );
-    edge.wait_ready("/");
     let j = edge.get("/?env=EDGE_CLI_MARK,EDGE_CLI_TWO").json();
     assert_eq!(j["os_environ"]["EDGE_CLI_MARK"].as_str(), Some("from-cli"));
     assert_eq!(
@@ -109,12 +103,10 @@ fn env_flag_reaches_the_worker() {
 
 #[test]
 fn static_flag_serves_a_folder() {
-    let mut edge = Edge::spawn_cli(
+    let edge = Edge::start_cli(
         "hello:app -b {bind} --pythonpath {examples} --static /assets/={examples}/static",
         None,
-        free_port(),
     );
-    edge.wait_ready("/");
     let r = edge.get("/assets/style.css");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(
@@ -142,8 +134,7 @@ fn all_listed_gunicorn_flags_are_accepted() {
          --chdir {{apps}} --pythonpath {{apps}} --access-logfile {access} \
          --error-logfile {error} --log-level info -e A=B"
     );
-    let mut edge = Edge::spawn_cli(&cmdline, None, free_port());
-    edge.wait_ready("/");
+    let edge = Edge::start_cli(&cmdline, None);
     let r = edge.get_with("/flags-check", &[("User-Agent", "flags-ua")]);
     assert_eq!(r.status, 200, "{}", r.describe());
     // --access-logfile FILE: the access line goes there, not to stdout
@@ -166,12 +157,10 @@ fn all_listed_gunicorn_flags_are_accepted() {
 
 #[test]
 fn preload_flag_serves() {
-    let mut edge = Edge::spawn_cli(
+    let edge = Edge::start_cli(
         "pid_app:app --preload -w 2 -t 30 -b {bind} --pythonpath {apps}",
         None,
-        free_port(),
     );
-    edge.wait_ready("/");
     assert_eq!(edge.get("/").status, 200);
 }
 

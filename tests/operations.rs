@@ -41,16 +41,10 @@ fn pid_of(r: &Response) -> i32 {
 /// `n` concurrent `/sleep?s=0.5`: with `n` single-threaded workers each one
 /// serves one of them. Returns the sorted distinct pids that answered.
 fn concurrent_pids(edge: &Edge, n: usize) -> Vec<i32> {
-    let hs: Vec<_> = (0..n)
-        .map(|_| get_async(edge.port, "/sleep?s=0.5"))
-        .collect();
-    let mut pids: Vec<i32> = hs
+    let mut pids: Vec<i32> = edge
+        .get_concurrent(n, "/sleep?s=0.5")
         .into_iter()
-        .map(|h| {
-            let r = h
-                .join()
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+        .map(|r| {
             assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
             pid_of(&r)
         })
@@ -1290,26 +1284,17 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
 
 #[test]
 fn threads_4_serve_4_slow_requests_at_once_in_one_worker() {
-    let conf = Conf::new("ops_app:app").workers(1).app("threads = 4");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("threads = 4"));
     let r = edge.get("/env");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(word(&r, "multithread"), "True", "{}", r.describe());
 
-    let start = Instant::now();
-    let hs: Vec<_> = (0..4)
-        .map(|_| get_async(edge.port, "/sleep?s=0.5"))
-        .collect();
+    let (rs, took) = timed(|| edge.get_concurrent(4, "/sleep?s=0.5"));
     let mut pids = Vec::new();
-    for h in hs {
-        let r = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in rs {
         assert_eq!(r.status, 200, "{}", r.describe());
         pids.push(pid_of(&r));
     }
-    let took = start.elapsed();
     eprintln!("threads = 4: 4 x 0.5 s in {took:?}");
     assert!(
         took < Duration::from_millis(1600),
@@ -1415,15 +1400,8 @@ fn health_route_is_answered_by_the_front() {
 #[test]
 fn preload_imports_once_in_the_arbiter_and_two_workers_serve() {
     let edge = Edge::start(&Conf::new("ops_app:app").workers(2).app("preload = true"));
-    let hs: Vec<_> = (0..2)
-        .map(|_| get_async(edge.port, "/importpid?s=0.5"))
-        .collect();
     let mut pids = Vec::new();
-    for h in hs {
-        let r = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in edge.get_concurrent(2, "/importpid?s=0.5") {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
         assert_eq!(
             word(&r, "import_pid"),
