@@ -32,15 +32,14 @@ fn gunicorn_style_hello_from_another_cwd() {
 
 #[test]
 fn gunicorn_style_workers_serve_in_parallel() {
-    let port = free_port();
     let mut edge = Edge::spawn_cli(
         "slow_app:app -w 2 -b {bind} --pythonpath {apps}",
         None,
-        port,
+        free_port(),
     );
     edge.wait_ready("/?s=0");
-    let mut c1 = support::Conn::open(port);
-    let mut c2 = support::Conn::open(port);
+    let mut c1 = support::Conn::open(edge.port);
+    let mut c2 = support::Conn::open(edge.port);
     let start = Instant::now();
     c1.send_request("GET", "/?s=1", &[("Connection", "close")], b"");
     c2.send_request("GET", "/?s=1", &[("Connection", "close")], b"");

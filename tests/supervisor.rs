@@ -18,12 +18,14 @@ fn slept_pid(r: &Response) -> i32 {
         .unwrap_or_else(|| panic!("expected \"slept S PID\", got:\n{}", r.describe()))
 }
 
-/// `slow_app` with one worker and `server_line` in `[server]`, answering.
-fn one_slow_worker(server_line: &str) -> Edge {
-    Edge::start_ready(
-        &Conf::new("slow_app:app").workers(1).server(server_line),
-        "/?s=0",
-    )
+/// `slow_app` (answers "slept S PID" after `?s=S` seconds) with `workers`.
+fn slow_app(workers: usize) -> Conf {
+    Conf::new("slow_app:app").workers(workers)
+}
+
+/// Start `conf`; waits until `/?s=0` answers.
+fn start_slow(conf: Conf) -> Edge {
+    Edge::start_ready(&conf, "/?s=0")
 }
 
 /// The pids of all `n` workers: `n` concurrent slow requests can only be
@@ -49,7 +51,7 @@ fn worker_pids(edge: &Edge, n: usize) -> Vec<i32> {
 
 #[test]
 fn arbiter_is_single_threaded_and_forks_front_plus_workers() {
-    let mut edge = Edge::start_ready(&Conf::new("slow_app:app").workers(3), "/?s=0");
+    let mut edge = start_slow(slow_app(3));
     assert_eq!(
         proc::thread_count(edge.pid),
         1,
@@ -78,7 +80,7 @@ fn arbiter_is_single_threaded_and_forks_front_plus_workers() {
 
 #[test]
 fn sigterm_finishes_the_in_flight_request_then_exits_0() {
-    let mut edge = one_slow_worker("graceful_timeout = \"10s\"");
+    let mut edge = start_slow(slow_app(1).server("graceful_timeout = \"10s\""));
     let inflight = get_async(edge.port, "/?s=2");
     thread::sleep(Duration::from_millis(700));
     edge.signal(Signal::SIGTERM);
@@ -128,7 +130,7 @@ fn sigterm_when_idle_exits_0_quickly() {
 
 #[test]
 fn kill_9_of_a_worker_is_replaced_and_requests_keep_succeeding() {
-    let mut edge = Edge::start_ready(&Conf::new("slow_app:app").workers(2), "/?s=0");
+    let mut edge = start_slow(slow_app(2));
     let before = worker_pids(&edge, 2);
     let children_before = edge.children();
     let victim = before[0];
@@ -210,7 +212,7 @@ fn children_die_with_the_arbiter() {
 
 #[test]
 fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
-    let edge = Edge::start_ready(&Conf::new("slow_app:app").workers(2), "/?s=0");
+    let edge = start_slow(slow_app(2));
     let port = edge.port;
     for round in 0..3 {
         let busy = get_async(port, "/?s=2");
@@ -232,10 +234,7 @@ fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
 
 #[test]
 fn full_queue_gets_503_with_retry_after() {
-    let edge = Edge::start_ready(
-        &Conf::new("slow_app:app").workers(1).app("backlog = 1"),
-        "/?s=0",
-    );
+    let edge = start_slow(slow_app(1).app("backlog = 1"));
     let port = edge.port;
     let get = move |path: &'static str| get_async(port, path);
     let a = get("/?s=2"); // being served
@@ -261,10 +260,7 @@ fn full_queue_gets_503_with_retry_after() {
 
 #[test]
 fn timeout_gives_504_and_replaces_the_worker() {
-    let edge = Edge::start_ready(
-        &Conf::new("slow_app:app").workers(1).app("timeout = \"1s\""),
-        "/?s=0",
-    );
+    let edge = start_slow(slow_app(1).app("timeout = \"1s\""));
     let pid1 = slept_pid(&edge.get("/?s=0"));
     let (r, took) = timed(|| edge.get("/?s=10"));
     assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
@@ -287,10 +283,7 @@ fn max_requests_recycles_the_worker_without_a_gap() {
     // gunicorn's worker exits after max_requests and capacity drops to zero
     // until the arbiter has forked and booted a new one. edge's worker asks
     // to be replaced and keeps serving until its replacement is ready.
-    let edge = Edge::start_ready(
-        &Conf::new("slow_app:app").workers(1).app("max_requests = 3"),
-        "/?s=0",
-    );
+    let edge = start_slow(slow_app(1).app("max_requests = 3"));
     // the readiness probe was request 1 of the first worker
     let first = slept_pid(&edge.get("/?s=0"));
     let mut served_by_first = 2;
@@ -336,7 +329,7 @@ fn max_requests_recycles_the_worker_without_a_gap() {
 
 #[test]
 fn sigint_is_a_quick_stop() {
-    let mut edge = one_slow_worker("graceful_timeout = \"30s\"");
+    let mut edge = start_slow(slow_app(1).server("graceful_timeout = \"30s\""));
     let _inflight = get_async(edge.port, "/?s=30");
     thread::sleep(Duration::from_millis(500));
     let start = Instant::now();

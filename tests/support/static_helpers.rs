@@ -49,6 +49,33 @@ impl Default for SiteConf {
     }
 }
 
+impl SiteConf {
+    /// Add `lines` to the `/static/` route.
+    pub fn public(mut self, lines: &str) -> SiteConf {
+        push_lines(&mut self.public, lines);
+        self
+    }
+
+    /// Add `lines` to the `/protected/` route.
+    pub fn protected(mut self, lines: &str) -> SiteConf {
+        push_lines(&mut self.protected, lines);
+        self
+    }
+
+    /// Append sections at the end.
+    pub fn tail(mut self, text: &str) -> SiteConf {
+        push_lines(&mut self.tail, text);
+        self
+    }
+}
+
+fn push_lines(to: &mut String, lines: &str) {
+    if !to.is_empty() {
+        to.push('\n');
+    }
+    to.push_str(lines);
+}
+
 /// Creates the site's folders, lets `prepare` fill them (it gets the temp
 /// root), writes the config and starts edge; waits until `/` answers.
 pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
