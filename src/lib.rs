@@ -25,6 +25,7 @@
 pub mod arbiter;
 pub mod cli;
 pub mod config;
+pub mod exit;
 pub mod front;
 pub mod ipc;
 pub mod logging;

@@ -37,6 +37,7 @@ use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::exit::BOOT_ERROR;
 use crate::ipc::control::ToArbiter;
 use crate::ipc::fdpass;
 use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
@@ -44,10 +45,6 @@ use crate::ipc::stats::RestartReason;
 use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
 use signals::{Event, Signals};
-
-/// Exit code of a worker that could not import or start the app
-/// (gunicorn's `WORKER_BOOT_ERROR`).
-pub const BOOT_ERROR: i32 = 3;
 
 /// Consecutive boot failures (after a successful start) before edge gives up.
 const MAX_BOOT_FAILURES: u32 = 5;

@@ -186,7 +186,7 @@ pub fn run(w: Worker<'_>) -> i32 {
             if slot.state.load(Ordering::Relaxed) == STATE_READY {
                 1
             } else {
-                crate::arbiter::BOOT_ERROR
+                crate::exit::BOOT_ERROR
             }
         }
     }

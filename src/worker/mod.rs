@@ -30,8 +30,8 @@ use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
 use tracing::{error, info};
 
-use crate::arbiter::BOOT_ERROR;
 use crate::config::Config;
+use crate::exit::BOOT_ERROR;
 use crate::ipc::scoreboard::{self, Scoreboard, STATE_READY};
 use crate::ipc::{fdpass, wire};
 use output::Output;
