@@ -42,6 +42,6 @@ pub mod worker;
 #[doc(hidden)]
 pub mod bench_support {
     /// The WSGI environ as a worker builds it for every request
-    /// (`benches/environ.rs`); methods in `worker/wsgi.rs`.
+    /// (`benches/environ.rs`); methods in `worker/environ.rs`.
     pub struct Environ(());
 }

@@ -30,7 +30,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 use tracing::{error, info};
 
 use super::output::Output;
-use super::wsgi;
+use super::{environ, wsgi};
 use crate::config::{AsyncLoop, Config, Lifespan};
 use crate::ipc::scoreboard::{self, Scoreboard, LOOP_ENTRY, STATE_READY};
 use crate::ipc::{fdpass, wire};
@@ -781,8 +781,8 @@ impl Io {
             };
             d.set_item(intern!(py, "method"), method)?;
         }
-        let (path, query) = wsgi::split_target(head.target);
-        let decoded = wsgi::percent_decode(path);
+        let (path, query) = environ::split_target(head.target);
+        let decoded = environ::percent_decode(path);
         d.set_item(intern!(py, "path"), String::from_utf8_lossy(&decoded))?;
         d.set_item(intern!(py, "raw_path"), PyBytes::new(py, path))?;
         d.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
