@@ -26,9 +26,45 @@
 //!   `--certfile` rule), and that no two share an address.
 //! - [`merge`]: [`load`], calling each section's build step in turn.
 //!
-//! Imports go one way: `units` ← `de`, `source` ← sections ← `file`,
-//! `listen` ← `merge`. A section imports no other section except one whose
-//! value it needs (`http2` reads `limits`, `server` names `tls::Tls`).
+//! Imports go one way: [`units`] imports nothing from `config`; [`de`]
+//! imports `units`; a section imports `units`, `de`, `source` and `flags`,
+//! and another section only for a value it needs (`http2` reads `limits`,
+//! `server` names `tls::Tls`); [`file`] imports the sections; `listen`
+//! imports `server`, `tls` and `metrics`; [`merge`] imports `file`,
+//! `listen` and the sections, and nothing imports `merge` (this module
+//! re-exports [`load`]).
+//!
+//! # Adding a section
+//! For a table `[foo]` (or an array of tables `[[foo]]`):
+//!
+//! 1. `config/foo.rs`: the typed value (`pub struct Foo`, each field
+//!    documenting its default); the TOML mirror (`#[derive(Debug, Default,
+//!    Deserialize)] #[serde(deny_unknown_fields)] pub struct FooSection`,
+//!    every key an `Option`); for a value with a unit or syntax of its own,
+//!    `#[serde(default, deserialize_with = "foo_key")]` and one line in a
+//!    `keyed! { fn foo_key("foo.key") -> Duration = vde::duration; }` block
+//!    ([`de`] has `duration`, `size`, `duration_or_off`, `listen_list` and
+//!    `with_str(parser)`); `pub(super) fn build(ctx: &Ctx, f: &FooSection)
+//!    -> Result<Foo, ConfigError>` (add `ov: &Overrides` if flags feed it,
+//!    and take `ctx.pick(flag, "--flag", file, "foo.key")`), whose errors
+//!    are `ctx.file.invalid("foo.key", ...)` and whose paths are
+//!    `ctx.file.resolve(..)` or `source::checked_dir`/`checked_exists`;
+//!    its unit tests in `#[cfg(test)] mod tests` with `testing::*`
+//!    (`load_with`, `write`, `ambient`, `invalid`).
+//! 2. Here: `pub mod foo;`, `pub use foo::Foo;` and a field on [`Config`].
+//! 3. [`file::FileConfig`]: `#[serde(default)] pub foo: FooSection` (absent
+//!    = defaults), `pub foo: Option<FooSection>` (absent = off), or
+//!    `#[serde(default, rename = "foo")] pub foos: Vec<FooSection>` for
+//!    `[[foo]]`.
+//! 4. [`merge`]`::load_with`: `let foo = foo::build(&ctx, &file.foo)?;` and
+//!    the field in the `Config` it returns.
+//! 5. Flags, if any: a field in [`flags::Overrides`] and its clap flag in
+//!    `cli.rs`.
+//!
+//! A sub-table of a section (`[tls.acme]`) is a module in that section's
+//! folder (`config/tls/acme.rs`), its `...Section` a field of the parent's,
+//! built from the parent's build step. A parser that more than one section
+//! or the flags use goes to [`units`].
 //!
 //! # Defaults
 //! Each field documents its default, which is also what SPEC.md states.
