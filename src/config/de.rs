@@ -5,7 +5,7 @@
 //! `deserialize_with` function returns, but it does not print the key when
 //! it prints the source line. So each adapter knows its dotted key and puts
 //! it in the message: a section declares one function per key with
-//! [`keyed!`], e.g.
+//! `keyed!`, e.g.
 //!
 //! ```ignore
 //! keyed! {

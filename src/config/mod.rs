@@ -14,7 +14,7 @@
 //! [`compression`], [`limits`], [`log`] (with [`log_format`]), [`metrics`].
 //! Around them:
 //!
-//! - [`file`]: the whole file, one field per table, and its parse.
+//! - [`file`](mod@file): the whole file, one field per table, and its parse.
 //! - [`flags`]: the command-line mirror ([`Overrides`]).
 //! - [`source`]: precedence (flag > file > environment > default) and path
 //!   resolution.
@@ -29,7 +29,7 @@
 //! Imports go one way: [`units`] imports nothing from `config`; [`de`]
 //! imports `units`; a section imports `units`, `de`, `source` and `flags`,
 //! and another section only for a value it needs (`http2` reads `limits`,
-//! `server` names `tls::Tls`); [`file`] imports the sections; `listen`
+//! `server` names `tls::Tls`); [`file`](mod@file) imports the sections; `listen`
 //! imports `server`, `tls` and `metrics`; [`merge`] imports `file`,
 //! `listen` and the sections, and nothing imports `merge` (this module
 //! re-exports [`load`]).
@@ -76,13 +76,13 @@ pub mod file;
 pub mod flags;
 pub mod http2;
 pub mod limits;
-mod listen;
+pub mod listen;
 pub mod log;
 pub mod log_format;
 pub mod merge;
 pub mod metrics;
 pub mod server;
-mod source;
+pub mod source;
 pub mod statics;
 #[cfg(test)]
 mod testing;

@@ -24,7 +24,7 @@ use super::ConfigError;
 
 /// What [`super::load`] reads from the process besides files: injected so tests do
 /// not depend on the test runner's environment.
-pub(super) struct Ambient {
+pub struct Ambient {
     pub cwd: PathBuf,
     pub port: Option<String>,
     pub web_concurrency: Option<String>,
@@ -32,7 +32,7 @@ pub(super) struct Ambient {
 
 /// Where values come from: a name for messages and the folder relative
 /// paths are resolved against.
-pub(super) struct Origin {
+pub struct Origin {
     pub name: String,
     pub base: PathBuf,
 }
@@ -52,7 +52,7 @@ impl Origin {
 }
 
 /// A value with the key (dotted file key or flag) and origin it came from.
-pub(super) struct Sourced<'a, T> {
+pub struct Sourced<'a, T> {
     pub value: T,
     pub key: &'static str,
     pub origin: &'a Origin,
@@ -65,7 +65,7 @@ impl<T> Sourced<'_, T> {
 }
 
 /// The two origins and the ambient values, while merging.
-pub(super) struct Ctx<'a> {
+pub struct Ctx<'a> {
     /// The command line; paths relative to `--chdir`, else the current directory.
     pub cmd: Origin,
     /// The config file; paths relative to its folder. The command line when there is no file.
@@ -118,11 +118,7 @@ impl Ctx<'_> {
 }
 
 /// `path` resolved against `origin`, which must exist.
-pub(super) fn checked_exists(
-    origin: &Origin,
-    key: &str,
-    path: &Path,
-) -> Result<PathBuf, ConfigError> {
+pub fn checked_exists(origin: &Origin, key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
     let abs = origin.resolve(path);
     if !abs.exists() {
         return Err(origin.invalid(key, format!("no such file or directory: {}", abs.display())));
@@ -131,7 +127,7 @@ pub(super) fn checked_exists(
 }
 
 /// `path` resolved against `origin`, which must be a directory.
-pub(super) fn checked_dir(origin: &Origin, key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
+pub fn checked_dir(origin: &Origin, key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
     let abs = origin.resolve(path);
     if !abs.is_dir() {
         return Err(origin.invalid(key, format!("not a directory: {}", abs.display())));
