@@ -1,32 +1,31 @@
 //! `FileConfig`: the serde mirror of `site.toml` (SPEC.md, "Config file").
 //!
-//! This file owns the TOML syntax: which tables and keys exist and the
-//! syntax of each value. Every table is `deny_unknown_fields`, so a typo is
-//! an error that names the key and its line. Values with a syntax of their
-//! own (durations, sizes, addresses, the app spec, enums) are parsed here,
-//! inside serde, with the same parsers the command line uses; an error
-//! raised while deserializing a value gets toml's "line N, column M" and
-//! caret rendering, and the message names the dotted key.
+//! This file assembles the tables; each table's struct lives in the module
+//! of its section ([`super::server`], [`super::app`], ...), with the syntax
+//! of each value. Every table is `deny_unknown_fields`, so a typo is an
+//! error that names the key and its line. Values with a syntax of their own
+//! (durations, sizes, addresses, the app spec, enums) are parsed inside
+//! serde ([`super::de`]), with the same parsers the command line uses; an
+//! error raised while deserializing a value gets toml's "line N, column M"
+//! and caret rendering, and the message names the dotted key.
 //!
-//! Everything is `Option` (or empty) so that [`super::merge`] can tell "not
-//! in the file" from "set", apply flags over it, resolve paths against the
-//! file's folder and fill in defaults. Checks that need more than the value
-//! itself (ranges, files on disk, combinations) live there too.
+//! Everything is `Option` (or empty) so that the sections' build steps can
+//! tell "not in the file" from "set", apply flags over it, resolve paths
+//! against the file's folder and fill in defaults. Checks that need more
+//! than the value itself (ranges, files on disk, combinations) live there
+//! too.
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::forwarded::TrustedProxies;
-use super::merge::{self, AppSpec};
-use super::{
-    units, AccessFormat, AsyncLoop, Coding, ErrorFormat, Expires, FollowSymlinks, Interface,
-    Lifespan,
-};
+use super::app::AppSection;
+use super::compression::CompressionSection;
+use super::http2::Http2Section;
+use super::limits::LimitsSection;
+use super::log::LogSection;
+use super::metrics::MetricsSection;
+use super::server::ServerSection;
+use super::statics::StaticSection;
+use super::tls::TlsSection;
 
 /// The whole file. Absent tables are empty (all keys unset).
 #[derive(Debug, Default, Deserialize)]
@@ -51,207 +50,6 @@ pub struct FileConfig {
     pub metrics: Option<MetricsSection>,
 }
 
-/// `[server]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    #[serde(default, deserialize_with = "server_listen")]
-    pub listen: Option<Vec<SocketAddr>>,
-    #[serde(default, deserialize_with = "server_graceful_timeout")]
-    pub graceful_timeout: Option<Duration>,
-    pub health: Option<String>,
-    /// `edge status`'s Unix socket: a path (resolved by merge) or `"off"`.
-    pub control_socket: Option<String>,
-    #[serde(default, deserialize_with = "server_forwarded_allow_ips")]
-    pub forwarded_allow_ips: Option<TrustedProxies>,
-    pub proxy_protocol: Option<bool>,
-}
-
-/// `[tls]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    #[serde(default, deserialize_with = "tls_listen")]
-    pub listen: Option<Vec<SocketAddr>>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub redirect_http: Option<bool>,
-    /// `Strict-Transport-Security` value for HTTPS responses, e.g.
-    /// `"max-age=31536000"`; checked by merge.
-    pub hsts: Option<String>,
-    #[serde(default, deserialize_with = "tls_handshake_timeout")]
-    pub handshake_timeout: Option<Duration>,
-    pub max_handshakes: Option<usize>,
-    /// `[[tls.certs]]`: more certificates, chosen by SNI.
-    #[serde(default)]
-    pub certs: Vec<TlsCertSection>,
-}
-
-/// One `[[tls.certs]]` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsCertSection {
-    /// Server names this certificate answers: `"example.com"`,
-    /// `"*.example.com"` (one leftmost label).
-    pub names: Vec<String>,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// `[http2]`: HTTP/2 limits (edge's own table).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Http2Section {
-    pub max_concurrent_streams: Option<u32>,
-    #[serde(default, deserialize_with = "http2_max_header_list_size")]
-    pub max_header_list_size: Option<u64>,
-    pub max_pending_accept_reset_streams: Option<usize>,
-    pub max_local_error_reset_streams: Option<usize>,
-}
-
-/// `[app]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppSection {
-    #[serde(default, deserialize_with = "app_module")]
-    pub module: Option<AppSpec>,
-    pub pythonpath: Option<Vec<PathBuf>>,
-    pub venv: Option<PathBuf>,
-    pub workers: Option<usize>,
-    pub threads: Option<usize>,
-    #[serde(default, deserialize_with = "app_timeout")]
-    pub timeout: Option<Duration>,
-    pub max_requests: Option<u64>,
-    pub max_requests_jitter: Option<u64>,
-    pub preload: Option<bool>,
-    /// `env = { KEY = "value" }`, keys checked. Order is the order toml
-    /// hands the table over (sorted by key unless toml's `preserve_order`
-    /// feature is on); the environment is a set, so it does not matter.
-    #[serde(default, deserialize_with = "app_env")]
-    pub env: Vec<(String, String)>,
-    #[serde(default, deserialize_with = "app_interface")]
-    pub interface: Option<Interface>,
-    #[serde(default, deserialize_with = "app_lifespan")]
-    pub lifespan: Option<Lifespan>,
-    /// ASGI: requests (and WebSockets) in flight per worker.
-    pub max_concurrency: Option<usize>,
-    /// ASGI: URL prefixes whose request bodies stream to the app.
-    pub stream_request_body: Option<Vec<String>>,
-    /// ASGI event loop: `auto` | `asyncio` | `uvloop`.
-    #[serde(default, deserialize_with = "app_loop")]
-    pub r#loop: Option<AsyncLoop>,
-    pub django_static: Option<bool>,
-    pub flask_static: Option<bool>,
-    /// A Python module whose `post_fork`, `post_worker_init` and
-    /// `worker_exit` functions run in each worker.
-    pub hooks: Option<String>,
-    #[serde(default, deserialize_with = "app_max_worker_memory")]
-    pub max_worker_memory: Option<u64>,
-    /// Requests allowed to wait for a free worker.
-    pub backlog: Option<usize>,
-    #[serde(default, deserialize_with = "app_queue_timeout")]
-    pub queue_timeout: Option<Duration>,
-}
-
-/// One `[[static]]` route.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticSection {
-    pub url: String,
-    pub dir: PathBuf,
-    /// `fallback = "app"` → true, `""` → false.
-    #[serde(default, deserialize_with = "static_fallback")]
-    pub fallback: Option<bool>,
-    pub precompressed: Option<bool>,
-    pub cache_control: Option<String>,
-    pub internal: Option<bool>,
-    #[serde(default, deserialize_with = "static_expires")]
-    pub expires: Option<Option<Expires>>,
-    #[serde(default, deserialize_with = "static_follow_symlinks")]
-    pub follow_symlinks: Option<FollowSymlinks>,
-    pub autoindex: Option<bool>,
-    pub allow_hidden: Option<bool>,
-    /// `""` turns the index off.
-    pub index: Option<String>,
-    #[serde(default, deserialize_with = "static_open_file_cache")]
-    pub open_file_cache: Option<Duration>,
-}
-
-/// `[compression]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompressionSection {
-    pub enabled: Option<bool>,
-    #[serde(default, deserialize_with = "compression_algorithms")]
-    pub algorithms: Option<Vec<Coding>>,
-    pub types: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "compression_min_size")]
-    pub min_size: Option<u64>,
-    pub gzip_level: Option<u32>,
-    pub brotli_level: Option<u32>,
-    pub zstd_level: Option<i32>,
-    pub static_files: Option<bool>,
-}
-
-/// `[limits]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSection {
-    #[serde(default, deserialize_with = "limits_max_body")]
-    pub max_body: Option<u64>,
-    #[serde(default, deserialize_with = "limits_client_header_timeout")]
-    pub client_header_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "limits_client_body_timeout")]
-    pub client_body_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "limits_max_header")]
-    pub max_header: Option<u64>,
-    #[serde(default, deserialize_with = "limits_body_buffer")]
-    pub body_buffer: Option<u64>,
-    #[serde(default, deserialize_with = "limits_response_buffer")]
-    pub response_buffer: Option<u64>,
-    #[serde(default, deserialize_with = "limits_send_timeout")]
-    pub send_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "limits_websocket_max_message")]
-    pub websocket_max_message: Option<u64>,
-    #[serde(default, deserialize_with = "limits_websocket_ping_interval")]
-    pub websocket_ping_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "limits_keepalive_timeout")]
-    pub keepalive_timeout: Option<Duration>,
-    pub keepalive_requests: Option<u64>,
-    pub max_connections: Option<usize>,
-    pub temp_dir: Option<PathBuf>,
-}
-
-/// `[log]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSection {
-    /// `"-"`, `"off"` or a path (resolved by merge).
-    pub access: Option<String>,
-    #[serde(default, deserialize_with = "log_format")]
-    pub format: Option<AccessFormat>,
-    /// Normalized to a tracing level (`warning` → `warn`, `critical` → `error`).
-    #[serde(default, deserialize_with = "log_level")]
-    pub level: Option<String>,
-    /// `"-"`, `"off"` or a path (resolved by merge).
-    pub error: Option<String>,
-    #[serde(default, deserialize_with = "log_error_format")]
-    pub error_format: Option<ErrorFormat>,
-    /// Lower-cased header name.
-    #[serde(default, deserialize_with = "log_request_id_header")]
-    pub request_id_header: Option<String>,
-    #[serde(default, deserialize_with = "log_access_buffer")]
-    pub access_buffer: Option<u64>,
-}
-
-/// `[metrics]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsSection {
-    #[serde(default, deserialize_with = "metrics_listen")]
-    pub listen: Option<SocketAddr>,
-}
-
 impl FileConfig {
     /// Parse TOML text. The error is toml's rendering (line, column, the
     /// offending line with a caret, then the message), without the trailing
@@ -261,261 +59,13 @@ impl FileConfig {
     }
 }
 
-// === value deserializers ===
-//
-// toml attaches the span of the value being deserialized to any error a
-// `deserialize_with` function returns, but it does not print the key when
-// it prints the source line. So each function knows its dotted key and puts
-// it in the message: one line per key below.
-
-macro_rules! keyed {
-    ($( fn $name:ident($key:literal) -> $ty:ty = $parse:expr; )*) => {$(
-        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$ty>, D::Error> {
-            $parse(d, $key).map(Some)
-        }
-    )*};
-}
-
-keyed! {
-    fn server_listen("server.listen") -> Vec<SocketAddr> = listen_list;
-    fn server_graceful_timeout("server.graceful_timeout") -> Duration = duration;
-    fn server_forwarded_allow_ips("server.forwarded_allow_ips") -> TrustedProxies = trusted_proxies;
-    fn tls_listen("tls.listen") -> Vec<SocketAddr> = listen_list;
-    fn tls_handshake_timeout("tls.handshake_timeout") -> Duration = duration;
-    fn http2_max_header_list_size("http2.max_header_list_size") -> u64 = size;
-    fn app_module("app.module") -> AppSpec = with_str(AppSpec::parse);
-    fn app_timeout("app.timeout") -> Duration = duration;
-    fn app_interface("app.interface") -> Interface = with_str(merge::parse_interface);
-    fn app_lifespan("app.lifespan") -> Lifespan = with_str(merge::parse_lifespan);
-    fn app_loop("app.loop") -> AsyncLoop = with_str(merge::parse_loop);
-    fn limits_websocket_max_message("limits.websocket_max_message") -> u64 = size;
-    fn limits_websocket_ping_interval("limits.websocket_ping_interval") -> Duration = duration_or_off;
-    fn app_max_worker_memory("app.max_worker_memory") -> u64 = size;
-    fn static_fallback("static.fallback") -> bool = with_str(merge::parse_fallback);
-    fn static_expires("static.expires") -> Option<Expires> = with_str(merge::parse_expires);
-    fn static_follow_symlinks("static.follow_symlinks") -> FollowSymlinks = follow_symlinks;
-    fn static_open_file_cache("static.open_file_cache") -> Duration = duration_or_off;
-    fn compression_algorithms("compression.algorithms") -> Vec<Coding> = codings;
-    fn compression_min_size("compression.min_size") -> u64 = size;
-    fn limits_max_body("limits.max_body") -> u64 = size;
-    fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = duration;
-    fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
-    fn limits_max_header("limits.max_header") -> u64 = size;
-    fn limits_body_buffer("limits.body_buffer") -> u64 = size;
-    fn limits_response_buffer("limits.response_buffer") -> u64 = size;
-    fn limits_send_timeout("limits.send_timeout") -> Duration = duration;
-    fn limits_keepalive_timeout("limits.keepalive_timeout") -> Duration = duration;
-    fn app_queue_timeout("app.queue_timeout") -> Duration = duration;
-    fn log_format("log.format") -> AccessFormat = with_str(merge::parse_format);
-    fn log_level("log.level") -> String = with_str(merge::parse_level);
-    fn log_error_format("log.error_format") -> ErrorFormat = with_str(merge::parse_error_format);
-    fn log_request_id_header("log.request_id_header") -> String = with_str(merge::parse_header_name);
-    fn log_access_buffer("log.access_buffer") -> u64 = size;
-    fn metrics_listen("metrics.listen") -> SocketAddr = with_str(merge::parse_bind);
-}
-
-fn keyed_error<E: de::Error>(key: &str, message: impl fmt::Display) -> E {
-    E::custom(format_args!("`{key}`: {message}"))
-}
-
-/// A string value checked by `parse`.
-fn with_str<'de, D, T>(
-    parse: fn(&str) -> Result<T, String>,
-) -> impl FnOnce(D, &str) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    move |d, key| {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(|e| keyed_error(key, e))
-    }
-}
-
-/// A list of listen addresses; a single string is a list of one. Each
-/// element is parsed as it is read, so an error points at its own line.
-fn listen_list<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<SocketAddr>, D::Error> {
-    struct ListVisitor<'k>(&'k str);
-    impl<'de> Visitor<'de> for ListVisitor<'_> {
-        type Value = Vec<SocketAddr>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of addresses, e.g. [\"127.0.0.1:8000\", \"[::1]:8000\"]")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            merge::parse_bind(v)
-                .map(|addr| vec![addr])
-                .map_err(|e| keyed_error(self.0, e))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut addrs = Vec::new();
-            while let Some(addr) = seq.next_element_seed(BindSeed(self.0))? {
-                addrs.push(addr);
-            }
-            Ok(addrs)
-        }
-    }
-    d.deserialize_any(ListVisitor(key))
-}
-
-/// `server.forwarded_allow_ips`: a list of IPs / CIDRs / `"*"`, or one
-/// string in gunicorn's comma-separated form.
-fn trusted_proxies<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<TrustedProxies, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        One(String),
-        List(Vec<String>),
-    }
-    match Form::deserialize(d).map_err(|_| {
-        keyed_error::<D::Error>(
-            key,
-            "expected a list of IPs or CIDRs, e.g. [\"10.0.0.0/8\", \"::1\"]",
-        )
-    })? {
-        Form::One(text) => TrustedProxies::parse_comma_list(&text),
-        Form::List(items) => TrustedProxies::parse(&items),
-    }
-    .map_err(|e| keyed_error(key, e))
-}
-
-/// One listen address inside a list, parsed with its key for messages.
-/// It parses inside the visitor: toml gives array elements their own span
-/// only for errors raised while the element's deserializer is running.
-struct BindSeed<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for BindSeed<'_> {
-    type Value = SocketAddr;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<SocketAddr, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for BindSeed<'_> {
-    type Value = SocketAddr;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an address like \"127.0.0.1:8000\"")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<SocketAddr, E> {
-        merge::parse_bind(v).map_err(|e| keyed_error(self.0, e))
-    }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Duration, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Text(text) => units::parse_duration(&text),
-        Scalar::Integer(secs) => Ok(Duration::from_secs(secs)),
-    }
-    .map_err(|e| keyed_error(key, e))
-}
-
-fn size<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<u64, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Text(text) => units::parse_size(&text),
-        Scalar::Integer(bytes) => Ok(bytes),
-    }
-    .map_err(|e| keyed_error(key, e))
-}
-
-/// A duration, or `"off"` (zero).
-fn duration_or_off<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Duration, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Text(text) if text.trim().eq_ignore_ascii_case("off") => Ok(Duration::ZERO),
-        Scalar::Text(text) => units::parse_duration(&text),
-        Scalar::Integer(secs) => Ok(Duration::from_secs(secs)),
-    }
-    .map_err(|e| keyed_error(key, e))
-}
-
-/// `follow_symlinks`: `true`/`"always"`, `false`/`"never"`, `"inside"`.
-fn follow_symlinks<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<FollowSymlinks, D::Error> {
-    struct V<'k>(&'k str);
-    impl Visitor<'_> for V<'_> {
-        type Value = FollowSymlinks;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("true, false, \"inside\", \"always\" or \"never\"")
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(if v {
-                FollowSymlinks::Always
-            } else {
-                FollowSymlinks::Never
-            })
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            merge::parse_follow_symlinks(v).map_err(|e| keyed_error(self.0, e))
-        }
-    }
-    d.deserialize_any(V(key))
-}
-
-/// A list of content-coding names (`"br"`, `"zstd"`, `"gzip"`).
-fn codings<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<Coding>, D::Error> {
-    let names = Vec::<String>::deserialize(d)?;
-    let mut out = Vec::new();
-    for name in &names {
-        let c = merge::parse_coding(name).map_err(|e| keyed_error(key, e))?;
-        if out.contains(&c) {
-            return Err(keyed_error(key, format!("\"{name}\" is listed twice")));
-        }
-        out.push(c);
-    }
-    Ok(out)
-}
-
-/// A duration or size as written: a string with a unit, or a non-negative
-/// integer (seconds for durations, bytes for sizes).
-enum Scalar {
-    Text(String),
-    Integer(u64),
-}
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl Visitor<'_> for ScalarVisitor {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string with a unit (e.g. \"30s\", \"10MiB\") or a whole number")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar::Integer(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
-                u64::try_from(v)
-                    .map(Scalar::Integer)
-                    .map_err(|_| E::custom(format_args!("{v} is negative")))
-            }
-        }
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-/// `[app] env`: a table of strings, keys non-empty without `=` or NUL.
-fn app_env<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
-    struct EnvVisitor;
-    impl<'de> Visitor<'de> for EnvVisitor {
-        type Value = Vec<(String, String)>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a table of strings, e.g. { DJANGO_SETTINGS_MODULE = \"site.settings\" }")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut env = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                let value: String = map.next_value()?;
-                merge::check_env(&key, &value).map_err(|e| keyed_error("app.env", e))?;
-                env.push((key, value));
-            }
-            Ok(env)
-        }
-    }
-    d.deserialize_map(EnvVisitor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AccessFormat, Interface, Lifespan};
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     fn err(text: &str) -> String {
         FileConfig::parse(text).unwrap_err()
