@@ -48,6 +48,13 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogSection,
     pub metrics: Option<MetricsSection>,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]` (`policy.rs`).
+    #[serde(default)]
+    pub rate_limit: Vec<super::policy::RateLimitSection>,
+    #[serde(default)]
+    pub access: Vec<super::policy::AccessSection>,
+    #[serde(default)]
+    pub basic_auth: Vec<super::policy::BasicAuthSection>,
 }
 
 /// `[server]`
@@ -215,6 +222,7 @@ pub struct LimitsSection {
     pub keepalive_timeout: Option<Duration>,
     pub keepalive_requests: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub temp_dir: Option<PathBuf>,
 }
 

@@ -544,6 +544,13 @@ fn load_with(
     let limits = build_limits(&ctx, &file)?;
     let http2 = build_http2(&ctx, &file, &limits)?;
     let log = build_log(&ctx, ov, &file)?;
+    let policy = super::policy::build(
+        &ctx.file.name,
+        &ctx.file.base,
+        &file.rate_limit,
+        &file.access,
+        &file.basic_auth,
+    )?;
     let metrics = file.metrics.as_ref().map(|m| Metrics {
         listen: m
             .listen
@@ -561,6 +568,7 @@ fn load_with(
         statics,
         compression,
         limits,
+        policy,
         http2,
         log,
         metrics,
@@ -1272,6 +1280,7 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
             Some(n) => n,
             None => 10_000,
         },
+        max_connections_per_ip: f.max_connections_per_ip.unwrap_or(0),
         temp_dir: match &f.temp_dir {
             None => None,
             Some(p) => {

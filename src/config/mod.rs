@@ -10,8 +10,10 @@
 //! Each field documents its default, which is also what SPEC.md states.
 
 pub mod file;
+pub mod htpasswd;
 pub mod log_format;
 pub mod merge;
+pub mod policy;
 pub mod tls;
 pub mod units;
 
@@ -65,6 +67,8 @@ pub struct Config {
     /// `[compression]`: gzip / brotli / zstd of responses.
     pub compression: Compression,
     pub limits: Limits,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]` (`policy.rs`).
+    pub policy: policy::Policy,
     /// `[http2]`: HTTP/2 limits, on TLS (ALPN `h2`) and plain (h2c) listeners.
     pub http2: Http2,
     pub log: Log,
@@ -440,6 +444,10 @@ pub struct Limits {
     /// Open client connections at most; more wait in the kernel's backlog.
     /// Default 10000.
     pub max_connections: usize,
+    /// Open connections from one client address at most (nginx
+    /// `limit_conn`); more are closed as they are accepted. 0 (default):
+    /// no limit.
+    pub max_connections_per_ip: usize,
     /// Where spooled bodies go (unlinked at creation: nothing is left
     /// behind, even after a crash). Default: the system temp dir.
     pub temp_dir: Option<PathBuf>,

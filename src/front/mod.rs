@@ -10,6 +10,7 @@ mod buffer;
 pub mod compress;
 mod conn;
 pub mod metrics;
+pub mod policy;
 pub mod request_id;
 mod respond;
 mod route;
@@ -75,6 +76,9 @@ pub struct Shared {
     /// WebSockets being relayed (hyper no longer tracks an upgraded
     /// HTTP/1.1 connection): a graceful stop waits for them too.
     websockets: Arc<websocket::OpenSockets>,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]`,
+    /// `limits.max_connections_per_ip`.
+    policy: policy::Policy,
 }
 
 /// How long a draining front keeps serving normally after it stopped
@@ -193,6 +197,7 @@ async fn serve(ctx: Inherit) -> i32 {
         };
     let config_max_connections = config.limits.max_connections;
     let shared = Arc::new(Shared {
+        policy: policy::Policy::new(&config),
         files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
@@ -360,6 +365,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(per_ip) = shared.policy.admit_connection(remote.ip()) else {
+            continue; // closed at accept: limits.max_connections_per_ip
+        };
         let _ = socket.set_nodelay(true);
         let counted = metrics::connection();
         let info = Arc::new(conn::ConnInfo::new(remote, addr, acceptor.is_some()));
@@ -378,6 +386,7 @@ async fn accept_loop(
                 }
                 drop(counted);
                 drop(permit);
+                drop(per_ip);
             });
             continue;
         };
@@ -387,6 +396,7 @@ async fn accept_loop(
         let (acceptor, builder) = (acceptor.clone(), builder.clone());
         tokio::spawn(async move {
             let _counted = counted;
+            let _per_ip = per_ip;
             let stream = match acceptor.accept(socket).await {
                 Ok(s) => s,
                 Err(e) => {
