@@ -76,7 +76,7 @@ pub struct Policy {
 
 /// The index of the rule with the longest prefix of `path` (rules sorted
 /// longest first).
-fn matching<'r, T>(rules: &'r [T], url: impl Fn(&T) -> &str, path: &[u8]) -> Option<usize> {
+fn matching<T>(rules: &[T], url: impl Fn(&T) -> &str, path: &[u8]) -> Option<usize> {
     rules
         .iter()
         .position(|r| path.starts_with(url(r).as_bytes()))

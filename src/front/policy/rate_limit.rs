@@ -12,8 +12,9 @@
 //! a key never seen, which is what makes evicting it harmless.
 //!
 //! Memory is bounded: the keys live in [`SHARDS`] small LRU maps with a
-//! fixed capacity each (together `max_keys`, 100 000 by default: about
-//! 6 MiB per rule, nginx's `zone=…:10m` holds ~160 000). A key that has to
+//! fixed capacity each (together `max_keys`, 100 000 by default: 12.5 MiB
+//! per rule once full, measured by `tests/policy_limiter_memory.rs`; nginx
+//! keeps ~16 000 states per MiB of zone). A key that has to
 //! be evicted while its bucket is not yet full starts over (the same as
 //! nginx when its zone is full). The shard is picked by a keyed hash, so a
 //! client cannot aim its addresses at one shard; each shard has its own
