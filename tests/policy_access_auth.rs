@@ -237,3 +237,43 @@ fn policy_config_errors_name_the_key() {
         }
     }
 }
+
+#[test]
+fn failed_logins_count_against_the_rate_limit_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    // `htpasswd -nbs u password`.
+    std::fs::write(&file, "u:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").unwrap();
+    let metrics_port = support::free_port();
+    let conf = Conf::new("environ_app:app").tail(&format!(
+        "[[rate_limit]]\nurl = \"/login/\"\nrate = \"1/m\"\nburst = 2\n\
+         [[basic_auth]]\nurl = \"/login/\"\nrealm = \"login\"\nhtpasswd = {}\n\
+         [[access]]\nurl = \"/login/closed/\"\nallow = [\"10.0.0.0/8\"]\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+        toml_path(&file)
+    ));
+    let edge = Edge::start_ready(&conf, "/ready");
+    let wrong = basic("u", "guess");
+    let right = basic("u", "password");
+    let mut got = Vec::new();
+    for auth in [&wrong, &wrong, &right, &right] {
+        got.push(edge.get_with("/login/", &[("Authorization", auth)]).status);
+    }
+    // Three tokens (burst 2): two wrong guesses and the right one; then 429
+    // even with the right password.
+    assert_eq!(got, [401, 401, 200, 429]);
+    // The limit comes before [[access]] too: this client, outside the
+    // allowed network, is refused by the limit (429), not by access (403).
+    assert_eq!(edge.get("/login/closed/x").status, 429);
+    let mut c = Conn::open(metrics_port);
+    c.send_request("GET", "/metrics", &[("Connection", "close")], b"");
+    let text = c.read_response("GET").unwrap().text();
+    assert!(
+        text.contains("edge_basic_auth_failures_total{url=\"/login/\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edge_rate_limited_total{url=\"/login/\"} 2\n"),
+        "{text}"
+    );
+}
