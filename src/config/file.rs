@@ -48,6 +48,13 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogSection,
     pub metrics: Option<MetricsSection>,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]` (`policy.rs`).
+    #[serde(default)]
+    pub rate_limit: Vec<super::policy::RateLimitSection>,
+    #[serde(default)]
+    pub access: Vec<super::policy::AccessSection>,
+    #[serde(default)]
+    pub basic_auth: Vec<super::policy::BasicAuthSection>,
 }
 
 impl FileConfig {

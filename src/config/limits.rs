@@ -47,6 +47,10 @@ pub struct Limits {
     /// Open client connections at most; more wait in the kernel's backlog.
     /// Default 10000.
     pub max_connections: usize,
+    /// Open connections from one client address at most (nginx
+    /// `limit_conn`); more are closed as they are accepted. 0 (default):
+    /// no limit.
+    pub max_connections_per_ip: usize,
     /// Where spooled bodies go (unlinked at creation: nothing is left
     /// behind, even after a crash). Default: the system temp dir.
     pub temp_dir: Option<PathBuf>,
@@ -78,6 +82,7 @@ pub struct LimitsSection {
     pub keepalive_timeout: Option<Duration>,
     pub keepalive_requests: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub temp_dir: Option<PathBuf>,
 }
 
@@ -155,6 +160,7 @@ pub(super) fn build(ctx: &Ctx, f: &LimitsSection) -> Result<Limits, ConfigError>
             Some(n) => n,
             None => 10_000,
         },
+        max_connections_per_ip: f.max_connections_per_ip.unwrap_or(0),
         temp_dir: match &f.temp_dir {
             None => None,
             Some(p) => {

@@ -110,6 +110,13 @@ pub(super) fn load_with(
     let http2 = http2::build(&ctx, &file.http2, &limits)?;
     let log = log::build(&ctx, ov, &file.log)?;
     let metrics = metrics::build(file.metrics.as_ref());
+    let policy = super::policy::build(
+        &ctx.file.name,
+        &ctx.file.base,
+        &file.rate_limit,
+        &file.access,
+        &file.basic_auth,
+    )?;
 
     listen::check(&ctx, &server, tls.as_ref(), metrics.as_ref())?;
     let control_socket = server::control_socket(&ctx, &file.server, &server, tls.as_ref())?;
@@ -125,6 +132,7 @@ pub(super) fn load_with(
         http2,
         log,
         metrics,
+        policy,
         control_socket,
         dev: ov.dev,
         reload: ov.reload || ov.dev,

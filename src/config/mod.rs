@@ -22,6 +22,8 @@
 //!   sections (durations, sizes, listen addresses); imports nothing else
 //!   from `config`.
 //! - [`de`]: serde adapters that put the dotted key in a value's error.
+//! - [`policy`] (with [`htpasswd`]): `[[rate_limit]]`, `[[access]]` and
+//!   `[[basic_auth]]`, the request policy tables, and the htpasswd files.
 //! - [`forwarded`]: the set of trusted proxies (`server.forwarded_allow_ips`,
 //!   `--forwarded-allow-ips`): IPs and CIDRs, its parsers and adapter.
 //! - [`listen`]: which listeners are plain and which TLS (gunicorn's
@@ -77,6 +79,7 @@ pub mod de;
 pub mod file;
 pub mod flags;
 pub mod forwarded;
+pub mod htpasswd;
 pub mod http2;
 pub mod limits;
 pub mod listen;
@@ -84,6 +87,7 @@ pub mod log;
 pub mod log_format;
 pub mod merge;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod source;
 pub mod statics;
@@ -155,6 +159,8 @@ pub struct Config {
     pub log: Log,
     /// `[metrics]`; `None` when absent.
     pub metrics: Option<Metrics>,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]` (`policy.rs`).
+    pub policy: policy::Policy,
     /// `[server] control_socket`: the Unix socket `edge status` talks to.
     /// Default: `$XDG_RUNTIME_DIR/edge-PORT.sock`, else `/tmp/edge-PORT.sock`,
     /// PORT being the first listener's; `"off"`: `None`.

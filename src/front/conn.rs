@@ -198,6 +198,13 @@ pub async fn handle(
             .headers
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    if parts
+        .extensions
+        .remove::<super::policy::Refused>()
+        .is_some()
+    {
+        route = Route::Front;
+    }
     let served = parts.extensions.remove::<AppServed>();
     if served.is_some() {
         // A static route whose file was missing went to the app.
@@ -246,6 +253,10 @@ async fn route_request(
     }
     if let (false, Some(port)) = (client.https, shared.redirect_https) {
         return super::tls::redirect(&req, port);
+    }
+    // The request policy: rate limits, allow/deny, basic auth.
+    if let Some(refused) = shared.policy.check(&req, client.addr.ip()).await {
+        return refused;
     }
     let routes = shared.files.routes_for(req.uri().path());
     let (parts, body) = req.into_parts();

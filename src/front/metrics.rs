@@ -24,6 +24,8 @@
 //! | `edge_worker_restarts_total` | counter | `reason` (crash, timeout, max_requests, memory, reload) |
 //! | `edge_request_body_spills_total` | counter | |
 //! | `edge_access_log_dropped_total` | counter | |
+//! | `edge_rate_limited_total`, `edge_access_denied_total`, `edge_basic_auth_failures_total` | counter | `url` (front-local, `policy::render_metrics`) |
+//! | `edge_connections_per_ip_rejected_total` | counter | (front-local) |
 //! | `edge_build_info` | gauge | `version` |
 
 use std::convert::Infallible;
@@ -347,6 +349,7 @@ pub fn render() -> String {
         "Access log lines dropped because the writer fell behind.",
         s.access_log_dropped.load(Ordering::Relaxed),
     );
+    super::policy::render_metrics(&mut out);
     header(&mut out, "edge_build_info", "gauge", "edge's version.");
     let _ = writeln!(
         out,

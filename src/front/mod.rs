@@ -11,6 +11,7 @@ mod client;
 pub mod compress;
 mod conn;
 pub mod metrics;
+pub mod policy;
 pub mod proxy_protocol;
 pub mod request_id;
 mod respond;
@@ -77,6 +78,9 @@ pub struct Shared {
     /// WebSockets being relayed (hyper no longer tracks an upgraded
     /// HTTP/1.1 connection): a graceful stop waits for them too.
     websockets: Arc<websocket::OpenSockets>,
+    /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]`,
+    /// `limits.max_connections_per_ip`.
+    policy: policy::Policy,
 }
 
 /// How long a draining front keeps serving normally after it stopped
@@ -195,6 +199,7 @@ async fn serve(ctx: Inherit) -> i32 {
         };
     let config_max_connections = config.limits.max_connections;
     let shared = Arc::new(Shared {
+        policy: policy::Policy::new(&config),
         files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
@@ -362,12 +367,22 @@ async fn accept_loop(
                 continue;
             }
         };
+        // With the PROXY protocol the client is known only from its header.
+        let per_ip = if shared.config.server.proxy_protocol {
+            None
+        } else {
+            match admit(&shared, remote) {
+                Ok(p) => p,
+                Err(()) => continue,
+            }
+        };
         let _ = socket.set_nodelay(true);
-        let conn = Accepted {
+        let mut conn = Accepted {
             counted: metrics::connection(),
             permit,
             watcher: graceful.watcher(),
             remote,
+            per_ip,
         };
         let (shared, acceptor, builder) = (shared.clone(), acceptor.clone(), builder.clone());
         if shared.config.server.proxy_protocol {
@@ -378,6 +393,10 @@ async fn accept_loop(
                     Ok((header, rest)) => {
                         let info =
                             conn::ConnInfo::proxied(remote, header, addr, acceptor.is_some());
+                        conn.per_ip = match admit(&shared, info.remote) {
+                            Ok(p) => p,
+                            Err(()) => return,
+                        };
                         let socket = proxy_protocol::Prefixed::new(rest, socket);
                         serve_connection(socket, info, conn, acceptor, builder, shared, timeouts)
                             .await;
@@ -397,13 +416,31 @@ async fn accept_loop(
     }
 }
 
+/// `limits.max_connections_per_ip` for a connection from `client` (its
+/// peer, or the client its PROXY header names): the permit to hold, or
+/// `Err` to close it now. Trusted proxies (`server.forwarded_allow_ips`)
+/// are not capped: a load balancer carries many clients' connections.
+fn admit(shared: &Shared, client: SocketAddr) -> Result<Option<policy::ConnPermit>, ()> {
+    if shared
+        .config
+        .server
+        .forwarded_allow_ips
+        .contains(client.ip())
+    {
+        return Ok(None);
+    }
+    shared.policy.admit_connection(client.ip())
+}
+
 /// What an accepted connection holds until it ends: its place in the
-/// metrics, under `max_connections`, and in a graceful stop.
+/// metrics, under `max_connections`, under `max_connections_per_ip`, and
+/// in a graceful stop.
 struct Accepted {
     counted: metrics::ConnectionGuard,
     permit: tokio::sync::OwnedSemaphorePermit,
     watcher: hyper_util::server::graceful::Watcher,
     remote: SocketAddr,
+    per_ip: Option<policy::ConnPermit>,
 }
 
 /// Serves one connection: the TLS handshake on HTTPS listeners, then HTTP
@@ -425,6 +462,7 @@ async fn serve_connection<S>(
         permit,
         watcher,
         remote,
+        per_ip,
     } = accepted;
     let info = Arc::new(info);
     let socket = timed_io::TimedIo::new(socket, info.state.clone(), timeouts);
@@ -437,8 +475,7 @@ async fn serve_connection<S>(
         if let Err(e) = watcher.watch(conn).await {
             debug!(%remote, error = %e, "connection ended with an error");
         }
-        drop(counted);
-        drop(permit);
+        drop((counted, permit, per_ip));
         return;
     };
     let stream = match acceptor.accept(socket).await {
@@ -463,8 +500,7 @@ async fn serve_connection<S>(
     if let Err(e) = watcher.watch(conn).await {
         debug!(%remote, error = %e, "connection ended with an error");
     }
-    drop(counted);
-    drop(permit);
+    drop((counted, permit, per_ip));
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
