@@ -88,6 +88,10 @@ pub struct TimedIo<T> {
     state: Arc<ConnState>,
     timeouts: Timeouts,
     read_timer: ReadTimer,
+    /// `ConnState::requests` when the head being timed began: once it
+    /// moves, that head was parsed and served, even when hyper took the
+    /// next pipelined one from its buffer without reading in between.
+    head_of: u64,
     /// When the running read timer (`Idle` or `Head`) expires.
     read_deadline: Instant,
     /// Fires at or before `read_deadline` (see the module doc).
@@ -104,6 +108,7 @@ impl<T> TimedIo<T> {
             state,
             timeouts,
             read_timer: ReadTimer::Off,
+            head_of: 0,
             read_deadline: now,
             read_sleep: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
@@ -159,6 +164,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         let this = &mut *self;
         let before = buf.filled().len();
         let idle = this.state.active.load(Ordering::Acquire) == 0;
+        if matches!(this.read_timer, ReadTimer::Head | ReadTimer::HeadStarted)
+            && this.state.requests.load(Ordering::Relaxed) != this.head_of
+        {
+            // The head we were timing became a request; whatever comes now
+            // is the next one's.
+            this.read_timer = ReadTimer::Off;
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = buf.filled().len() - before;
@@ -178,6 +190,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                         ReadTimer::HeadStarted => {}
                         ReadTimer::Off | ReadTimer::Idle => {
                             this.read_timer = ReadTimer::HeadStarted;
+                            this.head_of = this.state.requests.load(Ordering::Relaxed);
                         }
                     }
                 }
@@ -314,6 +327,32 @@ mod tests {
             TimedIo::new(server, Arc::new(ConnState::default()), timeouts),
             client,
         )
+    }
+
+    /// Pipelined heads: hyper parses the second head from its buffer with
+    /// no read in between, so the first head's timer must not carry over
+    /// to a later read (it used to, closing busy pipelined connections
+    /// `client_header_timeout` after their first stall).
+    #[tokio::test]
+    async fn a_served_head_does_not_leave_its_timer_to_the_next_one() {
+        let (mut io, mut client) = conn(5000, 200);
+        let state = io.state.clone();
+        // Half a head, a stall (the head timer starts), then the rest.
+        client.write_all(b"GET /1 HT").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 9);
+        let pending = tokio::time::timeout(Duration::from_millis(50), io.read(&mut buf)).await;
+        assert!(pending.is_err(), "nothing more to read yet");
+        client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        // That head is served (and a pipelined one taken from the buffer).
+        state.requests.fetch_add(2, Ordering::Relaxed);
+        drop(Active::new(&state));
+        // Long after the first head's deadline, a new head arrives.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        client.write_all(b"GET /3 HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = io.read(&mut buf).await.expect("not a header timeout");
+        assert!(n > 0);
     }
 
     #[tokio::test]
