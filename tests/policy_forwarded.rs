@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{toml_path, Conf, Conn, Edge};
+use support::{toml_path, Conf, Edge};
 
 fn front_rss_kib(arbiter: i32) -> u64 {
     let front = support::proc::children(arbiter)
