@@ -216,6 +216,12 @@ pub struct LimitsSection {
     pub keepalive_requests: Option<u64>,
     pub max_connections: Option<usize>,
     pub temp_dir: Option<PathBuf>,
+    // Request-head limits: see `super::head_limits`.
+    pub max_header_fields: Option<u64>,
+    #[serde(default, deserialize_with = "limits_max_request_line")]
+    pub max_request_line: Option<u64>,
+    #[serde(default, deserialize_with = "limits_max_header_field")]
+    pub max_header_field: Option<u64>,
 }
 
 /// `[log]`
@@ -296,6 +302,8 @@ keyed! {
     fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = duration;
     fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = duration;
     fn limits_max_header("limits.max_header") -> u64 = size;
+    fn limits_max_request_line("limits.max_request_line") -> u64 = size;
+    fn limits_max_header_field("limits.max_header_field") -> u64 = size;
     fn limits_body_buffer("limits.body_buffer") -> u64 = size;
     fn limits_response_buffer("limits.response_buffer") -> u64 = size;
     fn limits_send_timeout("limits.send_timeout") -> Duration = duration;

@@ -1227,7 +1227,10 @@ fn build_limits(ctx: &Ctx, file: &FileConfig) -> Result<Limits, ConfigError> {
             .file
             .invalid("limits.max_header", "must be at least 1KiB"));
     }
+    let head = super::head_limits::build(&f.into(), max_header)
+        .map_err(|(key, why)| ctx.file.invalid(key, why))?;
     Ok(Limits {
+        head,
         max_body: f.max_body.unwrap_or(10 << 20),
         client_header_timeout: nonzero(
             f.client_header_timeout,

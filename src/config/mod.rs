@@ -10,6 +10,7 @@
 //! Each field documents its default, which is also what SPEC.md states.
 
 pub mod file;
+pub mod head_limits;
 pub mod log_format;
 pub mod merge;
 pub mod tls;
@@ -414,6 +415,8 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     /// Default 16 KiB. Larger heads: 431.
     pub max_header: usize,
+    /// Header field count, request line and field size (431 / 414 / 431).
+    pub head: head_limits::HeadLimits,
     /// Request bodies above this many bytes are spooled to a temporary
     /// file instead of memory. Key `limits.body_buffer`, default 1 MiB.
     pub body_buffer: usize,
