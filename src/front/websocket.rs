@@ -333,7 +333,7 @@ impl crate::fuzz_support::WsHandshake {
     /// header lines `name:value` separated by `\n`. An accepted HTTP/1.1
     /// handshake must carry a non-empty key and the upgrade tokens.
     pub fn run(data: &[u8]) {
-        let Some((&[m, v], rest)) = data.split_first_chunk::<2>().map(|(a, r)| (a, r)) else {
+        let Some((&[m, v], rest)) = data.split_first_chunk::<2>() else {
             return;
         };
         let mut b = http::Request::builder()
