@@ -416,7 +416,7 @@ fn rapid_reset_storm_gets_goaway() {
         );
         assert!(at < Duration::from_secs(5), "GOAWAY only after {at:?}");
         assert!(seen.closed.is_some(), "connection left open: {seen:?}");
-        watch.finish("rapid reset", t, 64 << 10, &site);
+        watch.finish("rapid reset", t, 16 << 10, &site);
     }
 }
 
@@ -454,7 +454,7 @@ fn continuation_flood_is_cut_off() {
         let at = ended
             .unwrap_or_else(|| panic!("neither GOAWAY nor close: {seen:?}\n{}", site.edge.logs()));
         assert!(at < Duration::from_secs(5), "cut off only after {at:?}");
-        watch.finish("CONTINUATION flood", t, 32 << 10, &site);
+        watch.finish("CONTINUATION flood", t, 16 << 10, &site);
     }
 }
 
@@ -506,7 +506,7 @@ fn ping_flood_from_a_client_that_never_reads() {
     for t in TRANSPORTS {
         let watch = Watch::start(&site);
         flood_without_reading(&site, t, "PING flood", &hello, &ping);
-        watch.finish("PING flood", t, 32 << 10, &site);
+        watch.finish("PING flood", t, 16 << 10, &site);
     }
 }
 
@@ -518,7 +518,7 @@ fn settings_flood_from_a_client_that_never_reads() {
     for t in TRANSPORTS {
         let watch = Watch::start(&site);
         flood_without_reading(&site, t, "SETTINGS flood", PREFACE, &one);
-        watch.finish("SETTINGS flood", t, 32 << 10, &site);
+        watch.finish("SETTINGS flood", t, 16 << 10, &site);
     }
 }
 
@@ -627,6 +627,6 @@ fn hpack_table_that_grows_without_end() {
             seen.responses >= 900,
             "requests with a growing table not answered: {seen:?}"
         );
-        watch.finish("HPACK growth", t, 32 << 10, &site);
+        watch.finish("HPACK growth", t, 16 << 10, &site);
     }
 }
