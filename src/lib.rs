@@ -54,3 +54,17 @@ pub mod bench_support {
     /// (`benches/environ.rs`); methods in `worker/environ.rs`.
     pub struct Environ(());
 }
+
+/// What the `cargo fuzz` targets in `fuzz/` reach inside the crate: pure
+/// parsers that are not public. Not an API, hidden from the docs. Each
+/// handle's `run` is written next to the code it drives (as for
+/// [`bench_support`]), takes the fuzzer's bytes, and panics when an
+/// invariant of that code does not hold.
+#[doc(hidden)]
+pub mod fuzz_support {
+    /// `Range` parsing and the conditional-request plan of a static file
+    /// (`front/static_files/plan.rs`).
+    pub struct StaticPlan(());
+    /// The WebSocket handshake check (`front/websocket.rs`).
+    pub struct WsHandshake(());
+}

@@ -402,6 +402,108 @@ fn max_requests_recycles_over_100_requests_without_a_failure() {
     );
 }
 
+/// `edge status --json`: (pid, state, served) of each worker.
+fn status_workers(edge: &Edge) -> Vec<(i32, String, u64)> {
+    let conf = edge.config_path.as_ref().expect("a config file");
+    let (code, out, err) =
+        support::obs::edge_status(&["--conf", &conf.display().to_string(), "--json"]);
+    assert_eq!(code, 0, "edge status: {err}");
+    let j = support::json::Json::parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut all = Vec::new();
+    for g in j["generations"].as_array().unwrap_or(&[]) {
+        for w in g["workers"].as_array().unwrap_or(&[]) {
+            all.push((
+                w["pid"].as_i64().unwrap() as i32,
+                w["state"].as_str().unwrap().to_string(),
+                w["served"].as_i64().unwrap() as u64,
+            ));
+        }
+    }
+    all
+}
+
+/// With two workers, a worker stops taking requests at exactly
+/// `max_requests` while the other can serve. The app takes 1 s to import,
+/// so replacements are ready long after their predecessor retired: before
+/// the fix a retiring worker kept serving all that time (about 2N).
+/// Requests go one at a time, each only once a worker is ready to take
+/// it (when both are past N, the last one may overrun to avoid a gap: the
+/// test does not send then), and a moment after any worker began
+/// recycling, so a worker past N has looked again whether it is the last.
+fn served_exactly_max_requests(conf: Conf) {
+    const N: u64 = 5;
+    let conf = conf.workers(2).app(&format!("max_requests = {N}"));
+    let edge = Edge::start(&conf);
+    let mut served: std::collections::BTreeMap<i32, u64> = std::collections::BTreeMap::new();
+    // The readiness probe's request.
+    for (pid, _, n) in status_workers(&edge) {
+        served.insert(pid, n);
+    }
+    for i in 0..40 {
+        // Ready: idle or busy, and below N by our count (a worker answers
+        // its N-th request before it marks itself on the scoreboard).
+        let mut recycling = false;
+        let ready = support::poll(Duration::from_secs(30), Duration::from_millis(20), || {
+            let ws = status_workers(&edge);
+            let can_serve = |pid: &i32, state: &str| {
+                (state == "idle" || state == "busy") && served.get(pid).copied().unwrap_or(0) < N
+            };
+            recycling |= ws.iter().any(|(p, s, _)| !can_serve(p, s));
+            ws.iter().any(|(p, s, _)| can_serve(p, s)).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "no ready worker after 30 s\n{}",
+            edge.logs()
+        );
+        if recycling {
+            // Longer than a worker past N waits before it looks again.
+            thread::sleep(Duration::from_millis(200));
+        }
+        let r = edge.get("/");
+        assert_eq!(
+            r.status,
+            200,
+            "request {i}: {}\n{}",
+            r.describe(),
+            edge.logs()
+        );
+        let pid: i32 = r.text().trim().parse().expect("a pid");
+        *served.entry(pid).or_default() += 1;
+    }
+    eprintln!("max_requests = {N}, 2 workers: requests per worker {served:?}");
+    for (pid, n) in &served {
+        assert!(
+            *n <= N,
+            "worker {pid} served {n} requests, more than max_requests = {N}, while another \
+             worker could serve: {served:?}\n{}",
+            edge.logs()
+        );
+    }
+    let full = served.values().filter(|&&n| n == N).count();
+    assert!(
+        full >= 5,
+        "41 requests, max_requests = {N}: only {full} workers reached it: {served:?}"
+    );
+}
+
+#[test]
+fn max_requests_is_exact_with_two_workers() {
+    served_exactly_max_requests(Conf::new("slowboot_app:app"));
+}
+
+#[test]
+fn max_requests_is_exact_with_two_threads() {
+    // Threads reserve their next request before waiting on the queue:
+    // none is taken past N whichever thread waits.
+    served_exactly_max_requests(Conf::new("slowboot_app:app").app("threads = 3"));
+}
+
+#[test]
+fn max_requests_is_exact_for_asgi_workers() {
+    served_exactly_max_requests(Conf::new("slowboot_app:asgi_app").app("interface = \"asgi\""));
+}
+
 #[test]
 fn max_worker_memory_recycles_the_worker_without_a_failure() {
     // Any CPython worker is above 1 MiB of RSS: it is replaced between

@@ -178,6 +178,7 @@ impl Generation {
             source: e.into(),
         })?;
         sb.slot(slot).reset();
+        sb.slot(slot).generation.store(self.id, Ordering::Release);
         let keep = [self.queue_rx.as_raw_fd(), worker_end.as_raw_fd()];
         let ctx = crate::worker::Inherit {
             slot,
@@ -283,7 +284,7 @@ impl Generation {
     }
 
     /// Retire workers beyond `desired`, newest first.
-    pub fn retire_extra(&mut self) {
+    pub fn retire_extra(&mut self, sb: &Scoreboard) {
         let mut live: Vec<(Instant, Pid)> = self
             .workers
             .iter()
@@ -293,6 +294,12 @@ impl Generation {
         live.sort();
         while live.len() > self.desired {
             let (_, pid) = live.pop().expect("non-empty");
+            // Still ready while it finishes, but no longer a peer that a
+            // worker past max_requests may leave the queue to
+            // (`worker::quota`).
+            if let Some(w) = self.workers.get(&pid) {
+                sb.slot(w.slot).leaving.store(1, Ordering::Release);
+            }
             self.retire(pid);
         }
     }
@@ -314,9 +321,12 @@ impl Generation {
         }
     }
 
-    /// Recycling without a gap: a worker that reached `max_requests` (or
-    /// its memory limit) says so on the scoreboard and keeps serving; a
-    /// replacement boots, and only when it is ready is the old one retired.
+    /// Recycling: a worker that reached `max_requests` (or its memory
+    /// limit) says so on the scoreboard; a replacement boots, and only when
+    /// it is ready is the old one retired. Past `max_requests` the old one
+    /// takes no more requests while another worker of this generation can
+    /// serve, and keeps serving (no gap) only when it is the last one
+    /// (`worker::quota`).
     pub fn recycle(&mut self, sb: &Scoreboard, slots: &mut [SlotUse]) -> Result<(), ArbiterError> {
         let pids: Vec<Pid> = self.workers.keys().copied().collect();
         for pid in pids {

@@ -526,11 +526,12 @@ impl Arbiter {
                 }
             }
             Event::FewerWorkers => {
+                let sb = self.scoreboard;
                 if let Some(g) = self.active() {
                     if g.desired > 1 {
                         g.desired -= 1;
                         info!(workers = g.desired, "TTOU: one worker less");
-                        g.retire_extra();
+                        g.retire_extra(&sb);
                     }
                 }
             }

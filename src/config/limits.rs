@@ -21,6 +21,8 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     /// Default 16 KiB. Larger heads: 431.
     pub max_header: usize,
+    /// Header field count, request line and field size (431 / 414 / 431).
+    pub head: super::head_limits::HeadLimits,
     /// Request bodies above this many bytes are spooled to a temporary
     /// file instead of memory. Key `limits.body_buffer`, default 1 MiB.
     pub body_buffer: usize,
@@ -83,6 +85,12 @@ pub struct LimitsSection {
     pub keepalive_requests: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    // Request-head limits: see `super::head_limits`.
+    pub max_header_fields: Option<u64>,
+    #[serde(default, deserialize_with = "limits_max_request_line")]
+    pub max_request_line: Option<u64>,
+    #[serde(default, deserialize_with = "limits_max_header_field")]
+    pub max_header_field: Option<u64>,
     pub temp_dir: Option<PathBuf>,
 }
 
@@ -91,6 +99,8 @@ keyed! {
     fn limits_client_header_timeout("limits.client_header_timeout") -> Duration = vde::duration;
     fn limits_client_body_timeout("limits.client_body_timeout") -> Duration = vde::duration;
     fn limits_max_header("limits.max_header") -> u64 = vde::size;
+    fn limits_max_request_line("limits.max_request_line") -> u64 = vde::size;
+    fn limits_max_header_field("limits.max_header_field") -> u64 = vde::size;
     fn limits_body_buffer("limits.body_buffer") -> u64 = vde::size;
     fn limits_response_buffer("limits.response_buffer") -> u64 = vde::size;
     fn limits_send_timeout("limits.send_timeout") -> Duration = vde::duration;
@@ -115,7 +125,10 @@ pub(super) fn build(ctx: &Ctx, f: &LimitsSection) -> Result<Limits, ConfigError>
             .file
             .invalid("limits.max_header", "must be at least 1KiB"));
     }
+    let head = super::head_limits::build(&f.into(), max_header)
+        .map_err(|(key, why)| ctx.file.invalid(key, why))?;
     Ok(Limits {
+        head,
         max_body: f.max_body.unwrap_or(10 << 20),
         client_header_timeout: nonzero(
             f.client_header_timeout,

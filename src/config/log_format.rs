@@ -121,7 +121,8 @@ pub enum LogPiece {
 /// The access log line format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessFormat {
-    /// nginx's `combined`.
+    /// nginx's `combined`, then the request id (as nginx users append
+    /// `$request_id`).
     Combined,
     /// One JSON object per line; its keys are the first name of each
     /// variable (`remote_addr`, `time`, `method`, ...).

@@ -79,6 +79,7 @@ pub mod de;
 pub mod file;
 pub mod flags;
 pub mod forwarded;
+pub mod head_limits;
 pub mod htpasswd;
 pub mod http2;
 pub mod limits;

@@ -141,6 +141,7 @@ impl Needs {
             AccessFormat::Combined => Needs {
                 referer: true,
                 user_agent: true,
+                request_id: true,
                 ..Needs::default()
             },
             AccessFormat::Json => Needs {
@@ -672,7 +673,15 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
             nginx_escape(out, header_bytes(&e.referer));
             out.extend_from_slice(b"\" \"");
             nginx_escape(out, header_bytes(&e.user_agent));
-            out.extend_from_slice(b"\"\n");
+            // nginx users append `$request_id`: the id the response carries.
+            out.extend_from_slice(b"\" ");
+            let id = header_bytes(&e.request_id);
+            if id.is_empty() {
+                out.push(b'-');
+            } else {
+                nginx_escape(out, id);
+            }
+            out.push(b'\n');
         }
         AccessFormat::Json => {
             out.extend_from_slice(b"{\"time\":\"");
@@ -862,7 +871,7 @@ mod tests {
     fn combined_line() {
         assert_eq!(
             line(&AccessFormat::Combined),
-            "10.1.2.3 - - [24/Nov/2026:04:11:34 +0000] \"POST /p\\x22a/th?q=1&x=\\x5C HTTP/1.1\" 201 12 \"-\" \"ua \\xFF\\x22x\"\n"
+            "10.1.2.3 - - [24/Nov/2026:04:11:34 +0000] \"POST /p\\x22a/th?q=1&x=\\x5C HTTP/1.1\" 201 12 \"-\" \"ua \\xFF\\x22x\" rid-1\n"
         );
     }
 

@@ -128,6 +128,8 @@ pub async fn handle(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
     let h2 = req.version() == Version::HTTP_2;
+    // Before the front adds its request id header.
+    let head_ok = super::head_limits::check(&req, &shared.config.limits.head);
     if h2 {
         conn.state
             .h2
@@ -157,14 +159,21 @@ pub async fn handle(
     );
     let mut route = route_kind(&shared, &client, req.uri().path());
     let http10 = req.version() == Version::HTTP_10;
-    let mut response = match settled.and_then(|_| check_host(&req)) {
+    let checked = settled
+        .map(|_| ())
+        .map_err(|why| (StatusCode::BAD_REQUEST, why))
+        .and(head_ok)
+        .and_then(|()| check_host(&req).map_err(|why| (StatusCode::BAD_REQUEST, why)));
+    let mut response = match checked {
         Ok(()) => route_request(&shared, &conn, &client, req).await,
-        Err(why) => {
+        Err((status, why)) => {
             debug!(client = %client.addr, peer = %conn.peer, request_id = request_id.to_str().unwrap_or("-"), why, "bad request");
             route = Route::Front;
-            let mut r = respond::error(StatusCode::BAD_REQUEST);
-            r.headers_mut()
-                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            let mut r = respond::error(status);
+            if !h2 {
+                r.headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             r
         }
     };

@@ -10,6 +10,7 @@ mod buffer;
 mod client;
 pub mod compress;
 mod conn;
+mod head_limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy_protocol;
@@ -515,6 +516,12 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_buf_size(config.limits.max_header.max(8192))
         .title_case_headers(true)
         .keep_alive(true);
+    // limits.max_header_fields: hyper answers 431 past it. Its default
+    // (100) keeps the parser's field array on the stack; another value
+    // costs a heap allocation per request head (hyper's docs: ~5%).
+    if config.limits.head.max_fields != 100 {
+        b.http1().max_headers(config.limits.head.max_fields);
+    }
     // Explicit, not hyper's defaults (which "may change"): see [http2].
     let h2 = &config.http2;
     b.http2()

@@ -7,7 +7,11 @@
 //!   arrives, the head must be complete within it (slowloris), or the
 //!   connection is dropped;
 //! - `send_timeout`: a client that accepts no bytes for this long while a
-//!   response is being written is dropped.
+//!   response is being written is dropped. Over HTTP/2 a client can also
+//!   stall responses without stalling the socket, by never opening its
+//!   flow-control window: then no response body has been pulled by hyper
+//!   for `send_timeout` while one waits to be ([`ConnState::h2_unpulled`]),
+//!   and the connection is dropped too (hyper has no such limit).
 //!
 //! "Between requests" is known from [`ConnState::active`], which the
 //! service raises while it handles a request and lowers when the response
@@ -28,12 +32,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::ipc::scoreboard::now_ms;
 
 /// What the service tells the socket about one connection.
 #[derive(Default)]
@@ -45,6 +51,14 @@ pub struct ConnState {
     /// The connection speaks HTTP/2: bytes between requests (PING,
     /// SETTINGS) are not the start of a head, so only the idle limit applies.
     pub h2: std::sync::atomic::AtomicBool,
+    /// HTTP/2: response bodies that handed hyper data and have not been
+    /// polled again since (waiting for the client's window).
+    pub h2_unpulled: AtomicUsize,
+    /// HTTP/2: when hyper last polled a response body ([`now_ms`]).
+    pub h2_last_pull_ms: AtomicU64,
+    /// HTTP/2: the connection task, woken when a body starts waiting so
+    /// that the stall timer is armed.
+    h2_reader: Mutex<Option<Waker>>,
 }
 
 /// Drop guard: a request is in progress on its connection until this is
@@ -81,6 +95,8 @@ enum ReadTimer {
     HeadStarted,
     /// A head has started arriving and stalled at least once.
     Head,
+    /// HTTP/2: a response body waits for the client's flow-control window.
+    Stall,
 }
 
 pub struct TimedIo<T> {
@@ -121,7 +137,9 @@ impl<T> TimedIo<T> {
         let d = match kind {
             ReadTimer::Idle => self.timeouts.keepalive,
             ReadTimer::Head => self.timeouts.header,
-            ReadTimer::Off | ReadTimer::HeadStarted => unreachable!("not a timer"),
+            ReadTimer::Off | ReadTimer::HeadStarted | ReadTimer::Stall => {
+                unreachable!("not armed here")
+            }
         };
         self.read_deadline = Instant::now() + d;
         // A sleep that fires later than the deadline would be too late; one
@@ -131,6 +149,44 @@ impl<T> TimedIo<T> {
             self.read_sleep.as_mut().reset(deadline);
         }
         self.read_timer = kind;
+    }
+
+    /// HTTP/2 within requests: error once no response body has been
+    /// pulled for `send_timeout` while one waits to be; else a wake-up at
+    /// that moment.
+    fn h2_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut w = self
+                .state
+                .h2_reader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        if self.state.h2_unpulled.load(Ordering::Acquire) == 0 {
+            self.read_timer = ReadTimer::Off;
+            return Poll::Pending;
+        }
+        let last = self.state.h2_last_pull_ms.load(Ordering::Acquire);
+        let stalled = Duration::from_millis(now_ms().saturating_sub(last));
+        let Some(left) = self
+            .timeouts
+            .send
+            .checked_sub(stalled)
+            .filter(|l| !l.is_zero())
+        else {
+            return Poll::Ready(Err(timed_out("send_timeout (HTTP/2 flow control)")));
+        };
+        self.read_timer = ReadTimer::Stall;
+        self.read_deadline = Instant::now() + left;
+        let deadline = self.read_deadline;
+        self.read_sleep.as_mut().reset(deadline);
+        if self.read_sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(timed_out("send_timeout (HTTP/2 flow control)")));
+        }
+        Poll::Pending
     }
 
     /// Has the running read timer expired? Registers for a wake-up at its
@@ -188,7 +244,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                             }
                         }
                         ReadTimer::HeadStarted => {}
-                        ReadTimer::Off | ReadTimer::Idle => {
+                        ReadTimer::Off | ReadTimer::Idle | ReadTimer::Stall => {
                             this.read_timer = ReadTimer::HeadStarted;
                             this.head_of = this.state.requests.load(Ordering::Relaxed);
                         }
@@ -199,11 +255,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 if !idle {
+                    if this.state.h2.load(Ordering::Relaxed) {
+                        return this.h2_stall(cx);
+                    }
                     this.read_timer = ReadTimer::Off;
                     return Poll::Pending;
                 }
                 match this.read_timer {
-                    ReadTimer::Off => this.arm_read(ReadTimer::Idle),
+                    ReadTimer::Off | ReadTimer::Stall => this.arm_read(ReadTimer::Idle),
                     ReadTimer::HeadStarted => this.arm_read(ReadTimer::Head),
                     ReadTimer::Idle | ReadTimer::Head => {}
                 }
@@ -280,14 +339,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 /// connection until the body is finished or dropped.
 pub struct Guarded<B> {
     inner: B,
-    _active: Active,
+    active: Active,
+    /// HTTP/2: this body handed hyper data and was not polled since
+    /// (counted in [`ConnState::h2_unpulled`]).
+    unpulled: bool,
 }
 
 impl<B> Guarded<B> {
     pub fn new(inner: B, active: Active) -> Self {
         Guarded {
             inner,
-            _active: active,
+            active,
+            unpulled: false,
+        }
+    }
+}
+
+impl<B> Drop for Guarded<B> {
+    fn drop(&mut self) {
+        if self.unpulled {
+            self.active.0.h2_unpulled.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -300,7 +371,30 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let state = &this.active.0;
+        if !state.h2.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        if this.unpulled {
+            this.unpulled = false;
+            state.h2_unpulled.fetch_sub(1, Ordering::AcqRel);
+        }
+        state.h2_last_pull_ms.store(now_ms(), Ordering::Release);
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if f.is_data() {
+                this.unpulled = true;
+                if state.h2_unpulled.fetch_add(1, Ordering::AcqRel) == 0 {
+                    // The connection task arms the stall timer.
+                    let w = state.h2_reader.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(w) = w.as_ref() {
+                        w.wake_by_ref();
+                    }
+                }
+            }
+        }
+        r
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()

@@ -327,3 +327,44 @@ pub async fn relay(
         }
     }
 }
+
+impl crate::fuzz_support::WsHandshake {
+    /// Fuzz entry: the bytes are a method byte, a version byte, then
+    /// header lines `name:value` separated by `\n`. An accepted HTTP/1.1
+    /// handshake must carry a non-empty key and the upgrade tokens.
+    pub fn run(data: &[u8]) {
+        let Some((&[m, v], rest)) = data.split_first_chunk::<2>() else {
+            return;
+        };
+        let mut b = http::Request::builder()
+            .method(match m % 3 {
+                0 => Method::GET,
+                1 => Method::CONNECT,
+                _ => Method::POST,
+            })
+            .version(match v % 3 {
+                0 => Version::HTTP_11,
+                1 => Version::HTTP_2,
+                _ => Version::HTTP_10,
+            });
+        for line in rest.split(|&c| c == b'\n') {
+            let Some(colon) = line.iter().position(|&c| c == b':') else {
+                continue;
+            };
+            let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(&line[colon + 1..]),
+            ) else {
+                continue;
+            };
+            b = b.header(name, value);
+        }
+        let Ok(req) = b.body(()) else { return };
+        let (parts, ()) = req.into_parts();
+        if let Some(Handshake::Upgrade(key)) = handshake(&parts) {
+            assert!(!key.is_empty());
+            assert_eq!(parts.method, Method::GET);
+            assert!(parts.headers.contains_key(header::UPGRADE));
+        }
+    }
+}

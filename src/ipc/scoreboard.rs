@@ -160,6 +160,13 @@ pub struct Slot {
     pub timed_out: AtomicU32,
     /// `RETIRE_*`: why the worker asked to be replaced.
     pub retire_reason: AtomicU32,
+    /// The generation the worker belongs to (set by the arbiter before the
+    /// fork): workers past `max_requests` look for peers of their own
+    /// generation (`worker::quota`).
+    pub generation: AtomicU32,
+    /// Set to 1 by the arbiter when it tells the worker to leave (TERM):
+    /// still ready for a moment, but no longer a peer that can serve.
+    pub leaving: AtomicU32,
     /// Requests completed by this worker.
     pub served: AtomicU64,
     pub threads: [ThreadEntry; MAX_THREADS],
@@ -175,6 +182,8 @@ impl Slot {
         self.pid.store(0, Ordering::Relaxed);
         self.timed_out.store(0, Ordering::Relaxed);
         self.retire_reason.store(0, Ordering::Relaxed);
+        self.generation.store(0, Ordering::Relaxed);
+        self.leaving.store(0, Ordering::Relaxed);
         self.served.store(0, Ordering::Relaxed);
         for t in &self.threads {
             t.request.store(0, Ordering::Relaxed);

@@ -15,6 +15,7 @@ mod environ;
 mod errors;
 mod output;
 mod python;
+mod quota;
 mod wsgi;
 
 pub use python::describe as python_description;
@@ -280,6 +281,7 @@ pub fn run(ctx: Inherit) -> i32 {
         slot: ctx.slot,
         max_datagram: max_datagram(&ctx.config),
         limit,
+        quota: quota::Quota::new(limit),
         max_memory: app.max_worker_memory,
         queue_timeout_ms: app.queue_timeout.as_millis() as u64,
         queue_wait,
@@ -316,8 +318,11 @@ fn finish(hooks: Option<&python::Hooks>, loaded: &Loaded) -> i32 {
 }
 
 /// Count a finished request; past `max_requests` (`limit`) or
-/// `max_worker_memory`, ask the arbiter for a replacement. The worker
-/// keeps serving until it arrives and TERM comes: capacity never drops.
+/// `max_worker_memory`, ask the arbiter for a replacement. Past
+/// `max_requests` the worker takes no more requests while another worker
+/// serves ([`quota`]); the last worker that can serve keeps serving until
+/// its replacement is ready and TERM comes, so capacity never drops to
+/// zero.
 fn count_served(slot: &scoreboard::Slot, limit: u64, max_memory: u64) {
     let served = slot.served.fetch_add(1, Ordering::Relaxed) + 1;
     if limit != 0 && served == limit {
@@ -476,6 +481,8 @@ struct Shared {
     max_datagram: usize,
     /// Requests after which this worker retires (0 = never).
     limit: u64,
+    /// Requests this worker may still take (`max_requests`, exactly).
+    quota: quota::Quota,
     /// RSS in bytes past which this worker retires (0 = no limit).
     max_memory: u64,
     /// `app.queue_timeout` in milliseconds.
@@ -506,6 +513,8 @@ fn serve(shared: &Shared, thread: usize) {
     let mut buf = vec![0u8; shared.max_datagram];
     let slot = shared.scoreboard.slot(shared.slot);
     let entry = &slot.threads[thread];
+    // `max_requests`: a thread reserves its next request before it waits.
+    let mut ticket = None;
     Python::attach(|py| {
         while !stopping() {
             if let Some(frame) = &shared.announce {
@@ -520,13 +529,41 @@ fn serve(shared: &Shared, thread: usize) {
                     shared.out.write(py, frame);
                 }
             }
-            let got = py.detach(|| take_request(shared.queue.as_fd(), &mut buf));
+            if ticket.is_none() {
+                ticket = shared.quota.reserve(&shared.scoreboard, shared.slot);
+                if ticket.is_none() {
+                    // Past max_requests, and another worker serves: take
+                    // nothing more; the arbiter replaces this one.
+                    py.detach(|| std::thread::sleep(quota::RECHECK));
+                    continue;
+                }
+            }
+            let overrun = ticket == Some(quota::Ticket::Overrun);
+            let got = if overrun {
+                // Whether this is still the last worker is asked again
+                // after a short wait: a replacement may be ready by then.
+                ticket = None;
+                py.detach(|| take_request_within(shared.queue.as_fd(), &mut buf, quota::RECHECK))
+            } else {
+                py.detach(|| take_request(shared.queue.as_fd(), &mut buf))
+            };
             let received = match got {
                 Ok(r) if r.len == 0 => {
                     error!("request queue closed");
                     break;
                 }
-                Ok(r) => r,
+                Ok(r) => {
+                    if overrun {
+                        tracing::debug!(
+                            "past max_requests, but the last worker that can serve: one more request"
+                        );
+                    }
+                    if ticket == Some(quota::Ticket::Counted) {
+                        shared.quota.used();
+                    }
+                    ticket = None;
+                    r
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -611,6 +648,25 @@ fn take_request(
         other => return other,
     }
     fdpass::recv(queue, buf, MsgFlags::empty())
+}
+
+/// Take the next request if one comes within `wait` (`WouldBlock` if
+/// none): for a worker past `max_requests` that must look again soon
+/// whether it is still the last one serving. `poll` wakes every such
+/// waiter, and the one whose `recv` comes first gets the request.
+fn take_request_within(
+    queue: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    wait: Duration,
+) -> io::Result<fdpass::Received> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(queue, PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, ms) {
+        Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+        Ok(_) => fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Log why a request datagram was refused; the id to answer 500, if any.

@@ -427,6 +427,98 @@ pub(crate) fn content_type(name: &std::path::Path) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
+impl crate::fuzz_support::StaticPlan {
+    /// Fuzz entry: 8 bytes of file length, 8 of mtime seconds, then the
+    /// values of `Range`, `If-Range`, `If-Match`, `If-None-Match`,
+    /// `If-Modified-Since` and `If-Unmodified-Since`, separated by `\n`.
+    /// Checks: parsed ranges lie inside the file and never add up to more
+    /// than it; the plan's status and body agree with each other.
+    pub fn run(data: &[u8]) {
+        let Some((head, rest)) = data.split_first_chunk::<16>() else {
+            return;
+        };
+        let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) % (1 << 40);
+        let secs = u64::from_le_bytes(head[8..].try_into().expect("8 bytes")) % (1 << 34);
+        let mut values = rest.split(|&c| c == b'\n');
+        let range_value = values.next().unwrap_or_default();
+        match range::parse(range_value, len) {
+            Ranges::Ignore | Ranges::Unsatisfiable => {}
+            Ranges::Spans(spans) => {
+                assert!(!spans.is_empty() && spans.len() <= range::MAX_RANGES);
+                let mut total = 0u64;
+                for s in &spans {
+                    assert!(
+                        s.len > 0 && s.start < len && s.end() < len,
+                        "{s:?} of {len}"
+                    );
+                    total += s.len;
+                }
+                assert!(total <= len, "{total} bytes asked of a {len}-byte file");
+            }
+        }
+        let mut headers = HeaderMap::new();
+        for name in [
+            RANGE,
+            IF_RANGE,
+            IF_MATCH,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_UNMODIFIED_SINCE,
+        ] {
+            let value = if name == RANGE {
+                Some(range_value)
+            } else {
+                values.next()
+            };
+            if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(v).ok()) {
+                headers.insert(name, v);
+            }
+        }
+        let info = FileInfo {
+            len,
+            mtime: Some(UNIX_EPOCH + Duration::from_secs(secs)),
+        };
+        let etag = info.etag().and_then(|e| HeaderValue::from_str(&e).ok());
+        let last_modified = info.last_modified();
+        let content_type = HeaderValue::from_static("text/plain");
+        let rep = Rep {
+            info,
+            etag: etag.as_ref(),
+            last_modified: last_modified.as_ref(),
+            content_type: &content_type,
+            encoding: None,
+            ranges: true,
+        };
+        let plan = plan(
+            &rep,
+            &Preconditions::from_headers(&headers),
+            &HeaderMap::new(),
+        );
+        match (&plan.status, &plan.body) {
+            (&StatusCode::OK, BodyPlan::Whole { len: l }) => assert_eq!(*l, len),
+            (&StatusCode::PARTIAL_CONTENT, BodyPlan::Span(s)) => {
+                assert!(s.len > 0 && s.end() < len);
+            }
+            (&StatusCode::PARTIAL_CONTENT, BodyPlan::Multi(m)) => {
+                let sum: u64 = m
+                    .parts
+                    .iter()
+                    .map(|(pre, s)| pre.len() as u64 + s.len)
+                    .sum::<u64>()
+                    + m.tail.len() as u64;
+                assert_eq!(sum, m.len);
+                assert!(m.parts.iter().all(|(_, s)| s.end() < len));
+            }
+            (&StatusCode::NOT_MODIFIED, BodyPlan::None) => {}
+            (
+                &StatusCode::PRECONDITION_FAILED | &StatusCode::RANGE_NOT_SATISFIABLE,
+                BodyPlan::ErrorPage,
+            ) => {}
+            (status, body) => panic!("{status} with {body:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,3 +306,63 @@ proptest! {
         prop_assert_eq!(f, Frame::Body(id, &data[..]));
     }
 }
+
+/// Writes the seed corpus of the `wire` fuzz target (`fuzz/`):
+/// `cargo test --lib write_fuzz_seeds -- --ignored`. One file per
+/// frame kind, plus a whole request datagram.
+#[test]
+#[ignore = "writes fuzz/corpus/wire; run by hand"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/wire");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut one = |name, f: &dyn Fn(&mut Vec<u8>)| {
+        // The target's first byte picks the length bound: 2 = none.
+        let mut out = vec![2u8];
+        f(&mut out);
+        seeds.push((name, out));
+    };
+    one("request", &|o| {
+        encode_request_head(o, 7, &sample_head()).unwrap();
+        encode_body(o, 7, b"hello");
+        encode_end(o, 7);
+    });
+    one("response", &|o| {
+        encode_response_head(
+            o,
+            7,
+            200,
+            [(&b"content-type"[..], &b"text/plain"[..])].into_iter(),
+        )
+        .unwrap();
+        encode_body(o, 7, b"hi");
+        encode_end(o, 7);
+    });
+    one("file", &|o| {
+        encode_file(
+            o,
+            3,
+            FileSpan {
+                offset: 10,
+                len: 20,
+            },
+        )
+    });
+    one("routes", &|o| {
+        encode_static_routes(o, &[(b"/static/", b"/srv/static")]).unwrap()
+    });
+    one("control", &|o| {
+        encode_pull(o, 1);
+        encode_disconnect(o, 2);
+        encode_abort(o, 3, "gone");
+    });
+    one("websocket", &|o| {
+        encode_ws_accept(o, 9, b"chat", [(&b"x-a"[..], &b"1"[..])].into_iter()).unwrap();
+        encode_ws_message(o, 9, WsKind::Text, b"hello");
+        encode_ws_message(o, 9, WsKind::Binary, &[0, 1, 2]);
+        encode_ws_close(o, 9, 1000, "bye");
+    });
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}

@@ -425,7 +425,13 @@ class Server:
             return
         loop = self.loop
         cycles = self.cycles
-        for id, slot, ws, scope, body, length, rid in self.io.take(room):
+        taken = self.io.take(room)
+        if not taken and self.io.spent():
+            # max_requests reached and another worker serves: read the
+            # queue no more (the heartbeat asks again).
+            self.pause()
+            return
+        for id, slot, ws, scope, body, length, rid in taken:
             if ws:
                 c = WebSocket(self, id, slot, scope, rid)
             else:
@@ -476,6 +482,10 @@ class Server:
             if not self.stopping.done():
                 self.stopping.set_result(None)
         else:
+            if (not self.reading and len(self.cycles) < self.max
+                    and not self.io.spent()):
+                # Paused past max_requests: the last worker serves again.
+                self.resume()
             now = time.monotonic()
             limit = self.timeout
             for c in self.cycles.values():

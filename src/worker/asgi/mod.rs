@@ -123,6 +123,7 @@ pub fn run(w: Worker<'_>) -> i32 {
             queue_timeout_ms: app_cfg.queue_timeout.as_millis() as u64,
             queue_wait: w.queue_wait,
             limit: super::recycle_after(w.config),
+            quota: super::quota::Quota::new(super::recycle_after(w.config)),
             max_memory: app_cfg.max_worker_memory,
             announce: w.announce,
             announced_ms: scoreboard::now_ms(),
@@ -225,6 +226,8 @@ pub struct Io {
     queue_wait: Option<&'static crate::ipc::stats::Histogram>,
     /// Requests after which this worker retires (0 = never).
     limit: u64,
+    /// Requests this worker may still take (`max_requests`, exactly).
+    quota: super::quota::Quota,
     max_memory: u64,
     announce: Option<Vec<u8>>,
     announced_ms: u64,
@@ -288,13 +291,22 @@ impl Io {
     /// Every request waiting in the queue, up to `room`.
     fn take<'py>(&mut self, py: Python<'py>, room: usize) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        let room = room.min(self.free.len());
+        let room = self
+            .quota
+            .room(room.min(self.free.len()), &self.scoreboard, self.slot);
         let mut taken = 0;
         // Out of `self` while requests borrow from it.
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.take_into(py, &mut buf, room, &list, &mut taken);
         self.buf = buf;
+        self.quota.took(taken);
         r.map(|()| list)
+    }
+
+    /// Past `max_requests` with another worker serving: the loop stops
+    /// reading the queue (asked again on each heartbeat).
+    fn spent(&self) -> bool {
+        self.quota.spent(&self.scoreboard, self.slot)
     }
     /// What the front sent since the last call: `(id, kind, a, b)` with
     /// kind 0 (client gone), 1 (WebSocket message `a`: str or bytes), 2
