@@ -81,6 +81,8 @@ pub struct TlsSection {
     /// `[[tls.certs]]`: more certificates, chosen by SNI.
     #[serde(default)]
     pub certs: Vec<TlsCertSection>,
+    /// `[tls.acme]` (its own module: [`super::acme`]).
+    pub acme: Option<super::acme::AcmeSection>,
 }
 
 /// One `[[tls.certs]]` entry.

@@ -813,12 +813,23 @@ fn build_listeners(
         "tls.key",
     )?;
     let certs = build_tls_certs(ctx, ftls.map(|t| t.certs.as_slice()).unwrap_or_default())?;
+    let has_plain = plain.as_ref().is_some_and(|p| !p.is_empty());
+    let acme = match ftls.and_then(|t| t.acme.as_ref()) {
+        Some(a) => Some(super::acme::build(
+            &ctx.file.name,
+            &ctx.file.base,
+            a,
+            has_plain,
+        )?),
+        None => None,
+    };
     let (cert, key) = match (cert, key) {
         (Some(cert), Some(key)) => (cert, key),
         // No top-level pair: the first [[tls.certs]] entry is the default.
         (None, None) if !certs.is_empty() => (certs[0].cert.clone(), certs[0].key.clone()),
+        // [tls.acme]: the front obtains the default certificate.
         // --dev: `load` makes a self-signed localhost certificate.
-        (None, None) if ov.dev => (PathBuf::new(), PathBuf::new()),
+        (None, None) if acme.is_some() || ov.dev => (PathBuf::new(), PathBuf::new()),
         (None, _) => return Err(missing_tls(ctx, ftls.is_some(), "--certfile", "tls.cert")),
         (_, None) => return Err(missing_tls(ctx, ftls.is_some(), "--keyfile", "tls.key")),
     };
@@ -868,6 +879,7 @@ fn build_listeners(
                 Some(n) => n,
                 None => 256,
             },
+            acme,
             loaded: None,
         }),
     ))

@@ -9,6 +9,7 @@
 //! # Defaults
 //! Each field documents its default, which is also what SPEC.md states.
 
+pub mod acme;
 pub mod file;
 pub mod log_format;
 pub mod merge;
@@ -116,6 +117,10 @@ pub struct Tls {
     /// `handshake_timeout`, then they are dropped). Key
     /// `tls.max_handshakes`, default 256.
     pub max_handshakes: usize,
+    /// `[tls.acme]`: certificates obtained by edge (see [`acme`]). Without
+    /// `cert`/`key` (and `[[tls.certs]]`), `cert` and `key` are empty and
+    /// the ACME certificate is the default one.
+    pub acme: Option<acme::Acme>,
     /// The certificates and keys, read and checked by [`load`]; `None`
     /// only inside the merge step.
     pub loaded: Option<tls::Certs>,

@@ -197,6 +197,12 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    // ACME http-01 on plain listeners, before everything else.
+    if let (false, Some(acme)) = (conn.tls, &shared.acme) {
+        if let Some(r) = acme.http01(req.uri().path()).await {
+            return r;
+        }
+    }
     // The health check answers on every listener, before any redirect.
     if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);

@@ -24,6 +24,7 @@
 //! | `edge_worker_restarts_total` | counter | `reason` (crash, timeout, max_requests, memory, reload) |
 //! | `edge_request_body_spills_total` | counter | |
 //! | `edge_access_log_dropped_total` | counter | |
+//! | `edge_tls_certificate_expiry_timestamp_seconds` | gauge | `source` (acme); only with `[tls.acme]` and a certificate |
 //! | `edge_build_info` | gauge | `version` |
 
 use std::convert::Infallible;
@@ -53,6 +54,8 @@ static STATE: OnceLock<State> = OnceLock::new();
 static OPEN_CONNECTIONS: AtomicI64 = AtomicI64::new(0);
 /// Requests handed to the workers whose response head has not come yet.
 static AWAITING_APP: AtomicI64 = AtomicI64::new(0);
+/// The ACME certificate's `notAfter` (Unix seconds); 0 = none yet.
+static ACME_EXPIRY: AtomicI64 = AtomicI64::new(0);
 /// Scoreboard slots whose worker channel this front holds (a bitmap).
 static SLOTS: [AtomicU64; MAX_SLOTS / 64] = [const { AtomicU64::new(0) }; MAX_SLOTS / 64];
 
@@ -102,6 +105,11 @@ pub fn tls_handshake(ok: bool) {
             s.tls_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The ACME certificate now served expires at `not_after` (Unix seconds).
+pub fn acme_certificate(not_after: i64) {
+    ACME_EXPIRY.store(not_after, Ordering::Relaxed);
 }
 
 /// A request body went to a temporary file.
@@ -333,6 +341,19 @@ pub fn render() -> String {
         "Access log lines dropped because the writer fell behind.",
         s.access_log_dropped.load(Ordering::Relaxed),
     );
+    let expiry = ACME_EXPIRY.load(Ordering::Relaxed);
+    if expiry != 0 {
+        header(
+            &mut out,
+            "edge_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the served certificate expires (Unix time), by where it came from.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_tls_certificate_expiry_timestamp_seconds{{source=\"acme\"}} {expiry}"
+        );
+    }
     header(&mut out, "edge_build_info", "gauge", "edge's version.");
     let _ = writeln!(
         out,
