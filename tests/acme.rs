@@ -287,15 +287,19 @@ fn http01_issuance_then_restart_without_the_ca() {
     need_pebble!("http01_issuance_then_restart_without_the_ca");
     let state = tempfile::tempdir().unwrap();
     let storage = state.path().join("acme");
-    let conf = Conf::new("pid_app");
+    let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     let metrics_port = free_port();
     let pebble = Pebble::start(conf.port, tls_port);
+    // The config names a copy of pebble's HTTPS root: the restart below
+    // runs after pebble and its files are gone.
+    let pebble_ca = state.path().join("pebble-ca.pem");
+    std::fs::copy(&pebble.ca_path, &pebble_ca).unwrap();
     let tail = acme_tail(
         tls_port,
         "redirect_http = true",
         &pebble.directory,
-        Some(&pebble.ca_path),
+        Some(&pebble_ca),
         &storage,
         &["a.edge.test", "b.edge.test"],
         "http-01",
@@ -405,7 +409,7 @@ fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
     let (other_cert, other_key) = own
         .issue(&["other.edge.test"], 5)
         .write(state.path(), "other");
-    let conf = Conf::new("pid_app");
+    let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     // http-01 would go to a closed port: only tls-alpn-01 can succeed.
     let pebble = Pebble::start(free_port(), tls_port);
@@ -474,7 +478,7 @@ fn renewal_under_load_drops_nothing() {
     let own = Ca::new();
     // Lifetime 180 s, 150 s gone: past 2/3, still valid for 30 s.
     let old = store_cert(&own, &storage, &["load.edge.test"], -150, 30);
-    let conf = Conf::new("pid_app").workers(2);
+    let conf = Conf::new("pid_app:app").workers(2);
     let tls_port = free_port();
     let pebble = Pebble::start(conf.port, tls_port);
     let conf = conf.tail(&acme_tail(
@@ -487,7 +491,14 @@ fn renewal_under_load_drops_nothing() {
         "http-01",
     ));
     let mut edge = Edge::start(&conf);
-    let any_cert = t::client_config(None, &[], &[b"http/1.1"]);
+    let resuming = t::client_config(None, &[], &[b"http/1.1"]);
+    // Full handshakes only: a resumed TLS session reports the certificate
+    // of the session it resumes, not the one served now.
+    let any_cert = {
+        let mut c = (*resuming).clone();
+        c.resumption = rustls::client::Resumption::disabled();
+        Arc::new(c)
+    };
     // One keep-alive connection opened on the old certificate.
     let mut kept = t::connect(tls_port, "load.edge.test", any_cert.clone()).expect("connect");
     assert_eq!(
@@ -498,10 +509,11 @@ fn renewal_under_load_drops_nothing() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let loaders: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, ok, failed, cfg) =
-                (stop.clone(), ok.clone(), failed.clone(), any_cert.clone());
+    // One loader with full handshakes, one resuming sessions.
+    let loaders: Vec<_> = [any_cert.clone(), resuming.clone()]
+        .into_iter()
+        .map(|cfg| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             std::thread::spawn(move || {
                 let mut errors = Vec::new();
                 let deadline = Instant::now() + Duration::from_secs(90);
@@ -577,7 +589,7 @@ fn refusing_ca_keeps_the_old_certificate() {
     let own = Ca::new();
     let own_ca = own.write(state.path());
     store_cert(&own, &storage, &["refused.edge.test"], -300, 60);
-    let conf = Conf::new("pid_app");
+    let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     let pebble = Pebble::start(free_port(), tls_port);
     let conf = conf.tail(&acme_tail(
@@ -616,7 +628,7 @@ fn unreachable_directory_keeps_the_old_certificate() {
     let storage = state.path().join("acme");
     let own = Ca::new();
     let old = store_cert(&own, &storage, &["down.edge.test"], -300, 60);
-    let conf = Conf::new("pid_app");
+    let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     let directory = format!("https://127.0.0.1:{}/dir", free_port());
     let conf = conf.tail(&acme_tail(
@@ -653,7 +665,7 @@ fn check_validates_acme_without_the_ca() {
     let storage = state.path().join("store");
     let unreachable = format!("https://127.0.0.1:{}/dir", free_port());
     let tail = |domains: &[&str], extra: &str| {
-        Conf::new("pid_app")
+        Conf::new("pid_app:app")
             .tail(
                 &(acme_tail(
                     free_port(),
@@ -689,7 +701,7 @@ fn check_validates_acme_without_the_ca() {
     // A `ca` that is not a certificate.
     let junk = state.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let text = Conf::new("pid_app")
+    let text = Conf::new("pid_app:app")
         .tail(&acme_tail(
             free_port(),
             "",
