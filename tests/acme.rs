@@ -365,6 +365,31 @@ fn http01_issuance_then_restart_without_the_ca() {
         .as_secs();
     assert!(expiry.parse::<u64>().unwrap() > now + 86400, "{expiry}");
 
+    // HUP: the new front reads the stored certificate; nobody orders again.
+    edge.signal(Signal::SIGHUP);
+    wait_log(
+        &edge,
+        "reload complete",
+        Duration::from_secs(30),
+        Some(&pebble),
+    );
+    let logs = edge.logs();
+    assert_eq!(
+        logs.matches("ACME: serving the stored certificate").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("ACME: ordering a certificate").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        curl_status("a.edge.test", tls_port, &pebble.root_path, 10),
+        Ok("200".to_string()),
+        "{logs}"
+    );
+
     edge.signal(Signal::SIGTERM);
     assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
     // pebble's root is gone with pebble: keep a copy for curl.

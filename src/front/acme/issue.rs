@@ -3,12 +3,17 @@
 //! with a fresh key, download the chain, store it. The caller holds the
 //! storage lock.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use tracing::info;
 
 use super::store::{self, Store, Stored};
@@ -162,12 +167,7 @@ async fn order(
 /// The account for this directory: from storage, else created once and
 /// stored (the account key never changes after that).
 async fn account(config: &AcmeConfig, store: &Store) -> Result<Account, String> {
-    let builder = || match &config.ca {
-        Some(ca) => {
-            Account::builder_with_root(ca).map_err(|e| format!("tls.acme.ca {}: {e}", ca.display()))
-        }
-        None => Account::builder().map_err(|e| format!("HTTPS client: {e}")),
-    };
+    let builder = || http_client(config.ca.as_deref());
     let saved = store
         .read_account(&config.directory)
         .map_err(|e| format!("{}: {e}", store.account_path(&config.directory).display()))?;
@@ -203,6 +203,41 @@ async fn account(config: &AcmeConfig, store: &Store) -> Result<Account, String> 
         .map_err(|e| format!("{}: {e}", store.account_path(&config.directory).display()))?;
     info!(account = account.id(), "ACME: account created and stored");
     Ok(account)
+}
+
+/// The HTTPS client that talks to the directory: the system's roots
+/// (rustls-platform-verifier, as instant-acme's default client) plus the
+/// certificates of `tls.acme.ca`.
+fn http_client(ca: Option<&Path>) -> Result<AccountBuilder, String> {
+    let extra = match ca {
+        None => Vec::new(),
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("tls.acme.ca {}: cannot read: {e}", path.display()))?;
+            CertificateDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls.acme.ca {}: {e}", path.display()))?
+        }
+    };
+    let provider = crate::config::tls::provider();
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("HTTPS client (system roots + tls.acme.ca): {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("HTTPS client: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, BodyWrapper<Bytes>>(https);
+    Ok(Account::builder_with_http(Box::new(client)))
 }
 
 /// The CA's reason for an invalid order: the first challenge error of
