@@ -385,6 +385,41 @@ mod tests {
         assert!(m.contains("not a folder"), "{m}");
     }
 
+    /// The whole pipeline (file, merge, certificate loading): `[tls.acme]`
+    /// stands in for `tls.cert`, and keys inside it are checked.
+    #[test]
+    fn hooked_into_the_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = tmp.path().join("site.toml");
+            fs::write(&path, text).unwrap();
+            super::super::load(Some(&path), &super::super::Overrides::default())
+        };
+        let head = "[server]\nlisten = [\"127.0.0.1:8080\"]\n[app]\nmodule = \"m:app\"\n\
+                    [tls]\nlisten = [\"127.0.0.1:8443\"]\n";
+        let cfg = load(&format!("{head}[tls.acme]\ndomains = [\"a.test\"]\n")).unwrap();
+        let tls = cfg.tls.unwrap();
+        let acme = tls.acme.unwrap();
+        assert_eq!(acme.domains, ["a.test"]);
+        assert_eq!(acme.storage, tmp.path().join("acme"));
+        assert!(tls.loaded.unwrap().default.is_none());
+        // Unknown key inside the table: named, with its line.
+        let e = load(&format!(
+            "{head}[tls.acme]\ndomains = [\"a.test\"]\ndomain = 1\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `domain`") && e.contains("line 9"), "{e}");
+        // Without [tls.acme], [tls] still needs a certificate.
+        let e = load(head).unwrap_err().to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+        // http-01 without a plain listener.
+        let e = load("[app]\nmodule = \"m:app\"\n[tls]\n[tls.acme]\ndomains = [\"a.test\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.acme.challenge"), "{e}");
+    }
+
     #[test]
     fn full_table() {
         let tmp = tempfile::tempdir().unwrap();

@@ -71,7 +71,9 @@ fn id_of(headers: &http::HeaderMap) -> &str {
 
 /// Who will answer `path` (the same decisions as [`route_request`]).
 fn route_kind(shared: &Shared, conn: &ConnInfo, path: &str) -> Route {
-    if shared.config.server.health.as_deref() == Some(path) {
+    if !conn.tls && shared.acme.as_ref().is_some_and(|a| a.is_http01(path)) {
+        Route::Front
+    } else if shared.config.server.health.as_deref() == Some(path) {
         Route::Health
     } else if !conn.tls && shared.redirect_https.is_some() {
         Route::Redirect

@@ -246,14 +246,19 @@ impl Acme {
         Ok(())
     }
 
+    /// Whether `path` on a plain listener is an http-01 validation.
+    pub fn is_http01(&self, path: &str) -> bool {
+        self.config.challenge == Challenge::Http01 && path.starts_with(HTTP01_PREFIX)
+    }
+
     /// http-01: the answer to `GET /.well-known/acme-challenge/TOKEN` on a
     /// plain listener, before any route, redirect or auth. `None` for
     /// every other path (and with tls-alpn-01).
     pub async fn http01(&self, path: &str) -> Option<Response<ResponseBody>> {
-        if self.config.challenge != Challenge::Http01 {
+        if !self.is_http01(path) {
             return None;
         }
-        let token = path.strip_prefix(HTTP01_PREFIX)?;
+        let token = &path[HTTP01_PREFIX.len()..];
         let Some(answer) = self.store.challenge(Challenge::Http01, token).await else {
             info!(
                 token,
