@@ -457,7 +457,15 @@ fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
     let mut edge = Edge::start(&conf);
     // Started before the certificate exists: waits, then verifies.
     let root = pebble.root_path.clone();
-    let early = std::thread::spawn(move || curl_status("alpn.edge.test", tls_port, &root, 45));
+    let early = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = curl_status("alpn.edge.test", tls_port, &root, 45);
+        println!(
+            "tls-alpn-01: an HTTPS request made at start waited {:?}",
+            t0.elapsed()
+        );
+        r
+    });
     wait_log(
         &edge,
         "ACME: new certificate stored and served",
@@ -634,6 +642,12 @@ fn refusing_ca_keeps_the_old_certificate() {
         Some(&pebble),
     );
     let logs = edge.logs();
+    if let Some(line) = logs
+        .lines()
+        .find(|l| l.contains("obtaining a certificate failed"))
+    {
+        println!("refused: {line}");
+    }
     assert!(logs.contains("the CA refused the order"), "{logs}");
     assert!(logs.contains("is still served"), "{logs}");
     assert_eq!(

@@ -409,7 +409,10 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("unknown field `domain`") && e.contains("line 9"), "{e}");
+        assert!(
+            e.contains("unknown field `domain`") && e.contains("line 9"),
+            "{e}"
+        );
         // Without [tls.acme], [tls] still needs a certificate.
         let e = load(head).unwrap_err().to_string();
         assert!(e.contains("tls.cert"), "{e}");

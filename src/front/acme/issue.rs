@@ -119,10 +119,15 @@ async fn order(
     let status = match polled {
         Ok(status) => status,
         Err(instant_acme::Error::Api(problem)) => {
-            return Err(format!(
-                "the CA refused the order: {problem} ({})",
-                why_invalid(&mut order).await
-            ))
+            // The order's problem, and per domain the challenge's (often
+            // the same text: then only the per-domain one).
+            let first = problem.to_string();
+            let each = why_invalid(&mut order).await;
+            return Err(if each.contains(&first) {
+                format!("the CA refused the order: {each}")
+            } else {
+                format!("the CA refused the order: {first} ({each})")
+            });
         }
         Err(e) => return Err(format!("waiting for validation: {e}")),
     };
