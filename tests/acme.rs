@@ -755,3 +755,70 @@ fn check_validates_acme_without_the_ca() {
     assert_eq!(r.code(), Some(2), "{r:?}");
     assert!(r.stderr.contains("tls.acme.ca"), "{r:?}");
 }
+
+/// Two edge processes on one storage folder (as two fronts are during a
+/// reload) start together with nothing stored: one orders under the
+/// lock, the other waits and serves what the first stored. pebble
+/// validates http-01 on the first one's port only, so when the second
+/// wins the lock, the first answers its challenge from the shared files.
+#[test]
+fn two_processes_one_storage_order_once() {
+    need_pebble!("two_processes_one_storage_order_once");
+    let state = tempfile::tempdir().unwrap();
+    let storage = state.path().join("acme");
+    let (conf_a, conf_b) = (Conf::new("pid_app:app"), Conf::new("pid_app:app"));
+    let (tls_a, tls_b) = (free_port(), free_port());
+    let pebble = Pebble::start(conf_a.port, tls_a);
+    let tail = |tls_port| {
+        acme_tail(
+            tls_port,
+            "",
+            &pebble.directory,
+            Some(&pebble.ca_path),
+            &storage,
+            &["shared.edge.test"],
+            "http-01",
+        )
+    };
+    let (conf_a, conf_b) = (conf_a.tail(&tail(tls_a)), conf_b.tail(&tail(tls_b)));
+    let mut a = Edge::spawn_config(&conf_a.render(), conf_a.port);
+    let mut b = Edge::spawn_config(&conf_b.render(), conf_b.port);
+    a.wait_ready("/");
+    b.wait_ready("/");
+    for port in [tls_a, tls_b] {
+        let served = poll(Duration::from_secs(60), Duration::from_millis(200), || {
+            curl_status("shared.edge.test", port, &pebble.root_path, 10).ok()
+        });
+        assert_eq!(
+            served.as_deref(),
+            Some("200"),
+            "{}\n{}\n{}",
+            a.logs(),
+            b.logs(),
+            pebble.logs()
+        );
+    }
+    let orders = |e: &Edge| e.logs().matches("ACME: ordering a certificate").count();
+    assert_eq!(orders(&a) + orders(&b), 1, "{}\n{}", a.logs(), b.logs());
+    let waited = [&a, &b].iter().any(|e| {
+        e.logs()
+            .contains("another edge process renewed the certificate")
+    });
+    println!(
+        "two processes: the order came from {}; the other {}",
+        if orders(&a) == 1 {
+            "the first"
+        } else {
+            "the second"
+        },
+        if waited {
+            "waited for the lock and took the stored certificate"
+        } else {
+            "found it stored at its start"
+        }
+    );
+    for e in [&mut a, &mut b] {
+        e.signal(Signal::SIGTERM);
+        assert!(e.wait_exit(Duration::from_secs(20)).is_some());
+    }
+}
