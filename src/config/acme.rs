@@ -232,7 +232,7 @@ fn check_ca(path: &Path) -> Result<(), String> {
 
 /// The storage folder: created (0700) when missing, and writable (a probe
 /// file is created and removed). It holds private keys, so a folder that
-/// others can read gets a warning at start.
+/// others could enter is made 0700.
 fn check_storage(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
         fs::DirBuilder::new()

@@ -158,14 +158,21 @@ impl Acme {
     /// with backoff. Runs until the front drops it.
     pub async fn run(self: Arc<Self>) {
         let mut failures = 0u32;
+        // The jitter is drawn once per certificate, so the hourly wake-ups
+        // below keep the same deadline (and log it once).
+        let jitter = random_unit();
+        let mut announced = None;
         loop {
-            let at = self.renew_at(random_unit());
+            let at = self.renew_at(jitter);
             let wait = at.saturating_sub(unix_now());
             if wait > 0 {
-                info!(
-                    renew_at = %crate::config::tls::der::format_utc(at),
-                    "ACME: next renewal scheduled"
-                );
+                if announced != Some(at) {
+                    info!(
+                        renew_at = %crate::config::tls::der::format_utc(at),
+                        "ACME: next renewal scheduled"
+                    );
+                    announced = Some(at);
+                }
                 // Sleep in bounded steps: a suspended machine's clock
                 // jumps, and the deadline is a wall-clock time.
                 let step = Duration::from_secs((wait as u64).min(3600));
