@@ -158,7 +158,7 @@ impl Acme {
     /// with backoff. Runs until the front drops it.
     pub async fn run(self: Arc<Self>) {
         let mut failures = 0u32;
-        // The jitter is drawn once per certificate, so the hourly wake-ups
+        // The jitter is drawn once per front, so the hourly wake-ups
         // below keep the same deadline (and log it once).
         let jitter = random_unit();
         let mut announced = None;
