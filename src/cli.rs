@@ -115,6 +115,17 @@ pub struct Cli {
     #[arg(long)]
     pub reload: bool,
 
+    /// Comma-separated IPs and CIDRs of proxies whose X-Forwarded-For /
+    /// X-Forwarded-Proto / Forwarded headers are believed ("*": any)
+    /// [default: none]
+    #[arg(long, value_name = "ADDRESSES")]
+    pub forwarded_allow_ips: Option<String>,
+
+    /// Every connection starts with a PROXY protocol v1 or v2 header (from
+    /// a load balancer); a connection without one is closed
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
     /// Access log: "-" (stdout), "off" or a file [default: -]
     #[arg(long, value_name = "FILE")]
     pub access_logfile: Option<String>,
@@ -243,6 +254,8 @@ impl Cli {
             certfile: self.certfile.clone(),
             keyfile: self.keyfile.clone(),
             reload: self.reload,
+            forwarded_allow_ips: self.forwarded_allow_ips.clone(),
+            proxy_protocol: self.proxy_protocol,
             access_logfile: self.access_logfile.clone(),
             error_logfile: self.error_logfile.clone(),
             log_level: self.log_level.clone(),

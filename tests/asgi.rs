@@ -28,8 +28,8 @@ use support::asgi::{asgi, asgi_venv, bytes_of, json_pid, with_marker_dir, worker
 use support::tls::{self as t, Ca};
 use support::venv::venv;
 use support::{
-    apps_dir, free_port, poll, proc, pseudo_random_bytes, run_config, toml_path, Conf, Conn, Edge,
-    Json, Response,
+    apps_dir, free_port, poll, proc, pseudo_random_bytes, run_config, timed, toml_path, Conf, Conn,
+    Edge, Json, Response,
 };
 
 // === Helpers ===
@@ -183,11 +183,8 @@ fn fastapi_path_and_query_params() {
     assert_eq!(r.status, 422, "{}", r.describe());
     let j = r.json();
     let loc: Vec<&str> = j["detail"][0]["loc"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no detail[0].loc: {j:?}"))
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+        .strs()
+        .unwrap_or_else(|| panic!("no detail[0].loc: {j:?}"));
     assert_eq!(loc, ["path", "item_id"]);
 
     let r = edge.get("/no-such-route");
@@ -209,12 +206,7 @@ fn fastapi_pydantic_post_ok_and_422() {
     assert_eq!(s(&j, "name"), "widget");
     assert_eq!(j["quantity"].as_i64(), Some(4));
     assert_eq!(j["total"].as_f64(), Some(10.0));
-    let tags: Vec<&str> = j["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+    let tags: Vec<&str> = j["tags"].strs().unwrap();
     assert_eq!(tags, ["a", "b"]);
 
     // Both fields invalid: 422 naming each.
@@ -225,15 +217,7 @@ fn fastapi_pydantic_post_ok_and_422() {
         .as_array()
         .unwrap_or_else(|| panic!("no detail: {j:?}"))
         .iter()
-        .map(|d| {
-            d["loc"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(Json::as_str)
-                .collect::<Vec<_>>()
-                .join(".")
-        })
+        .map(|d| d["loc"].strs().unwrap().join("."))
         .collect();
     assert_eq!(locs, ["body.name", "body.price"], "{j:?}");
 
@@ -275,9 +259,7 @@ fn fastapi_background_task_runs_after_the_response() {
     let edge = fastapi();
     let pid = json_pid(&edge.get("/pid"));
     // The task sleeps 3 s before recording: the response must not wait for it.
-    let start = Instant::now();
-    let r = edge.request("POST", "/tasks/k1?delay=3", &[], b"");
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.request("POST", "/tasks/k1?delay=3", &[], b""));
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert_eq!(s(&r.json(), "queued"), "k1");
     assert!(
@@ -413,12 +395,7 @@ fn scope_http_fields() {
         [format!("127.0.0.1:{}", edge.port)],
         "{hs:?}"
     );
-    let types: Vec<&str> = ty["headers[i][j]"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+    let types: Vec<&str> = ty["headers[i][j]"].strs().unwrap();
     assert_eq!(types, ["bytes"]);
 
     // client / server: [host, port] with a str host and an int port.
@@ -431,12 +408,7 @@ fn scope_http_fields() {
     assert_eq!(server[0].as_str(), Some("127.0.0.1"));
     assert_eq!(server[1].as_i64(), Some(edge.port as i64));
     for key in ["client[j]", "server[j]"] {
-        let t: Vec<&str> = ty[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Json::as_str)
-            .collect();
+        let t: Vec<&str> = ty[key].strs().unwrap();
         assert_eq!(t, ["str", "int"], "{key}");
     }
 
@@ -621,16 +593,9 @@ fn hundred_concurrent_sleeps_on_one_worker() {
     let edge = Edge::start_ready(&asgi("asgi_scope_app:app").workers(1), "/pid");
     let pid = json_pid(&edge.get("/pid"));
     json_pid(&edge.get("/inflight-reset"));
-    let start = Instant::now();
-    let hs: Vec<_> = (0..100)
-        .map(|_| get_async(edge.port, "/sleep?s=0.2"))
-        .collect();
+    let (rs, took) = timed(|| edge.get_concurrent(100, "/sleep?s=0.2"));
     let mut inflight_max = 0;
-    for h in hs {
-        let (r, _) = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in rs {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
         let j = r.json();
         assert_eq!(
@@ -640,7 +605,6 @@ fn hundred_concurrent_sleeps_on_one_worker() {
         );
         inflight_max = inflight_max.max(j["inflight_max"].as_i64().unwrap());
     }
-    let took = start.elapsed();
     eprintln!("100 x sleep(0.2) on one worker: {took:?}, at most {inflight_max} in flight");
     assert!(
         took < Duration::from_secs(5),
@@ -654,25 +618,19 @@ fn hundred_concurrent_sleeps_on_one_worker() {
 
 #[test]
 fn max_concurrency_bounds_requests_in_flight_per_worker() {
-    let conf = asgi("asgi_scope_app:app")
-        .workers(1)
-        .app("max_concurrency = 2");
-    let edge = Edge::start_ready(&conf, "/pid");
+    let edge = Edge::start_ready(
+        &asgi("asgi_scope_app:app")
+            .workers(1)
+            .app("max_concurrency = 2"),
+        "/pid",
+    );
     json_pid(&edge.get("/inflight-reset"));
-    let start = Instant::now();
-    let hs: Vec<_> = (0..6)
-        .map(|_| get_async(edge.port, "/sleep?s=0.5"))
-        .collect();
+    let (rs, took) = timed(|| edge.get_concurrent(6, "/sleep?s=0.5"));
     let mut inflight_max = 0;
-    for h in hs {
-        let (r, _) = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in rs {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
         inflight_max = inflight_max.max(r.json()["inflight_max"].as_i64().unwrap());
     }
-    let took = start.elapsed();
     assert!(
         inflight_max <= 2,
         "{inflight_max} requests in flight with max_concurrency = 2"
@@ -707,8 +665,7 @@ fn client_disconnect_reaches_the_app_as_http_disconnect() {
 
 #[test]
 fn django_async_view_json() {
-    let conf = asgi_venv("asgi_django_app:application");
-    let edge = Edge::start_ready(&conf, "/hello/ready");
+    let edge = Edge::start_ready(&asgi_venv("asgi_django_app:application"), "/hello/ready");
     let r = edge.get("/hello/w%C3%B6rld?q=x%20y");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -783,8 +740,7 @@ fn lifespan_on_startup_exception_exits_nonzero() {
 fn lifespan_auto_app_without_lifespan_support_still_serves() {
     // lifespan = "auto": an exception on the lifespan scope means
     // "unsupported" (as uvicorn), not a failure.
-    let conf = asgi("asgi_failstartup_app:raising_app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&asgi("asgi_failstartup_app:raising_app"));
     let r = edge.get("/");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert_eq!(r.text(), "served");
@@ -793,8 +749,10 @@ fn lifespan_auto_app_without_lifespan_support_still_serves() {
 #[test]
 fn lifespan_shutdown_runs_on_term() {
     let markers = tempfile::tempdir().unwrap();
-    let conf = with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path());
-    let mut edge = Edge::start_ready(&conf, "/pid");
+    let mut edge = Edge::start_ready(
+        &with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path()),
+        "/pid",
+    );
     let workers = workers_of(edge.pid);
     assert_eq!(workers.len(), 2, "{workers:?}");
     for w in &workers {
@@ -943,8 +901,7 @@ fn interface_auto_tells_asgi_from_wsgi() {
     assert_eq!(s(&r.json(), "q"), "auto");
     drop(edge);
 
-    let conf = Conf::new("wsgi_kind_app:app").app("interface = \"auto\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("wsgi_kind_app:app").app("interface = \"auto\""));
     let r = edge.get("/");
     assert_eq!(
         r.status,
@@ -1064,9 +1021,7 @@ fn asyncio_request_over_timeout_gets_504_and_the_worker_goes_on() {
 fn stuck_event_loop_over_timeout_gets_504_and_a_new_worker() {
     let edge = Edge::start_ready(&asgi("asgi_scope_app:app").app("timeout = \"1s\""), "/pid");
     let p1 = json_pid(&edge.get("/pid"));
-    let start = Instant::now();
-    let r = edge.get("/block?s=30");
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.get("/block?s=30"));
     assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
     assert!(
         took < Duration::from_secs(10),
@@ -1126,8 +1081,10 @@ fn term_finishes_every_in_flight_asgi_request() {
 #[test]
 fn hup_reload_under_an_asgi_app_replaces_workers_without_a_failure() {
     let markers = tempfile::tempdir().unwrap();
-    let conf = with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path());
-    let edge = Edge::start_ready(&conf, "/pid");
+    let edge = Edge::start_ready(
+        &with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path()),
+        "/pid",
+    );
     let gen1 = workers_of(edge.pid);
     assert_eq!(gen1.len(), 2, "{gen1:?}");
 

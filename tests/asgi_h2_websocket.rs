@@ -16,10 +16,11 @@ use tokio_tungstenite::WebSocketStream;
 
 #[test]
 fn websocket_over_http2_extended_connect() {
-    let conf = Conf::new("h2ws_app:app")
-        .pythonpath(&[apps_dir()])
-        .app("interface = \"asgi\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("h2ws_app:app")
+            .pythonpath(&[apps_dir()])
+            .app("interface = \"asgi\""),
+    );
     let addr = edge.addr();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

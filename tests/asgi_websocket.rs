@@ -11,9 +11,12 @@
 
 mod support;
 
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use support::asgi::{asgi, asgi_venv, bytes_of, run_script, workers_of};
+use tempfile::TempPath;
+
+use support::asgi::{asgi, asgi_venv, bytes_of, run_script, workers_of, PyRun};
 use support::{poll, Edge, Json};
 
 /// Run one ws_client.py scenario against `edge`; its JSON report.
@@ -124,11 +127,8 @@ fn ws_subprotocol_negotiation() {
     assert_eq!(s(&j, "echo"), "sp");
     // The app saw both offers, in order, and accepted without choosing one.
     let offered: Vec<&str> = j["info"]["subprotocols"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{j:?}"))
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+        .strs()
+        .unwrap_or_else(|| panic!("{j:?}"));
     assert_eq!(offered, ["chat.v1", "chat.v2"]);
     assert!(j["info_subprotocol"].is_null(), "{j:?}");
     assert_eq!(s(&j["info"], "path"), "/ws/info");
@@ -234,11 +234,8 @@ fn ws_scope_fields() {
         Some(&b"x=1&y=%C3%A9"[..])
     );
     let subs: Vec<&str> = sc["subprotocols"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{sc:?}"))
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+        .strs()
+        .unwrap_or_else(|| panic!("{sc:?}"));
     assert_eq!(subs, ["p1", "p2"]);
     let headers: Vec<(Vec<u8>, Vec<u8>)> = sc["headers"]
         .as_array()
@@ -279,22 +276,7 @@ fn ws_graceful_stop_closes_open_sockets_with_1001_before_graceful_timeout() {
         &asgi_venv("asgi_fastapi_app:app").server("graceful_timeout = \"4s\""),
         "/pid",
     );
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let marker_path = marker.to_path_buf();
-    std::fs::remove_file(&marker_path).unwrap();
-    let base = format!("ws://127.0.0.1:{}", edge.port);
-    let arg = marker_path.display().to_string();
-    let client = std::thread::spawn(move || {
-        run_script(
-            "ws_client.py",
-            &["held", base.as_str(), arg.as_str()],
-            Duration::from_secs(60),
-        )
-    });
-    poll(Duration::from_secs(20), Duration::from_millis(20), || {
-        marker_path.exists().then_some(())
-    })
-    .expect("the client's socket never opened");
+    let (client, _marker) = held_socket(&edge);
     let term_sent = std::time::Instant::now();
     edge.signal(nix::sys::signal::Signal::SIGTERM);
     let run = client.join().unwrap();
@@ -326,22 +308,7 @@ fn ws_recycled_worker_waits_for_its_open_socket_then_closes_it_1001() {
             .app("max_requests = 3"),
         "/pid",
     );
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let marker_path = marker.to_path_buf();
-    std::fs::remove_file(&marker_path).unwrap();
-    let base = format!("ws://127.0.0.1:{}", edge.port);
-    let arg = marker_path.display().to_string();
-    let client = std::thread::spawn(move || {
-        run_script(
-            "ws_client.py",
-            &["held", base.as_str(), arg.as_str()],
-            Duration::from_secs(60),
-        )
-    });
-    poll(Duration::from_secs(20), Duration::from_millis(20), || {
-        marker_path.exists().then_some(())
-    })
-    .expect("the client's socket never opened");
+    let (client, _marker) = held_socket(&edge);
     let first = json_pid_of(&edge);
     let started = std::time::Instant::now();
     // Until another worker answers (the old one served its 3 and retires).
@@ -361,6 +328,29 @@ fn ws_recycled_worker_waits_for_its_open_socket_then_closes_it_1001() {
     );
     // The replacement goes on serving.
     assert_eq!(json_pid_of(&edge), replaced);
+}
+
+/// `ws_client.py held` in a thread: one WebSocket to `edge`, open when
+/// this returns, held until the server closes it; join the thread for the
+/// client's run. Keep the marker file's path alive as long as the client.
+fn held_socket(edge: &Edge) -> (JoinHandle<PyRun>, TempPath) {
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let marker_path = marker.to_path_buf();
+    std::fs::remove_file(&marker_path).unwrap();
+    let base = format!("ws://127.0.0.1:{}", edge.port);
+    let arg = marker_path.display().to_string();
+    let client = std::thread::spawn(move || {
+        run_script(
+            "ws_client.py",
+            &["held", base.as_str(), arg.as_str()],
+            Duration::from_secs(60),
+        )
+    });
+    poll(Duration::from_secs(20), Duration::from_millis(20), || {
+        marker_path.exists().then_some(())
+    })
+    .expect("the client's socket never opened");
+    (client, marker)
 }
 
 fn json_pid_of(edge: &Edge) -> i32 {

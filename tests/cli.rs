@@ -5,7 +5,7 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{apps_dir, examples_dir, free_port, run_args, Edge};
+use support::{examples_dir, free_port, run_args, Edge};
 
 fn s(p: &std::path::Path) -> String {
     p.display().to_string()
@@ -13,24 +13,11 @@ fn s(p: &std::path::Path) -> String {
 
 #[test]
 fn gunicorn_style_hello_from_another_cwd() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let examples = s(&examples_dir());
     let cwd = tempfile::tempdir().unwrap();
-    let mut edge = Edge::spawn_args(
-        &[
-            "hello:app",
-            "--workers",
-            "2",
-            "--bind",
-            &bind,
-            "--pythonpath",
-            &examples,
-        ],
+    let mut edge = Edge::start_cli(
+        "hello:app --workers 2 --bind {bind} --pythonpath {examples}",
         Some(cwd.path()),
-        port,
     );
-    edge.wait_ready("/");
     let r = edge.get("/");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.header("content-type"), Some("text/plain"));
@@ -45,25 +32,14 @@ fn gunicorn_style_hello_from_another_cwd() {
 
 #[test]
 fn gunicorn_style_workers_serve_in_parallel() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let apps = s(&apps_dir());
-    let mut edge = Edge::spawn_args(
-        &[
-            "slow_app:app",
-            "-w",
-            "2",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &apps,
-        ],
+    let mut edge = Edge::spawn_cli(
+        "slow_app:app -w 2 -b {bind} --pythonpath {apps}",
         None,
-        port,
+        free_port(),
     );
     edge.wait_ready("/?s=0");
-    let mut c1 = support::Conn::open(port);
-    let mut c2 = support::Conn::open(port);
+    let mut c1 = support::Conn::open(edge.port);
+    let mut c2 = support::Conn::open(edge.port);
     let start = Instant::now();
     c1.send_request("GET", "/?s=1", &[("Connection", "close")], b"");
     c2.send_request("GET", "/?s=1", &[("Connection", "close")], b"");
@@ -86,37 +62,19 @@ fn gunicorn_style_workers_serve_in_parallel() {
 #[test]
 fn chdir_puts_the_app_folder_on_sys_path() {
     // gunicorn --chdir: chdir before loading, and the folder joins sys.path
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let examples = s(&examples_dir());
     let cwd = tempfile::tempdir().unwrap();
-    let mut edge = Edge::spawn_args(
-        &["hello:app", "--chdir", &examples, "--bind", &bind],
+    let edge = Edge::start_cli(
+        "hello:app --chdir {examples} --bind {bind}",
         Some(cwd.path()),
-        port,
     );
-    edge.wait_ready("/");
     assert_eq!(edge.get("/").text(), "Hello, World!\n");
 }
 
 #[test]
 fn several_binds_all_serve() {
     let (p1, p2) = (free_port(), free_port());
-    let (b1, b2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
-    let examples = s(&examples_dir());
-    let mut edge = Edge::spawn_args(
-        &[
-            "hello:app",
-            "-b",
-            &b1,
-            "--bind",
-            &b2,
-            "--pythonpath",
-            &examples,
-        ],
-        None,
-        p1,
-    );
+    let cmdline = format!("hello:app -b {{bind}} --bind 127.0.0.1:{p2} --pythonpath {{examples}}");
+    let mut edge = Edge::spawn_cli(&cmdline, None, p1);
     edge.wait_ready("/");
     assert_eq!(edge.get("/").text(), "Hello, World!\n");
     let mut c = support::Conn::open(p2);
@@ -128,25 +86,11 @@ fn several_binds_all_serve() {
 
 #[test]
 fn env_flag_reaches_the_worker() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let apps = s(&apps_dir());
-    let mut edge = Edge::spawn_args(
-        &[
-            "environ_app:app",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &apps,
-            "-e",
-            "EDGE_CLI_MARK=from-cli",
-            "--env",
-            "EDGE_CLI_TWO=a=b",
-        ],
+    let edge = Edge::start_cli(
+        "environ_app:app -b {bind} --pythonpath {apps} \
+         -e EDGE_CLI_MARK=from-cli --env EDGE_CLI_TWO=a=b",
         None,
-        port,
     );
-    edge.wait_ready("/");
     let j = edge.get("/?env=EDGE_CLI_MARK,EDGE_CLI_TWO").json();
     assert_eq!(j["os_environ"]["EDGE_CLI_MARK"].as_str(), Some("from-cli"));
     assert_eq!(
@@ -158,24 +102,10 @@ fn env_flag_reaches_the_worker() {
 
 #[test]
 fn static_flag_serves_a_folder() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let examples = s(&examples_dir());
-    let route = format!("/assets/={}", s(&examples_dir().join("static")));
-    let mut edge = Edge::spawn_args(
-        &[
-            "hello:app",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &examples,
-            "--static",
-            &route,
-        ],
+    let edge = Edge::start_cli(
+        "hello:app -b {bind} --pythonpath {examples} --static /assets/={examples}/static",
         None,
-        port,
     );
-    edge.wait_ready("/");
     let r = edge.get("/assets/style.css");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(
@@ -194,46 +124,16 @@ fn static_flag_serves_a_folder() {
 
 #[test]
 fn all_listed_gunicorn_flags_are_accepted() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let apps = s(&apps_dir());
     let dir = tempfile::tempdir().unwrap();
     let access = s(&dir.path().join("access.log"));
     let error = s(&dir.path().join("error.log"));
-    let mut edge = Edge::spawn_args(
-        &[
-            "pid_app:app",
-            "--bind",
-            &bind,
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-            "--timeout",
-            "30",
-            "--graceful-timeout",
-            "5",
-            "--max-requests",
-            "1000",
-            "--max-requests-jitter",
-            "50",
-            "--chdir",
-            &apps,
-            "--pythonpath",
-            &apps,
-            "--access-logfile",
-            &access,
-            "--error-logfile",
-            &error,
-            "--log-level",
-            "info",
-            "-e",
-            "A=B",
-        ],
-        None,
-        port,
+    let cmdline = format!(
+        "pid_app:app --bind {{bind}} --workers 1 --threads 1 --timeout 30 \
+         --graceful-timeout 5 --max-requests 1000 --max-requests-jitter 50 \
+         --chdir {{apps}} --pythonpath {{apps}} --access-logfile {access} \
+         --error-logfile {error} --log-level info -e A=B"
     );
-    edge.wait_ready("/");
+    let edge = Edge::start_cli(&cmdline, None);
     let r = edge.get_with("/flags-check", &[("User-Agent", "flags-ua")]);
     assert_eq!(r.status, 200, "{}", r.describe());
     // --access-logfile FILE: the access line goes there, not to stdout
@@ -256,26 +156,10 @@ fn all_listed_gunicorn_flags_are_accepted() {
 
 #[test]
 fn preload_flag_serves() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let apps = s(&apps_dir());
-    let mut edge = Edge::spawn_args(
-        &[
-            "pid_app:app",
-            "--preload",
-            "-w",
-            "2",
-            "-t",
-            "30",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &apps,
-        ],
+    let edge = Edge::start_cli(
+        "pid_app:app --preload -w 2 -t 30 -b {bind} --pythonpath {apps}",
         None,
-        port,
     );
-    edge.wait_ready("/");
     assert_eq!(edge.get("/").status, 200);
 }
 
@@ -283,17 +167,8 @@ fn preload_flag_serves() {
 fn reload_flag_parses() {
     // The flag must parse; edge may serve with it or say it is not yet supported.
     let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let examples = s(&examples_dir());
-    let mut edge = Edge::spawn_args(
-        &[
-            "hello:app",
-            "--reload",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &examples,
-        ],
+    let mut edge = Edge::spawn_cli(
+        "hello:app --reload -b {bind} --pythonpath {examples}",
         None,
         port,
     );

@@ -281,10 +281,11 @@ fn venv_site_packages_and_pth_files() {
          return [b'site-packages; ' + MESSAGE]\n",
     )
     .unwrap();
-    let conf = Conf::new("sitemod:app")
-        .pythonpath(&[])
-        .app(&format!("venv = {}", toml_path(&v)));
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("sitemod:app")
+            .pythonpath(&[])
+            .app(&format!("venv = {}", toml_path(&v))),
+    );
     let r = edge.get("/");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert_eq!(r.text(), "site-packages; found through a .pth file");

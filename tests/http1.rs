@@ -6,12 +6,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::http::{build_request, chunked};
-use support::{examples_dir, sha256, Conf, Edge};
+use support::{examples_dir, sha256, timed, Conf, Edge};
 
 #[test]
 fn malformed_requests_get_400_and_the_connection_is_closed() {
-    let conf = Conf::new("pid_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("pid_app:app"));
     let cases: &[&[u8]] = &[
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
@@ -49,8 +48,7 @@ fn malformed_requests_get_400_and_the_connection_is_closed() {
 
 #[test]
 fn oversized_request_head_gets_431() {
-    let conf = Conf::new("pid_app:app").tail("[limits]\nmax_header = \"16KiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("pid_app:app").tail("[limits]\nmax_header = \"16KiB\""));
     let big = "a".repeat(32 * 1024);
     let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let mut c = edge.conn();
@@ -69,8 +67,7 @@ fn oversized_request_head_gets_431() {
 
 #[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     let mut c = edge.conn();
     let local = c.local_port().to_string();
     for (i, (method, body)) in [
@@ -186,8 +183,7 @@ fn pipelined_slow_then_fast_keeps_the_order() {
 
 #[test]
 fn expect_100_continue() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     let mut c = edge.conn();
     c.send(
         b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
@@ -205,9 +201,10 @@ fn expect_100_continue() {
 
 #[test]
 fn body_larger_than_the_memory_buffer_arrives_intact() {
-    let conf = Conf::new("environ_app:app")
-        .tail("[limits]\nbody_buffer = \"64KiB\"\nmax_body = \"64MiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("environ_app:app")
+            .tail("[limits]\nbody_buffer = \"64KiB\"\nmax_body = \"64MiB\""),
+    );
 
     let body = support::pseudo_random_bytes(8 * 1024 * 1024 + 13, 42);
     let r = edge.request(
@@ -246,8 +243,7 @@ fn body_larger_than_the_memory_buffer_arrives_intact() {
 
 #[test]
 fn body_over_max_body_gets_413() {
-    let conf = Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1MiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1MiB\""));
 
     // announced too large: answered from the head alone, without the body
     let mut c = edge.conn();
@@ -271,8 +267,7 @@ fn body_over_max_body_gets_413() {
 /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
 #[test]
 fn access_log_combined_line_on_stdout() {
-    let conf = Conf::new("hello:app").pythonpath(&[examples_dir()]);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("hello:app").pythonpath(&[examples_dir()]));
     let r = edge.get_with(
         "/access-check?q=1",
         &[
@@ -341,8 +336,7 @@ fn check_combined(line: &str, expected_rest: &str) {
 /// worker busy (SPEC: "a slow reader does not hold a worker either").
 #[test]
 fn slow_reader_does_not_hold_the_worker() {
-    let conf = Conf::new("headers_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("headers_app:app").workers(1));
     let size = 32 * 1024 * 1024;
     let mut slow = edge.conn();
     slow.send_request(
@@ -353,14 +347,7 @@ fn slow_reader_does_not_hold_the_worker() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     // the only worker must be free again
-    let start = Instant::now();
-    let mut c = edge.conn();
-    c.set_timeout(Duration::from_secs(10));
-    c.send_request("GET", "/", &[("Connection", "close")], b"");
-    let r = c
-        .read_response("GET")
-        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.get("/"));
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(
         took < Duration::from_secs(3),
@@ -382,8 +369,7 @@ fn slow_reader_does_not_hold_the_worker() {
 /// a worker busy (SPEC: "a slow client never occupies a Python worker").
 #[test]
 fn slow_upload_does_not_hold_the_worker() {
-    let conf = Conf::new("environ_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app").workers(1));
     let body = support::pseudo_random_bytes(100_000, 9);
     let mut slow = edge.conn();
     slow.send(
@@ -395,14 +381,7 @@ fn slow_upload_does_not_hold_the_worker() {
     );
     slow.send(&body[..1000]);
     std::thread::sleep(Duration::from_millis(500));
-    let start = Instant::now();
-    let mut c = edge.conn();
-    c.set_timeout(Duration::from_secs(10));
-    c.send_request("GET", "/fast", &[("Connection", "close")], b"");
-    let r = c
-        .read_response("GET")
-        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.get("/fast"));
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(
         took < Duration::from_secs(2),
@@ -418,8 +397,8 @@ fn slow_upload_does_not_hold_the_worker() {
 
 #[test]
 fn client_header_timeout_closes_a_stalled_head() {
-    let conf = Conf::new("pid_app:app").tail("[limits]\nclient_header_timeout = \"1s\"");
-    let edge = Edge::start(&conf);
+    let edge =
+        Edge::start(&Conf::new("pid_app:app").tail("[limits]\nclient_header_timeout = \"1s\""));
     let mut c = edge.conn();
     let start = Instant::now();
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n");
@@ -442,8 +421,7 @@ fn client_header_timeout_closes_a_stalled_head() {
 /// nginx does; gunicorn alone does not.
 #[test]
 fn http11_request_without_host_or_with_two_hosts_is_400() {
-    let conf = Conf::new("pid_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("pid_app:app"));
     let mut got = Vec::new();
     for raw in [
         &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
@@ -463,8 +441,7 @@ fn http11_request_without_host_or_with_two_hosts_is_400() {
 
 #[test]
 fn http10_client_gets_no_chunked_encoding() {
-    let conf = Conf::new("generator_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("generator_app:app"));
     let mut c = edge.conn();
     c.send(b"GET /?n=3&sleep=0.05 HTTP/1.0\r\n\r\n");
     let r = c.read_response("GET").unwrap();
@@ -489,8 +466,7 @@ fn http10_client_gets_no_chunked_encoding() {
 /// (0.3 s between chunks) so the front cannot know the length up front.
 #[test]
 fn http10_keep_alive_is_honoured_or_not_announced() {
-    let conf = Conf::new("generator_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("generator_app:app"));
     let mut c = edge.conn();
     c.send(b"GET /?n=2&sleep=0.3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     let r = c.read_response("GET").unwrap();
@@ -517,8 +493,7 @@ fn http10_keep_alive_is_honoured_or_not_announced() {
 #[test]
 fn unread_request_body_does_not_break_keep_alive() {
     // pid_app never reads wsgi.input
-    let conf = Conf::new("pid_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("pid_app:app"));
     let mut c = edge.conn();
     let body = vec![b'q'; 200_000];
     c.send_request("POST", "/", &[], &body);
@@ -534,8 +509,7 @@ fn unread_request_body_does_not_break_keep_alive() {
 /// with the 413 at once, without inviting the body.
 #[test]
 fn expect_100_continue_with_too_large_a_body_gets_413_not_100() {
-    let conf = Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1KiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1KiB\""));
     let mut c = edge.conn();
     c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
     c.set_timeout(Duration::from_secs(5));
@@ -548,8 +522,7 @@ fn expect_100_continue_with_too_large_a_body_gets_413_not_100() {
 #[test]
 fn large_body_echo_round_trip() {
     // echo_app reads wsgi.input.read() (no size) and sends it all back
-    let conf = Conf::new("echo_app:app").tail("[limits]\nmax_body = \"16MiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("echo_app:app").tail("[limits]\nmax_body = \"16MiB\""));
     let body = support::pseudo_random_bytes(5 * 1024 * 1024 + 3, 77);
     let r = edge.request(
         "PUT",

@@ -377,9 +377,10 @@ fn request_id_round_trip() {
 
 #[test]
 fn request_id_header_is_configurable() {
-    let conf = Conf::new("obs_app:app")
-        .tail("[log]\naccess = \"off\"\nrequest_id_header = \"X-Correlation-Id\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("obs_app:app")
+            .tail("[log]\naccess = \"off\"\nrequest_id_header = \"X-Correlation-Id\""),
+    );
     let r = edge.get_with(
         "/rid",
         &[("X-Correlation-Id", "corr-7"), ("X-Request-Id", "other")],
@@ -391,10 +392,11 @@ fn request_id_header_is_configurable() {
 
 #[test]
 fn error_log_names_role_pid_and_request() {
-    let conf = Conf::new("obs_app:app")
-        .workers(2)
-        .tail("[log]\naccess = \"off\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("obs_app:app")
+            .workers(2)
+            .tail("[log]\naccess = \"off\""),
+    );
     assert_eq!(
         edge.get_with("/log?m=hello-log", &[("X-Request-Id", "req-log-1")])
             .status,
@@ -458,8 +460,9 @@ fn error_log_names_role_pid_and_request() {
 
 #[test]
 fn error_log_json_lines_parse() {
-    let conf = Conf::new("obs_app:app").tail("[log]\naccess = \"off\"\nerror_format = \"json\"");
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(
+        &Conf::new("obs_app:app").tail("[log]\naccess = \"off\"\nerror_format = \"json\""),
+    );
     assert_eq!(
         edge.get_with("/exc?m=%22q%22", &[("X-Request-Id", "json-err-1")])
             .status,
@@ -506,10 +509,11 @@ fn error_log_json_lines_parse() {
 
 #[test]
 fn timeout_kill_names_the_request_and_shows_the_python_frame() {
-    let conf = Conf::new("obs_app:app")
-        .app("timeout = \"1s\"")
-        .tail("[log]\naccess = \"off\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("obs_app:app")
+            .app("timeout = \"1s\"")
+            .tail("[log]\naccess = \"off\""),
+    );
     let r = edge.get_with("/slow?s=30", &[("X-Request-Id", "stuck-req-9")]);
     assert_eq!(r.status, 504);
     assert_eq!(r.header("x-request-id"), Some("stuck-req-9"));
@@ -697,13 +701,14 @@ fn metrics_count_what_was_sent() {
 #[test]
 fn metrics_count_recycling_and_timeouts() {
     let mport = support::free_port();
-    let conf = Conf::new("obs_app:app")
-        .app("max_requests = 3")
-        .app("timeout = \"1s\"")
-        .tail(&format!(
-            "[log]\naccess = \"off\"\n[metrics]\nlisten = \"127.0.0.1:{mport}\""
-        ));
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("obs_app:app")
+            .app("max_requests = 3")
+            .app("timeout = \"1s\"")
+            .tail(&format!(
+                "[log]\naccess = \"off\"\n[metrics]\nlisten = \"127.0.0.1:{mport}\""
+            )),
+    );
     for i in 0..4 {
         assert_eq!(edge.get(&format!("/n{i}")).status, 200);
     }

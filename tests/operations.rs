@@ -18,34 +18,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{apps_dir, edge_bin, proc, Conf, Conn, Edge, Response};
+use support::proc::{self, comm, fronts_of, wait_gone, workers_of};
+use support::{edge_bin, get_async, temp_dir, timed, Conf, Conn, Edge, Response};
 
 // === Helpers ===
-
-/// `/proc/PID/comm`, trimmed ("" if the process is gone).
-fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Live children of `parent` whose comm is `name`.
-fn children_named(parent: i32, name: &str) -> Vec<i32> {
-    proc::children(parent)
-        .into_iter()
-        .filter(|&p| comm(p) == name)
-        .collect()
-}
-
-/// The `edge-worker` children of the arbiter `pid`.
-fn workers_of(pid: i32) -> Vec<i32> {
-    children_named(pid, "edge-worker")
-}
-
-/// The `edge-front` children of the arbiter `pid`.
-fn fronts_of(pid: i32) -> Vec<i32> {
-    children_named(pid, "edge-front")
-}
 
 /// Value of `key=` in an ops_app answer ("slept=1 pid=123").
 fn word(r: &Response, key: &str) -> String {
@@ -62,30 +38,13 @@ fn pid_of(r: &Response) -> i32 {
         .unwrap_or_else(|_| panic!("bad pid= in:\n{}", r.describe()))
 }
 
-/// GET `path` on a fresh connection in a thread.
-fn get_async(port: u16, path: &str) -> JoinHandle<Result<Response, String>> {
-    let path = path.to_string();
-    thread::spawn(move || {
-        let mut c = Conn::try_open(port, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        c.set_timeout(Duration::from_secs(30));
-        c.send_request("GET", &path, &[("Connection", "close")], b"");
-        c.read_response("GET")
-    })
-}
-
 /// `n` concurrent `/sleep?s=0.5`: with `n` single-threaded workers each one
 /// serves one of them. Returns the sorted distinct pids that answered.
 fn concurrent_pids(edge: &Edge, n: usize) -> Vec<i32> {
-    let hs: Vec<_> = (0..n)
-        .map(|_| get_async(edge.port, "/sleep?s=0.5"))
-        .collect();
-    let mut pids: Vec<i32> = hs
+    let mut pids: Vec<i32> = edge
+        .get_concurrent(n, "/sleep?s=0.5")
         .into_iter()
-        .map(|h| {
-            let r = h
-                .join()
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+        .map(|r| {
             assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
             pid_of(&r)
         })
@@ -101,13 +60,6 @@ fn wait_workers(edge: &Edge, timeout: Duration, pred: impl Fn(&[i32]) -> bool) -
         let w = workers_of(edge.pid);
         pred(&w).then_some(w)
     })
-}
-
-fn wait_gone(pids: &[i32], timeout: Duration) -> bool {
-    support::poll(timeout, Duration::from_millis(25), || {
-        pids.iter().all(|&p| !proc::alive(p)).then_some(())
-    })
-    .is_some()
 }
 
 fn count(text: &str, needle: &str) -> usize {
@@ -168,10 +120,7 @@ fn broken_version_app(marker: &str) -> String {
 
 /// A temp dir holding `version_app.py` at `version`.
 fn version_app_dir(version: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("edge-ops-app-")
-        .tempdir()
-        .unwrap();
+    let d = temp_dir("edge-ops-app-");
     write_module(d.path(), "version_app", &version_app(version));
     d
 }
@@ -366,13 +315,10 @@ impl Drop for Successor {
 
 #[test]
 fn timeout_gives_504_a_python_traceback_and_a_new_worker() {
-    let conf = Conf::new("ops_app:app").workers(1).app("timeout = \"1s\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("timeout = \"1s\""));
     let first = pid_of(&edge.get("/"));
 
-    let start = Instant::now();
-    let r = edge.get("/sleep?s=10");
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.get("/sleep?s=10"));
     assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
     assert!(
         took < Duration::from_secs(6),
@@ -417,8 +363,7 @@ fn max_requests_recycles_over_100_requests_without_a_failure() {
     // boots within a few requests. (With ~1 ms requests one worker can
     // serve all 100 before its replacement is ready, by design: it keeps
     // serving until then.)
-    let conf = Conf::new("ops_app:app").workers(1).app("max_requests = 10");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("max_requests = 10"));
     let mut pids: Vec<i32> = Vec::new();
     for i in 0..100 {
         let r = edge.get("/sleep?s=0.02");
@@ -461,10 +406,11 @@ fn max_requests_recycles_over_100_requests_without_a_failure() {
 fn max_worker_memory_recycles_the_worker_without_a_failure() {
     // Any CPython worker is above 1 MiB of RSS: it is replaced between
     // requests, again and again, and no request may fail.
-    let conf = Conf::new("ops_app:app")
-        .workers(1)
-        .app("max_worker_memory = \"1MiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("ops_app:app")
+            .workers(1)
+            .app("max_worker_memory = \"1MiB\""),
+    );
     let mut pids: Vec<i32> = Vec::new();
     for i in 0..40 {
         let r = edge.get("/");
@@ -498,8 +444,7 @@ fn max_worker_memory_recycles_the_worker_without_a_failure() {
 
 #[test]
 fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
-    let conf = Conf::new("ops_app:app").workers(2);
-    let edge = Edge::start(&conf);
+    let mut edge = Edge::start(&Conf::new("ops_app:app").workers(2));
     let gen1 = workers_of(edge.pid);
     assert_eq!(gen1.len(), 2, "expected 2 workers: {gen1:?}");
     let front1 = fronts_of(edge.pid);
@@ -512,7 +457,7 @@ fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
         edge.logs()
     );
 
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     let before = load.done();
     assert!(
         edge.wait_log(true, Duration::from_secs(15), |l| count(
@@ -543,7 +488,7 @@ fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
         edge.logs()
     );
 
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     assert!(
         edge.wait_log(true, Duration::from_secs(15), |l| count(
             l,
@@ -607,14 +552,14 @@ fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
 #[test]
 fn hup_with_a_broken_config_keeps_the_running_one() {
     let conf = Conf::new("ops_app:app").workers(2);
-    let edge = Edge::start(&conf);
+    let mut edge = Edge::start(&conf);
     let before = workers_of(edge.pid);
     assert_eq!(before.len(), 2, "{before:?}");
     let front = fronts_of(edge.pid);
 
     let broken = conf.clone().server("no_such_key_q9 = 1");
     std::fs::write(edge.config_path.as_ref().unwrap(), broken.render()).unwrap();
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     assert!(
         edge.wait_log(true, Duration::from_secs(10), |l| l
             .contains("keeping the running configuration")),
@@ -660,17 +605,18 @@ fn hup_with_a_broken_config_keeps_the_running_one() {
 #[test]
 fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
     let app = version_app_dir("one");
-    let conf = Conf::new("version_app:app")
-        .workers(2)
-        .pythonpath(&[app.path().to_path_buf()]);
-    let edge = Edge::start(&conf);
+    let mut edge = Edge::start(
+        &Conf::new("version_app:app")
+            .workers(2)
+            .pythonpath(&[app.path().to_path_buf()]),
+    );
     let before = workers_of(edge.pid);
     assert_eq!(before.len(), 2, "{before:?}");
     assert_eq!(word(&edge.get("/"), "version"), "one");
 
     let marker = "version_app: broken on purpose 5c1d";
     write_module(app.path(), "version_app", &broken_version_app(marker));
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     // While the new workers fail to boot, the old ones serve.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut n = 0;
@@ -732,7 +678,7 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
     );
 
     write_module(app.path(), "version_app", &version_app("three-fixed"));
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     assert!(
         edge.wait_log(true, Duration::from_secs(15), |l| l
             .contains("reload complete")),
@@ -751,7 +697,7 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
 #[test]
 fn hup_applies_a_new_worker_count() {
     let conf = Conf::new("ops_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let mut edge = Edge::start(&conf);
     let before = workers_of(edge.pid);
     assert_eq!(before.len(), 1, "{before:?}");
 
@@ -760,7 +706,7 @@ fn hup_applies_a_new_worker_count() {
         conf.clone().workers(3).render(),
     )
     .unwrap();
-    kill(Pid::from_raw(edge.pid), Signal::SIGHUP).unwrap();
+    edge.signal(Signal::SIGHUP);
     assert!(
         edge.wait_log(true, Duration::from_secs(15), |l| l
             .contains("reload complete")),
@@ -789,12 +735,11 @@ fn hup_applies_a_new_worker_count() {
 
 #[test]
 fn ttin_adds_a_worker_and_ttou_removes_one() {
-    let conf = Conf::new("ops_app:app").workers(2);
-    let edge = Edge::start(&conf);
+    let mut edge = Edge::start(&Conf::new("ops_app:app").workers(2));
     let before = workers_of(edge.pid);
     assert_eq!(before.len(), 2, "{before:?}");
 
-    kill(Pid::from_raw(edge.pid), Signal::SIGTTIN).unwrap();
+    edge.signal(Signal::SIGTTIN);
     let three = wait_workers(&edge, Duration::from_secs(10), |w| w.len() == 3)
         .unwrap_or_else(|| panic!("TTIN: still {:?}\n{}", workers_of(edge.pid), edge.logs()));
     assert!(
@@ -812,7 +757,7 @@ fn ttin_adds_a_worker_and_ttou_removes_one() {
         edge.logs()
     );
 
-    kill(Pid::from_raw(edge.pid), Signal::SIGTTOU).unwrap();
+    edge.signal(Signal::SIGTTOU);
     let two = wait_workers(&edge, Duration::from_secs(10), |w| w.len() == 2)
         .unwrap_or_else(|| panic!("TTOU: still {:?}\n{}", workers_of(edge.pid), edge.logs()));
     assert!(
@@ -839,10 +784,11 @@ fn ttin_adds_a_worker_and_ttou_removes_one() {
 
 #[test]
 fn sigterm_during_a_3s_request_answers_it_then_exits_0() {
-    let conf = Conf::new("ops_app:app")
-        .workers(1)
-        .server("graceful_timeout = \"10s\"");
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(
+        &Conf::new("ops_app:app")
+            .workers(1)
+            .server("graceful_timeout = \"10s\""),
+    );
     let start = Instant::now();
     let inflight = get_async(edge.port, "/sleep?s=3");
     assert!(
@@ -875,8 +821,7 @@ fn sigterm_during_a_3s_request_answers_it_then_exits_0() {
 
 #[test]
 fn kill_9_of_the_front_is_recovered_within_1_5s_without_losing_the_listener() {
-    let conf = Conf::new("ops_app:app").workers(2);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(2));
     let fronts = fronts_of(edge.pid);
     assert_eq!(fronts.len(), 1, "expected one edge-front child: {fronts:?}");
     let old = fronts[0];
@@ -942,10 +887,11 @@ fn started_pids(log: &str) -> Vec<i32> {
 
 #[test]
 fn usr2_upgrade_under_load_hands_over_without_a_failure() {
-    let conf = Conf::new("ops_app:app")
-        .workers(2)
-        .server("graceful_timeout = \"10s\"");
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(
+        &Conf::new("ops_app:app")
+            .workers(2)
+            .server("graceful_timeout = \"10s\""),
+    );
     let old_workers = workers_of(edge.pid);
     assert_eq!(old_workers.len(), 2, "{old_workers:?}");
     let load = Load::start(edge.port, "/", 3000, Duration::from_secs(15));
@@ -1059,10 +1005,7 @@ struct Namespaced {
 
 impl Namespaced {
     fn spawn(conf: &Conf) -> Namespaced {
-        let dir = tempfile::Builder::new()
-            .prefix("edge-test-ns-")
-            .tempdir()
-            .unwrap();
+        let dir = temp_dir("edge-test-ns-");
         let cfg = dir.path().join("site.toml");
         std::fs::write(&cfg, conf.render()).unwrap();
         let stdout_path = dir.path().join("edge.stdout");
@@ -1275,10 +1218,7 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
     let conf = Conf::new("version_app:app")
         .workers(1)
         .pythonpath(&[app.path().to_path_buf()]);
-    let dir = tempfile::Builder::new()
-        .prefix("edge-test-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-test-");
     let cfg = dir.path().join("site.toml");
     std::fs::write(&cfg, conf.render()).unwrap();
     let args = vec![
@@ -1344,26 +1284,17 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
 
 #[test]
 fn threads_4_serve_4_slow_requests_at_once_in_one_worker() {
-    let conf = Conf::new("ops_app:app").workers(1).app("threads = 4");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("threads = 4"));
     let r = edge.get("/env");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(word(&r, "multithread"), "True", "{}", r.describe());
 
-    let start = Instant::now();
-    let hs: Vec<_> = (0..4)
-        .map(|_| get_async(edge.port, "/sleep?s=0.5"))
-        .collect();
+    let (rs, took) = timed(|| edge.get_concurrent(4, "/sleep?s=0.5"));
     let mut pids = Vec::new();
-    for h in hs {
-        let r = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in rs {
         assert_eq!(r.status, 200, "{}", r.describe());
         pids.push(pid_of(&r));
     }
-    let took = start.elapsed();
     eprintln!("threads = 4: 4 x 0.5 s in {took:?}");
     assert!(
         took < Duration::from_millis(1600),
@@ -1378,10 +1309,11 @@ fn threads_4_serve_4_slow_requests_at_once_in_one_worker() {
 
 #[test]
 fn hooks_run_in_each_worker_with_its_pid() {
-    let conf = Conf::new("ops_app:app")
-        .workers(2)
-        .app("hooks = \"ops_hooks\"");
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(
+        &Conf::new("ops_app:app")
+            .workers(2)
+            .app("hooks = \"ops_hooks\""),
+    );
     let workers = workers_of(edge.pid);
     assert_eq!(workers.len(), 2, "{workers:?}");
     let line =
@@ -1441,10 +1373,11 @@ fn hooks_run_in_each_worker_with_its_pid() {
 
 #[test]
 fn health_route_is_answered_by_the_front() {
-    let conf = Conf::new("ops_app:app")
-        .workers(2)
-        .server("health = \"/healthz\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("ops_app:app")
+            .workers(2)
+            .server("health = \"/healthz\""),
+    );
     let r = edge.get("/healthz");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert!(r.text().starts_with("ok"), "{}", r.describe());
@@ -1466,17 +1399,9 @@ fn health_route_is_answered_by_the_front() {
 
 #[test]
 fn preload_imports_once_in_the_arbiter_and_two_workers_serve() {
-    let conf = Conf::new("ops_app:app").workers(2).app("preload = true");
-    let edge = Edge::start(&conf);
-    let hs: Vec<_> = (0..2)
-        .map(|_| get_async(edge.port, "/importpid?s=0.5"))
-        .collect();
+    let edge = Edge::start(&Conf::new("ops_app:app").workers(2).app("preload = true"));
     let mut pids = Vec::new();
-    for h in hs {
-        let r = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    for r in edge.get_concurrent(2, "/importpid?s=0.5") {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
         assert_eq!(
             word(&r, "import_pid"),
@@ -1501,20 +1426,9 @@ fn preload_imports_once_in_the_arbiter_and_two_workers_serve() {
 fn preload_flag_with_an_import_error_exits_non_zero() {
     // The config-file form is in tests/config_errors.rs; this is the CLI flag.
     let port = support::free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let apps = apps_dir().display().to_string();
-    let e = support::run_args(
-        &[
-            "importerror_app:app",
-            "--preload",
-            "-w",
-            "2",
-            "-b",
-            &bind,
-            "--pythonpath",
-            &apps,
-        ],
-        None,
+    let e = support::run_cli(
+        "importerror_app:app --preload -w 2 -b {bind} --pythonpath {apps}",
+        port,
         Duration::from_secs(20),
     );
     assert!(

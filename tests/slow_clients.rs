@@ -47,8 +47,7 @@ fn tree_rss(pid: i32) -> u64 {
 
 #[test]
 fn an_attack_of_slow_clients_does_not_slow_normal_requests() {
-    let conf = Conf::new("upload_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app").workers(1));
     // Unloaded time of a normal request.
     let baseline = (0..20).map(|_| get_fresh(&edge, "/").1).max().unwrap();
 
@@ -128,8 +127,7 @@ fn an_attack_of_slow_clients_does_not_slow_normal_requests() {
 
 #[test]
 fn oversized_bodies_get_413_and_never_reach_the_app() {
-    let conf = Conf::new("upload_app:app").tail("[limits]\nmax_body = \"1MiB\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nmax_body = \"1MiB\""));
     // Declared too large: 413 before a byte of the body is sent.
     let mut c = edge.conn();
     c.set_timeout(Duration::from_secs(10));
@@ -245,14 +243,9 @@ fn a_worker_killed_mid_upload_leaves_no_temp_file() {
         support::toml_path(spool.path())
     ));
     let mut edge = Edge::start(&conf);
-    let worker = proc::children(edge.pid)
-        .into_iter()
-        .find(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .unwrap_or_default()
-                .trim()
-                == "edge-worker"
-        })
+    let worker = proc::workers_of(edge.pid)
+        .first()
+        .copied()
         .expect("a worker");
     let body = vec![7u8; 30 << 20];
     let mut c = edge.conn();
@@ -282,15 +275,7 @@ fn a_worker_killed_mid_upload_leaves_no_temp_file() {
     edge.snapshot();
     assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
     // The front holds no spool file any more either.
-    let front = proc::children(edge.pid)
-        .into_iter()
-        .find(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .unwrap_or_default()
-                .trim()
-                == "edge-front"
-        })
-        .expect("a front");
+    let front = proc::fronts_of(edge.pid).first().copied().expect("a front");
     let held = support::poll(Duration::from_secs(5), Duration::from_millis(50), || {
         let n = std::fs::read_dir(format!("/proc/{front}/fd"))
             .unwrap()
@@ -304,8 +289,7 @@ fn a_worker_killed_mid_upload_leaves_no_temp_file() {
 
 #[test]
 fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
-    let conf = Conf::new("upload_app:app").app("queue_timeout = \"500ms\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app").app("queue_timeout = \"500ms\""));
     let addr_edge = edge.port;
     let busy = std::thread::spawn(move || {
         let mut c = support::http::Conn::open(addr_edge);
@@ -340,8 +324,7 @@ fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
-    let conf = Conf::new("upload_app:app").tail("[limits]\nsend_timeout = \"2s\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nsend_timeout = \"2s\""));
     let mut s = TcpStream::connect(edge.addr()).unwrap();
     s.write_all(b"GET /big?size=104857600 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -366,9 +349,8 @@ fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
 
 #[test]
 fn keepalive_limits_close_connections() {
-    let conf = Conf::new("upload_app:app")
-        .tail("[limits]\nkeepalive_requests = 3\nkeepalive_timeout = \"1s\"\nclient_header_timeout = \"5s\"");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app")
+        .tail("[limits]\nkeepalive_requests = 3\nkeepalive_timeout = \"1s\"\nclient_header_timeout = \"5s\""));
     let mut c = edge.conn();
     c.set_timeout(Duration::from_secs(5));
     for i in 1..=3 {
@@ -402,8 +384,7 @@ fn keepalive_limits_close_connections() {
 
 #[test]
 fn x_accel_buffering_no_streams_and_is_not_forwarded() {
-    let conf = Conf::new("upload_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app"));
     let r = edge.get("/sse");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-accel-buffering"), None, "{}", r.describe());
@@ -417,8 +398,7 @@ fn x_accel_buffering_no_streams_and_is_not_forwarded() {
 
 #[test]
 fn max_connections_defers_new_connections_to_the_backlog() {
-    let conf = Conf::new("upload_app:app").tail("[limits]\nmax_connections = 2");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nmax_connections = 2"));
     // Two idle keep-alive connections hold both permits.
     let mut a = edge.conn();
     a.set_timeout(Duration::from_secs(5));

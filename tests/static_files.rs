@@ -8,15 +8,12 @@
 
 mod support;
 
-use support::{apps_dir, free_port, Edge};
+use support::{apps_dir, free_port, temp_dir, Edge};
 
 const SECRET: &str = "SECRET-5f1c0a: must never be served";
 
 fn static_edge() -> Edge {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-static-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-static-");
     let root = dir.path();
     let public = root.join("public");
     std::fs::create_dir_all(public.join("sub")).unwrap();
@@ -44,13 +41,8 @@ fn static_edge() -> Edge {
         support::toml_path(&apps_dir())
     );
     std::fs::write(root.join("site.toml"), text).unwrap();
-    let args = vec![
-        "--conf".to_string(),
-        root.join("site.toml").display().to_string(),
-    ];
-    let mut edge = Edge::spawn_in(dir, &args, None, port);
-    edge.wait_ready("/");
-    edge
+    let config = root.join("site.toml");
+    Edge::start_in(dir, &config, port)
 }
 
 fn public(edge: &Edge, name: &str) -> Vec<u8> {

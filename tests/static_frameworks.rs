@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::venv::venv;
-use support::{free_port, toml_path, Edge};
+use support::{free_port, temp_dir, toml_path, Edge};
+use tempfile::TempDir;
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -43,6 +44,22 @@ fn wait_status(edge: &Edge, uri: &str, status: u16) -> support::Response {
     }
 }
 
+/// Writes `site.toml` in `dir` (the app `module` from `dir/proj`, the test
+/// venv `v`, `workers`, and `<flag> = true` in `[app]`) and starts edge
+/// there; waits until `/` answers.
+fn start_site(dir: TempDir, v: &Path, module: &str, workers: usize, flag: &str) -> Edge {
+    let root = dir.path().to_path_buf();
+    let port = free_port();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[app]\nmodule = \"{module}\"\n\
+         pythonpath = [{proj}]\nvenv = {venv}\nworkers = {workers}\n{flag} = true\n",
+        proj = toml_path(&root.join("proj")),
+        venv = toml_path(v),
+    );
+    write(&root.join("site.toml"), &text);
+    Edge::start_in(dir, &root.join("site.toml"), port)
+}
+
 fn django_settings(root: &Path, static_root: &str) -> String {
     format!(
         "SECRET_KEY = 'x' * 50\nDEBUG = False\nALLOWED_HOSTS = ['*']\n\
@@ -57,10 +74,7 @@ fn django_settings(root: &Path, static_root: &str) -> String {
 #[test]
 fn django_static_and_media_from_settings() {
     let v = venv();
-    let dir = tempfile::Builder::new()
-        .prefix("edge-django-static-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-django-static-");
     let root = dir.path().to_path_buf();
     write(&root.join("proj/mysite/__init__.py"), "");
     write(
@@ -81,20 +95,7 @@ fn django_static_and_media_from_settings() {
     write(&root.join("collected/app.css.br"), "BROTLI-FROM-EDGE");
     write(&root.join("collected2/only2.css"), "second root\n");
     write(&root.join("uploads/photo.txt"), "uploaded\n");
-    let port = free_port();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[app]\nmodule = \"mysite.wsgi:application\"\n\
-         pythonpath = [{proj}]\nvenv = {venv}\nworkers = 2\ndjango_static = true\n",
-        proj = toml_path(&root.join("proj")),
-        venv = toml_path(&v),
-    );
-    write(&root.join("site.toml"), &text);
-    let args = vec![
-        "--conf".to_string(),
-        root.join("site.toml").display().to_string(),
-    ];
-    let mut edge = Edge::spawn_in(dir, &args, None, port);
-    edge.wait_ready("/");
+    let mut edge = start_site(dir, &v, "mysite.wsgi:application", 2, "django_static");
     assert_eq!(edge.get("/").text(), "django root");
 
     // STATIC_URL = 'assets/' (relative, as Django allows) is /assets/.
@@ -134,10 +135,7 @@ fn django_static_and_media_from_settings() {
 #[test]
 fn flask_static_folder() {
     let v = venv();
-    let dir = tempfile::Builder::new()
-        .prefix("edge-flask-static-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-flask-static-");
     let root = dir.path().to_path_buf();
     write(
         &root.join("proj/fapp.py"),
@@ -149,20 +147,7 @@ fn flask_static_folder() {
     );
     write(&root.join("fstatic/style.css"), "h1 { margin: 0 }\n");
     write(&root.join("fstatic/style.css.br"), "BROTLI-FROM-EDGE");
-    let port = free_port();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[app]\nmodule = \"fapp:app\"\n\
-         pythonpath = [{proj}]\nvenv = {venv}\nworkers = 1\nflask_static = true\n",
-        proj = toml_path(&root.join("proj")),
-        venv = toml_path(&v),
-    );
-    write(&root.join("site.toml"), &text);
-    let args = vec![
-        "--conf".to_string(),
-        root.join("site.toml").display().to_string(),
-    ];
-    let mut edge = Edge::spawn_in(dir, &args, None, port);
-    edge.wait_ready("/");
+    let mut edge = start_site(dir, &v, "fapp:app", 1, "flask_static");
     assert_eq!(edge.get("/").text(), "flask root");
     let r = wait_status(&edge, "/fs/style.css", 200);
     assert_eq!(r.header("content-encoding"), Some("br"), "{}", r.describe());

@@ -234,11 +234,7 @@ fn directories() {
     assert_eq!(r.status, 404, "no index, no listing: {}", r.describe());
     assert!(!r.text().contains("Index of"));
 
-    let conf = SiteConf {
-        public: "autoindex = true".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(&SiteConf::default().public("autoindex = true"));
     let r = edge.get("/static/");
     assert_eq!(r.status, 200);
     let page = r.text();
@@ -254,13 +250,12 @@ fn directories() {
 
 #[test]
 fn cache_control_and_expires() {
-    let conf = SiteConf {
-        public: "cache_control = \"public, max-age=31536000, immutable\"".into(),
-        protected: "expires = \"1h\"".into(),
-        tail: "[[static]]\nurl = \"/max/\"\ndir = \"public\"\nexpires = \"max\"\n".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(
+        &SiteConf::default()
+            .public("cache_control = \"public, max-age=31536000, immutable\"")
+            .protected("expires = \"1h\"")
+            .tail("[[static]]\nurl = \"/max/\"\ndir = \"public\"\nexpires = \"max\"\n"),
+    );
     let r = edge.get("/static/app.css");
     assert_eq!(
         r.header("cache-control"),
@@ -283,11 +278,7 @@ fn cache_control_and_expires() {
 
 #[test]
 fn fallback_to_app() {
-    let conf = SiteConf {
-        public: "fallback = \"app\"".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(&SiteConf::default().public("fallback = \"app\""));
     let r = edge.get("/static/app.css");
     assert_eq!(r.text(), "body { color: red }\n");
     let r = edge.get("/static/missing.css");
@@ -315,11 +306,7 @@ fn hidden_files_not_served_unless_allowed() {
         assert_eq!(r.status, 404, "{uri}: {}", r.describe());
         assert!(!r.text().contains("hunter2"));
     }
-    let conf = SiteConf {
-        public: "allow_hidden = true".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(&SiteConf::default().public("allow_hidden = true"));
     assert_eq!(edge.get("/static/.env").text(), "DB_PASSWORD=hunter2");
 }
 
@@ -349,12 +336,11 @@ fn precompressed_siblings() {
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
     assert_eq!(r.text(), "pre { x: y }\n".repeat(100));
 
-    let conf = SiteConf {
-        public: "precompressed = false".into(),
-        tail: "[compression]\nenabled = false\n".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(
+        &SiteConf::default()
+            .public("precompressed = false")
+            .tail("[compression]\nenabled = false\n"),
+    );
     let r = edge.get_with("/static/pre.css", &[("Accept-Encoding", "br, gzip")]);
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.text(), "pre { x: y }\n".repeat(100));
@@ -444,11 +430,10 @@ fn app_responses_compressed() {
     assert_eq!(r.text(), "app root");
 
     // Configurable: only gzip, only JSON.
-    let conf = SiteConf {
-        tail: "[compression]\nalgorithms = [\"gzip\"]\ntypes = [\"application/json\"]\n".into(),
-        ..SiteConf::default()
-    };
-    let edge = site_with(&conf);
+    let edge = site_with(
+        &SiteConf::default()
+            .tail("[compression]\nalgorithms = [\"gzip\"]\ntypes = [\"application/json\"]\n"),
+    );
     let r = edge.get_with("/html", &[("Accept-Encoding", "br, gzip")]);
     assert_eq!(r.header("content-encoding"), None);
     let r = edge.get_with("/stream?n=100", &[("Accept-Encoding", "br, gzip")]);

@@ -88,10 +88,7 @@ fn traversal_variants_never_return_the_secret() {
     assert!(TARGETS.len() >= 30);
     for conf in [
         SiteConf::default(),
-        SiteConf {
-            public: "fallback = \"app\"\nautoindex = true".into(),
-            ..SiteConf::default()
-        },
+        SiteConf::default().public("fallback = \"app\"\nautoindex = true"),
     ] {
         let edge = site(&conf);
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -128,11 +125,7 @@ fn swapping_a_file_for_a_symlink_never_leaks() {
     // No open-file cache, so every request resolves the path again while
     // another thread swaps it between a file and a symlink to the secret
     // (and a directory holding such a link).
-    let conf = SiteConf {
-        public: "open_file_cache = \"0s\"".into(),
-        ..SiteConf::default()
-    };
-    let edge = site(&conf);
+    let edge = site(&SiteConf::default().public("open_file_cache = \"0s\""));
     let p = public(&edge);
     let secret = edge.dir.path().join("secret.txt");
     std::fs::create_dir_all(p.join("d")).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{proc, Conf, Edge, Response};
+use support::{get_async, proc, timed, Conf, Edge, Response};
 
 /// "slept S PID" → PID.
 fn slept_pid(r: &Response) -> i32 {
@@ -18,23 +18,23 @@ fn slept_pid(r: &Response) -> i32 {
         .unwrap_or_else(|| panic!("expected \"slept S PID\", got:\n{}", r.describe()))
 }
 
+/// `slow_app` (answers "slept S PID" after `?s=S` seconds) with `workers`.
+fn slow_app(workers: usize) -> Conf {
+    Conf::new("slow_app:app").workers(workers)
+}
+
+/// Start `conf`; waits until `/?s=0` answers.
+fn start_slow(conf: Conf) -> Edge {
+    Edge::start_ready(&conf, "/?s=0")
+}
+
 /// The pids of all `n` workers: `n` concurrent slow requests can only be
 /// served by `n` different (idle) workers.
 fn worker_pids(edge: &Edge, n: usize) -> Vec<i32> {
-    let port = edge.port;
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            thread::spawn(move || {
-                let mut c = support::Conn::open(port);
-                c.send_request("GET", "/?s=0.5", &[("Connection", "close")], b"");
-                c.read_response("GET").unwrap()
-            })
-        })
-        .collect();
-    let mut pids: Vec<i32> = handles
+    let mut pids: Vec<i32> = edge
+        .get_concurrent(n, "/?s=0.5")
         .into_iter()
-        .map(|h| {
-            let r = h.join().unwrap();
+        .map(|r| {
             assert_eq!(r.status, 200, "{}", r.describe());
             slept_pid(&r)
         })
@@ -51,8 +51,7 @@ fn worker_pids(edge: &Edge, n: usize) -> Vec<i32> {
 
 #[test]
 fn arbiter_is_single_threaded_and_forks_front_plus_workers() {
-    let conf = Conf::new("slow_app:app").workers(3);
-    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let mut edge = start_slow(slow_app(3));
     assert_eq!(
         proc::thread_count(edge.pid),
         1,
@@ -81,16 +80,8 @@ fn arbiter_is_single_threaded_and_forks_front_plus_workers() {
 
 #[test]
 fn sigterm_finishes_the_in_flight_request_then_exits_0() {
-    let conf = Conf::new("slow_app:app")
-        .workers(1)
-        .server("graceful_timeout = \"10s\"");
-    let mut edge = Edge::start_ready(&conf, "/?s=0");
-    let port = edge.port;
-    let inflight = thread::spawn(move || {
-        let mut c = support::Conn::open(port);
-        c.send_request("GET", "/?s=2", &[("Connection", "close")], b"");
-        c.read_response("GET")
-    });
+    let mut edge = start_slow(slow_app(1).server("graceful_timeout = \"10s\""));
+    let inflight = get_async(edge.port, "/?s=2");
     thread::sleep(Duration::from_millis(700));
     edge.signal(Signal::SIGTERM);
     let r = inflight
@@ -123,8 +114,7 @@ fn sigterm_finishes_the_in_flight_request_then_exits_0() {
 
 #[test]
 fn sigterm_when_idle_exits_0_quickly() {
-    let conf = Conf::new("pid_app:app").workers(2);
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(&Conf::new("pid_app:app").workers(2));
     let start = Instant::now();
     edge.signal(Signal::SIGTERM);
     let st = edge
@@ -140,8 +130,7 @@ fn sigterm_when_idle_exits_0_quickly() {
 
 #[test]
 fn kill_9_of_a_worker_is_replaced_and_requests_keep_succeeding() {
-    let conf = Conf::new("slow_app:app").workers(2);
-    let mut edge = Edge::start_ready(&conf, "/?s=0");
+    let mut edge = start_slow(slow_app(2));
     let before = worker_pids(&edge, 2);
     let children_before = edge.children();
     let victim = before[0];
@@ -202,8 +191,7 @@ fn kill_9_of_a_worker_is_replaced_and_requests_keep_succeeding() {
 
 #[test]
 fn children_die_with_the_arbiter() {
-    let conf = Conf::new("pid_app:app").workers(2);
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(&Conf::new("pid_app:app").workers(2));
     let kids = proc::descendants(edge.pid);
     assert!(
         kids.len() >= 3,
@@ -224,25 +212,18 @@ fn children_die_with_the_arbiter() {
 
 #[test]
 fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
-    let conf = Conf::new("slow_app:app").workers(2);
-    let edge = Edge::start_ready(&conf, "/?s=0");
+    let edge = start_slow(slow_app(2));
     let port = edge.port;
     for round in 0..3 {
-        let busy = thread::spawn(move || {
-            let mut c = support::Conn::open(port);
-            c.send_request("GET", "/?s=2", &[("Connection", "close")], b"");
-            c.read_response("GET").unwrap()
-        });
+        let busy = get_async(port, "/?s=2");
         thread::sleep(Duration::from_millis(300));
-        let start = Instant::now();
-        let r = edge.get("/?s=0");
-        let took = start.elapsed();
+        let (r, took) = timed(|| edge.get("/?s=0"));
         assert_eq!(r.status, 200);
         assert!(
             took < Duration::from_secs(1),
             "round {round}: request waited {took:?} while a worker was idle"
         );
-        let slow = busy.join().unwrap();
+        let slow = busy.join().unwrap().unwrap();
         assert_ne!(
             slept_pid(&slow),
             slept_pid(&r),
@@ -253,16 +234,9 @@ fn requests_go_to_an_idle_worker_not_behind_a_busy_one() {
 
 #[test]
 fn full_queue_gets_503_with_retry_after() {
-    let conf = Conf::new("slow_app:app").workers(1).app("backlog = 1");
-    let edge = Edge::start_ready(&conf, "/?s=0");
+    let edge = start_slow(slow_app(1).app("backlog = 1"));
     let port = edge.port;
-    let get = move |path: &'static str| {
-        thread::spawn(move || {
-            let mut c = support::Conn::open(port);
-            c.send_request("GET", path, &[("Connection", "close")], b"");
-            c.read_response("GET").unwrap()
-        })
-    };
+    let get = move |path: &'static str| get_async(port, path);
     let a = get("/?s=2"); // being served
     thread::sleep(Duration::from_millis(400));
     let b = get("/?s=0"); // waits in the queue (1 place)
@@ -279,19 +253,16 @@ fn full_queue_gets_503_with_retry_after() {
         start.elapsed() < Duration::from_secs(1),
         "the 503 was not immediate"
     );
-    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let (a, b) = (a.join().unwrap().unwrap(), b.join().unwrap().unwrap());
     assert_eq!(a.status, 200, "{}", a.describe());
     assert_eq!(b.status, 200, "the queued request failed: {}", b.describe());
 }
 
 #[test]
 fn timeout_gives_504_and_replaces_the_worker() {
-    let conf = Conf::new("slow_app:app").workers(1).app("timeout = \"1s\"");
-    let edge = Edge::start_ready(&conf, "/?s=0");
+    let edge = start_slow(slow_app(1).app("timeout = \"1s\""));
     let pid1 = slept_pid(&edge.get("/?s=0"));
-    let start = Instant::now();
-    let r = edge.get("/?s=10");
-    let took = start.elapsed();
+    let (r, took) = timed(|| edge.get("/?s=10"));
     assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
     assert!(
         took < Duration::from_secs(5),
@@ -312,8 +283,7 @@ fn max_requests_recycles_the_worker_without_a_gap() {
     // gunicorn's worker exits after max_requests and capacity drops to zero
     // until the arbiter has forked and booted a new one. edge's worker asks
     // to be replaced and keeps serving until its replacement is ready.
-    let conf = Conf::new("slow_app:app").workers(1).app("max_requests = 3");
-    let edge = Edge::start_ready(&conf, "/?s=0");
+    let edge = start_slow(slow_app(1).app("max_requests = 3"));
     // the readiness probe was request 1 of the first worker
     let first = slept_pid(&edge.get("/?s=0"));
     let mut served_by_first = 2;
@@ -344,10 +314,7 @@ fn max_requests_recycles_the_worker_without_a_gap() {
         "worker {first} was replaced after {served_by_first} requests, before max_requests = 3"
     );
     // The old worker leaves once its replacement serves.
-    let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while proc::alive(first) && std::time::Instant::now() < gone_by {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    proc::wait_gone(&[first], Duration::from_secs(5));
     assert!(
         !proc::alive(first),
         "recycled worker {first} is still alive"
@@ -362,16 +329,8 @@ fn max_requests_recycles_the_worker_without_a_gap() {
 
 #[test]
 fn sigint_is_a_quick_stop() {
-    let conf = Conf::new("slow_app:app")
-        .workers(1)
-        .server("graceful_timeout = \"30s\"");
-    let mut edge = Edge::start_ready(&conf, "/?s=0");
-    let port = edge.port;
-    let _inflight = thread::spawn(move || {
-        let mut c = support::Conn::open(port);
-        c.send_request("GET", "/?s=30", &[("Connection", "close")], b"");
-        let _ = c.read_response("GET");
-    });
+    let mut edge = start_slow(slow_app(1).server("graceful_timeout = \"30s\""));
+    let _inflight = get_async(edge.port, "/?s=30");
     thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     edge.signal(Signal::SIGINT);

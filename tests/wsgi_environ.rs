@@ -150,8 +150,7 @@ fn environ_matches_gunicorn_for_a_get() {
 
 #[test]
 fn path_info_decoding_matches_gunicorn() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     // (request target, PATH_INFO, QUERY_STRING) as gunicorn 23 gives them
     let cases: &[(&str, &str, &str)] = &[
         ("/caf%C3%A9", "/caf\u{c3}\u{a9}", ""),
@@ -183,8 +182,7 @@ fn path_info_decoding_matches_gunicorn() {
 
 #[test]
 fn post_body_and_content_headers() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     let body: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let r = edge.request(
         "POST",
@@ -231,8 +229,7 @@ fn post_body_and_content_headers() {
 
 #[test]
 fn chunked_request_body_arrives_intact() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     let body = support::pseudo_random_bytes(100_000, 7);
     let mut raw = b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
                     Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
@@ -252,8 +249,7 @@ fn chunked_request_body_arrives_intact() {
 /// here; this follows the nginx→gunicorn chain edge replaces.
 #[test]
 fn chunked_request_gets_content_length_like_nginx() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     let raw = b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
                 5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     let r = edge.raw(raw, "POST");
@@ -275,8 +271,7 @@ fn chunked_request_gets_content_length_like_nginx() {
 
 #[test]
 fn multiprocess_is_false_with_one_worker() {
-    let conf = Conf::new("environ_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app").workers(1));
     let j = edge.get("/").json();
     assert_eq!(
         j["wsgi"]["wsgi.multiprocess"].as_bool(),
@@ -320,9 +315,10 @@ fn http10_request_environ() {
 
 #[test]
 fn app_env_from_config_reaches_the_worker() {
-    let conf = Conf::new("environ_app:app")
-        .app(r#"env = { EDGE_TEST_MARK = "hello from config", EDGE_TEST_OTHER = "2" }"#);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(
+        &Conf::new("environ_app:app")
+            .app(r#"env = { EDGE_TEST_MARK = "hello from config", EDGE_TEST_OTHER = "2" }"#),
+    );
     let j = edge
         .get("/?env=EDGE_TEST_MARK,EDGE_TEST_OTHER,EDGE_TEST_UNSET")
         .json();
@@ -336,8 +332,7 @@ fn app_env_from_config_reaches_the_worker() {
 
 #[test]
 fn wsgi_errors_goes_to_the_error_log() {
-    let conf = Conf::new("environ_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("environ_app:app"));
     // the app writes the text upper-cased, so a log line that merely
     // quotes the request URI cannot pass for it
     let r = edge.get("/?log=wsgi-errors-marker-8c1d");

@@ -17,6 +17,14 @@ fn ok_pid(r: &Response) -> i32 {
         .unwrap_or_else(|| panic!("expected \"ok <pid>\", got:\n{}", r.describe()))
 }
 
+/// `module` with one worker, started and answering `/ok`; with that
+/// worker's pid.
+fn one_worker(module: &str) -> (Edge, i32) {
+    let edge = Edge::start_ready(&Conf::new(module).workers(1), "/ok");
+    let pid = ok_pid(&edge.get("/ok"));
+    (edge, pid)
+}
+
 fn assert_no_validator_complaints(edge: &Edge) {
     // Garbage-collection-time assertions (e.g. "iterator garbage collected
     // without being closed") are printed, not raised: give them a moment.
@@ -56,8 +64,7 @@ fn expect_body(mode: &str, data: &[u8]) -> String {
 
 #[test]
 fn validator_get_post_head_and_chunked() {
-    let conf = Conf::new("validator_app:app").workers(2);
-    let edge = Edge::start_ready(&conf, "/?mode=none");
+    let edge = Edge::start_ready(&Conf::new("validator_app:app").workers(2), "/?mode=none");
 
     let r = edge.get("/?mode=none");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
@@ -129,8 +136,7 @@ fn validator_get_post_head_and_chunked() {
 
 #[test]
 fn write_callable_then_iterable_in_order() {
-    let conf = Conf::new("write_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("write_app:app"));
     for _ in 0..2 {
         let r = edge.get("/");
         assert_eq!(r.status, 200, "{}", r.describe());
@@ -141,8 +147,7 @@ fn write_callable_then_iterable_in_order() {
 
 #[test]
 fn generator_body_arrives_complete_and_in_order() {
-    let conf = Conf::new("generator_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("generator_app:app"));
     let expected: String = (0..50).map(|i| format!("chunk {i}\n")).collect();
     // twice on one keep-alive connection, then on a fresh one
     let mut c = edge.conn();
@@ -159,8 +164,7 @@ fn generator_body_arrives_complete_and_in_order() {
 #[test]
 fn close_is_called_exactly_once() {
     // one worker: the counter lives in that process's memory
-    let conf = Conf::new("close_app:app").workers(1);
-    let edge = Edge::start_ready(&conf, "/count");
+    let edge = Edge::start_ready(&Conf::new("close_app:app").workers(1), "/count");
     let base = edge.get("/count").json();
     let pid = base["pid"].as_i64().unwrap();
     let base_root = base["/"].as_i64().unwrap();
@@ -210,9 +214,7 @@ fn close_is_called_exactly_once() {
 
 #[test]
 fn app_exception_gives_500_then_the_worker_goes_on() {
-    let conf = Conf::new("exc_app:app").workers(1);
-    let edge = Edge::start_ready(&conf, "/ok");
-    let pid = ok_pid(&edge.get("/ok"));
+    let (edge, pid) = one_worker("exc_app:app");
 
     let r = edge.get("/boom");
     assert_eq!(r.status, 500, "{}", r.describe());
@@ -252,8 +254,7 @@ fn app_exception_gives_500_then_the_worker_goes_on() {
 
 #[test]
 fn os_exit_gives_502_and_a_fresh_worker_serves_the_next() {
-    let conf = Conf::new("exit_app:app").workers(1);
-    let mut edge = Edge::start(&conf);
+    let mut edge = Edge::start(&Conf::new("exit_app:app").workers(1));
     let r = edge.get("/");
     assert_eq!(r.status, 200);
     let pid1: i32 = r.text().parse().unwrap();
@@ -289,8 +290,7 @@ fn os_exit_gives_502_and_a_fresh_worker_serves_the_next() {
 
 #[test]
 fn invalid_status_gives_500_and_a_log_line() {
-    let conf = Conf::new("badstatus_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("badstatus_app:app").workers(1));
     let pid = ok_pid(&edge.get("/"));
     for path in ["/s1", "/s2", "/s3", "/s4"] {
         let before = edge.stderr().len();
@@ -315,8 +315,7 @@ fn invalid_status_gives_500_and_a_log_line() {
 
 #[test]
 fn header_with_crlf_gives_500_never_a_split_response() {
-    let conf = Conf::new("crlf_header_app:app").workers(1);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("crlf_header_app:app").workers(1));
     let pid = ok_pid(&edge.get("/"));
     for path in ["/crlf", "/lf", "/name", "/colon"] {
         let before = edge.stderr().len();
@@ -353,9 +352,7 @@ fn header_with_crlf_gives_500_never_a_split_response() {
 
 #[test]
 fn start_response_with_exc_info_replaces_the_headers() {
-    let conf = Conf::new("excinfo_app:app").workers(1);
-    let edge = Edge::start_ready(&conf, "/ok");
-    let pid = ok_pid(&edge.get("/ok"));
+    let (edge, pid) = one_worker("excinfo_app:app");
 
     let r = edge.get("/");
     assert_eq!(r.status, 500, "{}", r.describe());
@@ -385,8 +382,7 @@ fn start_response_with_exc_info_replaces_the_headers() {
 
 #[test]
 fn repeated_response_headers_stay_separate_and_in_order() {
-    let conf = Conf::new("headers_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("headers_app:app"));
     let r = edge.get("/cookies");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(
@@ -436,8 +432,7 @@ fn no_content_response_has_no_body() {
 
 #[test]
 fn file_wrapper_serves_the_file() {
-    let conf = Conf::new("headers_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("headers_app:app"));
     let r = edge.get("/file");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.header("content-type"), Some("text/x-python"));
@@ -449,8 +444,7 @@ fn file_wrapper_serves_the_file() {
 
 #[test]
 fn large_streamed_response_arrives_intact() {
-    let conf = Conf::new("headers_app:app");
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("headers_app:app"));
     let size = 8 * 1024 * 1024 + 7;
     let r = edge.get(&format!("/big?size={size}"));
     assert_eq!(r.status, 200, "{}", r.describe());
@@ -465,8 +459,7 @@ fn large_streamed_response_arrives_intact() {
 
 #[test]
 fn a_dying_worker_affects_only_its_own_request() {
-    let conf = Conf::new("exit_app:app").workers(2);
-    let edge = Edge::start(&conf);
+    let edge = Edge::start(&Conf::new("exit_app:app").workers(2));
     let port = edge.port;
     let slow = std::thread::spawn(move || {
         let mut c = support::Conn::open(port);

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::forwarded::TrustedProxies;
 use super::merge::{self, AppSpec};
 use super::{
     units, AccessFormat, AsyncLoop, Coding, ErrorFormat, Expires, FollowSymlinks, Interface,
@@ -61,6 +62,9 @@ pub struct ServerSection {
     pub health: Option<String>,
     /// `edge status`'s Unix socket: a path (resolved by merge) or `"off"`.
     pub control_socket: Option<String>,
+    #[serde(default, deserialize_with = "server_forwarded_allow_ips")]
+    pub forwarded_allow_ips: Option<TrustedProxies>,
+    pub proxy_protocol: Option<bool>,
 }
 
 /// `[tls]`
@@ -277,6 +281,7 @@ macro_rules! keyed {
 keyed! {
     fn server_listen("server.listen") -> Vec<SocketAddr> = listen_list;
     fn server_graceful_timeout("server.graceful_timeout") -> Duration = duration;
+    fn server_forwarded_allow_ips("server.forwarded_allow_ips") -> TrustedProxies = trusted_proxies;
     fn tls_listen("tls.listen") -> Vec<SocketAddr> = listen_list;
     fn tls_handshake_timeout("tls.handshake_timeout") -> Duration = duration;
     fn http2_max_header_list_size("http2.max_header_list_size") -> u64 = size;
@@ -351,6 +356,27 @@ fn listen_list<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<SocketA
         }
     }
     d.deserialize_any(ListVisitor(key))
+}
+
+/// `server.forwarded_allow_ips`: a list of IPs / CIDRs / `"*"`, or one
+/// string in gunicorn's comma-separated form.
+fn trusted_proxies<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<TrustedProxies, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        List(Vec<String>),
+    }
+    match Form::deserialize(d).map_err(|_| {
+        keyed_error::<D::Error>(
+            key,
+            "expected a list of IPs or CIDRs, e.g. [\"10.0.0.0/8\", \"::1\"]",
+        )
+    })? {
+        Form::One(text) => TrustedProxies::parse_comma_list(&text),
+        Form::List(items) => TrustedProxies::parse(&items),
+    }
+    .map_err(|e| keyed_error(key, e))
 }
 
 /// One listen address inside a list, parsed with its key for messages.

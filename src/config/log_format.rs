@@ -18,6 +18,9 @@ pub enum LogVar {
     RemoteAddr,
     /// Client port.
     RemotePort,
+    /// The connection's peer address: a trusted proxy or the load
+    /// balancer that sent the PROXY header (else the client itself).
+    PeerAddr,
     /// Always `-` (nginx's `$remote_user`, for pasted formats).
     RemoteUser,
     /// `24/Nov/2026:04:11:34 +0000` (nginx `$time_local`, UTC).
@@ -70,6 +73,8 @@ pub enum LogVar {
 pub const VARIABLES: &[(&str, LogVar)] = &[
     ("remote_addr", LogVar::RemoteAddr),
     ("remote_port", LogVar::RemotePort),
+    ("peer_addr", LogVar::PeerAddr),
+    ("realip_remote_addr", LogVar::PeerAddr),
     ("remote_user", LogVar::RemoteUser),
     ("time", LogVar::TimeIso8601),
     ("time_iso8601", LogVar::TimeIso8601),

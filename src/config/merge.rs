@@ -90,6 +90,10 @@ pub struct Overrides {
     pub env: Vec<String>,
     /// `--static URL_PREFIX=DIR`, repeatable.
     pub statics: Vec<String>,
+    /// `--forwarded-allow-ips`, gunicorn's comma-separated list.
+    pub forwarded_allow_ips: Option<String>,
+    /// `--proxy-protocol`
+    pub proxy_protocol: bool,
     /// `--interface wsgi|asgi|auto` (edge's own).
     pub interface: Option<String>,
     /// `--dev`
@@ -775,6 +779,12 @@ fn build_listeners(
         }
         other => other.clone(),
     };
+    let forwarded_allow_ips = match &ov.forwarded_allow_ips {
+        Some(text) => super::forwarded::TrustedProxies::parse_comma_list(text)
+            .map_err(|e| ctx.cmd.invalid("--forwarded-allow-ips", e))?,
+        None => file.server.forwarded_allow_ips.clone().unwrap_or_default(),
+    };
+    let proxy_protocol = ov.proxy_protocol || file.server.proxy_protocol.unwrap_or(false);
     // The addresses gunicorn would bind: --bind, else the file, else the default.
     let plain = if binds.is_empty() {
         file.server.listen.clone()
@@ -792,6 +802,8 @@ fn build_listeners(
                 listen,
                 graceful_timeout,
                 health,
+                forwarded_allow_ips,
+                proxy_protocol,
             },
             None,
         ));
@@ -855,6 +867,8 @@ fn build_listeners(
             listen,
             graceful_timeout,
             health,
+            forwarded_allow_ips,
+            proxy_protocol,
         },
         Some(Tls {
             listen: tls_listen,

@@ -11,6 +11,7 @@
 
 pub mod acme;
 pub mod file;
+pub mod forwarded;
 pub mod log_format;
 pub mod merge;
 pub mod tls;
@@ -90,6 +91,12 @@ pub struct Server {
     pub graceful_timeout: Duration,
     /// Health-check path answered by the front. Default: none.
     pub health: Option<String>,
+    /// `forwarded_allow_ips` / `--forwarded-allow-ips`: peers whose
+    /// forwarding headers are believed. Default: none.
+    pub forwarded_allow_ips: forwarded::TrustedProxies,
+    /// `proxy_protocol` / `--proxy-protocol`: every connection starts with
+    /// a PROXY protocol (v1 or v2) header. Default false.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -217,6 +217,7 @@ impl AccessLog {
     pub fn entry<B>(
         &self,
         remote: SocketAddr,
+        peer: SocketAddr,
         req: &http::Request<B>,
         request_id: &HeaderValue,
         tls_version: Option<&'static str>,
@@ -242,6 +243,7 @@ impl AccessLog {
         };
         Some(Entry {
             remote,
+            peer,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -326,7 +328,10 @@ fn writer(
 /// What a line says about one request. Built when the request arrives;
 /// the response's part is filled in as it completes.
 pub struct Entry {
+    /// The client edge settled on (trusted proxies' word, or the peer).
     pub remote: SocketAddr,
+    /// The connection's peer (`$peer_addr`).
+    pub peer: SocketAddr,
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -732,6 +737,7 @@ fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
     match v {
         LogVar::RemoteAddr => push_ip(out, e.remote.ip()),
         LogVar::RemotePort => push_u64(out, u64::from(e.remote.port())),
+        LogVar::PeerAddr => push_ip(out, e.peer.ip()),
         LogVar::RemoteUser => out.push(b'-'),
         LogVar::TimeLocal => out.extend_from_slice(clock.at(e.time).0.as_bytes()),
         LogVar::TimeIso8601 => push_iso(out, clock, e.time),
@@ -817,6 +823,7 @@ mod tests {
     fn entry() -> Entry {
         let mut e = Entry {
             remote: "10.1.2.3:5555".parse().unwrap(),
+            peer: "10.9.9.9:4444".parse().unwrap(),
             method: Method::POST,
             uri: "/p\"a/th?q=1&x=\\".parse().unwrap(),
             version: Version::HTTP_11,

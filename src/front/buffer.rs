@@ -4,6 +4,7 @@
 //! therefore costs a tokio task, never a Python worker.
 
 use std::io::{Seek, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,17 +25,19 @@ pub enum BodyError {
     /// The client sent a malformed body or went away: 400.
     #[error("bad request body: {0}")]
     Client(String),
-    /// Spooling to disk failed: 500.
+    /// Spooling to disk failed: 507 when the disk is full, else 500.
     #[error("cannot spool the request body to a temporary file: {0}")]
     Spool(std::io::Error),
 }
 
-/// Read all of `body`.
+/// Read all of `body`; past `memory_limit` bytes it goes to an unlinked
+/// file in `temp_dir` (the system's when `None`).
 pub async fn read(
     mut body: Incoming,
     max_body: u64,
     memory_limit: usize,
     gap: Duration,
+    temp_dir: Option<&Path>,
 ) -> Result<Body, BodyError> {
     let mut mem = BytesMut::new();
     let mut file: Option<std::fs::File> = None;
@@ -58,7 +61,11 @@ pub async fn read(
             None if mem.len() + data.len() > memory_limit => {
                 // Writes to a fresh temp file land in the page cache; they
                 // do not block on the disk.
-                let mut f = tempfile::tempfile().map_err(BodyError::Spool)?;
+                let mut f = match temp_dir {
+                    Some(dir) => tempfile::tempfile_in(dir),
+                    None => tempfile::tempfile(),
+                }
+                .map_err(BodyError::Spool)?;
                 f.write_all(&mem).map_err(BodyError::Spool)?;
                 f.write_all(&data).map_err(BodyError::Spool)?;
                 mem = BytesMut::new();

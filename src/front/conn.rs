@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::access_log::{Done, LoggedBody};
 use super::body::ResponseBody;
+use super::client::{self, Client};
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
 use super::{
@@ -23,12 +24,23 @@ use crate::ipc::wire;
 
 /// What the front knows about a client connection.
 pub struct ConnInfo {
+    /// The client as the connection tells it: the peer, or the client
+    /// named by its PROXY header. Trusted proxies' headers may still name
+    /// another per request (see `client::settle`).
     pub remote: SocketAddr,
     pub remote_ip: String,
+    /// `remote_ip` as a header value (`X-Forwarded-For` from an untrusted
+    /// peer), made once per connection.
+    pub remote_ip_header: http::HeaderValue,
+    /// The socket's own peer (`$peer_addr`): the load balancer with
+    /// `proxy_protocol`, else `remote`.
+    pub peer: SocketAddr,
     /// The listener's address (gunicorn's SERVER_NAME / SERVER_PORT).
     pub local: SocketAddr,
     pub local_ip: String,
-    pub tls: bool,
+    /// The client's scheme as the connection tells it: TLS here, or a
+    /// PROXY v2 header saying the balancer terminated TLS.
+    pub https: bool,
     /// `TLSv1.3` / `TLSv1.2`, once the handshake is done.
     pub tls_version: OnceLock<&'static str>,
     /// Shared with the socket's timers (`timed_io`).
@@ -37,12 +49,32 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        Self::build(remote, remote, local, tls)
+    }
+
+    /// A connection that began with a PROXY header (`LOCAL` or without an
+    /// address: the peer stands).
+    pub fn proxied(
+        peer: SocketAddr,
+        header: super::proxy_protocol::Header,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Self {
+        let remote = header.source.unwrap_or(peer);
+        Self::build(remote, peer, local, tls || header.ssl)
+    }
+
+    fn build(remote: SocketAddr, peer: SocketAddr, local: SocketAddr, https: bool) -> Self {
+        let remote_ip = remote.ip().to_canonical().to_string();
         ConnInfo {
             remote,
-            remote_ip: remote.ip().to_string(),
+            remote_ip_header: http::HeaderValue::from_str(&remote_ip)
+                .unwrap_or(http::HeaderValue::from_static("-")),
+            remote_ip,
+            peer,
             local,
             local_ip: local.ip().to_string(),
-            tls,
+            https,
             tls_version: OnceLock::new(),
             state: Arc::new(ConnState::default()),
         }
@@ -70,12 +102,12 @@ fn id_of(headers: &http::HeaderMap) -> &str {
 }
 
 /// Who will answer `path` (the same decisions as [`route_request`]).
-fn route_kind(shared: &Shared, conn: &ConnInfo, path: &str) -> Route {
-    if !conn.tls && shared.acme.as_ref().is_some_and(|a| a.is_http01(path)) {
+fn route_kind(shared: &Shared, conn: &ConnInfo, client: &Client, path: &str) -> Route {
+    if !conn.https && shared.acme.as_ref().is_some_and(|a| a.is_http01(path)) {
         Route::Front
     } else if shared.config.server.health.as_deref() == Some(path) {
         Route::Health
-    } else if !conn.tls && shared.redirect_https.is_some() {
+    } else if !client.https && shared.redirect_https.is_some() {
         Route::Redirect
     } else if route::static_route(&shared.config.statics, path).is_some() {
         Route::Static
@@ -109,18 +141,28 @@ pub async fn handle(
     // The app sees it as HTTP_X_REQUEST_ID, whatever the client sent.
     req.headers_mut()
         .insert(request_id::HEADER, request_id.clone());
+    let settled = client::settle(
+        &shared.config.server.forwarded_allow_ips,
+        &conn,
+        req.headers_mut(),
+    );
+    let client = match &settled {
+        Ok(c) => c.clone(),
+        Err(_) => client::Client::of_connection(&conn),
+    };
     let entry = shared.access_log.entry(
-        conn.remote,
+        client.addr,
+        conn.peer,
         &req,
         &request_id,
         conn.tls_version.get().copied(),
     );
-    let mut route = route_kind(&shared, &conn, req.uri().path());
+    let mut route = route_kind(&shared, &conn, &client, req.uri().path());
     let http10 = req.version() == Version::HTTP_10;
-    let mut response = match check_host(&req) {
-        Ok(()) => route_request(&shared, &conn, req).await,
+    let mut response = match settled.and_then(|_| check_host(&req)) {
+        Ok(()) => route_request(&shared, &conn, &client, req).await,
         Err(why) => {
-            debug!(remote = %conn.remote, request_id = request_id.to_str().unwrap_or("-"), why, "bad request");
+            debug!(client = %client.addr, peer = %conn.peer, request_id = request_id.to_str().unwrap_or("-"), why, "bad request");
             route = Route::Front;
             let mut r = respond::error(StatusCode::BAD_REQUEST);
             r.headers_mut()
@@ -128,7 +170,7 @@ pub async fn handle(
             r
         }
     };
-    if let (true, Some(hsts)) = (conn.tls, &shared.hsts) {
+    if let (true, Some(hsts)) = (client.https, &shared.hsts) {
         super::tls::add_hsts(&mut response, hsts);
     }
     let (mut parts, body) = response.into_parts();
@@ -197,10 +239,11 @@ fn check_host(req: &Request<Incoming>) -> Result<(), &'static str> {
 async fn route_request(
     shared: &Shared,
     conn: &ConnInfo,
+    client: &Client,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     // ACME http-01 on plain listeners, before everything else.
-    if let (false, Some(acme)) = (conn.tls, &shared.acme) {
+    if let (false, Some(acme)) = (conn.https, &shared.acme) {
         if let Some(r) = acme.http01(req.uri().path()).await {
             return r;
         }
@@ -209,7 +252,7 @@ async fn route_request(
     if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);
     }
-    if let (false, Some(port)) = (conn.tls, shared.redirect_https) {
+    if let (false, Some(port)) = (client.https, shared.redirect_https) {
         return super::tls::redirect(&req, port);
     }
     let routes = shared.files.routes_for(req.uri().path());
@@ -220,10 +263,10 @@ async fn route_request(
     {
         return match static_files::serve(&shared.files, r, &parts, rest).await {
             static_files::Outcome::Response(resp) => resp,
-            static_files::Outcome::NotFound => app(shared, conn, parts, body).await,
+            static_files::Outcome::NotFound => app(shared, conn, client, parts, body).await,
         };
     }
-    app(shared, conn, parts, body).await
+    app(shared, conn, client, parts, body).await
 }
 
 static X_ACCEL_REDIRECT: header::HeaderName = header::HeaderName::from_static("x-accel-redirect");
@@ -236,18 +279,19 @@ static X_SENDFILE: header::HeaderName = header::HeaderName::from_static("x-sendf
 async fn app(
     shared: &Shared,
     conn: &ConnInfo,
+    client: &Client,
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Response<ResponseBody> {
     if shared.config.app.interface != crate::config::Interface::Wsgi {
         if let Some(hs) = websocket::handshake(&parts) {
             let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-            return to_app(shared, conn, &parts, body, upgrade.map(|u| (u, hs))).await;
+            return to_app(shared, conn, client, &parts, body, upgrade.map(|u| (u, hs))).await;
         }
     }
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
-    let mut resp = to_app(shared, conn, &parts, body, None).await;
+    let mut resp = to_app(shared, conn, client, &parts, body, None).await;
     if resp
         .headers()
         .keys()
@@ -376,6 +420,7 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 async fn to_app(
     shared: &Shared,
     conn: &ConnInfo,
+    client: &Client,
     parts: &http::request::Parts,
     incoming: Incoming,
     upgrade: Option<(hyper::upgrade::OnUpgrade, websocket::Handshake)>,
@@ -415,6 +460,7 @@ async fn to_app(
             limits.max_body,
             limits.body_buffer,
             limits.client_body_timeout,
+            limits.temp_dir.as_deref(),
         )
         .await
         {
@@ -423,10 +469,11 @@ async fn to_app(
                 let request_id = id_of(&parts.headers);
                 match &e {
                     buffer::BodyError::Spool(_) => {
-                        tracing::error!(error = %e, request_id, "request body not buffered")
+                        let dir = limits.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+                        tracing::error!(error = %e, temp_dir = %dir.display(), request_id, "request body not buffered (limits.temp_dir)")
                     }
                     _ => {
-                        debug!(error = %e, remote = %conn.remote, request_id, "request body not read")
+                        debug!(error = %e, client = %client.addr, request_id, "request body not read")
                     }
                 }
                 return respond::body_error(&e);
@@ -476,10 +523,10 @@ async fn to_app(
             Version::HTTP_2 => wire::Version::Http2,
             _ => wire::Version::Http11,
         },
-        https: conn.tls,
+        https: client.https,
         websocket: upgrade.is_some(),
-        remote_addr: conn.remote_ip.as_bytes(),
-        remote_port: conn.remote.port(),
+        remote_addr: client.ip_text(conn).as_bytes(),
+        remote_port: client.addr.port(),
         server_name: conn.local_ip.as_bytes(),
         server_port: conn.local.port(),
         body_kind: wire::BodyKind::Inline,

@@ -112,6 +112,13 @@ pub fn acme_certificate(not_after: i64) {
     ACME_EXPIRY.store(not_after, Ordering::Relaxed);
 }
 
+/// A connection was closed for a missing or invalid PROXY header.
+pub fn proxy_header_refused() {
+    if let Some(s) = stats() {
+        s.proxy_header_refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A request body went to a temporary file.
 pub fn body_spilled() {
     if let Some(s) = stats() {
@@ -259,6 +266,13 @@ pub fn render() -> String {
         "counter",
         "TLS handshakes that failed or timed out.",
         s.tls_failures.load(Ordering::Relaxed),
+    );
+    simple(
+        &mut out,
+        "edge_proxy_protocol_refused_total",
+        "counter",
+        "Connections closed for a missing or invalid PROXY protocol header.",
+        s.proxy_header_refused.load(Ordering::Relaxed),
     );
 
     // Workers, from the scoreboard: the slots whose channel we hold.

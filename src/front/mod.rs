@@ -8,9 +8,11 @@ pub mod access_log;
 mod acme;
 pub mod body;
 mod buffer;
+mod client;
 pub mod compress;
 mod conn;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod request_id;
 mod respond;
 mod route;
@@ -383,57 +385,108 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
-        let counted = metrics::connection();
-        let info = Arc::new(conn::ConnInfo::new(remote, addr, acceptor.is_some()));
-        let socket = timed_io::TimedIo::new(socket, info.state.clone(), timeouts);
-        let shared = shared.clone();
-        let tls_info = info.clone();
-        let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
-        let Some(acceptor) = &acceptor else {
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(socket), service)
-                .into_owned();
-            let fut = graceful.watch(conn);
+        let conn = Accepted {
+            counted: metrics::connection(),
+            permit,
+            watcher: graceful.watcher(),
+            remote,
+        };
+        let (shared, acceptor, builder) = (shared.clone(), acceptor.clone(), builder.clone());
+        if shared.config.server.proxy_protocol {
             tokio::spawn(async move {
-                if let Err(e) = fut.await {
-                    debug!(%remote, error = %e, "connection ended with an error");
+                let mut socket = socket;
+                let within = shared.config.limits.client_header_timeout;
+                match proxy_protocol::read_header(&mut socket, within).await {
+                    Ok((header, rest)) => {
+                        let info =
+                            conn::ConnInfo::proxied(remote, header, addr, acceptor.is_some());
+                        let socket = proxy_protocol::Prefixed::new(rest, socket);
+                        serve_connection(socket, info, conn, acceptor, builder, shared, timeouts)
+                            .await;
+                    }
+                    Err(e) => {
+                        metrics::proxy_header_refused();
+                        debug!(peer = %remote, error = %e, "connection closed: no valid PROXY header");
+                    }
                 }
-                drop(counted);
-                drop(permit);
             });
             continue;
-        };
-        // A graceful stop waits for connections still in their handshake
-        // too (each at most the handshake timeout).
-        let watcher = graceful.watcher();
-        let (acceptor, builder) = (acceptor.clone(), builder.clone());
-        tokio::spawn(async move {
-            let _counted = counted;
-            let stream = match acceptor.accept(socket).await {
-                Ok(s) => s,
-                Err(e) => {
-                    metrics::tls_handshake(false);
-                    debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            metrics::tls_handshake(true);
-            if let Some(v) = stream.get_ref().1.protocol_version() {
-                let _ = tls_info.tls_version.set(match v {
-                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-                    _ => "TLS",
-                });
-            }
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                debug!(%remote, error = %e, "connection ended with an error");
-            }
-            drop(permit);
+        }
+        let info = conn::ConnInfo::new(remote, addr, acceptor.is_some());
+        tokio::spawn(serve_connection(
+            socket, info, conn, acceptor, builder, shared, timeouts,
+        ));
+    }
+}
+
+/// What an accepted connection holds until it ends: its place in the
+/// metrics, under `max_connections`, and in a graceful stop.
+struct Accepted {
+    counted: metrics::ConnectionGuard,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    watcher: hyper_util::server::graceful::Watcher,
+    remote: SocketAddr,
+}
+
+/// Serves one connection: the TLS handshake on HTTPS listeners, then HTTP
+/// until it ends. A graceful stop waits for connections still in their
+/// handshake too (each at most the handshake timeout).
+async fn serve_connection<S>(
+    socket: S,
+    info: conn::ConnInfo,
+    accepted: Accepted,
+    acceptor: Option<Arc<tls::Acceptor>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+    timeouts: timed_io::Timeouts,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted {
+        counted,
+        permit,
+        watcher,
+        remote,
+    } = accepted;
+    let info = Arc::new(info);
+    let socket = timed_io::TimedIo::new(socket, info.state.clone(), timeouts);
+    let tls_info = info.clone();
+    let service = service_fn(move |req| conn::handle(shared.clone(), info.clone(), req));
+    let Some(acceptor) = acceptor else {
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(socket), service)
+            .into_owned();
+        if let Err(e) = watcher.watch(conn).await {
+            debug!(%remote, error = %e, "connection ended with an error");
+        }
+        drop(counted);
+        drop(permit);
+        return;
+    };
+    let stream = match acceptor.accept(socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            metrics::tls_handshake(false);
+            debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    metrics::tls_handshake(true);
+    if let Some(v) = stream.get_ref().1.protocol_version() {
+        let _ = tls_info.tls_version.set(match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
         });
     }
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        debug!(%remote, error = %e, "connection ended with an error");
+    }
+    drop(counted);
+    drop(permit);
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {

@@ -37,11 +37,17 @@ pub fn failure(f: Failure) -> Response<ResponseBody> {
 
 /// The answer when the request body could not be read. The connection is
 /// closed afterwards: the rest of the body is unread.
+/// No space (or quota) left where request bodies are spooled.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 pub fn body_error(e: &BodyError) -> Response<ResponseBody> {
     let mut r = match e {
         BodyError::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE),
         BodyError::Timeout => error(StatusCode::REQUEST_TIMEOUT),
         BodyError::Client(_) => error(StatusCode::BAD_REQUEST),
+        BodyError::Spool(e) if is_disk_full(e) => error(StatusCode::INSUFFICIENT_STORAGE),
         BodyError::Spool(_) => error(StatusCode::INTERNAL_SERVER_ERROR),
     };
     r.headers_mut()

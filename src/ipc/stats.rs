@@ -150,6 +150,8 @@ pub struct Stats {
     pub connections: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_failures: AtomicU64,
+    /// Connections closed for a missing or invalid PROXY header.
+    pub proxy_header_refused: AtomicU64,
     /// Request bodies spooled to a temporary file.
     pub body_spills: AtomicU64,
     /// Access log lines dropped because the writer fell behind.
@@ -204,6 +206,7 @@ mod tests {
             connections: AtomicU64::new(0),
             tls_handshakes: AtomicU64::new(0),
             tls_failures: AtomicU64::new(0),
+            proxy_header_refused: AtomicU64::new(0),
             body_spills: AtomicU64::new(0),
             access_log_dropped: AtomicU64::new(0),
             restarts: Default::default(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{apps_dir, proc, read_lossy, toml_path, venv, Conf, Json, Response};
+use super::{apps_dir, read_lossy, temp_dir, toml_path, venv, Conf, Json, Response};
 
 /// `module` from `tests/apps` with `interface = "asgi"`, one worker.
 pub fn asgi(module: &str) -> Conf {
@@ -30,20 +30,8 @@ pub fn venv_python() -> PathBuf {
     venv::venv().join("bin").join("python")
 }
 
-/// `/proc/PID/comm`, trimmed ("" if the process is gone).
-pub fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The `edge-worker` children of the arbiter `pid`.
-pub fn workers_of(pid: i32) -> Vec<i32> {
-    proc::children(pid)
-        .into_iter()
-        .filter(|&p| comm(p) == "edge-worker")
-        .collect()
-}
+#[allow(unused_imports)]
+pub use super::proc::{comm, workers_of};
 
 /// The `"pid"` of a JSON answer; panics with the response otherwise.
 pub fn json_pid(r: &Response) -> i32 {
@@ -85,10 +73,7 @@ impl PyRun {
 /// Run `tests/apps/<script> args...` with the test venv's python, at most
 /// `timeout` (then the child, and only it, is killed).
 pub fn run_script(script: &str, args: &[&str], timeout: Duration) -> PyRun {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-test-py-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-test-py-");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
     let mut child = Command::new(venv_python())

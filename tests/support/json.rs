@@ -68,6 +68,12 @@ impl Json {
         }
     }
 
+    /// The strings of an array, in order (other items skipped); `None` if
+    /// this is not an array.
+    pub fn strs(&self) -> Option<Vec<&str>> {
+        Some(self.as_array()?.iter().filter_map(Json::as_str).collect())
+    }
+
     /// Keys of an object, in order.
     pub fn keys(&self) -> Vec<&str> {
         match self {
@@ -136,55 +142,57 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self) -> Result<Json, String> {
+    /// The items of the object or array that opens at `self.i`, up to
+    /// `close`, each read by `item`.
+    fn items(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
         self.i += 1;
-        let mut kv = Vec::new();
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
-            return Ok(Json::Obj(kv));
+            return Ok(());
         }
         loop {
             self.ws();
-            let k = self.string()?;
-            self.ws();
-            self.expect(":")?;
-            self.ws();
-            let v = self.value()?;
-            kv.push((k, v));
+            item(self)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b'}') => {
+                Some(c) if c == close => {
                     self.i += 1;
-                    return Ok(Json::Obj(kv));
+                    return Ok(());
                 }
-                _ => return Err(format!("expected ',' or '}}' at byte {}", self.i)),
+                _ => {
+                    let close = close as char;
+                    return Err(format!("expected ',' or '{close}' at byte {}", self.i));
+                }
             }
         }
     }
 
+    fn object(&mut self) -> Result<Json, String> {
+        let mut kv = Vec::new();
+        self.items(b'}', |p| {
+            let k = p.string()?;
+            p.ws();
+            p.expect(":")?;
+            p.ws();
+            kv.push((k, p.value()?));
+            Ok(())
+        })?;
+        Ok(Json::Obj(kv))
+    }
+
     fn array(&mut self) -> Result<Json, String> {
-        self.i += 1;
         let mut out = Vec::new();
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(Json::Arr(out));
-        }
-        loop {
-            self.ws();
-            out.push(self.value()?);
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(Json::Arr(out));
-                }
-                _ => return Err(format!("expected ',' or ']' at byte {}", self.i)),
-            }
-        }
+        self.items(b']', |p| {
+            out.push(p.value()?);
+            Ok(())
+        })?;
+        Ok(Json::Arr(out))
     }
 
     fn hex4(&mut self) -> Result<u32, String> {

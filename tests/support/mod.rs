@@ -3,6 +3,41 @@
 //! logs, and stop it (only the PIDs it started) when the test ends.
 //!
 //! Every test gets its own port and temp dir, so tests run in parallel.
+//!
+//! # The helpers, by what a test does
+//!
+//! - **Start a site with these keys**: `Edge::start(&Conf::new("app:app")
+//!   .workers(2).app("timeout = \"1s\"").tail("[limits]\n..."))` writes the
+//!   config (an app from `tests/apps`, a fresh port) and waits until `/`
+//!   answers; [`Edge::start_ready`] waits on another path.
+//!   A config written by hand: [`Edge::start_in`] (a file in a temp dir of
+//!   the test's, started there) or [`Edge::spawn_config`] (text; no wait).
+//! - **The command line instead of a file**: [`Edge::start_cli`]`("hello:app
+//!   -w 2 -b {bind} --pythonpath {examples}", None)` (`{bind}`, `{apps}`,
+//!   `{examples}`: see [`cli_args`]); [`Edge::spawn_cli`] does not wait.
+//! - **Runs that must exit by themselves** (`--check`, bad configs):
+//!   [`run_config`], [`run_args`], [`run_cli`] give an [`Exited`] (code,
+//!   stdout, stderr, leftovers).
+//! - **Requests**: `edge.get(path)`, `edge.get_with(path, headers)`,
+//!   `edge.request(method, path, headers, body)` (fresh connection each);
+//!   `edge.raw(bytes, method)` sends exact bytes and parses one answer;
+//!   `edge.conn()` gives a keep-alive [`Conn`] for pipelining and partial
+//!   writes; [`get_async`] runs a GET in a thread (in-flight requests),
+//!   `edge.get_concurrent(n, path)` runs `n` at once and joins them.
+//!   A [`Response`] has `status`, `header(name)`, `text()`, `json()`,
+//!   `describe()` (for assertion messages).
+//! - **Processes**: `edge.pid`, [`proc::workers_of`]`(edge.pid)`,
+//!   [`proc::fronts_of`], [`proc::wait_gone`]; `edge.signal(sig)`,
+//!   `edge.wait_exit(timeout)`, `edge.leftovers()`.
+//! - **Logs**: `edge.stderr()`, `edge.stdout()`, `edge.logs()` (both, for
+//!   panic messages), `edge.wait_log(stderr, timeout, pred)`.
+//! - **Time**: [`poll`] (bounded wait for a condition), [`timed`] (how long
+//!   one call took).
+//!
+//! Submodules: `asgi` (ASGI configs, worker pids, a venv Python script
+//! run), `http` (the raw client), `json`, `obs` (metrics and access-log
+//! parsing), `proc` (`/proc`), `sha256`, `static_helpers` (the
+//! `[[static]]` sites), `tls` (a rustls client), `venv` (the test venv).
 #![allow(dead_code)]
 
 pub mod asgi;
@@ -20,6 +55,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -80,6 +116,31 @@ pub fn toml_str(s: &str) -> String {
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
+}
+
+/// A fresh temp dir named `prefix...`, removed when dropped.
+pub fn temp_dir(prefix: &str) -> TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+/// `f()` and how long it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// GET `path` on a fresh connection (`Connection: close`) in a thread:
+/// 5 s to connect, 30 s read bound. For requests in flight while the test
+/// does something else (a signal, a reload, a second request).
+pub fn get_async(port: u16, path: &str) -> JoinHandle<Result<Response, String>> {
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        let mut c = Conn::try_open(port, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        c.set_timeout(Duration::from_secs(30));
+        c.send_request("GET", &path, &[("Connection", "close")], b"");
+        c.read_response("GET")
+    })
 }
 
 // === Config ===
@@ -196,10 +257,7 @@ impl Edge {
     /// Write `text` as `site.toml` in a new temp dir and start
     /// `edge --conf site.toml`; does not wait.
     pub fn spawn_config(text: &str, port: u16) -> Edge {
-        let dir = tempfile::Builder::new()
-            .prefix("edge-test-")
-            .tempdir()
-            .unwrap();
+        let dir = temp_dir("edge-test-");
         let path = dir.path().join("site.toml");
         std::fs::write(&path, text).unwrap();
         let args = vec!["--conf".to_string(), path.display().to_string()];
@@ -210,21 +268,61 @@ impl Edge {
 
     /// Start edge with `args`, cwd `cwd` (default: the temp dir); does not wait.
     pub fn spawn_args(args: &[&str], cwd: Option<&Path>, port: u16) -> Edge {
-        let dir = tempfile::Builder::new()
-            .prefix("edge-test-")
-            .tempdir()
-            .unwrap();
+        let dir = temp_dir("edge-test-");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         Self::spawn_in(dir, &args, cwd, port)
     }
 
+    /// Start `edge --conf CONFIG` (a file the test wrote, usually inside
+    /// `dir`) in the temp dir `dir`, which the edge keeps alive; waits
+    /// until `/` answers on `port`.
+    pub fn start_in(dir: TempDir, config: &Path, port: u16) -> Edge {
+        let args = vec!["--conf".to_string(), config.display().to_string()];
+        let mut e = Self::spawn_in(dir, &args, None, port);
+        e.wait_ready("/");
+        e
+    }
+
+    /// Start edge with a gunicorn-style command line (see [`cli_args`]) on
+    /// a fresh port, in `cwd` (default: its temp dir); waits until `/`
+    /// answers.
+    pub fn start_cli(cmdline: &str, cwd: Option<&Path>) -> Edge {
+        let mut e = Self::spawn_cli(cmdline, cwd, free_port());
+        e.wait_ready("/");
+        e
+    }
+
+    /// Start edge with a gunicorn-style command line (see [`cli_args`]);
+    /// does not wait. `cwd`: as [`Edge::spawn_args`].
+    pub fn spawn_cli(cmdline: &str, cwd: Option<&Path>, port: u16) -> Edge {
+        let args = cli_args(cmdline, port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::spawn_args(&args, cwd, port)
+    }
+
     /// Start edge with `args` in an existing temp dir (logs go there too).
     pub fn spawn_in(dir: TempDir, args: &[String], cwd: Option<&Path>, port: u16) -> Edge {
+        Self::spawn_with(Command::new(edge_bin()), dir, args, cwd, port)
+    }
+
+    /// Start `program` with `args` (a wrapper such as `prlimit` that execs
+    /// edge, keeping the pid) in `dir`; does not wait.
+    pub fn spawn_program(program: &str, args: &[String], port: u16, dir: TempDir) -> Edge {
+        Self::spawn_with(Command::new(program), dir, args, None, port)
+    }
+
+    fn spawn_with(
+        mut command: Command,
+        dir: TempDir,
+        args: &[String],
+        cwd: Option<&Path>,
+        port: u16,
+    ) -> Edge {
         let stdout_path = dir.path().join("edge.stdout");
         let stderr_path = dir.path().join("edge.stderr");
         let out = File::create(&stdout_path).unwrap();
         let err = File::create(&stderr_path).unwrap();
-        let child = Command::new(edge_bin())
+        let child = command
             .args(args)
             .current_dir(cwd.unwrap_or(dir.path()))
             .env_remove("EDGE_LOG")
@@ -331,6 +429,20 @@ impl Edge {
         c.send_request(method, path, &h, body);
         c.read_response(method)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()))
+    }
+
+    /// `n` GETs of `path` at once, each on its own connection in a thread
+    /// (see [`get_async`]); the answers in order. Panics (with the logs)
+    /// if one of them fails.
+    pub fn get_concurrent(&self, n: usize, path: &str) -> Vec<Response> {
+        let hs: Vec<_> = (0..n).map(|_| get_async(self.port, path)).collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+            })
+            .collect()
     }
 
     /// Send raw bytes on a fresh connection, read one response.
@@ -486,10 +598,7 @@ impl Exited {
 
 /// Run edge with a config file and extra args; wait up to `timeout` for it to exit.
 pub fn run_config(text: &str, extra_args: &[&str], timeout: Duration) -> Exited {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-test-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-test-");
     let path = dir.path().join("site.toml");
     std::fs::write(&path, text).unwrap();
     let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
@@ -497,6 +606,33 @@ pub fn run_config(text: &str, extra_args: &[&str], timeout: Duration) -> Exited 
     args.push(path.display().to_string());
     let e = Edge::spawn_in(dir, &args, None, 0);
     finish(e, timeout)
+}
+
+/// A command line written as one string, split on spaces. In each word
+/// `{bind}` stands for `127.0.0.1:PORT`, `{apps}` for `tests/apps` and
+/// `{examples}` for `examples/`.
+pub fn cli_args(cmdline: &str, port: u16) -> Vec<String> {
+    let (bind, apps, examples) = (
+        format!("127.0.0.1:{port}"),
+        apps_dir().display().to_string(),
+        examples_dir().display().to_string(),
+    );
+    cmdline
+        .split_whitespace()
+        .map(|w| {
+            w.replace("{bind}", &bind)
+                .replace("{apps}", &apps)
+                .replace("{examples}", &examples)
+        })
+        .collect()
+}
+
+/// Run edge with a command line (see [`cli_args`]); wait up to `timeout`
+/// for it to exit.
+pub fn run_cli(cmdline: &str, port: u16, timeout: Duration) -> Exited {
+    let args = cli_args(cmdline, port);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_args(&args, None, timeout)
 }
 
 /// Run edge with `args` in `cwd`; wait up to `timeout` for it to exit.

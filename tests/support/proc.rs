@@ -89,3 +89,36 @@ pub fn cmdline(pid: i32) -> String {
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
 }
+
+/// `/proc/PID/comm`, trimmed ("" if the process is gone).
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Live children of `parent` whose comm is `name`.
+pub fn children_named(parent: i32, name: &str) -> Vec<i32> {
+    children(parent)
+        .into_iter()
+        .filter(|&p| comm(p) == name)
+        .collect()
+}
+
+/// The `edge-worker` children of the arbiter `pid`.
+pub fn workers_of(pid: i32) -> Vec<i32> {
+    children_named(pid, "edge-worker")
+}
+
+/// The `edge-front` children of the arbiter `pid`.
+pub fn fronts_of(pid: i32) -> Vec<i32> {
+    children_named(pid, "edge-front")
+}
+
+/// Whether every pid in `pids` is gone within `timeout`.
+pub fn wait_gone(pids: &[i32], timeout: std::time::Duration) -> bool {
+    super::poll(timeout, std::time::Duration::from_millis(25), || {
+        pids.iter().all(|&p| !alive(p)).then_some(())
+    })
+    .is_some()
+}

@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{apps_dir, free_port, toml_path, Edge};
+use super::{apps_dir, free_port, temp_dir, toml_path, Edge};
 
 /// What `secret.txt` holds. No response may ever contain it.
 pub const SECRET: &str = "SECRET-static-7c2d: must never be served";
@@ -49,13 +49,37 @@ impl Default for SiteConf {
     }
 }
 
+impl SiteConf {
+    /// Add `lines` to the `/static/` route.
+    pub fn public(mut self, lines: &str) -> SiteConf {
+        push_lines(&mut self.public, lines);
+        self
+    }
+
+    /// Add `lines` to the `/protected/` route.
+    pub fn protected(mut self, lines: &str) -> SiteConf {
+        push_lines(&mut self.protected, lines);
+        self
+    }
+
+    /// Append sections at the end.
+    pub fn tail(mut self, text: &str) -> SiteConf {
+        push_lines(&mut self.tail, text);
+        self
+    }
+}
+
+fn push_lines(to: &mut String, lines: &str) {
+    if !to.is_empty() {
+        to.push('\n');
+    }
+    to.push_str(lines);
+}
+
 /// Creates the site's folders, lets `prepare` fill them (it gets the temp
 /// root), writes the config and starts edge; waits until `/` answers.
 pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-static2-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("edge-static2-");
     let root = dir.path();
     std::fs::create_dir_all(root.join("public")).unwrap();
     std::fs::create_dir_all(root.join("protected")).unwrap();
@@ -77,13 +101,8 @@ pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
         tail = conf.tail,
     );
     std::fs::write(root.join("site.toml"), text).unwrap();
-    let args = vec![
-        "--conf".to_string(),
-        root.join("site.toml").display().to_string(),
-    ];
-    let mut edge = Edge::spawn_in(dir, &args, None, port);
-    edge.wait_ready("/");
-    edge
+    let config = root.join("site.toml");
+    Edge::start_in(dir, &config, port)
 }
 
 pub fn public(edge: &Edge) -> PathBuf {

@@ -1,0 +1,147 @@
+"""The scenarios and their arms: names, apps, URLs, the answer each run
+checks, and the knobs of the attack (slow-client), open-loop (latency) and
+ASGI scenarios."""
+
+import json
+import os
+import sys
+
+GUNI = "nginx→gunicorn"
+GRANIAN = "granian"
+NGINX = "nginx"
+# edge with its observability on: combined access log to a file and the
+# [metrics] listener (issue 8: under 5% of hello-world throughput vs "edge",
+# which runs with access = "off" and no metrics).
+EDGE_OBS = "edge-obs"
+EDGE_ARMS = ("edge", EDGE_OBS)
+
+APP_ARMS = [
+    "edge",
+    GUNI,
+    "gunicorn sync",
+    "gunicorn gthread",
+    GRANIAN,
+    "uwsgi",
+]
+HELLO_ARMS = ["edge", EDGE_OBS] + APP_ARMS[1:] + ["nginx return 200", "in-process"]
+
+
+def check_hello(body):
+    return body == b"Hello, World!"
+
+
+def check_json(body):
+    try:
+        return json.loads(body) == {"message": "Hello, World!"}
+    except ValueError:
+        return False
+
+
+def check_size(n):
+    return lambda body: len(body) == n
+
+
+STATIC_SIZES = {"1k": 1024, "64k": 64 * 1024, "4m": 4 * 1024 * 1024}
+
+SCENARIOS = [
+    dict(name="hello-1w", group="hello", title="WSGI hello world, 1 worker",
+         module="hello:app", path="/", workers=1, check=check_hello,
+         arms=HELLO_ARMS, baselines=[GUNI, GRANIAN, "nginx return 200"]),
+    dict(name="hello-2w", group="hello", title="WSGI hello world, 2 workers",
+         module="hello:app", path="/", workers=2, check=check_hello,
+         arms=HELLO_ARMS, baselines=[GUNI, GRANIAN, "nginx return 200"]),
+    dict(name="flask", group="flask", title="Flask JSON endpoint, 1 worker",
+         module="flaskapp:app", path="/json", workers=1, check=check_json,
+         arms=APP_ARMS + ["in-process"], baselines=[GUNI, GRANIAN, "in-process"],
+         venv=True),
+    dict(name="django", group="django", title="Django JSON view, 1 worker",
+         module="djangoapp:app", path="/json", workers=1, check=check_json,
+         arms=APP_ARMS + ["in-process"], baselines=[GUNI, GRANIAN, "in-process"],
+         venv=True),
+] + [
+    dict(name=f"static-{k}", group="static", title=f"static file, {k.upper()}iB",
+         module="hello:app", path=f"/static/{k}.bin", workers=1,
+         check=check_size(n), arms=["edge", NGINX], baselines=[NGINX],
+         static=True)
+    for k, n in STATIC_SIZES.items()
+]
+
+# The three scenarios below are not plain closed-loop wrk runs (`kind`):
+#   https        wrk against https://; the arms terminate TLS themselves with
+#                a self-signed P-256 certificate made for the run in out/tls/.
+#   slow-client  kind="slow": each run measures the server unloaded, then
+#                again while bench/slowloris.py (pinned next to wrk) holds
+#                ATTACK_CONNS slow connections open; the figure is the ratio.
+#   latency      kind="rate": an open-loop fixed-rate run with bench/loadgen.c
+#                (wrk2 is not in Debian) at RATE_FRACTION of the slowest
+#                peer's closed-loop capacity (measured in this run's hello-1w,
+#                or probed just before; --rate overrides).
+GUNI_TLS = "nginx-TLS→gunicorn"
+ATTACK_CONNS = int(os.environ.get("BENCH_ATTACK_CONNS", "500"))
+ATTACK_BODIES = int(os.environ.get("BENCH_ATTACK_BODIES", "50"))
+ATTACK_SETTLE = float(os.environ.get("BENCH_ATTACK_SETTLE", "5"))
+RATE_FRACTION = 0.5
+RATE_CONNS = int(os.environ.get("BENCH_RATE_CONNS", "16"))
+RATE_PEERS = [GUNI, GRANIAN, "uwsgi"]
+
+SCENARIOS += [
+    dict(name="https", group="https", title="HTTPS hello world, 1 worker",
+         module="hello:app", path="/", workers=1, check=check_hello,
+         arms=["edge", GUNI_TLS, GRANIAN], baselines=[GUNI_TLS, GRANIAN],
+         tls=True),
+    dict(name="slow-client", group="slow-client", kind="slow",
+         title="hello world under a slow-client attack, 1 worker",
+         module="hello:app", path="/", workers=1, check=check_hello,
+         arms=["edge", "gunicorn sync", GUNI, "nginx return 200"], baselines=[]),
+    dict(name="latency", group="latency", kind="rate",
+         title="fixed-rate (open-loop) latency, hello world, 1 worker",
+         module="hello:app", path="/", workers=1, check=check_hello,
+         arms=["edge", GUNI, GRANIAN, "uwsgi"], baselines=[GUNI, GRANIAN]),
+]
+
+# ASGI (issue 9): the same apps' ASGI twins, against what users run for ASGI
+# today, all with the scenario's worker count:
+#   nginx→gunicorn-uvicorn  nginx over a Unix socket to gunicorn -k
+#                           uvicorn.workers.UvicornWorker (the classic chain)
+#   uvicorn                 uvicorn alone, --no-access-log
+#   granian                 granian --interface asgi
+# uvicorn's HTTP parser and event loop (httptools + uvloop when the venv has
+# them, h11 + asyncio otherwise) are chosen at setup and printed under each
+# table (ASGI_STACK); the UvicornWorker's "auto" picks the same.
+GUNI_UVI = "nginx→gunicorn-uvicorn"
+UVICORN = "uvicorn"
+ASGI_ARMS = ["edge", GUNI_UVI, UVICORN, GRANIAN, "in-process"]
+ASGI_PEERS = [GUNI_UVI, UVICORN, GRANIAN]
+ASGI_STACK = {"http": "h11", "loop": "asyncio", "worker": "uvicorn.workers.UvicornWorker"}
+# edge's [app] max_concurrency for the ASGI scenarios: requests one worker
+# holds at once on its event loop (more wait in the queue for another
+# worker). 1000 is edge's default, spelled out: far above wrk's 64
+# connections, so it never caps a worker below what the others accept
+# (uvicorn and granian put no limit on it by default).
+ASGI_MAX_CONCURRENCY = int(os.environ.get("BENCH_ASGI_MAX_CONCURRENCY", "1000"))
+
+SCENARIOS += [
+    dict(name="asgi-hello-1w", group="asgi", title="ASGI hello world, 1 worker",
+         module="asgihello:app", path="/", workers=1, check=check_hello,
+         arms=ASGI_ARMS, baselines=ASGI_PEERS, interface="asgi", venv=True),
+    dict(name="asgi-hello-2w", group="asgi", title="ASGI hello world, 2 workers",
+         module="asgihello:app", path="/", workers=2, check=check_hello,
+         arms=ASGI_ARMS, baselines=ASGI_PEERS, interface="asgi", venv=True),
+    dict(name="fastapi", group="asgi", title="FastAPI JSON endpoint, 1 worker",
+         module="fastapiapp:app", path="/json", workers=1, check=check_json,
+         arms=ASGI_ARMS, baselines=ASGI_PEERS + ["in-process"], interface="asgi",
+         venv=True),
+]
+
+
+def select(only):
+    if not only:
+        return SCENARIOS
+    wanted = [w for o in only for w in o.split(",") if w]
+    chosen = []
+    for w in wanted:
+        hits = [s for s in SCENARIOS if s["name"] == w or s["group"] == w]
+        if not hits:
+            sys.exit(f"unknown scenario {w!r}; try --list")
+        chosen += [s for s in hits if s not in chosen]
+    return chosen
