@@ -1,5 +1,5 @@
 //! Micro-benchmark of the WSGI environ a worker builds for every request
-//! (`worker/wsgi.rs`: the base environ once, then `environ` per request),
+//! (`worker/environ.rs`: the base environ once, then `environ` per request),
 //! through the worker's own functions with CPython embedded in this process.
 //!
 //!     cargo bench --bench environ

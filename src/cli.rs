@@ -214,14 +214,14 @@ impl StatusArgs {
                 .ok_or_else(|| format!("{}: server.control_socket is \"off\"", conf.display()));
         }
         let port = match (self.bind.first(), std::env::var("PORT")) {
-            (Some(b), _) => config::merge::parse_bind(b)?.port(),
+            (Some(b), _) => config::units::parse_bind(b)?.port(),
             (None, Ok(p)) => p
                 .trim()
                 .parse()
                 .map_err(|_| format!("PORT=\"{p}\" is not a port"))?,
             (None, Err(_)) => 8000,
         };
-        Ok(config::merge::default_control_socket(port))
+        Ok(config::server::default_control_socket(port))
     }
 }
 

@@ -2,29 +2,39 @@
 //!
 //! # Layout
 //!
-//! Top-level modules follow the processes (see `docs/ARCHITECTURE.md`):
+//! Top-level modules follow the processes (see `docs/ARCHITECTURE.md`, whose
+//! module table says the same file by file):
 //!
 //! - [`arbiter`]: the single-threaded supervisor. Binds listeners, forks the
 //!   front and the workers, reaps and replaces them, handles signals.
 //! - [`front`]: the HTTP front (tokio + hyper), built after its fork:
-//!   connections, static files, body buffering, dispatch to workers.
+//!   connections, TLS, static files, body buffering, dispatch to workers.
 //! - [`worker`] (feature `python`): a forked worker embedding CPython,
-//!   running the app through WSGI.
+//!   running the app through WSGI (threads) or ASGI (one asyncio loop).
 //! - [`ipc`]: what the processes share: the front↔worker wire protocol, the
 //!   arbiter↔front control messages, the shared-memory scoreboard, fd passing.
-//! - [`config`]: the validated configuration and its TOML / CLI sources.
+//! - [`config`]: the validated configuration, one module per section of the
+//!   TOML file, merged with the command-line flags.
+//! - [`exit`]: the exit codes every process role and `main` share.
 //! - [`cli`]: the command line (edge's own flags and gunicorn's).
 //! - [`logging`]: tracing setup for the error log.
 //! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
 //!   post-fork libc calls. The other unsafe code lives in
-//!   `arbiter::spawn` (fork), `ipc::scoreboard` (mmap) and `ipc::fdpass`.
+//!   `arbiter::spawn` (fork), `ipc::scoreboard` (mmap), `ipc::fdpass` and
+//!   `worker::python`.
 //! - `bench_support` (hidden): handles for the criterion benches in
 //!   `benches/`, not an API.
+//!
+//! Imports go one way: the arbiter imports `front` and `worker` only to
+//! start them; `front` and `worker` import only `config`, `ipc`, `exit` and
+//! the shared helpers (`logging`, `signals`, `sys`), never each other or the
+//! arbiter; `config` imports `ipc`; `ipc` imports none of them.
 #![deny(unsafe_code)]
 
 pub mod arbiter;
 pub mod cli;
 pub mod config;
+pub mod exit;
 pub mod front;
 pub mod ipc;
 pub mod logging;
@@ -41,6 +51,6 @@ pub mod worker;
 #[doc(hidden)]
 pub mod bench_support {
     /// The WSGI environ as a worker builds it for every request
-    /// (`benches/environ.rs`); methods in `worker/wsgi.rs`.
+    /// (`benches/environ.rs`); methods in `worker/environ.rs`.
     pub struct Environ(());
 }

@@ -1,10 +1,11 @@
 //! `edge`: parse the command line, validate the configuration, hand over
-//! to the arbiter. Errors are printed once; exit codes: 0 ok, 1 runtime
-//! failure, 2 bad configuration, 3 the app failed to load.
+//! to the arbiter. Errors are printed once; exit codes ([`edge::exit`]):
+//! 0 ok, 1 runtime failure, 2 bad configuration, 3 the app failed to load.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use edge::exit::{self, status};
 use edge::{arbiter, cli::Cli, logging, worker};
 
 fn main() -> ExitCode {
@@ -33,12 +34,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("edge: configuration error: {e}");
-            return ExitCode::from(2);
+            return status(exit::CONFIG);
         }
     };
     if let Err(msg) = edge::config::supported(&config) {
         eprintln!("edge: {msg}");
-        return ExitCode::from(2);
+        return status(exit::CONFIG);
     }
     if cli.check {
         return match worker::check_app(&config) {
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
                     "edge: cannot load the application `{}:{}`:\n{e}",
                     config.app.module, config.app.attr
                 );
-                ExitCode::from(2)
+                status(exit::CONFIG)
             }
         };
     }
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
         config.log.error_format,
     ) {
         eprintln!("edge: cannot open the error log: {e}");
-        return ExitCode::from(2);
+        return status(exit::CONFIG);
     }
     let reloader: arbiter::Reloader = Box::new(move || {
         let config = cli
@@ -71,13 +72,15 @@ fn main() -> ExitCode {
         Ok(config)
     });
     match arbiter::run(config, reloader) {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => status(code),
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("edge: {e}");
-            ExitCode::from(match e {
-                arbiter::ArbiterError::Boot { .. } | arbiter::ArbiterError::CrashLoop { .. } => 3,
-                _ => 1,
+            status(match e {
+                arbiter::ArbiterError::Boot { .. } | arbiter::ArbiterError::CrashLoop { .. } => {
+                    exit::BOOT_ERROR
+                }
+                _ => exit::FAILURE,
             })
         }
     }

@@ -15,10 +15,12 @@
 //!
 //! A reload (HUP, or a source change with `--reload`) re-reads the config
 //! and starts a new generation; the old one drains once the new one is
-//! ready. See `docs/ARCHITECTURE.md` for every lifecycle.
+//! ready. See `docs/ARCHITECTURE.md` for every lifecycle. What each child's
+//! exit means (restart, replace, give up) is in `reap.rs`.
 
 mod generation;
 mod listeners;
+mod reap;
 mod signals;
 mod spawn;
 pub mod status;
@@ -26,28 +28,23 @@ mod upgrade;
 mod watch;
 
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::socket::MsgFlags;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::ipc::control::ToArbiter;
 use crate::ipc::fdpass;
-use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
+use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS};
 use crate::ipc::stats::RestartReason;
 use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
+use reap::reap_one;
 use signals::{Event, Signals};
-
-/// Exit code of a worker that could not import or start the app
-/// (gunicorn's `WORKER_BOOT_ERROR`).
-pub const BOOT_ERROR: i32 = 3;
 
 /// Consecutive boot failures (after a successful start) before edge gives up.
 const MAX_BOOT_FAILURES: u32 = 5;
@@ -597,76 +594,6 @@ impl Arbiter {
         }
     }
 
-    /// Collect exited children and decide what each exit means.
-    fn reap(&mut self) -> Result<(), ArbiterError> {
-        while let Some((pid, status)) = reap_one() {
-            if self
-                .upgrade_child
-                .as_ref()
-                .is_some_and(|c| c.id() as i32 == pid.as_raw())
-            {
-                self.upgrade_child = None;
-                if self.phase == Phase::Running {
-                    error!(pid = pid.as_raw(), status = %describe(status), "USR2: the new edge exited before taking over; still serving");
-                }
-                continue;
-            }
-            let Some(i) = self.gens.iter().position(|g| {
-                g.front.as_ref().is_some_and(|f| f.pid == pid) || g.workers.contains_key(&pid)
-            }) else {
-                // Not ours: as PID 1 we reap orphans too.
-                debug!(pid = pid.as_raw(), "reaped an orphan");
-                continue;
-            };
-            if self.gens[i].front.as_ref().is_some_and(|f| f.pid == pid) {
-                self.front_exited(i, pid, status)?;
-            } else {
-                self.worker_exited(i, pid, status)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn front_exited(&mut self, i: usize, pid: Pid, status: WaitStatus) -> Result<(), ArbiterError> {
-        let g = &mut self.gens[i];
-        let front = g.front.take().expect("checked by caller");
-        // Slots of this generation's dead workers that the front never
-        // acknowledged are free now.
-        for w in self.slots.iter_mut() {
-            if *w == SlotUse::AwaitingFront(g.id) {
-                *w = SlotUse::Free;
-            }
-        }
-        if g.state != GenState::Active || self.phase != Phase::Running {
-            debug!(pid = pid.as_raw(), status = %describe(status), "front exited");
-            return Ok(());
-        }
-        error!(pid = pid.as_raw(), status = %describe(status), "front process died; restarting it");
-        if front.started.elapsed() < Duration::from_secs(5) {
-            g.front_failures += 1;
-            if g.front_failures >= MAX_BOOT_FAILURES {
-                let count = g.front_failures;
-                self.kill_everything();
-                return Err(ArbiterError::FrontCrashLoop { count });
-            }
-        } else {
-            g.front_failures = 0;
-        }
-        let addrs: Vec<(std::net::SocketAddr, bool)> = {
-            let mut a: Vec<_> = g.config.server.listen.iter().map(|a| (*a, false)).collect();
-            if let Some(tls) = &g.config.tls {
-                a.extend(tls.listen.iter().map(|a| (*a, true)));
-            }
-            a
-        };
-        let mine: Vec<&Listener> = self
-            .listeners
-            .iter()
-            .filter(|l| addrs.contains(&(l.addr, l.tls)))
-            .collect();
-        self.gens[i].spawn_front(&self.scoreboard, &mine, self.metrics_listener.as_ref())
-    }
-
     /// Make `metrics_listener` the one generation `i` configures: kept if
     /// the address is unchanged, else adopted from the edge we upgrade
     /// from, else bound.
@@ -716,69 +643,6 @@ impl Arbiter {
         status::report(cmd, &self.scoreboard, self.started, &gens)
     }
 
-    fn worker_exited(
-        &mut self,
-        i: usize,
-        pid: Pid,
-        status: WaitStatus,
-    ) -> Result<(), ArbiterError> {
-        let sb = self.scoreboard;
-        let g = &mut self.gens[i];
-        let w = g.workers.remove(&pid).expect("checked by caller");
-        let was_ready = sb.slot(w.slot).state.load(Ordering::Acquire) == STATE_READY
-            || sb.slot(w.slot).state.load(Ordering::Acquire)
-                == crate::ipc::scoreboard::STATE_RETIRING;
-        self.slots[w.slot] = if g.front.is_some() {
-            SlotUse::AwaitingFront(g.id)
-        } else {
-            SlotUse::Free
-        };
-        if self.phase != Phase::Running || w.retiring {
-            debug!(pid = pid.as_raw(), status = %describe(status), "worker exited");
-            return Ok(());
-        }
-        // A timeout was counted when the worker was killed for it.
-        if sb.slot(w.slot).timed_out.load(Ordering::Acquire) == 0 {
-            sb.stats().count_restart(RestartReason::Crash);
-        }
-        let boot_error = matches!(status, WaitStatus::Exited(_, BOOT_ERROR)) || !was_ready;
-        if !boot_error {
-            g.boot_failures = 0;
-            match status {
-                WaitStatus::Exited(_, 0) => {
-                    info!(pid = pid.as_raw(), "worker exited; replacing it")
-                }
-                _ => {
-                    warn!(pid = pid.as_raw(), status = %describe(status), "worker died; replacing it")
-                }
-            }
-            return Ok(());
-        }
-        error!(pid = pid.as_raw(), status = %describe(status), generation = g.id, "worker failed to boot");
-        match g.state {
-            GenState::Booting => {
-                if !self.gens.iter().any(|g| g.state == GenState::Active) {
-                    let app = self.gens[i].app_name();
-                    self.kill_everything();
-                    return Err(ArbiterError::Boot { app });
-                }
-                self.abandon(i);
-            }
-            GenState::Active => {
-                g.boot_failures += 1;
-                if g.boot_failures >= MAX_BOOT_FAILURES {
-                    let count = g.boot_failures;
-                    self.kill_everything();
-                    return Err(ArbiterError::CrashLoop { count });
-                }
-                g.next_spawn =
-                    Instant::now() + Duration::from_millis(100 << g.boot_failures.min(6));
-            }
-            GenState::Draining => {}
-        }
-        Ok(())
-    }
-
     /// The exit code once a stop has completed.
     fn finished(&mut self) -> Option<i32> {
         match self.phase {
@@ -817,25 +681,5 @@ impl Arbiter {
                 None => std::thread::sleep(Duration::from_millis(10)),
             }
         }
-    }
-}
-
-fn reap_one() -> Option<(Pid, WaitStatus)> {
-    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) | Err(_) => None,
-        Ok(status) => status.pid().map(|p| (p, status)),
-    }
-}
-
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit code {code}"),
-        WaitStatus::Signaled(_, sig, core) => {
-            format!(
-                "killed by {sig}{}",
-                if core { " (core dumped)" } else { "" }
-            )
-        }
-        other => format!("{other:?}"),
     }
 }

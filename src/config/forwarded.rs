@@ -5,6 +5,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::de::keyed_error;
 
 /// A set of trusted proxy addresses. The default trusts no one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +68,28 @@ impl TrustedProxies {
         let ip = ip.to_canonical();
         self.nets.iter().any(|n| n.contains(&ip))
     }
+}
+
+/// `server.forwarded_allow_ips` in the file: a list of IPs / CIDRs /
+/// `"*"`, or one string in gunicorn's comma-separated form.
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<TrustedProxies, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        List(Vec<String>),
+    }
+    let form = Form::deserialize(d).map_err(|_| {
+        keyed_error::<D::Error>(
+            key,
+            "expected a list of IPs or CIDRs, e.g. [\"10.0.0.0/8\", \"::1\"]",
+        )
+    })?;
+    match form {
+        Form::One(text) => TrustedProxies::parse_comma_list(&text),
+        Form::List(items) => TrustedProxies::parse(&items),
+    }
+    .map_err(|e| keyed_error(key, e))
 }
 
 #[cfg(test)]

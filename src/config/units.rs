@@ -1,10 +1,13 @@
-//! Durations and sizes: the two unit-bearing value syntaxes that the config
-//! file and the command line share.
+//! The value syntaxes that the config file, the command line and more than
+//! one section share: durations, sizes and listen addresses.
 //!
-//! Pure functions, no I/O. Errors are plain strings that quote the input;
-//! callers add the key or flag ([`super::file`] turns them into serde errors
-//! so toml adds the line, [`super::merge`] into [`super::ConfigError`]).
+//! Pure functions, no I/O besides resolving a host name in [`parse_bind`].
+//! Errors are plain strings that quote the input; callers add the key or
+//! flag ([`super::de`] turns them into serde errors so toml adds the line,
+//! the sections' build steps into [`super::ConfigError`]). This module
+//! imports nothing from the rest of `config`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Parse a duration: one or more `<integer><unit>` groups with unit `ms`,
@@ -97,6 +100,77 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| fail("too large"))
+}
+
+/// Parse a listen address in gunicorn's `--bind` forms: `HOST:PORT`,
+/// `[V6]:PORT`, `[V6]`, a bare IP, `HOST` alone (port 8000), `:PORT` (all
+/// interfaces), optionally prefixed `tcp://`. `localhost` is 127.0.0.1;
+/// other host names are resolved and the first address is used.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    const DEFAULT_PORT: u16 = 8000;
+    let t = text.trim();
+    if t.starts_with("unix:") {
+        return Err(format!(
+            "unix sockets are not supported for --bind (\"{text}\"); use HOST:PORT"
+        ));
+    }
+    if t.starts_with("fd://") {
+        return Err(format!(
+            "fd:// binds are not supported (\"{text}\"); use HOST:PORT"
+        ));
+    }
+    let t = t.strip_prefix("tcp://").unwrap_or(t);
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let parse_port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("invalid port \"{p}\" in \"{text}\""))
+    };
+    if let Some(rest) = t.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in \"{text}\""))?;
+        let ip: Ipv6Addr = host
+            .parse()
+            .map_err(|_| format!("\"{host}\" is not an IPv6 address in \"{text}\""))?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => match after.strip_prefix(':') {
+                Some(p) => parse_port(p)?,
+                None => return Err(format!("expected ':PORT' after ']' in \"{text}\"")),
+            },
+        };
+        return Ok(SocketAddr::new(ip.into(), port));
+    }
+    let (host, port) = match t.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (t, None),
+    };
+    if host.contains(':') {
+        return Err(format!(
+            "\"{text}\" is not an address; write IPv6 addresses in brackets: \"[::1]:8000\""
+        ));
+    }
+    let port = port.map_or(Ok(DEFAULT_PORT), parse_port)?;
+    if host.is_empty() || host == "*" {
+        return Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+    }
+    if host.parse::<IpAddr>().is_ok() || host.contains(char::is_whitespace) {
+        return Err(format!("\"{text}\" is not an address"));
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("host \"{host}\" has no address")),
+        Err(e) => Err(format!("cannot resolve host \"{host}\" in \"{text}\": {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +267,50 @@ mod tests {
                 "{err:?} quotes {input:?}"
             );
             assert!(err.contains(fragment), "{err:?} contains {fragment:?}");
+        }
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn bind_forms() {
+        for (text, want) in [
+            ("0.0.0.0:8000", "0.0.0.0:8000"),
+            ("127.0.0.1", "127.0.0.1:8000"),
+            ("localhost", "127.0.0.1:8000"),
+            ("LOCALHOST:9000", "127.0.0.1:9000"),
+            ("[::1]:8001", "[::1]:8001"),
+            ("[::]", "[::]:8000"),
+            ("::1", "[::1]:8000"),
+            (":8080", "0.0.0.0:8080"),
+            ("*:80", "0.0.0.0:80"),
+            ("tcp://127.0.0.1:5000", "127.0.0.1:5000"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert_eq!(parse_bind(text), Ok(addr(want)), "{text:?}");
+        }
+        for (text, fragment) in [
+            (
+                "unix:/tmp/app.sock",
+                "unix sockets are not supported for --bind",
+            ),
+            (
+                "unix:///tmp/app.sock",
+                "unix sockets are not supported for --bind",
+            ),
+            ("fd://3", "fd:// binds are not supported"),
+            ("127.0.0.1:http", "invalid port \"http\""),
+            ("127.0.0.1:65536", "invalid port \"65536\""),
+            ("[::1", "missing ']'"),
+            ("[::1]8000", "expected ':PORT'"),
+            ("[localhost]:80", "not an IPv6 address"),
+            ("::1:99999", "brackets"),
+            ("my host:80", "not an address"),
+        ] {
+            let err = parse_bind(text).unwrap_err();
+            assert!(err.contains(fragment), "{text:?} → {err}");
         }
     }
 }

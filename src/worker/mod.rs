@@ -11,6 +11,7 @@
 //! INT and QUIT exit at once.
 
 mod asgi;
+mod environ;
 mod errors;
 mod output;
 mod python;
@@ -30,8 +31,8 @@ use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
 use tracing::{error, info};
 
-use crate::arbiter::BOOT_ERROR;
 use crate::config::Config;
+use crate::exit::BOOT_ERROR;
 use crate::ipc::scoreboard::{self, Scoreboard, STATE_READY};
 use crate::ipc::{fdpass, wire};
 use output::Output;
@@ -100,7 +101,7 @@ fn load(
         let hooks = load_hooks(py, &helpers, hooks, slot)?;
         let callable = python::load_app(py, &app.module, &app.attr)
             .map_err(|e| python::format_exception(py, &helpers, &e))?;
-        let base = wsgi::base_environ(py, &helpers, app.workers, app.threads)
+        let base = environ::base_environ(py, &helpers, app.workers, app.threads)
             .map_err(|e| python::format_exception(py, &helpers, &e))?;
         Ok((
             Loaded {
@@ -460,7 +461,7 @@ fn static_route_from_settings(url: &str, root: &str) -> Result<Option<(String, S
 struct Loaded {
     app: Py<PyAny>,
     helpers: Py<PyModule>,
-    base: wsgi::Base,
+    base: environ::Base,
 }
 
 struct Shared {
@@ -677,7 +678,7 @@ fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>)
         Ok(r) => r,
         Err(_) => return answer_error(py, shared, id, 500),
     };
-    let environ = match wsgi::environ(py, &loaded.base, &head, input.clone()) {
+    let environ = match environ::environ(py, &loaded.base, &head, input.clone()) {
         Ok(e) => e,
         Err(e) => {
             error!(

@@ -16,9 +16,16 @@
 //!
 //! With `--dev` and no certificate at all, [`dev`] makes a self-signed one
 //! for localhost in the user's cache folder.
+//!
+//! The `[tls]` table itself (TOML mirror, build step, checks) is
+//! [`section`].
 
+pub mod acme;
 pub mod der;
 pub mod dev;
+pub mod section;
+
+pub use section::{Tls, TlsCert, TlsCertSection, TlsSection};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use rustls_pki_types::CertificateDer;
 use tracing::info;
 
 use super::store::{self, Store, Stored};
-use crate::config::acme::{Acme as AcmeConfig, Challenge};
+use crate::config::tls::acme::{Acme as AcmeConfig, Challenge};
 
 /// The longest one order may take, all steps together: a CA that stops
 /// answering does not stall renewals for ever.

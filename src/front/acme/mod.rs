@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::body::ResponseBody;
-use crate::config::acme::{Acme as AcmeConfig, Challenge};
+use crate::config::tls::acme::{Acme as AcmeConfig, Challenge};
 use store::{Store, Stored};
 
 /// The ALPN protocol of tls-alpn-01 (RFC 8737).

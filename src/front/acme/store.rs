@@ -32,7 +32,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::acme::Challenge;
+use crate::config::tls::acme::Challenge;
 
 /// A certificate read from storage or just issued.
 #[derive(Debug, Clone)]

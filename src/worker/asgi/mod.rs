@@ -16,6 +16,11 @@
 //! `since` of the worker's first thread entry, so the arbiter kills a loop
 //! stuck (in blocking code) longer than `timeout`, as it kills a stuck
 //! WSGI request.
+//!
+//! Files: this one (the loop's setup and [`Io`]'s queue, channel and
+//! response methods), `scope.rs` (a request's `scope`), `response.rs`
+//! (Python values → body bytes and checked header lists), `asgi.py` (the
+//! Python half).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -23,17 +28,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nix::sys::socket::MsgFlags;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 use tracing::{error, info};
+
+mod response;
+mod scope;
 
 use super::output::Output;
 use super::wsgi;
 use crate::config::{AsyncLoop, Config, Lifespan};
 use crate::ipc::scoreboard::{self, Scoreboard, LOOP_ENTRY, STATE_READY};
 use crate::ipc::{fdpass, wire};
+use response::{as_bytes, pairs, push_body, response_headers};
+use scope::Templates;
 
 /// The Python half: tasks, `receive`/`send`, lifespan, graceful stop.
 const GLUE: &str = include_str!("asgi.py");
@@ -186,7 +196,7 @@ pub fn run(w: Worker<'_>) -> i32 {
             if slot.state.load(Ordering::Relaxed) == STATE_READY {
                 1
             } else {
-                crate::arbiter::BOOT_ERROR
+                crate::exit::BOOT_ERROR
             }
         }
     }
@@ -741,266 +751,4 @@ impl Io {
             rid,
         )))
     }
-
-    /// The ASGI `scope` of a request (HTTP or WebSocket connection scope):
-    /// a copy of a template holding the constant entries (the `asgi` and
-    /// `extensions` dicts are shared by every scope, as their values never
-    /// change), then the request's own.
-    fn scope<'py>(
-        &mut self,
-        py: Python<'py>,
-        head: &wire::RequestHead<'_>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let ws = head.websocket;
-        let template = if ws {
-            &self.templates.websocket
-        } else {
-            &self.templates.http
-        };
-        let d = template.bind(py).copy()?;
-        d.set_item(
-            intern!(py, "http_version"),
-            match head.version {
-                wire::Version::Http10 => intern!(py, "1.0"),
-                wire::Version::Http11 => intern!(py, "1.1"),
-                wire::Version::Http2 => intern!(py, "2"),
-            },
-        )?;
-        let scheme = match (ws, head.https) {
-            (false, false) => intern!(py, "http"),
-            (false, true) => intern!(py, "https"),
-            (true, false) => intern!(py, "ws"),
-            (true, true) => intern!(py, "wss"),
-        };
-        d.set_item(intern!(py, "scheme"), scheme)?;
-        if !ws {
-            let method = match head.method {
-                b"GET" => intern!(py, "GET").clone(),
-                b"POST" => intern!(py, "POST").clone(),
-                other => PyString::intern(py, std::str::from_utf8(other).unwrap_or("GET")),
-            };
-            d.set_item(intern!(py, "method"), method)?;
-        }
-        let (path, query) = wsgi::split_target(head.target);
-        let decoded = wsgi::percent_decode(path);
-        d.set_item(intern!(py, "path"), String::from_utf8_lossy(&decoded))?;
-        d.set_item(intern!(py, "raw_path"), PyBytes::new(py, path))?;
-        d.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
-        let mut saw_length = false;
-        let mut subprotocols = Vec::new();
-        let mut items: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(head.headers.len() + 1);
-        for &(name, value) in &head.headers {
-            if name == b"content-length" {
-                saw_length = true;
-            } else if ws && name == b"sec-websocket-protocol" {
-                subprotocols.extend(
-                    value
-                        .split(|&c| c == b',')
-                        .map(|p| String::from_utf8_lossy(p.trim_ascii()).into_owned())
-                        .filter(|p| !p.is_empty()),
-                );
-            }
-            items.push(PyTuple::new(
-                py,
-                [PyBytes::new(py, name), PyBytes::new(py, value)],
-            )?);
-        }
-        // A chunked (or HTTP/2) body was buffered whole: its length is known.
-        if !saw_length && head.body_len > 0 && head.body_kind != wire::BodyKind::Stream {
-            let length = head.body_len.to_string();
-            items.push(PyTuple::new(
-                py,
-                [
-                    PyBytes::new(py, b"content-length"),
-                    PyBytes::new(py, length.as_bytes()),
-                ],
-            )?);
-        }
-        d.set_item(intern!(py, "headers"), PyList::new(py, items)?)?;
-        let client = self.client_tuple(py, head.remote_addr, head.remote_port)?;
-        d.set_item(intern!(py, "client"), client)?;
-        let server = self.server_tuple(py, head.server_name, head.server_port)?;
-        d.set_item(intern!(py, "server"), server)?;
-        let state = match &self.state {
-            Some(s) => s.bind(py).copy()?,
-            None => PyDict::new(py),
-        };
-        d.set_item(intern!(py, "state"), state)?;
-        if ws {
-            d.set_item(intern!(py, "subprotocols"), subprotocols)?;
-        }
-        Ok(d)
-    }
-
-    /// `(host, port)` of the client; the host string is reused while it
-    /// stays the same (keep-alive, a proxy in front, the loopback).
-    fn client_tuple<'py>(
-        &mut self,
-        py: Python<'py>,
-        addr: &[u8],
-        port: u16,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let host = match &self.last_client {
-            Some((a, s)) if a.as_slice() == addr => s.bind(py).clone(),
-            _ => {
-                let s = PyString::new(py, &String::from_utf8_lossy(addr));
-                self.last_client = Some((addr.to_vec(), s.clone().unbind()));
-                s
-            }
-        };
-        PyTuple::new(py, [host.into_any(), port.into_pyobject(py)?.into_any()])
-    }
-
-    /// `(host, port)` of the listener; the same tuple for every request
-    /// on it.
-    fn server_tuple<'py>(
-        &mut self,
-        py: Python<'py>,
-        name: &[u8],
-        port: u16,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        if let Some((n, p, t)) = &self.last_server {
-            if n.as_slice() == name && *p == port {
-                return Ok(t.bind(py).clone());
-            }
-        }
-        let t = PyTuple::new(
-            py,
-            [
-                PyString::new(py, &String::from_utf8_lossy(name)).into_any(),
-                port.into_pyobject(py)?.into_any(),
-            ],
-        )?;
-        self.last_server = Some((name.to_vec(), port, t.clone().unbind()));
-        Ok(t)
-    }
-}
-
-/// The constant part of every scope.
-struct Templates {
-    http: Py<PyDict>,
-    websocket: Py<PyDict>,
-}
-
-impl Templates {
-    fn new(py: Python<'_>, root_path: &str) -> PyResult<Self> {
-        let asgi = PyDict::new(py);
-        asgi.set_item("version", "3.0")?;
-        asgi.set_item("spec_version", "2.4")?;
-        let http = PyDict::new(py);
-        http.set_item("type", "http")?;
-        http.set_item("asgi", &asgi)?;
-        http.set_item("root_path", root_path)?;
-        let ext = PyDict::new(py);
-        ext.set_item("http.response.pathsend", PyDict::new(py))?;
-        http.set_item("extensions", ext)?;
-        let websocket = PyDict::new(py);
-        websocket.set_item("type", "websocket")?;
-        websocket.set_item("asgi", &asgi)?;
-        websocket.set_item("root_path", root_path)?;
-        Ok(Templates {
-            http: http.unbind(),
-            websocket: websocket.unbind(),
-        })
-    }
-}
-
-/// Append `data` as `Body` frames of at most 1 MiB each.
-fn push_body(out: &mut Vec<u8>, id: u64, data: &[u8]) {
-    for chunk in data.chunks(1 << 20) {
-        wire::encode_body(out, id, chunk);
-    }
-}
-
-/// Bytes of a body: `bytes` as they are, other buffers copied.
-fn as_bytes<'py>(py: Python<'py>, body: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    if let Ok(b) = body.cast::<PyBytes>() {
-        return Ok(b.clone());
-    }
-    if body.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(
-            "ASGI body must be bytes, not str (encode it first)",
-        ));
-    }
-    let builtins = py.import(intern!(py, "builtins"))?;
-    Ok(builtins
-        .getattr(intern!(py, "bytes"))?
-        .call1((body,))?
-        .cast_into::<PyBytes>()?)
-}
-
-/// Checked (name, value) pairs from an ASGI `headers` iterable. Names are
-/// lower-cased; hop-by-hop headers are dropped (the front frames the
-/// response itself).
-fn response_headers<'py>(headers: &Bound<'py, PyAny>) -> PyResult<Vec<Held<'py>>> {
-    let mut out = Vec::new();
-    if headers.is_none() {
-        return Ok(out);
-    }
-    // The common shapes (a list of 2-tuples) without the generic protocol.
-    let mut push = |item: &Bound<'py, PyAny>| -> PyResult<()> {
-        let pair = match item.cast::<PyTuple>() {
-            Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
-            _ => item
-                .extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>()
-                .map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "ASGI header must be a [name, value] pair of bytes, not {}",
-                        item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                    ))
-                })?,
-        };
-        let (Ok(name), Ok(value)) = (pair.0.cast_into::<PyBytes>(), pair.1.cast_into::<PyBytes>())
-        else {
-            return Err(PyTypeError::new_err(
-                "ASGI header names and values must be bytes",
-            ));
-        };
-        let n = name.as_bytes();
-        if n.is_empty() || !n.iter().all(|&c| wsgi::is_token_char(c)) {
-            return Err(PyValueError::new_err(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(n)
-            )));
-        }
-        let v = value.as_bytes();
-        if v.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
-            return Err(PyValueError::new_err(format!(
-                "header {}: control character (CR/LF?) in value {:?}",
-                String::from_utf8_lossy(n),
-                String::from_utf8_lossy(v)
-            )));
-        }
-        let lower = n
-            .iter()
-            .any(u8::is_ascii_uppercase)
-            .then(|| n.to_ascii_lowercase());
-        let name_lc: &[u8] = lower.as_deref().unwrap_or(n);
-        // Hop-by-hop names are 2 to 19 bytes and start with c, k, p, t or u.
-        if matches!(name_lc.first(), Some(b'c' | b'k' | b'p' | b't' | b'u'))
-            && wsgi::is_hop_by_hop(std::str::from_utf8(name_lc).unwrap_or(""))
-        {
-            return Ok(());
-        }
-        out.push((lower, name, value));
-        Ok(())
-    };
-    if let Ok(list) = headers.cast::<PyList>() {
-        for item in list.iter() {
-            push(&item)?;
-        }
-    } else {
-        for item in headers.try_iter()? {
-            push(&item?)?;
-        }
-    }
-    Ok(out)
-}
-
-type Held<'py> = (Option<Vec<u8>>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
-
-fn pairs<'a>(held: &'a [Held<'_>]) -> Vec<(&'a [u8], &'a [u8])> {
-    held.iter()
-        .map(|(lower, n, v)| (lower.as_deref().unwrap_or(n.as_bytes()), v.as_bytes()))
-        .collect()
 }

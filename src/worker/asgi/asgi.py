@@ -1,6 +1,6 @@
 """edge's ASGI 3.0 server loop, run inside a worker process.
 
-The Rust side (`worker/asgi.rs`) owns the sockets and the wire format:
+The Rust side (`worker/asgi/`) owns the sockets and the wire format:
 `io.take()` pulls whole requests from the shared queue (each with its
 `scope` already built), `io.read_channel()` returns what the front sent
 this worker (client disconnects, WebSocket messages), and `io.respond()`,

@@ -29,7 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
-use super::ConfigError;
+use crate::config::ConfigError;
 
 /// Let's Encrypt's production directory, the default `directory`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -210,7 +210,7 @@ fn parse_domain(raw: &str) -> Result<String, String> {
              list each name"
         ));
     }
-    super::merge::parse_server_name(raw)
+    super::section::parse_server_name(raw)
 }
 
 /// The `ca` file: readable PEM with at least one certificate that parses
@@ -393,7 +393,7 @@ mod tests {
         let load = |text: &str| {
             let path = tmp.path().join("site.toml");
             fs::write(&path, text).unwrap();
-            super::super::load(Some(&path), &super::super::Overrides::default())
+            crate::config::load(Some(&path), &crate::config::Overrides::default())
         };
         let head = "[server]\nlisten = [\"127.0.0.1:8080\"]\n[app]\nmodule = \"m:app\"\n\
                     [tls]\nlisten = [\"127.0.0.1:8443\"]\n";
