@@ -67,7 +67,7 @@ pub(super) fn build(
             },
         ),
     };
-    let tls = tls::section::build(ctx, ftls, tls_listen, files)?;
+    let tls = tls::section::build(ctx, ftls, &listen, tls_listen, files)?;
     Ok((Server { listen, ..server }, Some(tls)))
 }
 

@@ -102,8 +102,10 @@ fn id_of(headers: &http::HeaderMap) -> &str {
 }
 
 /// Who will answer `path` (the same decisions as [`route_request`]).
-fn route_kind(shared: &Shared, client: &Client, path: &str) -> Route {
-    if shared.config.server.health.as_deref() == Some(path) {
+fn route_kind(shared: &Shared, conn: &ConnInfo, client: &Client, path: &str) -> Route {
+    if !conn.https && shared.acme.as_ref().is_some_and(|a| a.is_http01(path)) {
+        Route::Front
+    } else if shared.config.server.health.as_deref() == Some(path) {
         Route::Health
     } else if !client.https && shared.redirect_https.is_some() {
         Route::Redirect
@@ -157,7 +159,7 @@ pub async fn handle(
         &request_id,
         conn.tls_version.get().copied(),
     );
-    let mut route = route_kind(&shared, &client, req.uri().path());
+    let mut route = route_kind(&shared, &conn, &client, req.uri().path());
     let http10 = req.version() == Version::HTTP_10;
     let checked = settled
         .map(|_| ())
@@ -256,6 +258,12 @@ async fn route_request(
     client: &Client,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    // ACME http-01 on plain listeners, before everything else.
+    if let (false, Some(acme)) = (conn.https, &shared.acme) {
+        if let Some(r) = acme.http01(req.uri().path()).await {
+            return r;
+        }
+    }
     // The health check answers on every listener, before any redirect.
     if shared.config.server.health.as_deref() == Some(req.uri().path()) {
         return health(shared);

@@ -26,6 +26,7 @@
 //! | `edge_access_log_dropped_total` | counter | |
 //! | `edge_rate_limited_total`, `edge_access_denied_total`, `edge_basic_auth_failures_total` | counter | `url` (front-local, `policy::render_metrics`) |
 //! | `edge_connections_per_ip_rejected_total` | counter | (front-local) |
+//! | `edge_tls_certificate_expiry_timestamp_seconds` | gauge | `source` (acme); only with `[tls.acme]` and a certificate |
 //! | `edge_build_info` | gauge | `version` |
 
 use std::convert::Infallible;
@@ -55,6 +56,8 @@ static STATE: OnceLock<State> = OnceLock::new();
 static OPEN_CONNECTIONS: AtomicI64 = AtomicI64::new(0);
 /// Requests handed to the workers whose response head has not come yet.
 static AWAITING_APP: AtomicI64 = AtomicI64::new(0);
+/// The ACME certificate's `notAfter` (Unix seconds); 0 = none yet.
+static ACME_EXPIRY: AtomicI64 = AtomicI64::new(0);
 /// Scoreboard slots whose worker channel this front holds (a bitmap).
 static SLOTS: [AtomicU64; MAX_SLOTS / 64] = [const { AtomicU64::new(0) }; MAX_SLOTS / 64];
 
@@ -104,6 +107,11 @@ pub fn tls_handshake(ok: bool) {
             s.tls_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The ACME certificate now served expires at `not_after` (Unix seconds).
+pub fn acme_certificate(not_after: i64) {
+    ACME_EXPIRY.store(not_after, Ordering::Relaxed);
 }
 
 /// A connection was closed for a missing or invalid PROXY header.
@@ -350,6 +358,19 @@ pub fn render() -> String {
         s.access_log_dropped.load(Ordering::Relaxed),
     );
     super::policy::render_metrics(&mut out);
+    let expiry = ACME_EXPIRY.load(Ordering::Relaxed);
+    if expiry != 0 {
+        header(
+            &mut out,
+            "edge_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the served certificate expires (Unix time), by where it came from.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_tls_certificate_expiry_timestamp_seconds{{source=\"acme\"}} {expiry}"
+        );
+    }
     header(&mut out, "edge_build_info", "gauge", "edge's version.");
     let _ = writeln!(
         out,

@@ -5,6 +5,7 @@
 //! Nothing ever forks from here.
 
 pub mod access_log;
+mod acme;
 pub mod body;
 mod buffer;
 mod client;
@@ -76,6 +77,9 @@ pub struct Shared {
     request_id_header: http::HeaderName,
     /// Permits for `limits.max_connections`.
     connections: Arc<tokio::sync::Semaphore>,
+    /// `[tls.acme]`: the http-01 answers (and the certificate, through
+    /// the TLS acceptor).
+    acme: Option<Arc<acme::Acme>>,
     /// WebSockets being relayed (hyper no longer tracks an upgraded
     /// HTTP/1.1 connection): a graceful stop waits for them too.
     websockets: Arc<websocket::OpenSockets>,
@@ -166,7 +170,18 @@ async fn serve(ctx: Inherit) -> i32 {
             return 1;
         }
     };
-    let acceptor = match config.tls.as_ref().map(tls::Acceptor::new) {
+    // [tls.acme]: the stored certificate now (files only), the renewal
+    // task once the listeners serve.
+    let acme = config
+        .tls
+        .as_ref()
+        .and_then(|t| t.acme.as_ref())
+        .map(acme::Acme::start);
+    let acceptor = match config
+        .tls
+        .as_ref()
+        .map(|t| tls::Acceptor::new(t, acme.clone()))
+    {
         None => None,
         Some(Ok(a)) => Some(Arc::new(a)),
         Some(Err(e)) => {
@@ -211,6 +226,7 @@ async fn serve(ctx: Inherit) -> i32 {
         websockets: Arc::new(websocket::OpenSockets::default()),
         redirect_https,
         hsts,
+        acme: acme.clone(),
         connections: Arc::new(tokio::sync::Semaphore::new(config_max_connections)),
     });
 
@@ -250,6 +266,7 @@ async fn serve(ctx: Inherit) -> i32 {
         accepting.push(tokio::spawn(metrics::serve(l, stop_rx.clone())));
     }
     info!(pid = std::process::id(), "front ready");
+    let acme_task = acme.map(|a| tokio::spawn(a.run()));
 
     let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
@@ -270,7 +287,12 @@ async fn serve(ctx: Inherit) -> i32 {
             }
         }
     }
-    // Graceful stop: no new connections, in-flight requests finish.
+    // Graceful stop: no new connections, in-flight requests finish. An
+    // ACME order in progress is dropped with its storage lock: the next
+    // front (reload) or the next start takes over.
+    if let Some(task) = acme_task {
+        task.abort();
+    }
     shared
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);

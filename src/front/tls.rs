@@ -11,6 +11,14 @@
 //!   308 to the same path and query on the first HTTPS listener's port.
 //! - [`add_hsts`]: `hsts = "max-age=..."` on every HTTPS response.
 //!
+//! With `[tls.acme]` the handshake first reads the ClientHello: the CA's
+//! tls-alpn-01 validation (ALPN `acme-tls/1`) gets the challenge
+//! certificate and nothing more; any other client that has no certificate
+//! to get yet (first start, nothing stored) waits for the first ACME one,
+//! within the handshake timeout. The resolver gives `[[tls.certs]]` names
+//! their certificate, `[tls.acme] domains` the ACME one, and the rest the
+//! default (`tls.cert`, else the ACME one).
+//!
 //! Certificates were read and checked when the config loaded
 //! (`config::tls`); a HUP reload loads them again and a new front serves
 //! with them, while the old front finishes its open connections.
@@ -22,10 +30,12 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
+use super::acme::Acme;
 use super::body::ResponseBody;
 use crate::config::{self, tls::Certs};
 
@@ -34,6 +44,11 @@ pub struct Acceptor {
     acceptor: TlsAcceptor,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    /// `[tls.acme]`: the handshake reads the ClientHello first.
+    acme: Option<Arc<Acme>>,
+    /// The configured certificates (to tell whether a handshake has one
+    /// to use before the first ACME certificate exists).
+    certs: Certs,
 }
 
 /// Why a handshake did not complete. Logged at debug: clients that give
@@ -46,18 +61,24 @@ pub enum HandshakeError {
     Timeout(Duration),
     #[error("{0}")]
     Failed(std::io::Error),
+    #[error("answered an ACME tls-alpn-01 validation")]
+    Challenge,
+    #[error("ALPN acme-tls/1 with no tls-alpn-01 challenge open for this name")]
+    NoChallenge,
 }
 
 impl Acceptor {
-    pub fn new(tls: &config::Tls) -> Result<Acceptor, String> {
+    pub fn new(tls: &config::Tls, acme: Option<Arc<Acme>>) -> Result<Acceptor, String> {
         let certs = tls
             .loaded
             .clone()
             .ok_or("the TLS certificates were not loaded")?;
         Ok(Acceptor {
-            acceptor: TlsAcceptor::from(Arc::new(server_config(certs)?)),
+            acceptor: TlsAcceptor::from(Arc::new(server_config(certs.clone(), acme.clone())?)),
             permits: Arc::new(Semaphore::new(tls.max_handshakes)),
             timeout: tls.handshake_timeout,
+            acme,
+            certs,
         })
     }
 
@@ -74,35 +95,104 @@ impl Acceptor {
             return Err(HandshakeError::Busy(self.timeout));
         };
         let _permit = permit.expect("the semaphore is never closed");
-        match tokio::time::timeout(self.timeout, self.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(HandshakeError::Failed(e)),
+        let handshake = async {
+            match &self.acme {
+                None => self
+                    .acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(HandshakeError::Failed),
+                Some(acme) => self.accept_acme(acme, tcp).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, handshake).await {
+            Ok(r) => r,
             Err(_) => Err(HandshakeError::Timeout(self.timeout)),
         }
+    }
+
+    /// The handshake with `[tls.acme]`: see the module doc.
+    async fn accept_acme<IO>(&self, acme: &Acme, tcp: IO) -> Result<TlsStream<IO>, HandshakeError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+            .await
+            .map_err(HandshakeError::Failed)?;
+        let hello = start.client_hello();
+        if super::acme::is_challenge(&hello) {
+            let sni = hello.server_name().map(str::to_owned);
+            let Some(config) = acme.alpn_config(sni.as_deref()).await else {
+                return Err(HandshakeError::NoChallenge);
+            };
+            // RFC 8737 §3: the validation ends with the handshake.
+            let mut stream = start
+                .into_stream(config)
+                .await
+                .map_err(HandshakeError::Failed)?;
+            let _ = stream.shutdown().await;
+            return Err(HandshakeError::Challenge);
+        }
+        let sni = hello.server_name();
+        if acme.current().is_none()
+            && self.certs.named(sni).is_none()
+            && (sni.is_some_and(|n| acme.covers(n)) || self.certs.default.is_none())
+        {
+            // First start with nothing stored, and no configured
+            // certificate is the right one: wait for the ACME certificate
+            // (bounded by the caller's handshake timeout).
+            acme.wait_for_certificate().await;
+        }
+        start
+            .into_stream(self.acceptor.config().clone())
+            .await
+            .map_err(HandshakeError::Failed)
     }
 }
 
 /// rustls server settings. Everything not set here is rustls's default:
 /// no client certificates, no 0-RTT data (replayable), an in-memory
 /// session cache for resumption.
-fn server_config(certs: Certs) -> Result<ServerConfig, String> {
+fn server_config(certs: Certs, acme: Option<Arc<Acme>>) -> Result<ServerConfig, String> {
     let mut sc = ServerConfig::builder_with_provider(config::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(BySni(certs)));
+        .with_cert_resolver(Arc::new(BySni { certs, acme }));
     // ALPN is empty by default: without this, no HTTP/2 over TLS.
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(sc)
 }
 
-/// Picks the certificate for the server name the client asked for.
-#[derive(Debug)]
-struct BySni(Certs);
+/// Picks the certificate for the server name the client asked for: a
+/// `[[tls.certs]]` entry, else the ACME certificate for its domains, else
+/// the default (`tls.cert`, else the ACME certificate).
+struct BySni {
+    certs: Certs,
+    acme: Option<Arc<Acme>>,
+}
+
+impl std::fmt::Debug for BySni {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BySni")
+            .field("certs", &self.certs)
+            .field("acme", &self.acme.is_some())
+            .finish()
+    }
+}
 
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.for_name(hello.server_name()).clone())
+        let name = hello.server_name();
+        if let Some(key) = self.certs.named(name) {
+            return Some(key.clone());
+        }
+        let acme = self.acme.as_ref().and_then(|a| {
+            let current = a.current()?;
+            let ours = name.is_some_and(|n| a.covers(n));
+            (ours || self.certs.default.is_none()).then_some(current)
+        });
+        acme.or_else(|| self.certs.default.clone())
     }
 }
 

@@ -20,7 +20,8 @@
 //! The `[tls]` table itself (TOML mirror, build step, checks) is
 //! [`section`].
 
-mod der;
+pub mod acme;
+pub mod der;
 pub mod dev;
 pub mod section;
 
@@ -41,8 +42,9 @@ use super::{Config, ConfigError};
 #[derive(Debug, Clone)]
 pub struct Certs {
     /// Answers clients whose server name (SNI) matches no entry, or who
-    /// send none (clients that connect by IP address).
-    pub default: Arc<CertifiedKey>,
+    /// send none (clients that connect by IP address). `None` only with
+    /// `[tls.acme]` and no `cert`: the ACME certificate stands in.
+    pub default: Option<Arc<CertifiedKey>>,
     /// `[[tls.certs]]` names (lowercase; `*.` wildcards), in file order.
     pub by_name: Vec<(String, Arc<CertifiedKey>)>,
 }
@@ -50,10 +52,14 @@ pub struct Certs {
 impl Certs {
     /// The certificate for a client that asked for `name`: an exact entry,
     /// else a `*.` entry for its parent domain, else the default.
-    pub fn for_name(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(name) = name.map(|n| n.trim_end_matches('.')) else {
-            return &self.default;
-        };
+    pub fn for_name(&self, name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        self.named(name).or(self.default.as_ref())
+    }
+
+    /// The `[[tls.certs]]` certificate for `name` (exact, else `*.`
+    /// parent), without falling back to the default.
+    pub fn named(&self, name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        let name = name.map(|n| n.trim_end_matches('.'))?;
         let exact = self
             .by_name
             .iter()
@@ -65,9 +71,7 @@ impl Certs {
                     .is_some_and(|p| p.eq_ignore_ascii_case(parent))
             })
         };
-        exact
-            .or_else(wildcard)
-            .map_or(&self.default, |(_, key)| key)
+        exact.or_else(wildcard).map(|(_, key)| key)
     }
 }
 
@@ -93,6 +97,16 @@ pub fn load(config: &mut Config) -> Result<(), ConfigError> {
     let Some(tls) = config.tls.as_mut() else {
         return Ok(());
     };
+    if tls.acme.is_some() && tls.cert.as_os_str().is_empty() {
+        // [tls.acme] without a configured default: the front's ACME
+        // certificate is the default (it is read from storage there).
+        let by_name = load_named(&tls.certs, None)?;
+        tls.loaded = Some(Certs {
+            default: None,
+            by_name,
+        });
+        return Ok(());
+    }
     if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
         // merge leaves the pair empty only with --dev.
         debug_assert!(dev);
@@ -102,12 +116,24 @@ pub fn load(config: &mut Config) -> Result<(), ConfigError> {
         tls.key = key;
     }
     let default = load_pair(&tls.cert, &tls.key)?;
+    let by_name = load_named(&tls.certs, Some((&tls.cert, &tls.key, &default)))?;
+    tls.loaded = Some(Certs {
+        default: Some(default),
+        by_name,
+    });
+    Ok(())
+}
+
+/// `[[tls.certs]]`, loaded (an entry naming the default pair shares it).
+fn load_named(
+    certs: &[super::TlsCert],
+    default: Option<(&Path, &Path, &Arc<CertifiedKey>)>,
+) -> Result<Vec<(String, Arc<CertifiedKey>)>, ConfigError> {
     let mut by_name = Vec::new();
-    for entry in &tls.certs {
-        let key = if entry.cert == tls.cert && entry.key == tls.key {
-            default.clone()
-        } else {
-            load_pair(&entry.cert, &entry.key)?
+    for entry in certs {
+        let key = match default {
+            Some((cert, key, d)) if entry.cert == cert && entry.key == key => d.clone(),
+            _ => load_pair(&entry.cert, &entry.key)?,
         };
         for name in &entry.names {
             if !covers(&key, name) {
@@ -123,8 +149,7 @@ pub fn load(config: &mut Config) -> Result<(), ConfigError> {
             by_name.push((name.clone(), key.clone()));
         }
     }
-    tls.loaded = Some(Certs { default, by_name });
-    Ok(())
+    Ok(by_name)
 }
 
 /// Read a PEM chain and its key, and check that they belong together.
@@ -429,14 +454,14 @@ mod tests {
         };
         let (d, a, w) = (load("d"), load("a"), load("w"));
         let certs = Certs {
-            default: d.clone(),
+            default: Some(d.clone()),
             by_name: vec![
                 ("a.test".into(), a.clone()),
                 ("*.w.test".into(), w.clone()),
                 ("exact.w.test".into(), a.clone()),
             ],
         };
-        let pick = |n: Option<&str>| certs.for_name(n).clone();
+        let pick = |n: Option<&str>| certs.for_name(n).unwrap().clone();
         assert!(Arc::ptr_eq(&pick(None), &d));
         assert!(Arc::ptr_eq(&pick(Some("A.Test")), &a));
         assert!(Arc::ptr_eq(&pick(Some("a.test.")), &a));

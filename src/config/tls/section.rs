@@ -38,6 +38,10 @@ pub struct Tls {
     /// `handshake_timeout`, then they are dropped). Key
     /// `tls.max_handshakes`, default 256.
     pub max_handshakes: usize,
+    /// `[tls.acme]`: certificates obtained by edge (see [`super::acme`]).
+    /// Without `cert`/`key` (and `[[tls.certs]]`), `cert` and `key` are
+    /// empty and the ACME certificate is the default one.
+    pub acme: Option<super::acme::Acme>,
     /// The certificates and keys, read and checked by [`super::load`]; `None`
     /// only inside the merge step.
     pub loaded: Option<super::Certs>,
@@ -70,6 +74,8 @@ pub struct TlsSection {
     /// `[[tls.certs]]`: more certificates, chosen by SNI.
     #[serde(default)]
     pub certs: Vec<TlsCertSection>,
+    /// `[tls.acme]` (its own module: [`super::acme`]).
+    pub acme: Option<super::acme::AcmeSection>,
 }
 
 /// One `[[tls.certs]]` entry.
@@ -123,8 +129,11 @@ pub(in crate::config) fn files(
         (Some(cert), Some(key)) => (cert, key),
         // No top-level pair: the first [[tls.certs]] entry is the default.
         (None, None) if !certs.is_empty() => (certs[0].cert.clone(), certs[0].key.clone()),
+        // [tls.acme]: the front obtains the default certificate.
         // --dev: `load` makes a self-signed localhost certificate.
-        (None, None) if ov.dev => (PathBuf::new(), PathBuf::new()),
+        (None, None) if ftls.is_some_and(|t| t.acme.is_some()) || ov.dev => {
+            (PathBuf::new(), PathBuf::new())
+        }
         (None, _) => return Err(missing_tls(ctx, ftls.is_some(), "--certfile", "tls.cert")),
         (_, None) => return Err(missing_tls(ctx, ftls.is_some(), "--keyfile", "tls.key")),
     };
@@ -132,13 +141,24 @@ pub(in crate::config) fn files(
 }
 
 /// `[tls]` around `files`, serving on `listen` (decided by
-/// [`crate::config::listen`]).
+/// [`crate::config::listen`]); `plain` are the plain-HTTP listeners
+/// (`[tls.acme]` http-01 needs one).
 pub(in crate::config) fn build(
     ctx: &Ctx,
     ftls: Option<&TlsSection>,
+    plain: &[SocketAddr],
     listen: Vec<SocketAddr>,
     files: Files,
 ) -> Result<Tls, ConfigError> {
+    let acme = match ftls.and_then(|t| t.acme.as_ref()) {
+        Some(a) => Some(super::acme::build(
+            &ctx.file.name,
+            &ctx.file.base,
+            a,
+            !plain.is_empty(),
+        )?),
+        None => None,
+    };
     Ok(Tls {
         listen,
         cert: files.cert,
@@ -160,6 +180,7 @@ pub(in crate::config) fn build(
             Some(n) => n,
             None => 256,
         },
+        acme,
         loaded: None,
     })
 }
