@@ -540,6 +540,9 @@ fn load_with(
     let app = build_app(&ctx, ov, &file)?;
     let (server, tls) = build_listeners(&ctx, ov, &file)?;
     let statics = build_statics(&ctx, ov, &file.statics)?;
+    let static_urls: Vec<&str> = statics.iter().map(|r| r.url.as_str()).collect();
+    let proxies = super::proxy::build(&file.proxies, &ctx.file.base, &static_urls)
+        .map_err(|(key, message)| ctx.file.invalid(key, message))?;
     let compression = build_compression(&ctx, &file.compression)?;
     let limits = build_limits(&ctx, &file)?;
     let http2 = build_http2(&ctx, &file, &limits)?;
@@ -559,6 +562,7 @@ fn load_with(
         tls,
         app,
         statics,
+        proxies,
         compression,
         limits,
         http2,

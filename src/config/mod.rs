@@ -12,6 +12,7 @@
 pub mod file;
 pub mod log_format;
 pub mod merge;
+pub mod proxy;
 pub mod tls;
 pub mod units;
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub app: App,
     /// `[[static]]` routes, in file order; the longest matching prefix wins.
     pub statics: Vec<StaticRoute>,
+    /// `[[proxy]]` routes (`config/proxy.rs`), in file order.
+    pub proxies: Vec<proxy::ProxyRoute>,
     /// `[compression]`: gzip / brotli / zstd of responses.
     pub compression: Compression,
     pub limits: Limits,

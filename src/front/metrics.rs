@@ -333,6 +333,7 @@ pub fn render() -> String {
         "Access log lines dropped because the writer fell behind.",
         s.access_log_dropped.load(Ordering::Relaxed),
     );
+    super::proxy::render_metrics(&mut out);
     header(&mut out, "edge_build_info", "gauge", "edge's version.");
     let _ = writeln!(
         out,

@@ -10,6 +10,7 @@ mod buffer;
 pub mod compress;
 mod conn;
 pub mod metrics;
+mod proxy;
 pub mod request_id;
 mod respond;
 mod route;
@@ -75,6 +76,8 @@ pub struct Shared {
     /// WebSockets being relayed (hyper no longer tracks an upgraded
     /// HTTP/1.1 connection): a graceful stop waits for them too.
     websockets: Arc<websocket::OpenSockets>,
+    /// `[[proxy]]` routes and their upstreams.
+    proxies: proxy::Proxies,
 }
 
 /// How long a draining front keeps serving normally after it stopped
@@ -196,6 +199,7 @@ async fn serve(ctx: Inherit) -> i32 {
         files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
+        proxies: proxy::Proxies::start(&config.proxies),
         config,
         upstream,
         access_log,
