@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::asgi::{asgi_venv, run_script};
 use support::static_helpers::front_pid;
-use support::{free_port, run_config, Conf, Edge};
+use support::{free_port, poll, run_config, Conf, Edge};
 
 /// A Python upstream, killed (by its pid) when dropped.
 struct Upstream {
@@ -98,9 +98,10 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 #[test]
 fn round_robin_spreads_and_headers_are_rewritten() {
     let (a, b) = (Upstream::http("A"), Upstream::http("B"));
+    let metrics_port = free_port();
     let edge = front(
         &(proxy_table("/api/", &[a.addr(), b.addr()], "")
-            + "[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+            + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")),
     );
     let mut names = Vec::new();
     for _ in 0..10 {
@@ -134,6 +135,35 @@ fn round_robin_spreads_and_headers_are_rewritten() {
     // A POST body is buffered and sent with its length.
     let r = edge.request("POST", "/api/p", &[], &[7u8; 100_000]);
     assert_eq!(field(&r.text(), "body"), "100000", "{}", r.describe());
+    // Compressed like an app's response.
+    let r = edge.get_with("/api/big?n=200000&t=text", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-encoding"),
+        Some("gzip"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.body.len() < 100_000, "{}", r.body.len());
+    // A client that does not read does not hold the upstream: its
+    // response is spooled and the connection goes back to the pool.
+    let mut slow = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+    slow.write_all(b"GET /api/big?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let released = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        let m = metrics(metrics_port);
+        (m.contains("edge_upstream_in_flight{proxy=\"/api/\",upstream=\"127.0.0.1:")
+            && !m
+                .lines()
+                .any(|l| l.starts_with("edge_upstream_in_flight") && !l.ends_with(" 0")))
+        .then_some(m)
+    });
+    let m = released.expect("the upstream connection released while the client does not read");
+    assert!(
+        m.contains("edge_requests_total{route=\"proxy\",status=\"2xx\"}"),
+        "{m}"
+    );
+    drop(slow);
     // The access log names the upstream and its time.
     assert!(
         edge.wait_log(false, Duration::from_secs(5), |s| s.contains(&format!(
@@ -143,6 +173,11 @@ fn round_robin_spreads_and_headers_are_rewritten() {
         "{}",
         edge.stdout()
     );
+}
+
+/// The front's /metrics text.
+fn metrics(port: u16) -> String {
+    support::obs::http_get(port, "/metrics").1
 }
 
 #[test]

@@ -6,6 +6,7 @@ keep-alive, one thread per connection). Not an app.
 Answers:
   GET  /.../healthz   200 "ok", or 503 while HEALTH_FLAG_FILE exists
   GET  /.../big?n=N   N bytes (a repeating pattern), Content-Length
+                      (text/plain with &t=text, else application/octet-stream)
   GET  /.../sse       X-Accel-Buffering: no; 5 events 300 ms apart
   POST /.../upload    reads the body; answers "LEN SHA256"
   any  other          text: name, method, target, Host and X-Forwarded-*
@@ -50,9 +51,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_text(503, "sick\n")
             return self.send_text(200, "ok\n")
         if path.endswith("/big"):
-            n = int(parse_qs(url.query)["n"][0])
+            q = parse_qs(url.query)
+            n = int(q["n"][0])
             self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
+            text = q.get("t") == ["text"]
+            self.send_header("Content-Type", "text/plain" if text else "application/octet-stream")
             self.send_header("Content-Length", str(n))
             self.end_headers()
             left = n
@@ -104,8 +107,18 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
 
 
+def quiet_resets(self, request, client_address):
+    # A kept connection edge closes (or a killed edge) is not news.
+    if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+        socketserver.BaseServer.handle_error(self, request, client_address)
+
+
+ThreadingHTTPServer.handle_error = quiet_resets
+
+
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    handle_error = quiet_resets
 
     def get_request(self):
         sock, _ = super().get_request()
