@@ -269,6 +269,29 @@ fn broken_upstream_reset_hang_and_garbage() {
 }
 
 #[test]
+fn an_upstream_that_takes_no_body_hits_send_timeout() {
+    let bad = Upstream::broken();
+    let edge = Edge::start(
+        &Conf::new("echo_app:app")
+            .tail("[limits]\nmax_body = \"100MiB\"\n")
+            .tail(&proxy_table(
+                "/bad/",
+                &[bad.addr()],
+                "send_timeout = \"1s\"\nread_timeout = \"30s\"",
+            )),
+    );
+    let t = Instant::now();
+    let r = edge.request("POST", "/bad/hang", &[], &vec![b'x'; 64 << 20]);
+    assert_eq!(r.status, 504, "{}", r.describe());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s.contains("send_timeout")),
+        "{}",
+        edge.stderr()
+    );
+}
+
+#[test]
 fn active_health_takes_out_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("sick");
@@ -310,7 +333,7 @@ fn unix_socket_strip_prefix_and_upstream_host() {
     let _u = Upstream::start("proxy_upstream.py", &["U", &where_], 0);
     let edge = front(&proxy_table(
         "/svc/",
-        &[where_.clone()],
+        std::slice::from_ref(&where_),
         "strip_prefix = true\nhost = \"upstream\"",
     ));
     let r = edge.get("/svc/a/b?c=1");

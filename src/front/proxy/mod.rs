@@ -177,6 +177,8 @@ enum TryError {
     BadResponse(hyper::Error),
     /// `read_timeout` passed before the response head.
     Timeout,
+    /// `send_timeout` passed while writing the request.
+    SendTimeout,
 }
 
 impl std::fmt::Display for TryError {
@@ -187,6 +189,7 @@ impl std::fmt::Display for TryError {
             TryError::Reset(e) => write!(f, "failed before a response: {}", chain(e)),
             TryError::BadResponse(e) => write!(f, "invalid response: {}", chain(e)),
             TryError::Timeout => f.write_str("read_timeout passed before the response head"),
+            TryError::SendTimeout => f.write_str("send_timeout passed while sending the request"),
         }
     }
 }
@@ -208,16 +211,16 @@ impl TryError {
     fn next_upstream(&self, idempotent: bool) -> bool {
         match self {
             TryError::Connect(_) | TryError::NotSent(_) => true,
-            TryError::Reset(_) | TryError::Timeout => idempotent,
+            TryError::Reset(_) | TryError::Timeout | TryError::SendTimeout => idempotent,
             TryError::BadResponse(_) => false,
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            TryError::Timeout | TryError::Connect(pool::ConnectError::Timeout) => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            TryError::Timeout
+            | TryError::SendTimeout
+            | TryError::Connect(pool::ConnectError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -380,6 +383,9 @@ async fn try_peer(
                 if e.is_parse() {
                     return Err(TryError::BadResponse(e));
                 }
+                if timed_out(&e) {
+                    return Err(TryError::SendTimeout);
+                }
                 // A kept connection the upstream closed meanwhile (the
                 // keep-alive race): not the upstream's failure.
                 if reused && (not_sent || head.idempotent) {
@@ -394,6 +400,20 @@ async fn try_peer(
             }
         }
     }
+}
+
+/// Whether `e` comes from the connection's `send_timeout`.
+fn timed_out(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Counts a request on an upstream (least_conn) until dropped.
