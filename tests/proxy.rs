@@ -402,6 +402,22 @@ fn websocket_echo_through_another_edge() {
 }
 
 #[test]
+fn hup_resolves_and_switches_upstreams() {
+    let (a, b) = (Upstream::http("A"), Upstream::http("B"));
+    let conf = Conf::new("echo_app:app");
+    let table = |u: &Upstream| proxy_table("/api/", &[format!("localhost:{}", u.port)], "");
+    let mut edge = Edge::start(&conf.clone().tail(&table(&a)));
+    assert_eq!(field(&edge.get("/api/").text(), "name"), "A");
+    let path = edge.config_path.clone().unwrap();
+    std::fs::write(&path, conf.tail(&table(&b)).render()).unwrap();
+    edge.signal(nix::sys::signal::Signal::SIGHUP);
+    let switched = poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        (field(&edge.get("/api/").text(), "name") == "B").then_some(())
+    });
+    assert!(switched.is_some(), "{}", edge.logs());
+}
+
+#[test]
 fn config_errors_name_the_key() {
     let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[app]\nmodule = \"echo_app:app\"\n";
     for (table, key) in [
