@@ -418,6 +418,38 @@ fn hup_resolves_and_switches_upstreams() {
 }
 
 #[test]
+fn http2_clients_reach_http1_upstreams() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    let base = format!("http://127.0.0.1:{}", edge.port);
+    let body = |b: &'static [u8]| http_body_util::Full::new(bytes::Bytes::from_static(b));
+    let reqs = vec![
+        http::Request::get(format!("{base}/api/h2?x=1"))
+            .body(body(b""))
+            .unwrap(),
+        http::Request::post(format!("{base}/api/h2"))
+            .body(body(b"twelve bytes"))
+            .unwrap(),
+    ];
+    let out = support::tls::h2(edge.port, None, reqs).unwrap();
+    let get = String::from_utf8_lossy(&out[0].body).into_owned();
+    assert_eq!(
+        (out[0].version, out[0].status),
+        (http::Version::HTTP_2, 200),
+        "{get}"
+    );
+    assert_eq!(field(&get, "target"), "/api/h2?x=1", "{get}");
+    assert_eq!(
+        field(&get, "host"),
+        format!("127.0.0.1:{}", edge.port),
+        "{get}"
+    );
+    let post = String::from_utf8_lossy(&out[1].body).into_owned();
+    assert_eq!(field(&post, "method"), "POST", "{post}");
+    assert_eq!(field(&post, "body"), "12", "{post}");
+}
+
+#[test]
 fn config_errors_name_the_key() {
     let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[app]\nmodule = \"echo_app:app\"\n";
     for (table, key) in [

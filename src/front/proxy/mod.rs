@@ -244,6 +244,11 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_string();
+    if parts.method == Method::CONNECT {
+        // A tunnel to the upstream's own choice of host is not a reverse
+        // proxy's job (and HTTP/2 WebSockets are not relayed to HTTP/1.1).
+        return respond::error(StatusCode::METHOD_NOT_ALLOWED);
+    }
     let upgrade = if parts.version == http::Version::HTTP_11 && wants_upgrade(&parts.headers) {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
