@@ -238,12 +238,6 @@ async fn forward(
     served: &mut Served,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
-    let request_id = parts
-        .headers
-        .get(super::request_id::HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
     if parts.method == Method::CONNECT {
         // A tunnel to the upstream's own choice of host is not a reverse
         // proxy's job (and HTTP/2 WebSockets are not relayed to HTTP/1.1).
@@ -254,6 +248,12 @@ async fn forward(
     } else {
         None
     };
+    let parts = parts;
+    let request_id = parts
+        .headers
+        .get(super::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -369,7 +369,7 @@ async fn try_peer(
     body: &Buffered,
 ) -> Result<(Response<Incoming>, pool::Sender), TryError> {
     let r = &group.route;
-    let mut kept = peer.pool.take();
+    let mut kept = peer.pool.take().await;
     loop {
         let reused = kept.is_some();
         let mut sender = match kept.take() {
@@ -455,22 +455,9 @@ impl Peer {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Keep `sender` once its connection is ready for another request.
-    fn recycle(in_flight: &InFlight, mut sender: pool::Sender) {
-        let peer = in_flight.peer();
-        if peer.pool.max_is_zero() {
-            return;
-        }
-        if sender.is_ready() {
-            peer.pool.put(sender);
-            return;
-        }
-        let (group, i) = (in_flight.group.clone(), in_flight.peer);
-        tokio::spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
-                group.peers[i].pool.put(sender);
-            }
-        });
+    /// Keep `sender` for another request.
+    fn recycle(in_flight: &InFlight, sender: pool::Sender) {
+        in_flight.peer().pool.put(sender);
     }
 }
 
@@ -615,6 +602,12 @@ impl Head {
 /// or with `strip_prefix` the route's prefix replaced by `/` (nginx
 /// `proxy_pass http://up/;`).
 fn target(uri: &http::Uri, route: &ProxyRoute) -> http::Uri {
+    if !route.strip_prefix {
+        return uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |pq| http::Uri::from(pq.clone()),
+        );
+    }
     let path = uri.path();
     let path = if route.strip_prefix {
         let rest = path.get(route.url.len()..).unwrap_or("");
