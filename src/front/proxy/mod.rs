@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -723,33 +723,15 @@ async fn answer(
     out
 }
 
-/// A small body, whole.
-async fn read_whole(mut body: Incoming, gap: Duration) -> Result<Bytes, String> {
-    let mut first: Option<Bytes> = None;
-    let mut more = BytesMut::new();
-    loop {
-        match tokio::time::timeout(gap, body.frame()).await {
-            Err(_) => return Err("read_timeout passed while reading the response body".into()),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(format!("response body failed: {}", chain(&e))),
-            Ok(Some(Ok(f))) => {
-                let Ok(d) = f.into_data() else { continue };
-                match &first {
-                    None if more.is_empty() => first = Some(d),
-                    _ => {
-                        if let Some(f) = first.take() {
-                            more.extend_from_slice(&f);
-                        }
-                        more.extend_from_slice(&d);
-                    }
-                }
-            }
-        }
+/// A small body (its length known, at most `INLINE_MAX`), whole, within
+/// one `read_timeout` (one timer, not one per read: it is usually here
+/// already).
+async fn read_whole(body: Incoming, limit: Duration) -> Result<Bytes, String> {
+    match tokio::time::timeout(limit, body.collect()).await {
+        Err(_) => Err("read_timeout passed while reading the response body".into()),
+        Ok(Err(e)) => Err(format!("response body failed: {}", chain(&e))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
     }
-    Ok(match first {
-        Some(b) => b,
-        None => more.freeze(),
-    })
 }
 
 /// Where a relayed body goes.
