@@ -6,7 +6,8 @@
 #   bench/proxy.sh [EDGE_BIN] [SECONDS] [ROUNDS]
 #
 # Both proxies: one process/thread pinned to BENCH_SERVER_CPU (default 0),
-# keep-alive to the upstream (nginx `keepalive 32`, edge `keepalive = 32`),
+# keep-alive to the upstream (nginx `keepalive N`, edge `keepalive = N`,
+# N = BENCH_KEEPALIVE, default 32),
 # X-Forwarded-* set, access logs off; wrk pinned to BENCH_LOAD_CPU (default
 # 1), 64 connections. Arms alternate per round. Prints req/s and p99.
 set -euo pipefail
@@ -16,6 +17,7 @@ ROUNDS=${3:-2}
 SCPU=${BENCH_SERVER_CPU:-0}
 LCPU=${BENCH_LOAD_CPU:-1}
 CONNS=${BENCH_CONNECTIONS:-64}
+KEEP=${BENCH_KEEPALIVE:-32}   # idle upstream connections kept, both arms
 command -v nginx >/dev/null || NGINX=/usr/sbin/nginx
 NGINX=${NGINX:-$(command -v nginx)}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
@@ -44,7 +46,7 @@ http {
 NGX
 }
 nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 \"hello world\n\"; } }"
-nginx_conf proxy "upstream up { server 127.0.0.1:$UP; keepalive 32; }
+nginx_conf proxy "upstream up { server 127.0.0.1:$UP; keepalive $KEEP; }
   server { listen 127.0.0.1:$NG; location /api/ {
     proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";
     proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
@@ -61,7 +63,7 @@ access = "off"
 [[proxy]]
 url = "/api/"
 upstreams = ["127.0.0.1:$UP"]
-keepalive = 32
+keepalive = $KEEP
 TOML
 
 taskset -c "$SCPU" "$NGINX" -c "$D/upstream/nginx.conf" -p "$D/upstream" & PIDS+=($!)

@@ -608,16 +608,11 @@ fn target(uri: &http::Uri, route: &ProxyRoute) -> http::Uri {
             |pq| http::Uri::from(pq.clone()),
         );
     }
-    let path = uri.path();
-    let path = if route.strip_prefix {
-        let rest = path.get(route.url.len()..).unwrap_or("");
-        if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        }
+    let rest = uri.path().get(route.url.len()..).unwrap_or("");
+    let path = if rest.starts_with('/') {
+        rest.to_string()
     } else {
-        path.to_string()
+        format!("/{rest}")
     };
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
