@@ -39,6 +39,9 @@ pub struct FileConfig {
     /// `[[static]]`, in file order.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticSection>,
+    /// `[[proxy]]`, in file order (`config/proxy.rs`).
+    #[serde(default, rename = "proxy")]
+    pub proxies: Vec<super::proxy::ProxySection>,
     #[serde(default)]
     pub compression: CompressionSection,
     #[serde(default)]

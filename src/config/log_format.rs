@@ -62,6 +62,9 @@ pub enum LogVar {
     UpstreamUs,
     /// The same in seconds (nginx `$upstream_response_time`).
     UpstreamTime,
+    /// The `[[proxy]]` upstream that answered (the last one tried), e.g.
+    /// `127.0.0.1:9000` (nginx `$upstream_addr`; `-` when none).
+    UpstreamAddr,
     /// `TLSv1.3`, `TLSv1.2`, or `-` on plain HTTP (nginx `$ssl_protocol`).
     TlsVersion,
     /// Who answered: `app`, `static`, `redirect`, `health` or `front` (an
@@ -106,6 +109,7 @@ pub const VARIABLES: &[(&str, LogVar)] = &[
     ("worker_pid", LogVar::WorkerPid),
     ("upstream_us", LogVar::UpstreamUs),
     ("upstream_response_time", LogVar::UpstreamTime),
+    ("upstream_addr", LogVar::UpstreamAddr),
     ("tls_version", LogVar::TlsVersion),
     ("ssl_protocol", LogVar::TlsVersion),
     ("route", LogVar::Route),

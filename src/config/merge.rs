@@ -105,6 +105,9 @@ pub(super) fn load_with(
     let app = app::build(&ctx, ov, &file.app)?;
     let (server, tls) = listen::build(&ctx, ov, &file.server, file.tls.as_ref())?;
     let statics = statics::build(&ctx, ov, &file.statics)?;
+    let static_urls: Vec<&str> = statics.iter().map(|r| r.url.as_str()).collect();
+    let proxies = super::proxy::build(&file.proxies, &ctx.file.base, &static_urls)
+        .map_err(|(key, message)| ctx.file.invalid(key, message))?;
     let compression = compression::build(&ctx, &file.compression)?;
     let limits = limits::build(&ctx, &file.limits)?;
     let http2 = http2::build(&ctx, &file.http2, &limits)?;
@@ -127,6 +130,7 @@ pub(super) fn load_with(
         tls,
         app,
         statics,
+        proxies,
         compression,
         limits,
         http2,

@@ -89,6 +89,7 @@ pub mod log_format;
 pub mod merge;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod server;
 pub mod source;
 pub mod statics;
@@ -152,6 +153,8 @@ pub struct Config {
     pub app: App,
     /// `[[static]]` routes, in file order; the longest matching prefix wins.
     pub statics: Vec<StaticRoute>,
+    /// `[[proxy]]` routes (`config/proxy.rs`), in file order.
+    pub proxies: Vec<proxy::ProxyRoute>,
     /// `[compression]`: gzip / brotli / zstd of responses.
     pub compression: Compression,
     pub limits: Limits,

@@ -255,6 +255,7 @@ impl AccessLog {
             tls_version,
             worker_pid: 0,
             upstream: None,
+            upstream_addr: None,
             status: 0,
             route: Route::Front,
             bytes_in: 0,
@@ -344,6 +345,8 @@ pub struct Entry {
     pub tls_version: Option<&'static str>,
     pub worker_pid: u32,
     pub upstream: Option<Duration>,
+    /// The `[[proxy]]` upstream that answered.
+    pub upstream_addr: Option<std::sync::Arc<str>>,
     // Filled when the body ends.
     status: u16,
     route: Route,
@@ -726,6 +729,8 @@ fn render(out: &mut Vec<u8>, e: &Entry, format: &AccessFormat, clock: &mut Clock
                 None => out.extend_from_slice(b"null"),
                 Some(d) => push_u64(out, d.as_micros() as u64),
             }
+            out.extend_from_slice(b",\"upstream_addr\":");
+            json_opt(out, e.upstream_addr.as_deref().map(str::as_bytes));
             out.extend_from_slice(b",\"tls_version\":");
             json_opt(out, e.tls_version.map(str::as_bytes));
             out.extend_from_slice(b"}\n");
@@ -782,6 +787,10 @@ fn var(out: &mut Vec<u8>, e: &Entry, v: LogVar, clock: &mut Clock) {
         LogVar::UpstreamTime => match e.upstream {
             None => out.push(b'-'),
             Some(d) => push_secs(out, d),
+        },
+        LogVar::UpstreamAddr => match &e.upstream_addr {
+            None => out.push(b'-'),
+            Some(a) => nginx_escape(out, a.as_bytes()),
         },
         LogVar::TlsVersion => out.extend_from_slice(e.tls_version.unwrap_or("-").as_bytes()),
         LogVar::Route => out.extend_from_slice(e.route.name().as_bytes()),
@@ -843,6 +852,7 @@ mod tests {
             tls_version: Some("TLSv1.3"),
             worker_pid: 0,
             upstream: None,
+            upstream_addr: None,
             status: 0,
             route: Route::Front,
             bytes_in: 0,
@@ -883,7 +893,7 @@ mod tests {
              \"request_id\":\"rid-1\",\"method\":\"POST\",\"path\":\"/p\\\"a/th\",\"query\":\"q=1&x=\\\\\",\
              \"protocol\":\"HTTP/1.1\",\"status\":201,\"bytes\":12,\"bytes_in\":3,\"duration_us\":1500,\
              \"referer\":null,\"user_agent\":\"ua \\\\xFF\\\"x\",\"host\":\"example.com\",\"route\":\"app\",\
-             \"worker_pid\":77,\"upstream_us\":900,\"tls_version\":\"TLSv1.3\"}\n"
+             \"worker_pid\":77,\"upstream_us\":900,\"upstream_addr\":null,\"tls_version\":\"TLSv1.3\"}\n"
         );
     }
 

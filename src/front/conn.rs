@@ -221,10 +221,18 @@ pub async fn handle(
         // A static route whose file was missing went to the app.
         route = Route::App;
     }
+    let proxied = parts.extensions.remove::<super::proxy::Served>();
+    if proxied.is_some() {
+        route = Route::Proxy;
+    }
     let entry = entry.map(|mut e| {
         if let Some(s) = served {
             e.worker_pid = s.worker_pid;
             e.upstream = s.upstream;
+        }
+        if let Some(p) = &proxied {
+            e.upstream = p.upstream;
+            e.upstream_addr = p.upstream_addr.clone();
         }
         e
     });
@@ -232,7 +240,7 @@ pub async fn handle(
         started,
         status: parts.status.as_u16(),
         route,
-        bytes_in: served.map_or(0, |s| s.bytes_in),
+        bytes_in: served.map_or(proxied.map_or(0, |p| p.bytes_in), |s| s.bytes_in),
         metrics: metrics::stats().is_some(),
     };
     let body = shared.access_log.wrap(body, done, entry);
@@ -277,6 +285,25 @@ async fn route_request(
     }
     let routes = shared.files.routes_for(req.uri().path());
     let (parts, body) = req.into_parts();
+    if !shared.proxies.is_empty() {
+        // [[proxy]] and [[static]]: the longest prefix wins.
+        let beat = routes
+            .as_ref()
+            .and_then(|r| route::static_route(&r.list, parts.uri.path()));
+        let beat = beat.map_or(0, |(r, _)| r.url.len());
+        if let Some(group) = shared.proxies.route(parts.uri.path(), beat) {
+            return super::proxy::serve(
+                shared,
+                conn,
+                group,
+                client.addr.ip(),
+                client.https,
+                parts,
+                body,
+            )
+            .await;
+        }
+    }
     if let Some((r, rest)) = routes
         .as_ref()
         .and_then(|routes| route::static_route(&routes.list, parts.uri.path()))

@@ -371,6 +371,7 @@ pub fn render() -> String {
             "edge_tls_certificate_expiry_timestamp_seconds{{source=\"acme\"}} {expiry}"
         );
     }
+    super::proxy::render_metrics(&mut out);
     header(&mut out, "edge_build_info", "gauge", "edge's version.");
     let _ = writeln!(
         out,

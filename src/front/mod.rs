@@ -14,6 +14,7 @@ mod conn;
 mod head_limits;
 pub mod metrics;
 pub mod policy;
+mod proxy;
 pub mod proxy_protocol;
 pub mod request_id;
 mod respond;
@@ -86,6 +87,8 @@ pub struct Shared {
     /// `[[rate_limit]]`, `[[access]]`, `[[basic_auth]]`,
     /// `limits.max_connections_per_ip`.
     policy: policy::Policy,
+    /// `[[proxy]]` routes and their upstreams.
+    proxies: proxy::Proxies,
 }
 
 /// How long a draining front keeps serving normally after it stopped
@@ -219,6 +222,7 @@ async fn serve(ctx: Inherit) -> i32 {
         files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
+        proxies: proxy::Proxies::start(&config.proxies),
         config,
         upstream,
         access_log,

@@ -121,7 +121,6 @@ impl SpoolWriter {
     }
 
     /// Whether the client has gone (its body was dropped).
-    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.inner.lock().expect("spool lock").closed
     }

@@ -121,6 +121,11 @@ impl OpenSockets {
         self.going_away.send_replace(true);
     }
 
+    /// Becomes true when `close_all` is called (for tunnelled upgrades).
+    pub fn going_away(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.going_away.subscribe()
+    }
+
     pub fn count(&self) -> usize {
         self.open.load(std::sync::atomic::Ordering::Acquire)
     }

@@ -77,15 +77,18 @@ pub enum Route {
     Health = 3,
     /// An error the front answered before routing (bad Host, ...).
     Front = 4,
+    /// A `[[proxy]]` upstream.
+    Proxy = 5,
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 6] = [
         Route::App,
         Route::Static,
         Route::Redirect,
         Route::Health,
         Route::Front,
+        Route::Proxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Route {
             Route::Redirect => "redirect",
             Route::Health => "health",
             Route::Front => "front",
+            Route::Proxy => "proxy",
         }
     }
 }
@@ -138,7 +142,7 @@ impl RestartReason {
 #[repr(C)]
 pub struct Stats {
     /// Responses by route and status class (1xx..5xx).
-    requests: [[AtomicU64; 5]; 5],
+    requests: [[AtomicU64; 5]; 6],
     /// From the request head to the end of the response.
     pub duration: Histogram,
     /// From the front queueing a request to a worker taking it.

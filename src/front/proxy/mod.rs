@@ -1,0 +1,1003 @@
+//! `[[proxy]]`: a path prefix answered by other HTTP/1.1 servers (nginx
+//! `proxy_pass` to an `upstream {}`), through the same steps as an app
+//! request: the request body is buffered first (memory, then a temporary
+//! file) under the same limits, so a slow or big upload never holds an
+//! upstream connection; the response is read as fast as the upstream
+//! sends it into the same spool as a worker's (or streamed with
+//! `X-Accel-Buffering: no`), compressed, logged and counted.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the request: headers, tries, the response, metrics |
+//! | `balance.rs` | round robin, least connections, ip hash |
+//! | `health.rs` | passive (`max_fails`/`fail_timeout`) and active (`health`) checks |
+//! | `pool.rs` | connect, `send_timeout`, kept connections |
+//! | `body.rs` | the buffered request body, sent once per try |
+//!
+//! Tries follow nginx's `proxy_next_upstream error timeout`: a connection
+//! that cannot be made, or that fails before any response byte, moves the
+//! request to the next upstream, up to `next_upstream_tries`; a request
+//! that was (partly) sent moves only when its method is idempotent. A
+//! response that is not HTTP is a 502 without another try.
+
+mod balance;
+mod body;
+mod health;
+mod pool;
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tracing::{debug, error};
+
+use super::body::ResponseBody;
+use super::conn::ConnInfo;
+use super::timed_io::Active;
+use super::upstream::Body;
+use super::{buffer, compress, metrics, respond, spool, websocket, Shared};
+use crate::config::proxy::{ProxyRoute, Upstream};
+use body::Buffered;
+
+/// Responses up to this size (by their `Content-Length`) are read whole
+/// before the answer starts: one `Bytes`, no spool and no task.
+const INLINE_MAX: u64 = 64 * 1024;
+
+/// One upstream server and what the front keeps about it.
+pub struct Peer {
+    pub up: Upstream,
+    /// `up.label`, shared with log entries.
+    label: Arc<str>,
+    pool: pool::Pool,
+    /// Requests on it now (least_conn).
+    in_flight: AtomicUsize,
+    /// The last active health check passed (true until one fails).
+    checked_ok: AtomicBool,
+    passive: Mutex<health::Passive>,
+    // Counters for /metrics (this front's life).
+    fails_total: AtomicU64,
+    responses: [AtomicU64; 5],
+    response_us: AtomicU64,
+}
+
+/// A `[[proxy]]` route and its upstreams.
+pub struct Group {
+    pub route: ProxyRoute,
+    pub peers: Vec<Peer>,
+    /// Round-robin position.
+    next: AtomicUsize,
+}
+
+/// Every `[[proxy]]` route of this front.
+pub struct Proxies {
+    groups: Vec<Arc<Group>>,
+}
+
+/// The groups, for `/metrics`.
+static GROUPS: OnceLock<Vec<Arc<Group>>> = OnceLock::new();
+
+impl Proxies {
+    /// The routes of `config`, with their health checks and pool sweeps
+    /// started (on the front's runtime).
+    pub fn start(routes: &[ProxyRoute]) -> Proxies {
+        let groups: Vec<Arc<Group>> = routes
+            .iter()
+            .map(|r| {
+                Arc::new(Group {
+                    peers: r
+                        .upstreams
+                        .iter()
+                        .map(|u| Peer {
+                            label: Arc::from(u.label.as_str()),
+                            up: u.clone(),
+                            pool: pool::Pool::new(r.keepalive, r.keepalive_timeout),
+                            in_flight: AtomicUsize::new(0),
+                            checked_ok: AtomicBool::new(true),
+                            passive: Mutex::new(health::Passive::default()),
+                            fails_total: AtomicU64::new(0),
+                            responses: Default::default(),
+                            response_us: AtomicU64::new(0),
+                        })
+                        .collect(),
+                    route: r.clone(),
+                    next: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        for g in &groups {
+            health::start(g);
+        }
+        let _ = GROUPS.set(groups.clone());
+        Proxies { groups }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The route for `path` (longest prefix), if its prefix is longer than
+    /// `beat` (the length of the matching `[[static]]` prefix, 0 if none).
+    pub fn route(&self, path: &str, beat: usize) -> Option<&Arc<Group>> {
+        self.groups
+            .iter()
+            .filter(|g| g.route.url.len() > beat && path.starts_with(g.route.url.as_str()))
+            .max_by_key(|g| g.route.url.len())
+    }
+}
+
+/// What a proxied response tells the access log and the metrics (a
+/// response extension, taken off in `conn::handle`).
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The last upstream tried (`$upstream_addr`).
+    pub upstream_addr: Option<Arc<str>>,
+    /// From the last try's start to its response head
+    /// (`$upstream_response_time`).
+    pub upstream: Option<Duration>,
+    /// Request body bytes.
+    pub bytes_in: u64,
+}
+
+/// Answer a request for `group` from its upstreams. `client` is the
+/// settled client address and `https` the scheme the client used.
+pub async fn serve(
+    shared: &Shared,
+    conn: &ConnInfo,
+    group: &Arc<Group>,
+    client: IpAddr,
+    https: bool,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Response<ResponseBody> {
+    let mut served = Served::default();
+    let mut resp = forward(shared, conn, group, client, https, parts, body, &mut served).await;
+    resp.extensions_mut().insert(served);
+    resp
+}
+
+/// Why a try got no response.
+#[derive(Debug)]
+enum TryError {
+    Connect(pool::ConnectError),
+    /// Failed before the request was written: nothing sent.
+    NotSent(hyper::Error),
+    /// Reset or closed after (part of) the request was sent, before a
+    /// response head.
+    Reset(hyper::Error),
+    /// The upstream answered something that is not HTTP.
+    BadResponse(hyper::Error),
+    /// `read_timeout` passed before the response head.
+    Timeout,
+    /// `send_timeout` passed while writing the request.
+    SendTimeout,
+}
+
+impl std::fmt::Display for TryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TryError::Connect(e) => e.fmt(f),
+            TryError::NotSent(e) => write!(f, "failed before the request was sent: {}", chain(e)),
+            TryError::Reset(e) => write!(f, "failed before a response: {}", chain(e)),
+            TryError::BadResponse(e) => write!(f, "invalid response: {}", chain(e)),
+            TryError::Timeout => f.write_str("read_timeout passed before the response head"),
+            TryError::SendTimeout => f.write_str("send_timeout passed while sending the request"),
+        }
+    }
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let _ = write!(s, ": {c}");
+        cause = c.source();
+    }
+    s
+}
+
+impl TryError {
+    /// nginx `proxy_next_upstream error timeout`, non-idempotent requests
+    /// moved only when nothing was sent.
+    fn next_upstream(&self, idempotent: bool) -> bool {
+        match self {
+            TryError::Connect(_) | TryError::NotSent(_) => true,
+            TryError::Reset(_) | TryError::Timeout | TryError::SendTimeout => idempotent,
+            TryError::BadResponse(_) => false,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            TryError::Timeout
+            | TryError::SendTimeout
+            | TryError::Connect(pool::ConnectError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    shared: &Shared,
+    conn: &ConnInfo,
+    group: &Arc<Group>,
+    client: IpAddr,
+    https: bool,
+    mut parts: http::request::Parts,
+    incoming: Incoming,
+    served: &mut Served,
+) -> Response<ResponseBody> {
+    let limits = &shared.config.limits;
+    if parts.method == Method::CONNECT {
+        // A tunnel to the upstream's own choice of host is not a reverse
+        // proxy's job (and HTTP/2 WebSockets are not relayed to HTTP/1.1).
+        return respond::error(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let upgrade = if parts.version == http::Version::HTTP_11 && wants_upgrade(&parts.headers) {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let parts = parts;
+    let request_id = parts
+        .headers
+        .get(super::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body) {
+        return respond::body_error(&buffer::BodyError::TooLarge);
+    }
+    let body = if upgrade.is_some() || declared == Some(0) || incoming.is_end_stream() {
+        Buffered::Empty
+    } else {
+        match buffer::read(
+            incoming,
+            limits.max_body,
+            limits.body_buffer,
+            limits.client_body_timeout,
+            limits.temp_dir.as_deref(),
+        )
+        .await
+        {
+            Ok(Body::Memory(b)) => Buffered::Memory(b),
+            Ok(Body::File(f, len)) => {
+                metrics::body_spilled();
+                Buffered::File(Arc::new(f), len)
+            }
+            // buffer::read never streams.
+            Ok(Body::Empty | Body::Stream(_)) => Buffered::Empty,
+            Err(e) => {
+                match &e {
+                    buffer::BodyError::Spool(_) => {
+                        error!(error = %e, request_id, "request body not buffered")
+                    }
+                    _ => debug!(error = %e, request_id, "request body not read"),
+                }
+                return respond::body_error(&e);
+            }
+        }
+    };
+    served.bytes_in = body.len();
+    let wants =
+        compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
+    let head = Head::new(
+        &parts,
+        &group.route,
+        client,
+        https,
+        upgrade.is_some(),
+        &body,
+    );
+    let route = &group.route;
+    let mut tried = vec![false; group.peers.len()];
+    let mut last: Option<TryError> = None;
+    for _ in 0..route.tries {
+        let Some(i) = balance::pick(group, &tried, client) else {
+            break;
+        };
+        tried[i] = true;
+        let peer = &group.peers[i];
+        served.upstream_addr = Some(peer.label.clone());
+        let in_flight = InFlight::new(group, i);
+        let started = Instant::now();
+        let result = try_peer(group, peer, &head, &body).await;
+        served.upstream = Some(started.elapsed());
+        match result {
+            Ok((resp, sender)) => {
+                peer.succeeded(group);
+                peer.count(resp.status(), started.elapsed());
+                return answer(
+                    shared, conn, group, in_flight, resp, sender, upgrade, &wants,
+                )
+                .await;
+            }
+            Err(e) => {
+                peer.failed(group, &e.to_string());
+                let next = e.next_upstream(head.idempotent);
+                error!(
+                    proxy = %route.url,
+                    upstream = %peer.label,
+                    method = %parts.method,
+                    path = %parts.uri.path(),
+                    request_id,
+                    error = %e,
+                    next_upstream = next,
+                    "upstream failed"
+                );
+                last = Some(e);
+                if !next {
+                    break;
+                }
+            }
+        }
+    }
+    match last {
+        Some(e) => respond::error(e.status()),
+        None => {
+            error!(
+                proxy = %route.url,
+                method = %parts.method,
+                path = %parts.uri.path(),
+                request_id,
+                "no live upstream (every one is out of service)"
+            );
+            respond::error(StatusCode::BAD_GATEWAY)
+        }
+    }
+}
+
+/// One upstream, one try: a kept connection if there is one (and, if the
+/// upstream had closed it, once more on a new one), else a new one.
+async fn try_peer(
+    group: &Group,
+    peer: &Peer,
+    head: &Head,
+    body: &Buffered,
+) -> Result<(Response<Incoming>, pool::Sender), TryError> {
+    let r = &group.route;
+    let mut kept = peer.pool.take().await;
+    loop {
+        let reused = kept.is_some();
+        let mut sender = match kept.take() {
+            Some(s) => s,
+            None => pool::connect(&peer.up.addr, r.connect_timeout, r.send_timeout)
+                .await
+                .map_err(TryError::Connect)?,
+        };
+        let req = head.request(peer, body.body(), r.upstream_host);
+        match tokio::time::timeout(r.read_timeout, sender.try_send_request(req)).await {
+            Err(_) => return Err(TryError::Timeout),
+            Ok(Ok(resp)) => return Ok((resp, sender)),
+            Ok(Err(mut e)) => {
+                let not_sent = e.take_message().is_some();
+                let e = e.into_error();
+                if e.is_parse() {
+                    return Err(TryError::BadResponse(e));
+                }
+                if timed_out(&e) {
+                    return Err(TryError::SendTimeout);
+                }
+                // A kept connection the upstream closed meanwhile (the
+                // keep-alive race): not the upstream's failure.
+                if reused && (not_sent || head.idempotent) {
+                    debug!(upstream = %peer.label, error = %e, "kept connection was closed; a new one");
+                    continue;
+                }
+                return Err(if not_sent {
+                    TryError::NotSent(e)
+                } else {
+                    TryError::Reset(e)
+                });
+            }
+        }
+    }
+}
+
+/// Whether `e` comes from the connection's `send_timeout`.
+fn timed_out(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Counts a request on an upstream (least_conn) until dropped.
+struct InFlight {
+    group: Arc<Group>,
+    peer: usize,
+}
+
+impl InFlight {
+    fn new(group: &Arc<Group>, peer: usize) -> Self {
+        group.peers[peer].in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            group: group.clone(),
+            peer,
+        }
+    }
+
+    fn peer(&self) -> &Peer {
+        &self.group.peers[self.peer]
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.peer().in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Peer {
+    fn count(&self, status: StatusCode, took: Duration) {
+        let class = usize::from((status.as_u16() / 100).clamp(1, 5)) - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.response_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Keep `sender` for another request.
+    fn recycle(in_flight: &InFlight, sender: pool::Sender) {
+        in_flight.peer().pool.put(sender);
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, and the ones proxies know).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// Whether a header is hop-by-hop here: always so, or named in `Connection`.
+fn hop(name: &HeaderName, named: &[HeaderName]) -> bool {
+    HOP_BY_HOP.contains(name) || named.contains(name)
+}
+
+/// The header names listed in `Connection`.
+fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// An HTTP/1.1 `Upgrade` request (`Connection: upgrade` + `Upgrade`).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_names(headers).contains(&header::UPGRADE)
+}
+
+fn idempotent(m: &Method) -> bool {
+    !matches!(m.as_str(), "POST" | "PATCH" | "LOCK")
+}
+
+/// The request as sent upstream, but for `Host` (which may be the
+/// upstream's own) and the body (made afresh for each try).
+struct Head {
+    method: Method,
+    target: http::Uri,
+    headers: HeaderMap,
+    /// The client's `Host` (or HTTP/2 `:authority`).
+    client_host: Option<HeaderValue>,
+    idempotent: bool,
+}
+
+impl Head {
+    fn new(
+        parts: &http::request::Parts,
+        route: &ProxyRoute,
+        client: IpAddr,
+        https: bool,
+        upgrade: bool,
+        body: &Buffered,
+    ) -> Head {
+        let named = connection_names(&parts.headers);
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+        for (k, v) in &parts.headers {
+            if hop(k, &named)
+                || k == header::HOST
+                || k == header::CONTENT_LENGTH
+                || k == header::EXPECT
+                || k == header::FORWARDED
+                || k == X_FORWARDED_HOST
+            {
+                continue;
+            }
+            headers.append(k.clone(), v.clone());
+        }
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        // `X-Forwarded-For` / `-Proto` arrive already set by the front
+        // (`front::client::settle`): the peer alone, or a trusted proxy's
+        // chain with the peer appended (nginx's `$proxy_add_x_forwarded_for`),
+        // never what an untrusted client claimed. `Forwarded` is dropped:
+        // it would not name this hop.
+        if !headers.contains_key(&X_FORWARDED_FOR) {
+            if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(if https { "https" } else { "http" }),
+            );
+        }
+        if let Some(h) = &client_host {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(u) = parts.headers.get(header::UPGRADE) {
+                headers.insert(header::UPGRADE, u.clone());
+            }
+        }
+        let had_body = parts.headers.contains_key(header::CONTENT_LENGTH)
+            || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        if body.len() > 0 || had_body {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        Head {
+            method: parts.method.clone(),
+            target: target(&parts.uri, route),
+            headers,
+            client_host,
+            idempotent: idempotent(&parts.method),
+        }
+    }
+
+    fn request(
+        &self,
+        peer: &Peer,
+        body: body::ReqBody,
+        upstream_host: bool,
+    ) -> Request<body::ReqBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.target.clone();
+        let mut headers = self.headers.clone();
+        let host = match (&self.client_host, upstream_host) {
+            (Some(h), false) => Some(h.clone()),
+            _ => HeaderValue::from_str(&peer.up.host).ok(),
+        };
+        if let Some(h) = host {
+            headers.insert(header::HOST, h);
+        }
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
+/// The request target sent upstream (origin form): the path unchanged,
+/// or with `strip_prefix` the route's prefix replaced by `/` (nginx
+/// `proxy_pass http://up/;`).
+fn target(uri: &http::Uri, route: &ProxyRoute) -> http::Uri {
+    if !route.strip_prefix {
+        return uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |pq| http::Uri::from(pq.clone()),
+        );
+    }
+    let rest = uri.path().get(route.url.len()..).unwrap_or("");
+    let path = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    pq.parse().unwrap_or_else(|_| http::Uri::from_static("/"))
+}
+
+/// The client's response from the upstream's.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    shared: &Shared,
+    conn: &ConnInfo,
+    group: &Arc<Group>,
+    in_flight: InFlight,
+    mut resp: Response<Incoming>,
+    sender: pool::Sender,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    wants: &compress::Wants,
+) -> Response<ResponseBody> {
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = upgrade else {
+            error!(upstream = %in_flight.peer().label, "upstream switched protocols unasked");
+            return respond::error(StatusCode::BAD_GATEWAY);
+        };
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        let mut out = Response::new(ResponseBody::Empty);
+        *out.status_mut() = status;
+        let named = connection_names(resp.headers());
+        for (k, v) in resp.headers() {
+            if !hop(k, &named) {
+                out.headers_mut().append(k.clone(), v.clone());
+            }
+        }
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(u) = resp.headers().get(header::UPGRADE) {
+            out.headers_mut().insert(header::UPGRADE, u.clone());
+        }
+        let active = Active::new(&conn.state);
+        let counted = websocket::SocketGuard::new(&shared.websockets);
+        let going_away = shared.websockets.going_away();
+        tokio::spawn(async move {
+            let _guards = (active, counted, in_flight, sender);
+            tunnel(client_side, upstream_side, going_away).await;
+        });
+        return out;
+    }
+    let (parts, body) = resp.into_parts();
+    let mut headers = parts.headers;
+    let unbuffered = headers
+        .remove(&X_ACCEL_BUFFERING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    let named = connection_names(&headers);
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+    let read_timeout = group.route.read_timeout;
+    let small = body.size_hint().exact().is_some_and(|n| n <= INLINE_MAX);
+    let out_body = if body.is_end_stream() {
+        Peer::recycle(&in_flight, sender);
+        ResponseBody::Empty
+    } else if small && !unbuffered {
+        match read_whole(body, read_timeout).await {
+            Ok(bytes) => {
+                Peer::recycle(&in_flight, sender);
+                ResponseBody::full(bytes)
+            }
+            Err(why) => {
+                let peer = in_flight.peer();
+                peer.failed(group, &why);
+                error!(proxy = %group.route.url, upstream = %peer.label, error = %why, "upstream response body failed");
+                return respond::error(if why.contains("read_timeout") {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                });
+            }
+        }
+    } else if unbuffered {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(pump(
+            body,
+            Sink::Channel(tx),
+            read_timeout,
+            in_flight,
+            sender,
+        ));
+        ResponseBody::Channel(rx)
+    } else {
+        let limits = &shared.config.limits;
+        let (w, r) = spool::spool(limits.response_buffer, limits.temp_dir.clone());
+        tokio::spawn(pump(body, Sink::Spool(w), read_timeout, in_flight, sender));
+        ResponseBody::Spool(r)
+    };
+    let mut out = Response::new(out_body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    if !unbuffered {
+        compress::apply(&mut out, wants, &shared.config.compression).await;
+    }
+    out
+}
+
+/// A small body (its length known, at most `INLINE_MAX`), whole, within
+/// one `read_timeout` (one timer, not one per read: it is usually here
+/// already).
+async fn read_whole(body: Incoming, limit: Duration) -> Result<Bytes, String> {
+    match tokio::time::timeout(limit, body.collect()).await {
+        Err(_) => Err("read_timeout passed while reading the response body".into()),
+        Ok(Err(e)) => Err(format!("response body failed: {}", chain(&e))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Where a relayed body goes.
+enum Sink {
+    Spool(spool::SpoolWriter),
+    Channel(mpsc::Sender<std::io::Result<Bytes>>),
+}
+
+/// Read the upstream's body as fast as it comes (into the spool) or as
+/// the client takes it (the channel); the connection is kept once the
+/// body ended, closed otherwise.
+async fn pump(
+    mut body: Incoming,
+    sink: Sink,
+    gap: Duration,
+    in_flight: InFlight,
+    sender: pool::Sender,
+) {
+    let fail = |sink: Sink, why: String| {
+        let peer = in_flight.peer();
+        error!(upstream = %peer.label, error = %why, "upstream response body failed; the client's response is cut");
+        match sink {
+            Sink::Spool(w) => w.fail(why),
+            Sink::Channel(tx) => {
+                let _ = tx.try_send(Err(std::io::Error::other(why)));
+            }
+        }
+    };
+    loop {
+        let data = match tokio::time::timeout(gap, body.frame()).await {
+            Err(_) => {
+                return fail(
+                    sink,
+                    "read_timeout passed while reading the response body".into(),
+                )
+            }
+            Ok(Some(Err(e))) => return fail(sink, format!("response body failed: {}", chain(&e))),
+            Ok(None) => break,
+            Ok(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue, // trailers
+            },
+        };
+        match &sink {
+            Sink::Spool(w) => {
+                if w.is_closed() {
+                    return; // the client left: the connection is dropped
+                }
+                if let Err(e) = w.push(data) {
+                    error!(error = %e, "cannot spool an upstream response");
+                    return;
+                }
+            }
+            Sink::Channel(tx) => {
+                if tx.send(Ok(data)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if let Sink::Spool(w) = sink {
+        w.finish();
+    }
+    Peer::recycle(&in_flight, sender);
+}
+
+/// Relay an upgraded connection (WebSocket, ...) both ways until either
+/// side closes, or the draining front's deadline.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    mut going_away: tokio::sync::watch::Receiver<bool>,
+) {
+    let (c, u) = tokio::join!(client, upstream);
+    let (c, u) = match (c, u) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            debug!(client = ?c.err(), upstream = ?u.err(), "upgrade not completed");
+            return;
+        }
+    };
+    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+            debug!(result = ?r, "upgraded connection closed");
+        }
+        _ = going_away.wait_for(|v| *v) => {}
+    }
+}
+
+// === metrics ===
+
+/// Prometheus label value escaping.
+fn label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The `[[proxy]]` part of `/metrics`: per upstream, counted by this
+/// front (they restart with it, as nginx's do on reload).
+pub fn render_metrics(out: &mut String) {
+    let Some(groups) = GROUPS.get().filter(|g| !g.is_empty()) else {
+        return;
+    };
+    type Value = fn(&Peer) -> u64;
+    let series: [(&str, &str, &str, Value); 6] = [
+        (
+            "edge_upstream_up",
+            "gauge",
+            "1 while an upstream is in service (health).",
+            |p| u64::from(p.usable(Instant::now())),
+        ),
+        (
+            "edge_upstream_in_flight",
+            "gauge",
+            "Requests on an upstream now.",
+            |p| p.in_flight.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "edge_upstream_idle_connections",
+            "gauge",
+            "Kept connections idle in the pool.",
+            |p| p.pool.idle() as u64,
+        ),
+        (
+            "edge_upstream_failures_total",
+            "counter",
+            "Tries that failed (connect, timeout, reset, invalid response).",
+            |p| p.fails_total.load(Ordering::Relaxed),
+        ),
+        (
+            "edge_upstream_response_seconds_sum",
+            "counter",
+            "Time to the response head, summed.",
+            |_| 0,
+        ),
+        (
+            "edge_upstream_response_seconds_count",
+            "counter",
+            "Response heads received.",
+            |p| p.responses.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+        ),
+    ];
+    let each = |out: &mut String, f: &mut dyn FnMut(&mut String, &Group, &Peer)| {
+        for g in groups {
+            for p in &g.peers {
+                f(out, g, p);
+            }
+        }
+    };
+    let labels = |out: &mut String, g: &Group, p: &Peer| {
+        out.push_str("{proxy=\"");
+        label(out, &g.route.url);
+        out.push_str("\",upstream=\"");
+        label(out, &p.label);
+        out.push('"');
+    };
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        each(out, &mut |out, g, p| {
+            out.push_str(name);
+            labels(out, g, p);
+            if name == "edge_upstream_response_seconds_sum" {
+                let us = p.response_us.load(Ordering::Relaxed);
+                let _ = writeln!(out, "}} {}", us as f64 / 1e6);
+            } else {
+                let _ = writeln!(out, "}} {}", value(p));
+            }
+        });
+    }
+    let _ = writeln!(
+        out,
+        "# HELP edge_upstream_responses_total Upstream response heads by status class."
+    );
+    let _ = writeln!(out, "# TYPE edge_upstream_responses_total counter");
+    each(out, &mut |out, g, p| {
+        for (i, c) in p.responses.iter().enumerate() {
+            out.push_str("edge_upstream_responses_total");
+            labels(out, g, p);
+            let _ = writeln!(
+                out,
+                ",status=\"{}xx\"}} {}",
+                i + 1,
+                c.load(Ordering::Relaxed)
+            );
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(url: &str, strip: bool) -> ProxyRoute {
+        let f: Vec<crate::config::proxy::ProxySection> = vec![toml::from_str(&format!(
+            "url = \"{url}\"\nupstreams = [\"127.0.0.1:9\"]\nstrip_prefix = {strip}"
+        ))
+        .unwrap()];
+        crate::config::proxy::build(&f, std::path::Path::new("/"), &[])
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn strip_prefix_as_nginx_trailing_slash() {
+        let uri: http::Uri = "/api/v1/x?q=1".parse().unwrap();
+        assert_eq!(target(&uri, &route("/api/", false)), "/api/v1/x?q=1");
+        assert_eq!(target(&uri, &route("/api/", true)), "/v1/x?q=1");
+        assert_eq!(
+            target(&"/api/".parse().unwrap(), &route("/api/", true)),
+            "/"
+        );
+        assert_eq!(target(&uri, &route("/api", true)), "/v1/x?q=1");
+    }
+
+    #[test]
+    fn hop_by_hop_and_forwarded_headers() {
+        let req = Request::post("/api/x")
+            .header("host", "site.example")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            // As the front's client::settle leaves it for a trusted chain.
+            .header("x-forwarded-for", "203.0.113.9, 10.0.0.7")
+            .header("x-forwarded-host", "evil")
+            .header("forwarded", "for=6.6.6.6")
+            .header("content-length", "3")
+            .header("x-app", "kept")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let body = Buffered::Memory(Bytes::from_static(b"abc"));
+        let h = Head::new(
+            &parts,
+            &route("/api/", false),
+            "10.0.0.7".parse().unwrap(),
+            true,
+            false,
+            &body,
+        );
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "te",
+            "forwarded",
+            "host",
+        ] {
+            assert!(!h.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h.headers["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
+        // Not set by the front (a unit test): edge's own view.
+        assert_eq!(h.headers["x-forwarded-proto"], "https");
+        assert_eq!(h.headers["x-forwarded-host"], "site.example");
+        assert_eq!(h.headers["content-length"], "3");
+        assert_eq!(h.headers["x-app"], "kept");
+        assert!(!h.idempotent);
+    }
+}

@@ -1,0 +1,258 @@
+//! Connections to one upstream: connect (TCP or Unix, `connect_timeout`),
+//! the write-stall limit (`send_timeout`), and the keep-alive pool (nginx's
+//! upstream `keepalive` with `keepalive_timeout`).
+//!
+//! Built on `hyper::client::conn::http1`, one `SendRequest` per
+//! connection: the balancer picks the upstream itself, so a pool keyed by
+//! URI authority (hyper-util's legacy client) would only hide what the
+//! retry rules need to know (was this a kept connection, was anything
+//! sent).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tracing::debug;
+
+use super::body::ReqBody;
+use crate::config::proxy::UpstreamAddr;
+
+pub type Sender = http1::SendRequest<ReqBody>;
+
+/// Longest wait for a kept connection to be ready for its next request.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// Idle kept connections of one upstream, newest last.
+pub struct Pool {
+    idle: Mutex<Vec<(Sender, Instant)>>,
+    max: usize,
+    timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max: usize, timeout: Duration) -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max,
+            timeout,
+        }
+    }
+
+    /// The most recently used live connection, if any. A connection is
+    /// kept as soon as its response was read whole, before hyper has
+    /// marked it idle again; that wait (microseconds) happens here, in
+    /// the next request, instead of costing a task per response.
+    pub async fn take(&self) -> Option<Sender> {
+        loop {
+            let (mut s, since) = self.idle.lock().expect("pool lock").pop()?;
+            if since.elapsed() >= self.timeout || s.is_closed() {
+                continue;
+            }
+            if s.is_ready() {
+                return Some(s);
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, s.ready()).await {
+                return Some(s);
+            }
+        }
+    }
+
+    /// Keep a connection whose last response was read whole.
+    pub fn put(&self, s: Sender) {
+        if self.max_is_zero() || s.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() >= self.max {
+            idle.remove(0);
+        }
+        idle.push((s, Instant::now()));
+    }
+
+    /// Close connections idle past `keepalive_timeout` (or closed by the
+    /// upstream).
+    pub fn sweep(&self) {
+        let timeout = self.timeout;
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .retain(|(s, since)| since.elapsed() < timeout && !s.is_closed());
+    }
+
+    /// `keepalive = 0`: nothing is kept.
+    pub fn max_is_zero(&self) -> bool {
+        self.max == 0 || self.timeout.is_zero()
+    }
+
+    pub fn idle(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+}
+
+/// Why no connection could be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// `connect_timeout` passed.
+    Timeout,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Timeout => f.write_str("connect_timeout passed while connecting"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+        }
+    }
+}
+
+/// A new HTTP/1.1 connection, ready for a request. Its driver runs in its
+/// own task (with upgrades, for WebSockets) until the connection closes.
+pub async fn connect(
+    addr: &UpstreamAddr,
+    connect_timeout: Duration,
+    send_timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let stream = tokio::time::timeout(connect_timeout, async {
+        match addr {
+            UpstreamAddr::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+            UpstreamAddr::Unix(p) => UnixStream::connect(p).await.map(Stream::Unix),
+        }
+    })
+    .await
+    .map_err(|_| ConnectError::Timeout)?
+    .map_err(ConnectError::Io)?;
+    let io = TokioIo::new(SendTimed {
+        inner: stream,
+        limit: send_timeout,
+        stalled: None,
+    });
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    sender
+        .ready()
+        .await
+        .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
+    Ok(sender)
+}
+
+/// A TCP or Unix stream.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A stream whose writes fail with `TimedOut` once one has waited
+/// `limit` for the upstream to take bytes (nginx `proxy_send_timeout`:
+/// between two writes, not for the whole request).
+struct SendTimed {
+    inner: Stream,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimed {
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let limit = self.limit;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "send_timeout passed while writing to the upstream",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for SendTimed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SendTimed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = match &mut this.inner {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        this.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = match &mut this.inner {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        };
+        this.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = match &mut this.inner {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        };
+        this.check(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

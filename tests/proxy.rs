@@ -1,0 +1,607 @@
+//! `[[proxy]]` (issue 17): edge in front of other HTTP servers. Upstreams
+//! are real processes: Python's `http.server` (`apps/proxy_upstream.py`),
+//! a deliberately broken one (`apps/proxy_broken.py`: resets, hangs,
+//! answers garbage) and another edge (WebSockets).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::asgi::{asgi_venv, run_script};
+use support::static_helpers::front_pid;
+use support::{free_port, poll, run_config, Conf, Edge};
+
+/// A Python upstream, killed (by its pid) when dropped.
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Upstream {
+    fn start(script: &str, args: &[&str], port: u16) -> Upstream {
+        let mut child = Command::new("python3")
+            .arg(support::apps_dir().join(script))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "{script} did not start");
+        Upstream { child, port }
+    }
+
+    /// `proxy_upstream.py NAME PORT`.
+    fn http(name: &str) -> Upstream {
+        let port = free_port();
+        Upstream::start("proxy_upstream.py", &[name, &port.to_string()], port)
+    }
+
+    fn http_with_flag(name: &str, flag: &Path) -> Upstream {
+        let port = free_port();
+        let f = flag.to_str().unwrap();
+        Upstream::start("proxy_upstream.py", &[name, &port.to_string(), f], port)
+    }
+
+    fn broken() -> Upstream {
+        let port = free_port();
+        Upstream::start("proxy_broken.py", &[&port.to_string()], port)
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const LOG_FORMAT: &str =
+    "[log]\nformat = \"$request $status $route $upstream_addr $upstream_response_time\"\n";
+
+/// An edge (app: echo_app) with `proxy` appended to its config.
+fn front(proxy: &str) -> Edge {
+    Edge::start(&Conf::new("echo_app:app").tail(LOG_FORMAT).tail(proxy))
+}
+
+fn proxy_table(url: &str, ups: &[String], extra: &str) -> String {
+    let list: Vec<String> = ups.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[[proxy]]\nurl = \"{url}\"\nupstreams = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+/// `name=X` from proxy_upstream.py's text answer.
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or("")
+}
+
+#[test]
+fn round_robin_spreads_and_headers_are_rewritten() {
+    let (a, b) = (Upstream::http("A"), Upstream::http("B"));
+    let metrics_port = free_port();
+    let edge = front(
+        &(proxy_table("/api/", &[a.addr(), b.addr()], "")
+            + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")),
+    );
+    let mut names = Vec::new();
+    for _ in 0..10 {
+        let r = edge.get("/api/x?q=1");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        names.push(field(&r.text(), "name").to_string());
+    }
+    let a_count = names.iter().filter(|n| *n == "A").count();
+    assert_eq!(a_count, 5, "round robin: {names:?}");
+    // Forged forwarded headers do not pass; hop-by-hop ones are removed.
+    let r = edge.get_with(
+        "/api/h",
+        &[
+            ("Host", "site.example"),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=6.6.6.6;proto=https"),
+            ("Connection", "x-private"),
+            ("X-Private", "secret"),
+        ],
+    );
+    let t = r.text();
+    assert_eq!(field(&t, "xff"), "['127.0.0.1']", "{t}");
+    assert_eq!(field(&t, "xfp"), "['http']", "{t}");
+    assert_eq!(field(&t, "xfh"), "['site.example']", "{t}");
+    assert_eq!(field(&t, "host"), "site.example", "{t}");
+    assert_eq!(field(&t, "forwarded"), "None", "{t}");
+    assert_eq!(field(&t, "private"), "None", "{t}");
+    assert_eq!(field(&t, "target"), "/api/h", "{t}");
+    // A POST body is buffered and sent with its length.
+    let r = edge.request("POST", "/api/p", &[], &[7u8; 100_000]);
+    assert_eq!(field(&r.text(), "body"), "100000", "{}", r.describe());
+    // Compressed like an app's response.
+    let r = edge.get_with("/api/big?n=200000&t=text", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-encoding"),
+        Some("gzip"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.body.len() < 100_000, "{}", r.body.len());
+    // A client that does not read does not hold the upstream: its
+    // response is spooled and the connection goes back to the pool.
+    let mut slow = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+    slow.write_all(b"GET /api/big?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let released = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        let m = metrics(metrics_port);
+        (m.contains("edge_upstream_in_flight{proxy=\"/api/\",upstream=\"127.0.0.1:")
+            && !m
+                .lines()
+                .any(|l| l.starts_with("edge_upstream_in_flight") && !l.ends_with(" 0")))
+        .then_some(m)
+    });
+    let m = released.expect("the upstream connection released while the client does not read");
+    assert!(
+        m.contains("edge_requests_total{route=\"proxy\",status=\"2xx\"}"),
+        "{m}"
+    );
+    drop(slow);
+    // The access log names the upstream and its time.
+    assert!(
+        edge.wait_log(false, Duration::from_secs(5), |s| s.contains(&format!(
+            "GET /api/x?q=1 HTTP/1.1 200 proxy {} 0.",
+            b.addr()
+        ))),
+        "{}",
+        edge.stdout()
+    );
+}
+
+/// The front's /metrics text.
+fn metrics(port: u16) -> String {
+    support::obs::http_get(port, "/metrics").1
+}
+
+#[test]
+fn ip_hash_sticks_and_least_conn_spreads() {
+    let (a, b) = (Upstream::http("A"), Upstream::http("B"));
+    let ups = [a.addr(), b.addr()];
+    let edge = front(
+        &(proxy_table("/h/", &ups, "balance = \"ip_hash\"")
+            + &proxy_table("/l/", &ups, "balance = \"least_conn\"")),
+    );
+    let first = field(&edge.get("/h/").text(), "name").to_string();
+    for _ in 0..6 {
+        assert_eq!(field(&edge.get("/h/").text(), "name"), first);
+    }
+    let names: Vec<String> = (0..6)
+        .map(|_| field(&edge.get("/l/").text(), "name").to_string())
+        .collect();
+    assert!(
+        names.contains(&"A".into()) && names.contains(&"B".into()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_killed_upstream_is_skipped_and_both_down_is_502() {
+    let (mut a, mut b) = (Upstream::http("A"), Upstream::http("B"));
+    let edge = front(&proxy_table("/api/", &[a.addr(), b.addr()], ""));
+    assert_eq!(edge.get("/api/").status, 200);
+    b.kill();
+    for i in 0..20 {
+        let r = edge.get("/api/k");
+        assert_eq!(r.status, 200, "request {i}: {}", r.describe());
+        assert_eq!(field(&r.text(), "name"), "A");
+    }
+    // The refused connect is in the error log with its reason.
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s
+            .contains("upstream failed")
+            && s.contains(&b.addr())
+            && s.contains("refused")),
+        "{}",
+        edge.stderr()
+    );
+    a.kill();
+    let r = edge.get("/api/k");
+    assert_eq!(r.status, 502, "{}", r.describe());
+}
+
+#[test]
+fn broken_upstream_reset_hang_and_garbage() {
+    let bad = Upstream::broken();
+    let good = Upstream::http("G");
+    let edge = front(
+        &(proxy_table("/bad/", &[bad.addr()], "read_timeout = \"1s\"")
+            + &proxy_table(
+                "/mix/",
+                &[bad.addr(), good.addr()],
+                "read_timeout = \"1s\"\nmax_fails = 0",
+            )),
+    );
+    let t = Instant::now();
+    let r = edge.get("/bad/hang");
+    let took = t.elapsed();
+    assert_eq!(r.status, 504, "{}", r.describe());
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(edge.get("/bad/reset").status, 502);
+    assert_eq!(edge.get("/bad/garbage").status, 502);
+    // A reset before any response byte moves an idempotent request on...
+    for _ in 0..4 {
+        let r = edge.get("/mix/reset");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(field(&r.text(), "name"), "G");
+    }
+    // ...but not a POST that was sent (round robin: one of two goes to
+    // the broken upstream first).
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| edge.request("POST", "/mix/reset", &[], b"x").status)
+        .collect();
+    assert!(
+        statuses.contains(&502) && statuses.contains(&200),
+        "{statuses:?}"
+    );
+    // Garbage is not retried: 502.
+    let statuses: Vec<u16> = (0..4).map(|_| edge.get("/mix/garbage").status).collect();
+    assert!(statuses.contains(&502), "{statuses:?}");
+}
+
+#[test]
+fn an_upstream_that_takes_no_body_hits_send_timeout() {
+    let bad = Upstream::broken();
+    let edge = Edge::start(
+        &Conf::new("echo_app:app")
+            .tail("[limits]\nmax_body = \"100MiB\"\n")
+            .tail(&proxy_table(
+                "/bad/",
+                &[bad.addr()],
+                "send_timeout = \"1s\"\nread_timeout = \"30s\"",
+            )),
+    );
+    let t = Instant::now();
+    let r = edge.request("POST", "/bad/hang", &[], &vec![b'x'; 64 << 20]);
+    assert_eq!(r.status, 504, "{}", r.describe());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s.contains("send_timeout")),
+        "{}",
+        edge.stderr()
+    );
+}
+
+#[test]
+fn active_health_takes_out_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("sick");
+    let a = Upstream::http("A");
+    let b = Upstream::http_with_flag("B", &flag);
+    let edge = front(&proxy_table(
+        "/api/",
+        &[a.addr(), b.addr()],
+        "health = \"/healthz\"\nhealth_interval = \"200ms\"",
+    ));
+    std::fs::write(&flag, "").unwrap();
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s
+            .contains("failed its health check")),
+        "{}",
+        edge.stderr()
+    );
+    for _ in 0..6 {
+        assert_eq!(field(&edge.get("/api/").text(), "name"), "A");
+    }
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s
+            .contains("passed its health check")),
+        "{}",
+        edge.stderr()
+    );
+    let names: Vec<String> = (0..4)
+        .map(|_| field(&edge.get("/api/").text(), "name").to_string())
+        .collect();
+    assert!(names.contains(&"B".into()), "{names:?}");
+}
+
+#[test]
+fn unix_socket_strip_prefix_and_upstream_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("up.sock");
+    let where_ = format!("unix:{}", sock.display());
+    let _u = Upstream::start("proxy_upstream.py", &["U", &where_], 0);
+    let edge = front(&proxy_table(
+        "/svc/",
+        std::slice::from_ref(&where_),
+        "strip_prefix = true\nhost = \"upstream\"",
+    ));
+    let r = edge.get("/svc/a/b?c=1");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let t = r.text();
+    assert_eq!(field(&t, "name"), "U");
+    assert_eq!(field(&t, "target"), "/a/b?c=1", "{t}");
+    assert_eq!(field(&t, "host"), "localhost", "{t}");
+}
+
+#[test]
+fn sse_streams() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /api/sse HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut first_event = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if first_event.is_none() && support::http::find(&got, b"data: 0").is_some() {
+            first_event = Some(t.elapsed());
+        }
+    }
+    let total = t.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("data: 4"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-accel-buffering"),
+        "{text}"
+    );
+    let first = first_event.expect("an event");
+    // Events 300 ms apart: the first arrives long before the last.
+    assert!(
+        first + Duration::from_millis(900) < total,
+        "first {first:?}, all {total:?}"
+    );
+}
+
+#[test]
+fn websocket_echo_through_another_edge() {
+    let upstream_edge = Edge::start_ready(&asgi_venv("asgi_fastapi_app:app"), "/pid");
+    let edge = front(&proxy_table(
+        "/ws/",
+        &[format!("127.0.0.1:{}", upstream_edge.port)],
+        "",
+    ));
+    let base = format!("ws://127.0.0.1:{}", edge.port);
+    let run = run_script("ws_client.py", &["echo", &base], Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{run:#?}\n{}", edge.logs());
+    let j = run.json();
+    assert!(
+        j.get("error").is_none(),
+        "{j:?}\n{}\n{}",
+        edge.logs(),
+        upstream_edge.logs()
+    );
+}
+
+#[test]
+fn hup_resolves_and_switches_upstreams() {
+    let (a, b) = (Upstream::http("A"), Upstream::http("B"));
+    let conf = Conf::new("echo_app:app");
+    let table = |u: &Upstream| proxy_table("/api/", &[format!("localhost:{}", u.port)], "");
+    let mut edge = Edge::start(&conf.clone().tail(&table(&a)));
+    assert_eq!(field(&edge.get("/api/").text(), "name"), "A");
+    let path = edge.config_path.clone().unwrap();
+    std::fs::write(&path, conf.tail(&table(&b)).render()).unwrap();
+    edge.signal(nix::sys::signal::Signal::SIGHUP);
+    let switched = poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        (field(&edge.get("/api/").text(), "name") == "B").then_some(())
+    });
+    assert!(switched.is_some(), "{}", edge.logs());
+}
+
+#[test]
+fn http2_clients_reach_http1_upstreams() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    let base = format!("http://127.0.0.1:{}", edge.port);
+    let body = |b: &'static [u8]| http_body_util::Full::new(bytes::Bytes::from_static(b));
+    let reqs = vec![
+        http::Request::get(format!("{base}/api/h2?x=1"))
+            .body(body(b""))
+            .unwrap(),
+        http::Request::post(format!("{base}/api/h2"))
+            .body(body(b"twelve bytes"))
+            .unwrap(),
+    ];
+    let out = support::tls::h2(edge.port, None, reqs).unwrap();
+    let get = String::from_utf8_lossy(&out[0].body).into_owned();
+    assert_eq!(
+        (out[0].version, out[0].status),
+        (http::Version::HTTP_2, 200),
+        "{get}"
+    );
+    assert_eq!(field(&get, "target"), "/api/h2?x=1", "{get}");
+    assert_eq!(
+        field(&get, "host"),
+        format!("127.0.0.1:{}", edge.port),
+        "{get}"
+    );
+    let post = String::from_utf8_lossy(&out[1].body).into_owned();
+    assert_eq!(field(&post, "method"), "POST", "{post}");
+    assert_eq!(field(&post, "body"), "12", "{post}");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[app]\nmodule = \"echo_app:app\"\n";
+    for (table, key) in [
+        (
+            "url = \"/a/\"\nupstreams = [\"127.0.0.1:1\"]\nbalance = \"random\"",
+            "proxy.balance",
+        ),
+        (
+            "url = \"/a/\"\nupstreams = [\"no.such.host.invalid:80\"]",
+            "proxy.upstreams",
+        ),
+        (
+            "url = \"/a/\"\nupstreams = [\"127.0.0.1:1\"]\nread_timeout = \"later\"",
+            "proxy.read_timeout",
+        ),
+        ("url = \"a\"\nupstreams = [\"127.0.0.1:1\"]", "proxy.url"),
+    ] {
+        let out = run_config(
+            &format!("{base}[[proxy]]\n{table}\n"),
+            &[],
+            Duration::from_secs(20),
+        );
+        assert_ne!(out.code(), Some(0), "{table}");
+        assert!(out.stderr.contains(key), "{key}: {}", out.stderr);
+    }
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples `pid`'s RSS every 50 ms while `f` runs; the peak, in MiB.
+fn peak_rss_mib(pid: i32, f: impl FnOnce()) -> u64 {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak
+    });
+    f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap() / 1024
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn one_gib_upload_and_download_with_bounded_memory() {
+    let a = Upstream::http("A");
+    let mut edge = Edge::start(
+        &Conf::new("echo_app:app")
+            .tail("[limits]\nmax_body = \"2GiB\"\n")
+            .tail(&proxy_table("/api/", &[a.addr()], "")),
+    );
+    let front = front_pid(&mut edge);
+    let before = rss_kib(front) / 1024;
+    // Upload: 1 GiB with Content-Length, as fast as the client can.
+    let mut answer = String::new();
+    let up_peak = peak_rss_mib(front, || {
+        let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        write!(
+            s,
+            "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let chunk = vec![b'u'; 1 << 20];
+        for _ in 0..1024 {
+            s.write_all(&chunk).unwrap();
+        }
+        s.read_to_string(&mut answer).unwrap();
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // sha256 of 1 GiB of 'u'.
+    assert!(answer.contains(&format!("{GIB} ")), "{answer}");
+    // Download: 1 GiB, checked byte by byte against the pattern.
+    let mut total = 0u64;
+    let down_peak = peak_rss_mib(front, || {
+        let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        write!(
+            s,
+            "GET /api/big?n={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::with_capacity(1 << 20, s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("content-length: {GIB}")),
+            "{head}"
+        );
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            for (i, b) in buf[..n].iter().enumerate() {
+                assert_eq!(
+                    *b as u64,
+                    (total + i as u64) % 256,
+                    "byte {}",
+                    total + i as u64
+                );
+            }
+            total += n as u64;
+        }
+    });
+    assert_eq!(total, GIB);
+    eprintln!("front RSS: {before} MiB at rest, peak {up_peak} MiB uploading, {down_peak} MiB downloading 1 GiB");
+    assert!(
+        up_peak < before + 64,
+        "upload peak {up_peak} MiB (at rest {before})"
+    );
+    assert!(
+        down_peak < before + 64,
+        "download peak {down_peak} MiB (at rest {before})"
+    );
+}
+
+#[test]
+fn longest_prefix_wins_against_static() {
+    let a = Upstream::http("A");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("api")).unwrap();
+    std::fs::write(dir.path().join("file.txt"), "static file").unwrap();
+    let edge = front(
+        &(format!(
+            "[[static]]\nurl = \"/s/\"\ndir = \"{}\"\n",
+            dir.path().display()
+        ) + &proxy_table("/s/api/", &[a.addr()], "")),
+    );
+    assert_eq!(edge.get("/s/file.txt").text(), "static file");
+    assert_eq!(field(&edge.get("/s/api/x").text(), "name"), "A");
+}
