@@ -24,6 +24,8 @@ TARGETS=(
   config_units
   log_format
   ws_handshake
+  proxy_protocol
+  htpasswd
 )
 
 # Without sanitizers (edge's unsafe code is not on these paths; safe Rust
