@@ -13,7 +13,11 @@
 //! - [`ipc`]: what the processes share: the front↔worker wire protocol, the
 //!   arbiter↔front control messages, the shared-memory scoreboard, fd passing.
 //! - [`config`]: the validated configuration and its TOML / CLI sources.
-//! - [`cli`]: the command line (edge's own flags and gunicorn's).
+//! - [`cli`]: the command line (edge's own flags and gunicorn's);
+//!   [`entry`]: the program behind it, shared by the binary and the Python
+//!   package.
+//! - `pymodule` (feature `pymodule`): the extension module `edge._edge` of
+//!   the `edge-server` wheel, whose Python process becomes the arbiter.
 //! - [`logging`]: tracing setup for the error log.
 //! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
 //!   post-fork libc calls. The other unsafe code lives in
@@ -25,9 +29,12 @@
 pub mod arbiter;
 pub mod cli;
 pub mod config;
+pub mod entry;
 pub mod front;
 pub mod ipc;
 pub mod logging;
+#[cfg(feature = "pymodule")]
+mod pymodule;
 pub mod signals;
 pub mod sys;
 pub mod worker;

@@ -1,84 +1,8 @@
-//! `edge`: parse the command line, validate the configuration, hand over
-//! to the arbiter. Errors are printed once; exit codes: 0 ok, 1 runtime
-//! failure, 2 bad configuration, 3 the app failed to load.
+//! `edge`, the standalone binary: everything happens in [`edge::entry`],
+//! shared with the Python package's `edge` command.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use edge::{arbiter, cli::Cli, logging, worker};
-
 fn main() -> ExitCode {
-    // Before anything can build a rustls config (STYLE 4.3); the forked
-    // front inherits it.
-    edge::config::tls::install_provider();
-    let mut cli = Cli::parse();
-    // The arbiter re-reads the file on HUP, perhaps after a chdir.
-    if let Some(conf) = &cli.conf {
-        if let Ok(abs) = std::fs::canonicalize(conf) {
-            cli.conf = Some(abs);
-        }
-    }
-    if let Some(edge::cli::Command::Status(args)) = &cli.command {
-        return ExitCode::from(arbiter::status::command(args));
-    }
-    if cli.version {
-        println!(
-            "edge {} ({})",
-            env!("CARGO_PKG_VERSION"),
-            worker::python_description()
-        );
-        return ExitCode::SUCCESS;
-    }
-    let config = match cli.load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("edge: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(msg) = edge::config::supported(&config) {
-        eprintln!("edge: {msg}");
-        return ExitCode::from(2);
-    }
-    if cli.check {
-        return match worker::check_app(&config) {
-            Ok(()) => {
-                println!("OK");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!(
-                    "edge: cannot load the application `{}:{}`:\n{e}",
-                    config.app.module, config.app.attr
-                );
-                ExitCode::from(2)
-            }
-        };
-    }
-    if let Err(e) = logging::init(
-        &config.log.level,
-        &config.log.error,
-        config.log.error_format,
-    ) {
-        eprintln!("edge: cannot open the error log: {e}");
-        return ExitCode::from(2);
-    }
-    let reloader: arbiter::Reloader = Box::new(move || {
-        let config = cli
-            .load()
-            .map_err(|e| format!("configuration error: {e}"))?;
-        edge::config::supported(&config)?;
-        Ok(config)
-    });
-    match arbiter::run(config, reloader) {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("edge: {e}");
-            ExitCode::from(match e {
-                arbiter::ArbiterError::Boot { .. } | arbiter::ArbiterError::CrashLoop { .. } => 3,
-                _ => 1,
-            })
-        }
-    }
+    ExitCode::from(edge::entry::main(std::env::args_os()))
 }

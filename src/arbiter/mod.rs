@@ -43,6 +43,7 @@ use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
 use crate::ipc::stats::RestartReason;
 use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
+pub use upgrade::set_command as set_upgrade_command;
 use signals::{Event, Signals};
 
 /// Exit code of a worker that could not import or start the app
