@@ -153,6 +153,13 @@ pub fn run(ctx: Inherit) -> i32 {
     if ctx.preloaded.is_some() || python::hosted() {
         python::after_fork_child();
     }
+    if python::hosted() {
+        // Before the worker's own handlers, which this would replace.
+        if let Err(e) = python::forget_python_sigint() {
+            error!("cannot reset Python's SIGINT handler: {e}");
+            return BOOT_ERROR;
+        }
+    }
     if ctx.preloaded.is_none() {
         // Still single-threaded: the only moment the environment may change.
         if let Err(e) = apply_env(&ctx.config) {

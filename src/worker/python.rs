@@ -355,6 +355,20 @@ pub fn after_fork_child() {
     unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
 }
 
+/// Hosted, in a worker just forked: Python's own table of signal handlers
+/// still says SIGINT runs `default_int_handler` (the `python` that started
+/// edge installed it), while the worker handles its signals in Rust, as the
+/// binary's never-signal-initialised interpreter does. Reset that entry, or
+/// `asyncio.run` in the app would take SIGINT over (it does when it sees
+/// the default handler) and put Python's back afterwards.
+pub fn forget_python_sigint() -> PyResult<()> {
+    Python::attach(|py| {
+        let signal = py.import("signal")?;
+        signal.call_method1("signal", (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?))?;
+        Ok(())
+    })
+}
+
 /// The app's lifecycle hooks module (`[app] hooks`), gunicorn-style.
 pub struct Hooks {
     module: Py<PyModule>,
