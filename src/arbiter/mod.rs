@@ -43,8 +43,8 @@ use crate::ipc::scoreboard::{Scoreboard, MAX_SLOTS, STATE_READY};
 use crate::ipc::stats::RestartReason;
 use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
-pub use upgrade::set_command as set_upgrade_command;
 use signals::{Event, Signals};
+pub use upgrade::set_command as set_upgrade_command;
 
 /// Exit code of a worker that could not import or start the app
 /// (gunicorn's `WORKER_BOOT_ERROR`).

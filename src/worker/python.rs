@@ -364,7 +364,10 @@ pub fn after_fork_child() {
 pub fn forget_python_sigint() -> PyResult<()> {
     Python::attach(|py| {
         let signal = py.import("signal")?;
-        signal.call_method1("signal", (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?))?;
+        signal.call_method1(
+            "signal",
+            (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?),
+        )?;
         Ok(())
     })
 }
