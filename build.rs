@@ -7,9 +7,15 @@
 //! with a different stdlib. An rpath pins the one we built against.
 fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
     if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
         pyo3_build_config::use_pyo3_cfgs();
-        pyo3_build_config::add_libpython_rpath_link_args();
+        // The wheel's extension module (maturin sets
+        // PYO3_BUILD_EXTENSION_MODULE) is loaded by a running python and
+        // links no libpython: no rpath for it.
+        if std::env::var_os("CARGO_FEATURE_PYMODULE").is_none() {
+            pyo3_build_config::add_libpython_rpath_link_args();
+        }
         let cfg = pyo3_build_config::get();
         let version = format!("{}.{}", cfg.version().major, cfg.version().minor);
         println!("cargo:rustc-env=EDGE_PYTHON_BUILD_VERSION={version}");

@@ -16,7 +16,11 @@
 //! - [`config`]: the validated configuration, one module per section of the
 //!   TOML file, merged with the command-line flags.
 //! - [`exit`]: the exit codes every process role and `main` share.
-//! - [`cli`]: the command line (edge's own flags and gunicorn's).
+//! - [`cli`]: the command line (edge's own flags and gunicorn's);
+//!   [`entry`]: the program behind it, shared by the binary and the Python
+//!   package.
+//! - `pymodule` (feature `pymodule`): the extension module `edge._edge` of
+//!   the `edge-server` wheel, whose Python process becomes the arbiter.
 //! - [`logging`]: tracing setup for the error log.
 //! - [`signals`], [`sys`]: the small `unsafe` modules for sigaction and
 //!   post-fork libc calls. The other unsafe code lives in
@@ -34,10 +38,13 @@
 pub mod arbiter;
 pub mod cli;
 pub mod config;
+pub mod entry;
 pub mod exit;
 pub mod front;
 pub mod ipc;
 pub mod logging;
+#[cfg(feature = "pymodule")]
+mod pymodule;
 pub mod signals;
 pub mod sys;
 pub mod worker;

@@ -255,12 +255,15 @@ impl Generation {
             scoreboard: *sb,
             config: self.config.clone(),
         };
-        let pid = spawn::spawn(c"edge-front", &keep, move || crate::front::run(ctx)).map_err(
-            |source| ArbiterError::Setup {
-                what: "the front process (fork)",
-                source,
-            },
-        )?;
+        // Through CPython's fork hooks too when Python runs in the arbiter;
+        // the front itself never runs Python.
+        let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
+            spawn::spawn(c"edge-front", &keep, move || crate::front::run(ctx))
+        })
+        .map_err(|source| ArbiterError::Setup {
+            what: "the front process (fork)",
+            source,
+        })?;
         drop(theirs);
         debug!(pid = pid.as_raw(), generation = self.id, "front started");
         let front = Front {

@@ -45,6 +45,7 @@ use generation::{GenState, Generation, SlotUse};
 pub use listeners::Listener;
 use reap::reap_one;
 use signals::{Event, Signals};
+pub use upgrade::set_command as set_upgrade_command;
 
 /// Consecutive boot failures (after a successful start) before edge gives up.
 const MAX_BOOT_FAILURES: u32 = 5;

@@ -8,11 +8,19 @@
 //! new edge adopts those sockets instead of binding, boots as usual, and once
 //! it serves it sends the old arbiter TERM: the old generation drains and
 //! exits. If the new edge fails to start, the old one never stopped serving.
+//!
+//! Started from Python (the `edge-server` wheel), "the binary" is the
+//! interpreter: USR2 runs the same `sys.executable` with `-m edge` and the
+//! same arguments (see [`set_command`]), so `pip install -U edge-server`
+//! followed by `kill -USR2` upgrades.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::{Child, Command};
+use std::sync::OnceLock;
 
 use tracing::{info, warn};
 
@@ -22,16 +30,35 @@ use crate::sys;
 const FDS_VAR: &str = "EDGE_LISTEN_FDS";
 const FROM_VAR: &str = "EDGE_UPGRADE_FROM";
 
+/// What USR2 executes when it is not this process's own executable with
+/// its arguments: set once, before the arbiter starts.
+static COMMAND: OnceLock<(PathBuf, Vec<OsString>)> = OnceLock::new();
+
+/// Make USR2 execute `program` with `args` instead of the running binary
+/// with its arguments. Hosted by Python (the `edge-server` wheel) this is
+/// the venv's `sys.executable` with `-m edge` and edge's own arguments:
+/// `/proc/self/exe` would name the base interpreter behind the venv's
+/// symlink, which does not see the venv's packages.
+pub fn set_command(program: PathBuf, args: Vec<OsString>) {
+    let _ = COMMAND.set((program, args));
+}
+
 /// Start the new binary with our listeners (the metrics one included).
 pub fn start(listeners: &[&Listener]) -> std::io::Result<Child> {
-    let exe = std::env::current_exe()?;
-    // After the file was replaced, /proc/self/exe names the old inode
-    // "path (deleted)": run what is at the path now.
-    let exe = std::path::PathBuf::from(
-        exe.to_string_lossy()
-            .trim_end_matches(" (deleted)")
-            .to_string(),
-    );
+    let (exe, args) = match COMMAND.get() {
+        Some((program, args)) => (program.clone(), args.clone()),
+        None => {
+            let exe = std::env::current_exe()?;
+            // After the file was replaced, /proc/self/exe names the old
+            // inode "path (deleted)": run what is at the path now.
+            let exe = PathBuf::from(
+                exe.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_string(),
+            );
+            (exe, std::env::args_os().skip(1).collect())
+        }
+    };
     let spec: Vec<String> = listeners
         .iter()
         .map(|l| format!("{}={}={}", u8::from(l.tls), l.addr, l.socket.as_raw_fd()))
@@ -40,7 +67,7 @@ pub fn start(listeners: &[&Listener]) -> std::io::Result<Child> {
         sys::set_cloexec(l.socket.as_raw_fd(), false);
     }
     let child = Command::new(&exe)
-        .args(std::env::args_os().skip(1))
+        .args(&args)
         .env(FDS_VAR, spec.join(","))
         .env(FROM_VAR, std::process::id().to_string())
         .spawn();

@@ -19,6 +19,7 @@ mod quota;
 mod wsgi;
 
 pub use python::describe as python_description;
+pub use python::{hosted, set_hosted};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -69,9 +70,10 @@ pub fn preload(config: &Config) -> Result<Preloaded, String> {
 }
 
 /// Fork through `fork` with the interpreter's fork hooks when Python runs
-/// in this process (preload), plainly otherwise.
+/// in this process (preload, or hosted by `python -m edge`), plainly
+/// otherwise.
 pub fn fork_with<T>(preloaded: bool, fork: impl FnOnce() -> T) -> T {
-    if preloaded {
+    if preloaded || python::hosted() {
         python::fork_guarded(fork)
     } else {
         fork()
@@ -150,12 +152,22 @@ fn stopping() -> bool {
 /// The worker role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
     crate::logging::set_role(crate::logging::Role::Worker);
-    if ctx.preloaded.is_some() {
+    if ctx.preloaded.is_some() || python::hosted() {
         python::after_fork_child();
-    } else if let Err(e) = apply_env(&ctx.config) {
+    }
+    if python::hosted() {
+        // Before the worker's own handlers, which this would replace.
+        if let Err(e) = python::forget_python_sigint() {
+            error!("cannot reset Python's SIGINT handler: {e}");
+            return BOOT_ERROR;
+        }
+    }
+    if ctx.preloaded.is_none() {
         // Still single-threaded: the only moment the environment may change.
-        error!("{e}");
-        return BOOT_ERROR;
+        if let Err(e) = apply_env(&ctx.config) {
+            error!("{e}");
+            return BOOT_ERROR;
+        }
     }
     let _ = crate::signals::catch(Signal::SIGTERM, false);
     let _ = crate::signals::exit_on(Signal::SIGINT);

@@ -4,7 +4,11 @@
 //!
 //! With `preload`, the same steps run in the arbiter before it forks, and
 //! [`fork_guarded`] brackets each fork with CPython's fork hooks, as
-//! `os.fork` does. This file and its four FFI calls (the three fork hooks
+//! `os.fork` does. Hosted (edge started as `python -m edge`, see
+//! `crate::pymodule`), the interpreter was initialised by Python itself
+//! before edge ran: [`initialize`] finds it running, every fork is guarded
+//! the same way, and workers import the app in the interpreter they
+//! inherited. This file and its four FFI calls (the three fork hooks
 //! and [`latin1`]) are the only Python-C-API code in edge.
 //!
 //! `Python::initialize` calls `Py_InitializeEx(0)`: Python installs no
@@ -14,6 +18,7 @@
 #![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
@@ -105,10 +110,40 @@ def format_exception(exc, tb):
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 "#;
 
+/// Set when edge runs inside a Python process (the `edge-server` wheel):
+/// the interpreter was initialised by `python` itself, before edge's code
+/// ran, and every process edge forks inherits it.
+static HOSTED: AtomicBool = AtomicBool::new(false);
+
+/// Record that this process's interpreter belongs to the Python that loaded
+/// edge as an extension module. Called once by the module's entry point.
+pub fn set_hosted() {
+    HOSTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether edge runs inside a Python process (see [`set_hosted`]).
+pub fn hosted() -> bool {
+    HOSTED.load(Ordering::Relaxed)
+}
+
 /// Start the interpreter. Call once, on the main thread, before any other
-/// thread exists.
+/// thread exists. A no-op when it already runs (hosted, or after preload).
 pub fn initialize() {
     Python::initialize();
+}
+
+/// Hosted: the process environment was changed by Rust (`[app] env`,
+/// `-e`) after Python read it at start-up, so copy those variables into
+/// `os.environ` as well, where the app looks for them.
+fn sync_environ(py: Python<'_>, env: &[(String, String)]) -> PyResult<()> {
+    if env.is_empty() || !hosted() {
+        return Ok(());
+    }
+    let environ = py.import("os")?.getattr("environ")?;
+    for (k, v) in env {
+        environ.set_item(k, v)?;
+    }
+    Ok(())
 }
 
 /// The site-packages folder of a virtualenv.
@@ -124,8 +159,10 @@ fn venv_site_packages(venv: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-/// Set `sys.path` and `sys.argv` from the config and return the helpers module.
+/// Set `sys.path` and `sys.argv` (and hosted, `os.environ`) from the config
+/// and return the helpers module.
 pub fn prepare<'py>(py: Python<'py>, app: &App) -> PyResult<Bound<'py, PyModule>> {
+    sync_environ(py, &app.env)?;
     let sys = py.import("sys")?;
     sys.setattr("argv", PyList::new(py, ["edge"])?)?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
@@ -239,11 +276,23 @@ pub fn shutdown() {
     });
 }
 
-/// `Python 3.11.7 (/path/to/libpython3.11.so.1.0)`: what `--version` prints.
+/// `Python 3.11.7 (/path/to/libpython3.11.so.1.0)`: what `--version` prints;
+/// hosted, the interpreter that runs edge (`Python 3.11.7 (/venv/bin/python)`).
 pub fn describe() -> String {
     initialize();
     Python::attach(|py| {
         let version = py.version_info();
+        if hosted() {
+            let exe = py
+                .import("sys")
+                .and_then(|s| s.getattr("executable"))
+                .and_then(|v| v.extract::<String>())
+                .unwrap_or_default();
+            return format!(
+                "Python {}.{}.{} ({exe})",
+                version.major, version.minor, version.patch
+            );
+        }
         let lib = py
             .import("sysconfig")
             .and_then(|s| s.call_method1("get_config_var", ("LDLIBRARY",)))
@@ -304,6 +353,23 @@ pub fn after_fork_child() {
     // SAFETY: called in the child right after fork, on the forking thread,
     // before any other Python API use.
     unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
+}
+
+/// Hosted, in a worker just forked: Python's own table of signal handlers
+/// still says SIGINT runs `default_int_handler` (the `python` that started
+/// edge installed it), while the worker handles its signals in Rust, as the
+/// binary's never-signal-initialised interpreter does. Reset that entry, or
+/// `asyncio.run` in the app would take SIGINT over (it does when it sees
+/// the default handler) and put Python's back afterwards.
+pub fn forget_python_sigint() -> PyResult<()> {
+    Python::attach(|py| {
+        let signal = py.import("signal")?;
+        signal.call_method1(
+            "signal",
+            (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?),
+        )?;
+        Ok(())
+    })
 }
 
 /// The app's lifecycle hooks module (`[app] hooks`), gunicorn-style.

@@ -72,9 +72,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 // === Paths ===
 
-/// The binary under test.
+/// The edge under test: this build's binary, or `EDGE_TEST_BIN` when set
+/// (`.ci/run` points it at the `edge` command of a venv where the
+/// `edge-server` wheel is installed, to run the same tests against it).
 pub fn edge_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_edge"))
+    match std::env::var_os("EDGE_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_edge")),
+    }
 }
 
 /// The repository root.
