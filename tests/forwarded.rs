@@ -936,3 +936,40 @@ fn two_hosts_one_trusted_proxy_and_one_untrusted_client() {
         "{log}"
     );
 }
+
+#[test]
+fn edge_status_names_the_settled_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let conf = Conf::new("obs_app:app")
+        .server("forwarded_allow_ips = [\"127.0.0.1\"]")
+        .server(&format!("control_socket = {}", toml_path(&sock)));
+    let edge = Edge::start(&conf);
+    let port = edge.port;
+    let slow = std::thread::spawn(move || {
+        let mut c = Conn::open(port);
+        c.set_timeout(Duration::from_secs(20));
+        c.send_request(
+            "GET",
+            "/slow?s=3",
+            &[
+                ("X-Forwarded-For", "198.51.100.77"),
+                ("Connection", "close"),
+            ],
+            b"",
+        );
+        c.read_response("GET").map(|r| r.status)
+    });
+    let sock_arg = sock.display().to_string();
+    let shown = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        let (code, out, err) = support::obs::edge_status(&["--socket", &sock_arg]);
+        assert_eq!(code, 0, "{err}");
+        out.contains("GET /slow?s=3").then_some(out)
+    })
+    .unwrap_or_else(|| panic!("edge status never showed the slow request\n{}", edge.logs()));
+    let row = shown.lines().find(|l| l.contains("/slow")).unwrap();
+    assert!(row.contains("client=198.51.100.77"), "{shown}");
+    let (_, out, _) = support::obs::edge_status(&["--socket", &sock_arg, "--json"]);
+    assert!(out.contains("\"client\":\"198.51.100.77\""), "{out}");
+    assert_eq!(slow.join().unwrap(), Ok(200));
+}

@@ -400,6 +400,7 @@ impl Generation {
                         request_id = cur.request_id.as_str(),
                         method = cur.method.as_str(),
                         path = cur.path.as_str(),
+                        client = cur.client.as_str(),
                         timeout = ?self.config.app.timeout,
                         "worker timed out serving a request; aborting it (its Python stack follows)"
                     );

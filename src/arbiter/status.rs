@@ -359,6 +359,9 @@ fn text(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
                 }
                 let running = Duration::from_millis(now_ms.saturating_sub(c.since_ms));
                 let _ = write!(out, "{} {} ({})", c.method, c.path, human_duration(running));
+                if !c.client.is_empty() {
+                    let _ = write!(out, " client={}", c.client);
+                }
                 if !c.request_id.is_empty() {
                     let _ = write!(out, " id={}", c.request_id);
                 }
@@ -433,6 +436,8 @@ fn json(sb: &Scoreboard, started: Instant, gens: &[GenView<'_>], now_ms: u64) ->
                 json_str(&mut out, &c.path);
                 out.push_str(",\"request_id\":");
                 json_str(&mut out, &c.request_id);
+                out.push_str(",\"client\":");
+                json_str(&mut out, &c.client);
                 let _ = write!(
                     out,
                     ",\"running_ms\":{}}}",
@@ -464,7 +469,7 @@ mod tests {
         let sb = Scoreboard::new().unwrap();
         sb.slot(1).reset();
         sb.slot(1).state.store(STATE_READY, Ordering::Release);
-        sb.slot(1).threads[0].begin(5, b"rid-9", b"GET", b"/slow?s=3");
+        sb.slot(1).threads[0].begin(5, b"rid-9", b"GET", b"/slow?s=3", b"203.0.113.9");
         sb.slot(2).reset();
         sb.slot(2).state.store(STATE_READY, Ordering::Release);
         let now = Instant::now();
@@ -480,14 +485,19 @@ mod tests {
         assert!(t.contains("workers: 2 (1 busy)"), "{t}");
         let busy = t.lines().find(|l| l.contains(" 11 ")).unwrap();
         assert!(
-            busy.contains("busy") && busy.contains("GET /slow?s=3") && busy.contains("id=rid-9"),
+            busy.contains("busy")
+                && busy.contains("GET /slow?s=3")
+                && busy.contains("client=203.0.113.9")
+                && busy.contains("id=rid-9"),
             "{t}"
         );
         let idle = t.lines().find(|l| l.contains(" 22 ")).unwrap();
         assert!(idle.contains("idle"), "{t}");
         let j = report("status json", &sb, now, &gens);
         assert!(
-            j.contains("\"request_id\":\"rid-9\"") && j.contains("\"state\":\"busy\""),
+            j.contains("\"request_id\":\"rid-9\"")
+                && j.contains("\"client\":\"203.0.113.9\"")
+                && j.contains("\"state\":\"busy\""),
             "{j}"
         );
         assert!(report("bogus", &sb, now, &gens).starts_with("error:"));

@@ -52,7 +52,9 @@ pub const RETIRE_MEMORY: u32 = 2;
 const RID_BYTES: usize = 64;
 const METHOD_BYTES: usize = 16;
 const PATH_BYTES: usize = 128;
-const INFO_WORDS: usize = (RID_BYTES + METHOD_BYTES + PATH_BYTES) / 8;
+/// The client address as text (an IPv6 address is at most 45 bytes).
+const CLIENT_BYTES: usize = 48;
+const INFO_WORDS: usize = (RID_BYTES + METHOD_BYTES + PATH_BYTES + CLIENT_BYTES) / 8;
 
 /// What one worker thread is doing.
 #[repr(C)]
@@ -77,6 +79,8 @@ pub struct Current {
     pub method: String,
     /// Path and query, up to 127 bytes.
     pub path: String,
+    /// The client address the front settled on (`REMOTE_ADDR`).
+    pub client: String,
 }
 
 /// Store `text` (truncated to `words.len() * 8 - 1` bytes) as a length
@@ -106,12 +110,14 @@ impl ThreadEntry {
     /// Worker thread: it takes request `id` now. The text fields are
     /// written first and `request` last (release), so a reader that sees
     /// the id sees them too.
-    pub fn begin(&self, id: u64, request_id: &[u8], method: &[u8], path: &[u8]) {
+    pub fn begin(&self, id: u64, request_id: &[u8], method: &[u8], path: &[u8], client: &[u8]) {
         let (rid, rest) = self.info.split_at(RID_BYTES / 8);
-        let (m, p) = rest.split_at(METHOD_BYTES / 8);
+        let (m, rest) = rest.split_at(METHOD_BYTES / 8);
+        let (p, c) = rest.split_at(PATH_BYTES / 8);
         store_text(rid, request_id);
         store_text(m, method);
         store_text(p, path);
+        store_text(c, client);
         self.since_ms.store(now_ms(), Ordering::Release);
         self.request.store(id, Ordering::Release);
     }
@@ -132,13 +138,15 @@ impl ThreadEntry {
             }
             let since_ms = self.since_ms.load(Ordering::Acquire);
             let (rid, rest) = self.info.split_at(RID_BYTES / 8);
-            let (m, p) = rest.split_at(METHOD_BYTES / 8);
+            let (m, rest) = rest.split_at(METHOD_BYTES / 8);
+            let (p, cl) = rest.split_at(PATH_BYTES / 8);
             let c = Current {
                 id,
                 since_ms,
                 request_id: load_text(rid),
                 method: load_text(m),
                 path: load_text(p),
+                client: load_text(cl),
             };
             fence(Ordering::Acquire);
             if self.request.load(Ordering::Relaxed) == id {
@@ -306,15 +314,16 @@ mod tests {
         let t = &sb.slot(0).threads[2];
         assert_eq!(t.current(), None);
         let long = vec![b'p'; 300];
-        t.begin(7, b"abc-123", b"GET", &long);
+        t.begin(7, b"abc-123", b"GET", &long, b"2001:db8::17");
         let c = t.current().unwrap();
         assert_eq!(
             (c.id, c.request_id.as_str(), c.method.as_str()),
             (7, "abc-123", "GET")
         );
+        assert_eq!(c.client, "2001:db8::17");
         assert_eq!(c.path.len(), PATH_BYTES - 1);
         assert!(c.since_ms > 0);
-        t.begin(8, b"", b"POST", b"/x?y=\xff");
+        t.begin(8, b"", b"POST", b"/x?y=\xff", b"");
         let c = t.current().unwrap();
         assert_eq!(
             (c.id, c.request_id.as_str(), c.path.as_str()),

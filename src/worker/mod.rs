@@ -593,7 +593,7 @@ fn serve(shared: &Shared, thread: usize) {
                 }
             };
             let datagram = &buf[..received.len];
-            let (id, request_id, method, target) = match wire::decode(datagram, u32::MAX) {
+            let (id, request_id, method, target, client) = match wire::decode(datagram, u32::MAX) {
                 Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
                     let rid = h
                         .headers
@@ -605,14 +605,14 @@ fn serve(shared: &Shared, thread: usize) {
                         let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
                         wait.observe_us(ms * 1000);
                     }
-                    (id, rid, h.method, h.target)
+                    (id, rid, h.method, h.target, h.remote_addr)
                 }
-                Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..]),
-                _ => (0, &b""[..], &b""[..], &b""[..]),
+                Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..], &b""[..]),
+                _ => (0, &b""[..], &b""[..], &b""[..], &b""[..]),
             };
             // Named on the scoreboard (timeouts, `edge status`) and in
             // every error line this thread logs meanwhile.
-            entry.begin(id, request_id, method, target);
+            entry.begin(id, request_id, method, target, client);
             let scope = crate::logging::enter_request(request_id);
             if received.truncated {
                 error!(

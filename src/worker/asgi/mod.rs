@@ -89,7 +89,7 @@ pub fn run(w: Worker<'_>) -> i32 {
     let app_cfg = &w.config.app;
     let slot = w.scoreboard.slot(w.slot);
     // The loop's heartbeat line (see the module docs).
-    slot.threads[0].begin(LOOP_ENTRY, b"", b"ASGI", b"(event loop)");
+    slot.threads[0].begin(LOOP_ENTRY, b"", b"ASGI", b"(event loop)", b"");
     let result = Python::attach(|py| -> Result<(), String> {
         let helpers = w.helpers.bind(py).clone();
         let fmt = |e: &PyErr| super::python::format_exception(py, &helpers, e);
