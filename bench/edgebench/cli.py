@@ -137,7 +137,8 @@ def main():
     try:
         for sc in scenarios:
             arms = [a for a in sc["arms"] if not arm_filter or a in arm_filter]
-            log(f"== {sc['name']}: {sc['title']} — {len(arms)} arms × {args.rounds} rounds")
+            nrounds = 1 if sc.get("kind") == "soak" else args.rounds
+            log(f"== {sc['name']}: {sc['title']} — {len(arms)} arms × {nrounds} rounds")
             if sc.get("kind") == "rate" and sc["name"] not in scenario_why:
                 rate, how, caps = fixed_rate(args, results, unavailable, rundir, edge_bin)
                 rates[sc["name"]] = {"rate": rate, "how": how, "capacity": caps}
@@ -151,7 +152,7 @@ def main():
                     skipped[sc["name"]][arm] = scenario_why[sc["name"]]
                 continue
             # soak: one long run, not rounds
-            for rnd in range(1, (1 if sc.get("kind") == "soak" else args.rounds) + 1):
+            for rnd in range(1, nrounds + 1):
                 for arm in arms:  # interleaved: A B C A B C ...
                     if arm in unavailable:
                         skipped[sc["name"]].setdefault(arm, unavailable[arm])
@@ -179,7 +180,8 @@ def main():
                     if "fails" in r:
                         extra = (f" (soak, {r['requests']:,} requests): "
                                  + ("PASS" if not r["fails"] and not r.get("warning")
-                                    else "FAIL: " + "; ".join(r["fails"] + [r.get("warning") or ""])))
+                                    else "FAIL: " + "; ".join(
+                                        r["fails"] + ([r["warning"]] if r.get("warning") else []))))
                     elif "attack" in r:
                         a = r["attack"]
                         extra = (f" unloaded, {fmt_rps(a['rps'])} under attack"
