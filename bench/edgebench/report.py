@@ -91,7 +91,7 @@ def rate_limit_lines(sc, arms, results):
     if have:
         out.append("edge's front process alone (`/proc/<front pid>/stat`), CPU µs/req: "
                    + ", ".join(f"{a} {v:.1f}" for a, v in have.items())
-                   + (f" (+{have[EDGE_RL] - have['edge']:.1f} µs for the rule)"
+                   + (f" ({have[EDGE_RL] - have['edge']:+.1f} µs with the rule)"
                       if EDGE_RL in have and "edge" in have else "") + ".")
     base, rl = med(results.get("edge", []), "rps"), med(results.get(EDGE_RL, []), "rps")
     if base and rl:
