@@ -11,7 +11,8 @@ from . import common
 from .common import (APPS, CERT, FILES, GTHREAD_THREADS, KEY, VENV,
                      free_port, toml_str, venv_env)
 from .scenarios import (ASGI_MAX_CONCURRENCY, ASGI_STACK, EDGE_ARMS, EDGE_OBS,
-                        GRANIAN, GUNI, GUNI_TLS, GUNI_UVI, NGINX, UVICORN)
+                        EDGE_RL, GRANIAN, GUNI, GUNI_TLS, GUNI_UVI, NGINX,
+                        NGX_PROXY, PROXY_KEEPALIVE, SOAK_BODY_BUFFER, UVICORN)
 
 def http_get(port, path, timeout=2.0, tls=False):
     if tls:  # our own self-signed certificate: no verification
@@ -47,7 +48,12 @@ def wait_ready(group, port, timeout, tls=False):
     return f"not ready within {timeout:.0f}s ({last})"
 
 
-def nginx_conf(rundir, port, body):
+def nginx_conf(rundir, port, body, name="nginx"):
+    """An nginx config in rundir/name/ (a second nginx of the same arm, e.g.
+    the proxy scenario's upstream, takes another name)."""
+    if name != "nginx":
+        rundir = rundir / name
+        rundir.mkdir(exist_ok=True)
     for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (rundir / d).mkdir(exist_ok=True)
     conf = f"""
@@ -82,8 +88,22 @@ def pin(argv):
     return ["taskset", "-c", common.SERVER_CPU] + list(argv)
 
 
+def launch_upstream(rundir, group):
+    """The proxy scenario's upstream: nginx answering `Hello, World!` itself,
+    on its own port, in the arm's group (so it is stopped with it)."""
+    up = free_port()
+    body = f"""
+    server {{
+        listen 127.0.0.1:{up};
+        location / {{ default_type text/plain; return 200 "Hello, World!"; }}
+    }}"""
+    group.spawn(pin(["nginx", "-c", nginx_conf(rundir, up, body, "upstream")]), cwd=rundir)
+    return up
+
+
 def launch(arm, sc, port, rundir, group, edge_bin):
     env = venv_env()
+    upstream = launch_upstream(rundir, group) if sc.get("proxy") else None
     vb = VENV / "bin"
     mod, w = sc["module"], str(sc["workers"])
     if arm in EDGE_ARMS:
@@ -115,6 +135,23 @@ def launch(arm, sc, port, rundir, group, edge_bin):
             conf += ["", "[log]", 'access = "off"']
         if sc.get("static"):
             conf += ["", "[[static]]", 'url = "/static/"', f"dir = {toml_str(FILES)}"]
+        if upstream:
+            conf += ["", "[[proxy]]", 'url = "/api/"',
+                     f"upstreams = [{toml_str(f'127.0.0.1:{upstream}')}]",
+                     f"keepalive = {PROXY_KEEPALIVE}"]
+        if arm == EDGE_RL:
+            # Never refuses: the limiter's bookkeeping is all that is added.
+            url = "/static/" if sc.get("static") else "/"
+            conf += ["", "[[rate_limit]]", f"url = {toml_str(url)}",
+                     'rate = "1000000/s"', "burst = 1000000"]
+        if sc.get("kind") == "soak":
+            # Bodies above body_buffer are spooled to temp_dir, a directory
+            # of its own so that leftovers can be counted.
+            tmp = rundir / "soak-tmp"
+            tmp.mkdir(exist_ok=True)
+            conf += ["", "[limits]", f'body_buffer = "{SOAK_BODY_BUFFER}B"',
+                     f'response_buffer = "{SOAK_BODY_BUFFER}B"',
+                     f"temp_dir = {toml_str(tmp)}"]
         if sc.get("kind") == "slow":
             # The defaults, spelled out: the attack's connections must exhaust
             # nothing. 500 slow connections are far below max_connections,
@@ -198,6 +235,23 @@ def launch(arm, sc, port, rundir, group, edge_bin):
     server {{
         listen 127.0.0.1:{port};
         location / {{ default_type text/plain; return 200 "Hello, World!"; }}
+    }}"""
+        group.spawn(pin(["nginx", "-c", nginx_conf(rundir, port, body)]), cwd=rundir)
+    elif arm == NGX_PROXY:  # the same upstream, nginx's keep-alive recipe
+        body = f"""
+    upstream up {{ server 127.0.0.1:{upstream}; keepalive {PROXY_KEEPALIVE}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /api/ {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }}
+        location / {{ return 404; }}
     }}"""
         group.spawn(pin(["nginx", "-c", nginx_conf(rundir, port, body)]), cwd=rundir)
     elif arm == NGINX:  # static files

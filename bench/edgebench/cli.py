@@ -36,7 +36,8 @@ from .common import LOGS, log, note
 from .measure import fixed_rate, measure_inproc, measure_server
 from .procs import _on_signal, cleanup
 from .report import fmt_lat, fmt_ms, fmt_rps, write_report
-from .scenarios import EDGE_OBS, SCENARIOS, select
+from .scenarios import (EDGE_ARMS, EDGE_OBS, NGINX, NGX_PROXY, SCENARIOS,
+                        SOAK_REQUESTS, select)
 from .setup import (build_loadgen, make_cert, make_static_files, setup_apt,
                     setup_edge, setup_venv)
 
@@ -48,7 +49,7 @@ def main():
                     help="smoke test: 1 round, 5 s per run, 1 s warm-up")
     ap.add_argument("--only", action="append", metavar="SCENARIO",
                     help="scenario name or group (hello, flask, django, static, https, "
-                         "slow-client, latency, asgi); repeatable")
+                         "slow-client, latency, asgi, proxy, rate-limit, soak); repeatable")
     ap.add_argument("--arms", help="comma list: only these arms (e.g. edge,granian)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10)")
@@ -61,6 +62,8 @@ def main():
                     help="interpreter for the venv (must be the Python edge links)")
     ap.add_argument("--rate", type=float,
                     help="latency scenario: requests/s (default: 50%% of the slowest peer's capacity)")
+    ap.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS, metavar="N",
+                    help=f"soak scenario: requests to send (default {SOAK_REQUESTS:,})")
     ap.add_argument("--list", action="store_true", help="list scenarios and arms")
     args = ap.parse_args()
 
@@ -86,7 +89,14 @@ def main():
     # as a rate peer even when --arms leaves it out).
     need_uwsgi = any(s.get("kind") == "rate" or "uwsgi" in s["arms"]
                      and (not arm_filter or "uwsgi" in arm_filter) for s in scenarios)
-    have_uwsgi = setup_venv(args.python, need_uwsgi)
+    # The venv only when a chosen arm runs Python from it (edge's own
+    # hello-world, static, proxy, rate-limit and soak arms do not).
+    no_venv = {"nginx return 200", NGINX, NGX_PROXY, *EDGE_ARMS}
+    need_venv = need_uwsgi or any(
+        s.get("venv") or any(a not in no_venv for a in s["arms"]
+                             if not arm_filter or a in arm_filter)
+        for s in scenarios)
+    have_uwsgi = setup_venv(args.python, need_uwsgi) if need_venv else False
     edge_bin, edge_why = setup_edge(args)
     if edge_why:
         note(f"edge arm skipped: {edge_why}")
@@ -127,7 +137,8 @@ def main():
     try:
         for sc in scenarios:
             arms = [a for a in sc["arms"] if not arm_filter or a in arm_filter]
-            log(f"== {sc['name']}: {sc['title']} — {len(arms)} arms × {args.rounds} rounds")
+            nrounds = 1 if sc.get("kind") == "soak" else args.rounds
+            log(f"== {sc['name']}: {sc['title']} — {len(arms)} arms × {nrounds} rounds")
             if sc.get("kind") == "rate" and sc["name"] not in scenario_why:
                 rate, how, caps = fixed_rate(args, results, unavailable, rundir, edge_bin)
                 rates[sc["name"]] = {"rate": rate, "how": how, "capacity": caps}
@@ -140,7 +151,8 @@ def main():
                 for arm in arms:
                     skipped[sc["name"]][arm] = scenario_why[sc["name"]]
                 continue
-            for rnd in range(1, args.rounds + 1):
+            # soak: one long run, not rounds
+            for rnd in range(1, nrounds + 1):
                 for arm in arms:  # interleaved: A B C A B C ...
                     if arm in unavailable:
                         skipped[sc["name"]].setdefault(arm, unavailable[arm])
@@ -165,7 +177,12 @@ def main():
                         continue
                     results[sc["name"]].setdefault(arm, []).append(r)
                     extra = ""
-                    if "attack" in r:
+                    if "fails" in r:
+                        extra = (f" (soak, {r['requests']:,} requests): "
+                                 + ("PASS" if not r["fails"] and not r.get("warning")
+                                    else "FAIL: " + "; ".join(
+                                        r["fails"] + ([r["warning"]] if r.get("warning") else []))))
+                    elif "attack" in r:
                         a = r["attack"]
                         extra = (f" unloaded, {fmt_rps(a['rps'])} under attack"
                                  f" ({r['ratio']:.2f}×, attack p99 {fmt_ms(a['p99_us'])}ms,"
@@ -178,8 +195,11 @@ def main():
                     elif "p99_us" in r:
                         extra = (f" p50 {fmt_ms(r['p50_us'])}ms p99 {fmt_ms(r['p99_us'])}ms"
                                  f" err {r['status_err'] + r['sock_err']} rss {r['rss_mib']:.0f}MiB")
+                    if "front_cpu_us_per_req" in r:
+                        extra += f" front CPU {r['front_cpu_us_per_req']:.1f}µs/req"
+                    ctx = f" ctx/req {r['ctx_per_req']:.2f}" if "ctx_per_req" in r else ""
                     log(f"  r{rnd} {arm:<18} {fmt_rps(r['rps']):>9} req/s"
-                        f" ctx/req {r['ctx_per_req']:.2f}{extra} [{time.time() - t:.0f}s]")
+                        f"{ctx}{extra} [{time.time() - t:.0f}s]")
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); writing what was measured")
         note("run interrupted: partial results")

@@ -17,6 +17,7 @@ from .common import (APPS, BENCH, LOGS, READY_TIMEOUT, VENV, free_port, log,
 from .loadgen import Attacker, run_loadgen, run_wrk
 from .procs import WRK_LIVE, Group, comm, delta, edge_front_rss, memory, snapshot
 from .report import fmt_rps, med
+from .soak import run_soak
 from .scenarios import (ATTACK_CONNS, ATTACK_SETTLE, EDGE_ARMS, RATE_FRACTION,
                         RATE_PEERS, SCENARIOS)
 
@@ -36,6 +37,23 @@ def measured(group, fn):
     c1, t1 = snapshot(pids)
     VANISHED.extend(f"{before[p] or '?'} (pid {p})" for p in before if p not in pids)
     return out, delta(c0, c1), delta(t0, t1) * 1e6 / os.sysconf("SC_CLK_TCK"), pids
+
+
+def front_pid(logpath):
+    """edge's front pid from its last `front ready pid=N` log line, or None."""
+    try:
+        pids = re.findall(r"front ready pid=(\d+)", logpath.read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(pids[-1]) if pids else None
+
+
+def front_ticks(pid):
+    """utime + stime of the front process (all its threads), in clock ticks."""
+    if pid is None:
+        return None
+    _, ticks = snapshot([pid])
+    return ticks.get(pid)
 
 
 def wrk_figures(w, ctx, cpu_us):
@@ -99,6 +117,13 @@ def _measure_server(arm, sc, args, rundir, edge_bin, tag):
         if status != 200 or not sc["check"](body):
             return {"error": f"GET {sc['path']} answered {status} "
                              f"{body[:60]!r} (expected 200 + the right body)"}
+        if kind == "soak":  # its own load, samples and verdict
+            res = run_soak(group, port, rundir, args, tag)
+            res["load1"] = os.getloadavg()[0]
+            why = group.dead()
+            if why:
+                res["warning"] = f"{why} during the run"
+            return res
         pids = group.tree()
         idle_rss, idle_pss = memory(pids)
         front_rss = edge_front_rss(pids) if arm in EDGE_ARMS else None
@@ -121,9 +146,15 @@ def _measure_server(arm, sc, args, rundir, edge_bin, tag):
             }
         else:
             run_wrk(port, sc["path"], args.warmup, args.connections, WRK_LIVE, tls)
+            fpid = front_pid(group.logpath) if sc.get("front_cpu") and arm in EDGE_ARMS else None
+            f0 = front_ticks(fpid)
             w, ctx, cpu_us, pids = measured(group, lambda: run_wrk(
                 port, sc["path"], args.duration, args.connections, WRK_LIVE, tls))
+            f1 = front_ticks(fpid)
             res = wrk_figures(w, ctx, cpu_us)
+            if f0 is not None and f1 is not None:
+                res["front_cpu_us_per_req"] = ((f1 - f0) * 1e6 / os.sysconf("SC_CLK_TCK")
+                                               / max(w["requests"], 1))
         rss, pss = memory(pids)
         res.update({
             "rss_mib": rss, "pss_mib": pss,

@@ -9,9 +9,11 @@ import sys
 from . import common
 from .common import NOTES, OUT, REPO, WRK_TIMEOUT, log
 from .scenarios import (ASGI_MAX_CONCURRENCY, ASGI_STACK, ATTACK_BODIES,
-                        ATTACK_CONNS, ATTACK_SETTLE, EDGE_OBS, GRANIAN, GUNI,
-                        GUNI_TLS, GUNI_UVI, NGINX, RATE_CONNS, UVICORN)
+                        ATTACK_CONNS, ATTACK_SETTLE, EDGE_OBS, EDGE_RL, GRANIAN,
+                        GUNI, GUNI_TLS, GUNI_UVI, NGINX, RATE_CONNS, RL_GOAL,
+                        UVICORN)
 from .setup import machine, versions
+from .soak import table_soak
 
 def fmt_rps(x):
     return f"{x:,.0f}"
@@ -36,6 +38,8 @@ def table(sc, arms, results, skipped, args):
         return table_slow(sc, arms, results, skipped, args)
     if sc.get("kind") == "rate":
         return table_rate(sc, arms, results, skipped, args)
+    if sc.get("kind") == "soak":
+        return table_soak(sc, arms, results, skipped, args, table_head, finish_table)
     static = sc.get("static")
     bases = sc["baselines"]
     if EDGE_OBS in arms and "edge" in arms:
@@ -73,7 +77,28 @@ def table(sc, arms, results, skipped, args):
         row += [f"{med(runs, 'ctx_per_req'):.3f}", f"{med(runs, 'cpu_us_per_req'):.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     extra = asgi_lines(sc, arms, results) if sc.get("interface") == "asgi" else []
+    if sc.get("front_cpu"):
+        extra += rate_limit_lines(sc, arms, results)
     return finish_table(lines, sc, arms, results, skipped, extra)
+
+
+def rate_limit_lines(sc, arms, results):
+    """Under a rate-limit table: the front's own CPU per request (its pid
+    from edge's `front ready pid=` log line) and issue 16's goal."""
+    out = []
+    front = {a: med(results.get(a, []), "front_cpu_us_per_req") for a in arms}
+    have = {a: v for a, v in front.items() if v is not None}
+    if have:
+        out.append("edge's front process alone (`/proc/<front pid>/stat`), CPU µs/req: "
+                   + ", ".join(f"{a} {v:.1f}" for a, v in have.items())
+                   + (f" ({have[EDGE_RL] - have['edge']:+.1f} µs with the rule)"
+                      if EDGE_RL in have and "edge" in have else "") + ".")
+    base, rl = med(results.get("edge", []), "rps"), med(results.get(EDGE_RL, []), "rps")
+    if base and rl:
+        ratio = rl / base
+        out.append(f"issue 16's goal: {EDGE_RL} / edge ≥ {RL_GOAL:.2f}: {ratio:.3f} — "
+                   + ("met" if ratio >= RL_GOAL else "NOT met") + ".")
+    return out
 
 
 def asgi_lines(sc, arms, results):

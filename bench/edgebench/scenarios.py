@@ -13,7 +13,10 @@ NGINX = "nginx"
 # [metrics] listener (issue 8: under 5% of hello-world throughput vs "edge",
 # which runs with access = "off" and no metrics).
 EDGE_OBS = "edge-obs"
-EDGE_ARMS = ("edge", EDGE_OBS)
+# edge with a [[rate_limit]] rule on the measured prefix that never refuses
+# (rate = "1000000/s", burst = 1000000): the limiter's own cost (issue 16).
+EDGE_RL = "edge+rate_limit"
+EDGE_ARMS = ("edge", EDGE_OBS, EDGE_RL)
 
 APP_ARMS = [
     "edge",
@@ -134,9 +137,60 @@ SCENARIOS += [
 ]
 
 
+# proxy (issue 17): edge [[proxy]] vs nginx proxy_pass, both to the same
+# upstream, an nginx `return 200 "Hello, World!"` started with each arm on
+# its own port (pinned to the server CPU too: both arms pay for it alike).
+# Both keep PROXY_KEEPALIVE idle connections to it (nginx `keepalive N` +
+# HTTP/1.1 upstream, edge `keepalive = N`) and send X-Forwarded-*.
+NGX_PROXY = "nginx proxy_pass"
+PROXY_KEEPALIVE = int(os.environ.get("BENCH_KEEPALIVE", "32"))
+# rate-limit (issue 16): the same prefix with and without the rule; the
+# goal is edge+rate_limit / edge >= RL_GOAL, plus the front's CPU per
+# request (its pid from the "front ready pid=" log line).
+RL_GOAL = 0.95
+
+SCENARIOS += [
+    dict(name="proxy", group="proxy", title="reverse proxy to an nginx return 200 upstream",
+         module="hello:app", path="/api/", workers=1, check=check_hello,
+         arms=["edge", NGX_PROXY], baselines=[NGX_PROXY], proxy=True),
+    dict(name="rate-limit-hello", group="rate-limit",
+         title="WSGI hello world, 1 worker, with and without a [[rate_limit]] that never refuses",
+         module="hello:app", path="/", workers=1, check=check_hello,
+         arms=["edge", EDGE_RL], baselines=["edge"], front_cpu=True),
+    dict(name="rate-limit-static-1k", group="rate-limit",
+         title="static file 1 KiB, with and without a [[rate_limit]] that never refuses",
+         module="hello:app", path="/static/1k.bin", workers=1,
+         check=check_size(1024), arms=["edge", EDGE_RL], baselines=["edge"],
+         static=True, front_cpu=True),
+]
+
+# soak (issue 19): kind="soak", edge only. bench/soakgen.py (asyncio, raw
+# sockets, pinned to the load CPU) sends SOAK_REQUESTS (--soak-requests)
+# mixing keep-alive, new connections, uploads below and above
+# limits.body_buffer (spooled to a dedicated limits.temp_dir), static files,
+# streamed responses and client aborts, while the harness samples every
+# edge process's RSS and descriptors and the temp files every
+# SOAK_SAMPLE seconds. Pass: RSS flat within SOAK_RSS_TOLERANCE after the
+# warm-up (the first SOAK_WARMUP of the requests), descriptors and temp
+# files back to their idle count after the load, no error.
+SOAK_REQUESTS = 2_000_000
+SOAK_CONNS = int(os.environ.get("BENCH_SOAK_CONNS", "32"))
+SOAK_SAMPLE = float(os.environ.get("BENCH_SOAK_SAMPLE", "2"))
+SOAK_WARMUP = 0.2
+SOAK_RSS_TOLERANCE = 0.05
+SOAK_BODY_BUFFER = 64 * 1024
+
+SCENARIOS += [
+    dict(name="soak", group="soak", kind="soak",
+         title="soak: mixed traffic, memory / descriptors / temp files over time, 2 workers",
+         module="soakapp:app", path="/", workers=2, check=check_hello,
+         arms=["edge"], baselines=[], static=True),
+]
+
+
 def select(only):
-    if not only:
-        return SCENARIOS
+    if not only:  # soak is long (2M requests): only when asked for
+        return [s for s in SCENARIOS if s["name"] != "soak"]
     wanted = [w for o in only for w in o.split(",") if w]
     chosen = []
     for w in wanted:

@@ -96,7 +96,8 @@ def setup_edge(args):
     if args.no_edge:
         return None, "--no-edge given"
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    binary = Path(args.edge_bin) if args.edge_bin else target / "release" / "edge"
+    # Absolute: edge is started from the run's temporary directory.
+    binary = (Path(args.edge_bin) if args.edge_bin else target / "release" / "edge").resolve()
     if args.edge_bin or args.no_build:
         if binary.is_file() and os.access(binary, os.X_OK):
             if not args.edge_bin:
@@ -158,7 +159,9 @@ def make_static_files():
 
 def versions(edge_bin):
     v = {}
-    vpy = str(VENV / "bin" / "python")
+    vpy = VENV / "bin" / "python"
+    # No venv when no chosen arm needed one: the packages are then "-".
+    vpy = str(vpy if vpy.exists() else sys.executable)
     code = ("import importlib.metadata as m, sys\n"
             "for p in ['gunicorn','granian','uWSGI','flask','django',\n"
             "          'fastapi','starlette','uvicorn','httptools','uvloop']:\n"
