@@ -109,12 +109,18 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
         eprintln!("skipped: privdrop needs root (to bind a port below 1024 and switch users)");
         return;
     }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
     let group_name = ["nogroup", "nobody"]
         .into_iter()
         .find(|g| nix::unistd::Group::from_name(g).ok().flatten().is_some())
         .expect("a group nogroup or nobody");
-    let gid = nix::unistd::Group::from_name(group_name).unwrap().unwrap().gid.as_raw();
+    let gid = nix::unistd::Group::from_name(group_name)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
     let uid = nobody.uid.as_raw();
 
     let dir = support::temp_dir("edge-privdrop-");
@@ -186,7 +192,10 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
     // The access log file is written (and belongs to nobody, for reopening).
     assert_eq!(owner(&access), (uid, gid), "access log owner");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&access).unwrap_or_default().contains("/upload") {
+    while !std::fs::read_to_string(&access)
+        .unwrap_or_default()
+        .contains("/upload")
+    {
         assert!(Instant::now() < deadline, "access log not written");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -202,7 +211,10 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         for w in &before {
-            assert!(text.contains(&w.to_string()), "status names worker {w}: {text}");
+            assert!(
+                text.contains(&w.to_string()),
+                "status names worker {w}: {text}"
+            );
         }
     }
 
@@ -211,10 +223,17 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = proc::workers_of(edge.pid);
-        if now.len() == 2 && now.iter().all(|w| !before.contains(w)) && proc::fronts_of(edge.pid).len() == 1 {
+        if now.len() == 2
+            && now.iter().all(|w| !before.contains(w))
+            && proc::fronts_of(edge.pid).len() == 1
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "HUP: no new generation\n{}", edge.logs());
+        assert!(
+            Instant::now() < deadline,
+            "HUP: no new generation\n{}",
+            edge.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     check_children(&mut edge);
@@ -222,6 +241,86 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
     assert_eq!(ids(edge.pid, "Uid:"), vec![0; 4], "arbiter after HUP");
 
     edge.signal(Signal::SIGTERM);
-    let st = edge.wait_exit(Duration::from_secs(20)).expect("TERM: edge exits");
+    let st = edge
+        .wait_exit(Duration::from_secs(20))
+        .expect("TERM: edge exits");
     assert_eq!(st.code(), Some(0), "{}", edge.logs());
+}
+
+/// `edge --check` with `args` in a folder `nobody` can read; `as_nobody`
+/// runs it as that user. Returns (exit code, stderr).
+fn check(args: &[&str], toml: &str, as_nobody: bool) -> (Option<i32>, String) {
+    let dir = support::temp_dir("edge-privdrop-check-");
+    chmod(dir.path(), 0o755);
+    let conf = dir.path().join("site.toml");
+    std::fs::write(&conf, toml).unwrap();
+    chmod(&conf, 0o644);
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(edge_bin());
+        c
+    } else {
+        Command::new(edge_bin())
+    };
+    let out = cmd
+        .arg("--check")
+        .arg("--conf")
+        .arg(&conf)
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("run edge --check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SITE: &str = "[app]\nmodule = \"hello:app\"\n";
+
+#[test]
+fn unknown_user_or_group_is_a_config_error_naming_the_key() {
+    let (code, err) = check(
+        &[],
+        &format!("[server]\nuser = \"no-such-user-edge\"\n{SITE}"),
+        false,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`server.user`") && err.contains("no such user \"no-such-user-edge\""),
+        "{err}"
+    );
+    let (code, err) = check(
+        &[],
+        &format!("[server]\ngroup = \"no-such-group-edge\"\n{SITE}"),
+        false,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`server.group`") && err.contains("no such group"),
+        "{err}"
+    );
+    let (code, err) = check(&["--user", "no-such-user-edge"], SITE, false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`--user`"), "{err}");
+    let (code, err) = check(&["--group", ""], SITE, false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`--group`") && err.contains("empty"), "{err}");
+}
+
+#[test]
+fn another_user_without_root_is_a_config_error() {
+    // As root, the check runs as nobody; otherwise as whoever runs the tests.
+    let as_nobody = is_root();
+    let (code, err) = check(
+        &[],
+        &format!("[server]\nuser = \"root\"\n{SITE}"),
+        as_nobody,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`server.user`") && err.contains("needs edge to be started as root"),
+        "{err}"
+    );
 }

@@ -5,6 +5,8 @@
 //! - the access and error log files (created if missing), so that a child
 //!   can reopen them after a rotation (USR1);
 //! - `limits.temp_dir`, where the front spools bodies;
+//! - `tls.acme.storage`, where the front stores the certificates it
+//!   obtains and renews (the folder and everything in it);
 //! - the control socket, so that `edge status` works for that user too.
 
 use std::path::Path;
@@ -41,6 +43,31 @@ pub fn prepare(config: &Config) {
     }
     if let Some(dir) = &config.limits.temp_dir {
         give(who, "limits.temp_dir", dir);
+    }
+    if let Some(acme) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        if let Err(e) = std::fs::create_dir_all(&acme.storage) {
+            warn!(key = "tls.acme.storage", path = %acme.storage.display(), error = %e, "cannot create the folder");
+        }
+        give_tree(who, "tls.acme.storage", &acme.storage, 4);
+    }
+}
+
+/// chown `path` and, for a folder, what it holds, `depth` levels down;
+/// symbolic links are not followed.
+fn give_tree(who: &RunAs, what: &str, path: &Path, depth: u32) {
+    give(who, what, path);
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => give_tree(who, what, &entry.path(), depth - 1),
+            Ok(t) if t.is_file() => give(who, what, &entry.path()),
+            _ => {}
+        }
     }
 }
 
