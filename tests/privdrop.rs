@@ -218,6 +218,28 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
         }
     }
 
+    // USR1 after a rotation: the new file is created and given to nobody
+    // before the front reopens it.
+    std::fs::rename(&access, access.with_extension("log.1")).unwrap();
+    edge.signal(Signal::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = edge.get("/rotated");
+        if std::fs::read_to_string(&access)
+            .unwrap_or_default()
+            .contains("/rotated")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log not reopened\n{}",
+            edge.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(owner(&access), (uid, gid), "reopened access log owner");
+
     // HUP: a new generation, still as nobody, on the same low port.
     edge.signal(Signal::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(20);

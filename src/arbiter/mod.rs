@@ -554,6 +554,11 @@ impl Arbiter {
                 }
             }
             Event::ReopenLogs => {
+                // Rotated files are created again here, as root, and given
+                // to server.user before any child reopens them.
+                for g in &self.gens {
+                    owners::prepare(&g.config);
+                }
                 crate::logging::request_reopen();
                 for g in &self.gens {
                     if let Some(f) = &g.front {

@@ -19,7 +19,8 @@ use crate::config::server::RunAs;
 use crate::config::Config;
 
 /// Give the files and folders of `config` that the children write to
-/// `config.server.run_as`. Called before each generation's children fork.
+/// `config.server.run_as`. Called before each generation's children fork,
+/// and on USR1 before anyone reopens the log files.
 pub fn prepare(config: &Config) {
     let Some(who) = &config.server.run_as else {
         return;
