@@ -221,3 +221,82 @@ fn run_as(
         user_name,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::unistd::{Gid, Uid};
+
+    fn origin() -> super::super::source::Origin {
+        super::super::source::Origin {
+            name: "test".into(),
+            base: PathBuf::from("/"),
+        }
+    }
+
+    fn val<'a>(
+        o: &'a super::super::source::Origin,
+        key: &'static str,
+        v: &str,
+    ) -> Sourced<'a, String> {
+        Sourced {
+            value: v.to_string(),
+            key,
+            origin: o,
+        }
+    }
+
+    #[test]
+    fn numeric_ids_as_gunicorn_takes_them() {
+        let o = origin();
+        let root = Uid::from_raw(0);
+        // A uid with a password entry: its name (for initgroups) and group.
+        let r = run_as(Some(val(&o, "server.user", "0")), None, root)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.uid, r.gid, r.user_name.as_deref()),
+            (root, Gid::from_raw(0), Some("root"))
+        );
+        // A uid without one: only that gid, no supplementary groups.
+        let r = run_as(
+            Some(val(&o, "server.user", "4000123")),
+            Some(val(&o, "server.group", "4000124")),
+            root,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (r.uid.as_raw(), r.gid.as_raw(), r.user_name),
+            (4000123, 4000124, None)
+        );
+        // A group alone: our uid.
+        let r = run_as(None, Some(val(&o, "server.group", "0")), root)
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.uid, r.gid), (root, Gid::from_raw(0)));
+        assert!(run_as(None, None, root).unwrap().is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let o = origin();
+        let root = Uid::from_raw(0);
+        let e = run_as(
+            Some(val(&o, "server.user", "no-such-user-edge")),
+            None,
+            root,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.user"), "{e}");
+        let e = run_as(None, Some(val(&o, "--group", " ")), root).unwrap_err();
+        assert!(
+            e.to_string().contains("--group") && e.to_string().contains("empty"),
+            "{e}"
+        );
+        // Not root: only our own identity is allowed.
+        let me = Uid::from_raw(4000123);
+        let e = run_as(Some(val(&o, "server.user", "0")), None, me).unwrap_err();
+        assert!(e.to_string().contains("started as root"), "{e}");
+    }
+}
