@@ -126,6 +126,16 @@ pub struct Cli {
     #[arg(long)]
     pub proxy_protocol: bool,
 
+    /// Run the front and the workers as this user (a name or a uid), after
+    /// binding; edge must be started as root
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run the front and the workers with this group (a name or a gid)
+    /// [default: the user's primary group]
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
+
     /// Access log: "-" (stdout), "off" or a file [default: -]
     #[arg(long, value_name = "FILE")]
     pub access_logfile: Option<String>,
@@ -256,6 +266,8 @@ impl Cli {
             reload: self.reload,
             forwarded_allow_ips: self.forwarded_allow_ips.clone(),
             proxy_protocol: self.proxy_protocol,
+            user: self.user.clone(),
+            group: self.group.clone(),
             access_logfile: self.access_logfile.clone(),
             error_logfile: self.error_logfile.clone(),
             log_level: self.log_level.clone(),

@@ -188,8 +188,11 @@ impl Generation {
             config: self.config.clone(),
             preloaded: self.preloaded.clone(),
         };
+        let run_as = self.config.server.run_as.clone();
         let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
-            spawn::spawn(c"edge-worker", &keep, move || crate::worker::run(ctx))
+            spawn::spawn(c"edge-worker", &keep, run_as.as_ref(), move || {
+                crate::worker::run(ctx)
+            })
         })
         .map_err(|source| ArbiterError::Setup {
             what: "a worker process (fork)",
@@ -257,8 +260,11 @@ impl Generation {
         };
         // Through CPython's fork hooks too when Python runs in the arbiter;
         // the front itself never runs Python.
+        let run_as = self.config.server.run_as.clone();
         let pid = crate::worker::fork_with(self.preloaded.is_some(), || {
-            spawn::spawn(c"edge-front", &keep, move || crate::front::run(ctx))
+            spawn::spawn(c"edge-front", &keep, run_as.as_ref(), move || {
+                crate::front::run(ctx)
+            })
         })
         .map_err(|source| ArbiterError::Setup {
             what: "the front process (fork)",

@@ -20,6 +20,7 @@
 
 mod generation;
 mod listeners;
+mod owners;
 mod reap;
 mod signals;
 mod spawn;
@@ -133,6 +134,7 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
         next_gen: 1,
         phase: Phase::Running,
         reload_at: None,
+        run_as: None,
     };
     info!(
         pid = std::process::id(),
@@ -158,10 +160,16 @@ pub fn run(config: Config, reloader: Reloader) -> Result<i32, ArbiterError> {
         None
     };
     let control_path = config.control_socket.clone();
+    arbiter.run_as = config.server.run_as.clone();
     arbiter.start_generation(config, preloaded)?;
     if let Some(path) = control_path {
         match status::ControlSocket::bind(&path) {
-            Ok(c) => arbiter.control = Some(c),
+            Ok(c) => {
+                if let Some(who) = &arbiter.run_as {
+                    owners::give(who, "server.control_socket", &path);
+                }
+                arbiter.control = Some(c)
+            }
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot create the control socket; `edge status` will not reach this edge")
             }
@@ -199,6 +207,8 @@ struct Arbiter {
     phase: Phase,
     /// A debounced `--reload` trigger.
     reload_at: Option<Instant>,
+    /// `server.user` / `server.group` at boot: the control socket's owner.
+    run_as: Option<crate::config::server::RunAs>,
 }
 
 impl Arbiter {
@@ -207,6 +217,7 @@ impl Arbiter {
         config: Config,
         preloaded: Option<crate::worker::Preloaded>,
     ) -> Result<(), ArbiterError> {
+        owners::prepare(&config);
         let mut g = Generation::new(self.next_gen, config, preloaded)?;
         self.next_gen += 1;
         for _ in 0..g.desired {
@@ -543,6 +554,11 @@ impl Arbiter {
                 }
             }
             Event::ReopenLogs => {
+                // Rotated files are created again here, as root, and given
+                // to server.user before any child reopens them.
+                for g in &self.gens {
+                    owners::prepare(&g.config);
+                }
                 crate::logging::request_reopen();
                 for g in &self.gens {
                     if let Some(f) = &g.front {

@@ -54,6 +54,10 @@ pub struct Overrides {
     pub forwarded_allow_ips: Option<String>,
     /// `--proxy-protocol`
     pub proxy_protocol: bool,
+    /// `-u/--user`: a user name or a uid.
+    pub user: Option<String>,
+    /// `-g/--group`: a group name or a gid.
+    pub group: Option<String>,
     /// `--interface wsgi|asgi|auto` (edge's own).
     pub interface: Option<String>,
     /// `--dev`
