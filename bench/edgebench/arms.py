@@ -11,8 +11,9 @@ from . import common
 from .common import (APPS, CERT, FILES, GTHREAD_THREADS, KEY, VENV,
                      free_port, toml_str, venv_env)
 from .scenarios import (ASGI_MAX_CONCURRENCY, ASGI_STACK, EDGE_ARMS, EDGE_OBS,
-                        EDGE_RL, GRANIAN, GUNI, GUNI_TLS, GUNI_UVI, NGINX,
-                        NGX_PROXY, PROXY_KEEPALIVE, SOAK_BODY_BUFFER, UVICORN)
+                        EDGE_PIP, EDGE_RL, GRANIAN, GUNI, GUNI_TLS, GUNI_UVI,
+                        NGINX, NGX_PROXY, PROXY_KEEPALIVE, SOAK_BODY_BUFFER,
+                        UVICORN)
 
 def http_get(port, path, timeout=2.0, tls=False):
     if tls:  # our own self-signed certificate: no verification
@@ -121,7 +122,7 @@ def launch(arm, sc, port, rundir, group, edge_bin):
             f"pythonpath = [{toml_str(APPS)}]",
             f"workers = {w}",
         ]
-        if sc.get("venv"):
+        if sc.get("venv") and arm != EDGE_PIP:
             conf.append(f"venv = {toml_str(VENV)}")
         if sc.get("interface") == "asgi":
             # The peers' loop (uvloop when the venv has it), spelled out.
@@ -166,7 +167,8 @@ def launch(arm, sc, port, rundir, group, edge_bin):
         # edge runs with a clean env (no venv on PATH): the config names it.
         eenv = dict(os.environ)
         eenv.pop("PYTHONPATH", None)
-        group.spawn(pin([edge_bin, "--conf", cpath]), cwd=rundir, env=eenv)
+        program = VENV / "bin" / "edge" if arm == EDGE_PIP else edge_bin
+        group.spawn(pin([program, "--conf", cpath]), cwd=rundir, env=eenv)
     elif arm in (GUNI, GUNI_TLS, GUNI_UVI):
         sock = rundir / "gunicorn.sock"
         sock.unlink(missing_ok=True)

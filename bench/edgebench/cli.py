@@ -36,10 +36,10 @@ from .common import LOGS, log, note
 from .measure import fixed_rate, measure_inproc, measure_server
 from .procs import _on_signal, cleanup
 from .report import fmt_lat, fmt_ms, fmt_rps, write_report
-from .scenarios import (EDGE_ARMS, EDGE_OBS, NGINX, NGX_PROXY, SCENARIOS,
-                        SOAK_REQUESTS, select)
+from .scenarios import (EDGE_ARMS, EDGE_OBS, EDGE_PIP, NGINX, NGX_PROXY,
+                        SCENARIOS, SOAK_REQUESTS, select)
 from .setup import (build_loadgen, make_cert, make_static_files, setup_apt,
-                    setup_edge, setup_venv)
+                    setup_edge, setup_edge_pip, setup_venv)
 
 
 def main():
@@ -90,8 +90,9 @@ def main():
     need_uwsgi = any(s.get("kind") == "rate" or "uwsgi" in s["arms"]
                      and (not arm_filter or "uwsgi" in arm_filter) for s in scenarios)
     # The venv only when a chosen arm runs Python from it (edge's own
-    # hello-world, static, proxy, rate-limit and soak arms do not).
-    no_venv = {"nginx return 200", NGINX, NGX_PROXY, *EDGE_ARMS}
+    # hello-world, static, proxy, rate-limit and soak arms do not; edge-pip
+    # does: its edge is the wheel installed in the venv).
+    no_venv = {"nginx return 200", NGINX, NGX_PROXY, *EDGE_ARMS} - {EDGE_PIP}
     need_venv = need_uwsgi or any(
         s.get("venv") or any(a not in no_venv for a in s["arms"]
                              if not arm_filter or a in arm_filter)
@@ -100,6 +101,11 @@ def main():
     edge_bin, edge_why = setup_edge(args)
     if edge_why:
         note(f"edge arm skipped: {edge_why}")
+    pip_why = None
+    if any(EDGE_PIP in s["arms"] for s in scenarios) and (not arm_filter or EDGE_PIP in arm_filter):
+        pip_why = setup_edge_pip(args)
+        if pip_why:
+            note(f"edge-pip arm skipped: {pip_why}")
     make_static_files()
     ncpu = os.cpu_count() or 1
     if ncpu < 2:
@@ -126,6 +132,8 @@ def main():
         unavailable["uwsgi"] = "not installed (see notes)"
     if edge_why:
         unavailable["edge"] = unavailable[EDGE_OBS] = "no edge binary (see notes)"
+    if pip_why:
+        unavailable[EDGE_PIP] = "no edge-server wheel installed (see notes)"
 
     started = datetime.datetime.now().astimezone()
     results = {s["name"]: {} for s in scenarios}

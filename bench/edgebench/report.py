@@ -9,9 +9,9 @@ import sys
 from . import common
 from .common import NOTES, OUT, REPO, WRK_TIMEOUT, log
 from .scenarios import (ASGI_MAX_CONCURRENCY, ASGI_STACK, ATTACK_BODIES,
-                        ATTACK_CONNS, ATTACK_SETTLE, EDGE_OBS, EDGE_RL, GRANIAN,
-                        GUNI, GUNI_TLS, GUNI_UVI, NGINX, RATE_CONNS, RL_GOAL,
-                        UVICORN)
+                        ATTACK_CONNS, ATTACK_SETTLE, EDGE_OBS, EDGE_PIP, EDGE_RL,
+                        GRANIAN, GUNI, GUNI_TLS, GUNI_UVI, NGINX, RATE_CONNS,
+                        RL_GOAL, UVICORN)
 from .setup import machine, versions
 from .soak import table_soak
 
@@ -42,7 +42,7 @@ def table(sc, arms, results, skipped, args):
         return table_soak(sc, arms, results, skipped, args, table_head, finish_table)
     static = sc.get("static")
     bases = sc["baselines"]
-    if EDGE_OBS in arms and "edge" in arms:
+    if (EDGE_OBS in arms or EDGE_PIP in arms) and "edge" in arms:
         bases = bases + ["edge"]
     head = ["arm", "req/s (median)", "min–max"]
     if static:

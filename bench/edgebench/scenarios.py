@@ -16,7 +16,12 @@ EDGE_OBS = "edge-obs"
 # edge with a [[rate_limit]] rule on the measured prefix that never refuses
 # (rate = "1000000/s", burst = 1000000): the limiter's own cost (issue 16).
 EDGE_RL = "edge+rate_limit"
-EDGE_ARMS = ("edge", EDGE_OBS, EDGE_RL)
+# edge from the `edge-server` wheel (issue 14): built by scripts/build-wheels
+# for the bench venv's python and pip-installed into it; runs as
+# `.venv/bin/edge --conf` with the same config as "edge" minus `venv =`
+# (the interpreter is the venv's). Goal: >= 0.98x "edge" (the binary).
+EDGE_PIP = "edge-pip"
+EDGE_ARMS = ("edge", EDGE_OBS, EDGE_RL, EDGE_PIP)
 
 APP_ARMS = [
     "edge",
@@ -26,7 +31,7 @@ APP_ARMS = [
     GRANIAN,
     "uwsgi",
 ]
-HELLO_ARMS = ["edge", EDGE_OBS] + APP_ARMS[1:] + ["nginx return 200", "in-process"]
+HELLO_ARMS = ["edge", EDGE_PIP, EDGE_OBS] + APP_ARMS[1:] + ["nginx return 200", "in-process"]
 
 
 def check_hello(body):
@@ -55,7 +60,8 @@ SCENARIOS = [
          arms=HELLO_ARMS, baselines=[GUNI, GRANIAN, "nginx return 200"]),
     dict(name="flask", group="flask", title="Flask JSON endpoint, 1 worker",
          module="flaskapp:app", path="/json", workers=1, check=check_json,
-         arms=APP_ARMS + ["in-process"], baselines=[GUNI, GRANIAN, "in-process"],
+         arms=APP_ARMS[:1] + [EDGE_PIP] + APP_ARMS[1:] + ["in-process"],
+         baselines=[GUNI, GRANIAN, "in-process"],
          venv=True),
     dict(name="django", group="django", title="Django JSON view, 1 worker",
          module="djangoapp:app", path="/json", workers=1, check=check_json,
