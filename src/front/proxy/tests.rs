@@ -1,3 +1,4 @@
+use super::headers::target;
 use super::*;
 
 fn route(url: &str, strip: bool) -> ProxyRoute {
