@@ -10,15 +10,16 @@
 //!   contents. One blocking-pool hop per lookup.
 //! - `cache.rs`: lookups reused for `open_file_cache` (default 1 s); a hit
 //!   does no system call at all.
-//! - `plan.rs`: status and headers from metadata and the request's
+//! - `plan/`: status and headers from metadata and the request's
 //!   validators (ETag, Last-Modified, 304, 412, If-Range). Pure.
 //! - `range.rs`: the `Range` header. Pure.
 //! - `file_body.rs`: streaming bodies for files over 64 KiB and for
 //!   multipart ranges.
 //! - `autoindex.rs`: directory listings, when a route asks for them.
-//! - this file: the async shell: routes, the cache, choosing a
-//!   representation (precompressed sibling, compressed on the fly, or the
-//!   file itself), building the response, error pages.
+//! - `response.rs`: choosing a representation (precompressed sibling,
+//!   compressed on the fly, or the file itself), building the response,
+//!   refusals, the trailing-slash redirect, error pages.
+//! - this file: the async shell: routes, the cache, the lookup.
 //!
 //! # Statuses
 //! | situation                                    | answer                              |
