@@ -1,3 +1,5 @@
+use http::Request;
+
 use super::headers::target;
 use super::*;
 
