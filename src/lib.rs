@@ -8,9 +8,13 @@
 //! - [`arbiter`]: the single-threaded supervisor. Binds listeners, forks the
 //!   front and the workers, reaps and replaces them, handles signals.
 //! - [`front`]: the HTTP front (tokio + hyper), built after its fork:
-//!   connections, TLS, static files, body buffering, dispatch to workers.
+//!   connections, TLS, static files, body buffering, dispatch to workers
+//!   (`upstream/`: `mod.rs` dispatch, `channel.rs` the worker channels),
+//!   `[[proxy]]`, the access log (`access_log/`: queue and writer,
+//!   `render.rs` the line).
 //! - [`worker`] (feature `python`): a forked worker embedding CPython,
-//!   running the app through WSGI (threads) or ASGI (one asyncio loop).
+//!   running the app through WSGI (threads) or ASGI (one asyncio loop);
+//!   `static_routes.rs` announces `django_static` routes to the front.
 //! - [`ipc`]: what the processes share: the front↔worker wire protocol, the
 //!   arbiter↔front control messages, the shared-memory scoreboard, fd passing.
 //! - [`config`]: the validated configuration, one module per section of the
@@ -70,7 +74,7 @@ pub mod bench_support {
 #[doc(hidden)]
 pub mod fuzz_support {
     /// `Range` parsing and the conditional-request plan of a static file
-    /// (`front/static_files/plan.rs`).
+    /// (`front/static_files/plan/`).
     pub struct StaticPlan(());
     /// The WebSocket handshake check (`front/websocket.rs`).
     pub struct WsHandshake(());

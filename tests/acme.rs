@@ -373,6 +373,14 @@ fn http01_issuance_then_restart_without_the_ca() {
         Duration::from_secs(30),
         Some(&pebble),
     );
+    // The arbiter's "reload complete" can come before the new front's
+    // first ACME line: wait for that line itself.
+    wait_log(
+        &edge,
+        "ACME: serving the stored certificate",
+        Duration::from_secs(10),
+        Some(&pebble),
+    );
     let logs = edge.logs();
     assert_eq!(
         logs.matches("ACME: serving the stored certificate").count(),

@@ -22,6 +22,7 @@
 
 mod balance;
 mod body;
+mod headers;
 mod health;
 mod pool;
 
@@ -32,7 +33,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -47,6 +48,7 @@ use super::upstream::Body;
 use super::{buffer, compress, metrics, respond, spool, websocket, Shared};
 use crate::config::proxy::{ProxyRoute, Upstream};
 use body::Buffered;
+use headers::{connection_names, hop, wants_upgrade, Head, HOP_BY_HOP, X_ACCEL_BUFFERING};
 
 /// Responses up to this size (by their `Content-Length`) are read whole
 /// before the answer starts: one `Bytes`, no spool and no task.
@@ -462,172 +464,6 @@ impl Peer {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, and the ones proxies know).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
-
-/// Whether a header is hop-by-hop here: always so, or named in `Connection`.
-fn hop(name: &HeaderName, named: &[HeaderName]) -> bool {
-    HOP_BY_HOP.contains(name) || named.contains(name)
-}
-
-/// The header names listed in `Connection`.
-fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect()
-}
-
-/// An HTTP/1.1 `Upgrade` request (`Connection: upgrade` + `Upgrade`).
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_names(headers).contains(&header::UPGRADE)
-}
-
-fn idempotent(m: &Method) -> bool {
-    !matches!(m.as_str(), "POST" | "PATCH" | "LOCK")
-}
-
-/// The request as sent upstream, but for `Host` (which may be the
-/// upstream's own) and the body (made afresh for each try).
-struct Head {
-    method: Method,
-    target: http::Uri,
-    headers: HeaderMap,
-    /// The client's `Host` (or HTTP/2 `:authority`).
-    client_host: Option<HeaderValue>,
-    idempotent: bool,
-}
-
-impl Head {
-    fn new(
-        parts: &http::request::Parts,
-        route: &ProxyRoute,
-        client: IpAddr,
-        https: bool,
-        upgrade: bool,
-        body: &Buffered,
-    ) -> Head {
-        let named = connection_names(&parts.headers);
-        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-        for (k, v) in &parts.headers {
-            if hop(k, &named)
-                || k == header::HOST
-                || k == header::CONTENT_LENGTH
-                || k == header::EXPECT
-                || k == header::FORWARDED
-                || k == X_FORWARDED_HOST
-            {
-                continue;
-            }
-            headers.append(k.clone(), v.clone());
-        }
-        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        // `X-Forwarded-For` / `-Proto` arrive already set by the front
-        // (`front::client::settle`): the peer alone, or a trusted proxy's
-        // chain with the peer appended (nginx's `$proxy_add_x_forwarded_for`),
-        // never what an untrusted client claimed. `Forwarded` is dropped:
-        // it would not name this hop.
-        if !headers.contains_key(&X_FORWARDED_FOR) {
-            if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-                headers.insert(X_FORWARDED_FOR.clone(), v);
-            }
-        }
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(
-                X_FORWARDED_PROTO.clone(),
-                HeaderValue::from_static(if https { "https" } else { "http" }),
-            );
-        }
-        if let Some(h) = &client_host {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
-        if upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(u) = parts.headers.get(header::UPGRADE) {
-                headers.insert(header::UPGRADE, u.clone());
-            }
-        }
-        let had_body = parts.headers.contains_key(header::CONTENT_LENGTH)
-            || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        if body.len() > 0 || had_body {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        }
-        Head {
-            method: parts.method.clone(),
-            target: target(&parts.uri, route),
-            headers,
-            client_host,
-            idempotent: idempotent(&parts.method),
-        }
-    }
-
-    fn request(
-        &self,
-        peer: &Peer,
-        body: body::ReqBody,
-        upstream_host: bool,
-    ) -> Request<body::ReqBody> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.target.clone();
-        let mut headers = self.headers.clone();
-        let host = match (&self.client_host, upstream_host) {
-            (Some(h), false) => Some(h.clone()),
-            _ => HeaderValue::from_str(&peer.up.host).ok(),
-        };
-        if let Some(h) = host {
-            headers.insert(header::HOST, h);
-        }
-        *req.headers_mut() = headers;
-        req
-    }
-}
-
-/// The request target sent upstream (origin form): the path unchanged,
-/// or with `strip_prefix` the route's prefix replaced by `/` (nginx
-/// `proxy_pass http://up/;`).
-fn target(uri: &http::Uri, route: &ProxyRoute) -> http::Uri {
-    if !route.strip_prefix {
-        return uri.path_and_query().map_or_else(
-            || http::Uri::from_static("/"),
-            |pq| http::Uri::from(pq.clone()),
-        );
-    }
-    let rest = uri.path().get(route.url.len()..).unwrap_or("");
-    let path = if rest.starts_with('/') {
-        rest.to_string()
-    } else {
-        format!("/{rest}")
-    };
-    let pq = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    pq.parse().unwrap_or_else(|_| http::Uri::from_static("/"))
-}
-
 /// The client's response from the upstream's.
 #[allow(clippy::too_many_arguments)]
 async fn answer(
@@ -931,73 +767,4 @@ pub fn render_metrics(out: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(url: &str, strip: bool) -> ProxyRoute {
-        let f: Vec<crate::config::proxy::ProxySection> = vec![toml::from_str(&format!(
-            "url = \"{url}\"\nupstreams = [\"127.0.0.1:9\"]\nstrip_prefix = {strip}"
-        ))
-        .unwrap()];
-        crate::config::proxy::build(&f, std::path::Path::new("/"), &[])
-            .unwrap()
-            .remove(0)
-    }
-
-    #[test]
-    fn strip_prefix_as_nginx_trailing_slash() {
-        let uri: http::Uri = "/api/v1/x?q=1".parse().unwrap();
-        assert_eq!(target(&uri, &route("/api/", false)), "/api/v1/x?q=1");
-        assert_eq!(target(&uri, &route("/api/", true)), "/v1/x?q=1");
-        assert_eq!(
-            target(&"/api/".parse().unwrap(), &route("/api/", true)),
-            "/"
-        );
-        assert_eq!(target(&uri, &route("/api", true)), "/v1/x?q=1");
-    }
-
-    #[test]
-    fn hop_by_hop_and_forwarded_headers() {
-        let req = Request::post("/api/x")
-            .header("host", "site.example")
-            .header("connection", "keep-alive, x-private")
-            .header("x-private", "1")
-            .header("keep-alive", "timeout=5")
-            .header("te", "trailers")
-            // As the front's client::settle leaves it for a trusted chain.
-            .header("x-forwarded-for", "203.0.113.9, 10.0.0.7")
-            .header("x-forwarded-host", "evil")
-            .header("forwarded", "for=6.6.6.6")
-            .header("content-length", "3")
-            .header("x-app", "kept")
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
-        let body = Buffered::Memory(Bytes::from_static(b"abc"));
-        let h = Head::new(
-            &parts,
-            &route("/api/", false),
-            "10.0.0.7".parse().unwrap(),
-            true,
-            false,
-            &body,
-        );
-        for gone in [
-            "connection",
-            "x-private",
-            "keep-alive",
-            "te",
-            "forwarded",
-            "host",
-        ] {
-            assert!(!h.headers.contains_key(gone), "{gone}");
-        }
-        assert_eq!(h.headers["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
-        // Not set by the front (a unit test): edge's own view.
-        assert_eq!(h.headers["x-forwarded-proto"], "https");
-        assert_eq!(h.headers["x-forwarded-host"], "site.example");
-        assert_eq!(h.headers["content-length"], "3");
-        assert_eq!(h.headers["x-app"], "kept");
-        assert!(!h.idempotent);
-    }
-}
+mod tests;

@@ -1,0 +1,497 @@
+//! Dispatch to the workers and relay their responses.
+//!
+//! Requests go into the shared request queue (one datagram each, a spooled
+//! body's file beside it); an idle worker thread pulls it. Each worker has
+//! its own response channel, read here by one task that turns frames back
+//! into responses and hands them to the waiting request by id.
+//!
+//! A response that arrives whole in one read (the common case) becomes a
+//! single `Bytes` body; a longer one is relayed as a stream. Responses are
+//! read from the worker as fast as it writes them, whatever the client's
+//! speed, so a slow reader never holds a worker.
+//!
+//! When a worker's channel reaches EOF the worker is dead: the requests it
+//! was running (its scoreboard line says which) get 502, or 504 when the
+//! arbiter killed it for a timeout.
+//!
+//! The front also writes to the channels, for ASGI workers: a request
+//! whose client went away before its answer is announced to every worker
+//! (`Disconnect`; only the one holding it cares), and a WebSocket's client
+//! messages go to the worker that accepted it (see `front::websocket`).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use nix::sys::socket::MsgFlags;
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, warn};
+
+use super::body::ResponseBody;
+use super::spool::{self, SpoolWriter};
+use super::static_files::{FileBody, StaticFiles};
+use crate::ipc::control::{ToArbiter, ToFront};
+use crate::ipc::scoreboard::Scoreboard;
+use crate::ipc::{fdpass, wire};
+
+mod channel;
+
+/// Largest frame accepted from a worker: a WebSocket message at the
+/// largest `limits.websocket_max_message`, with its header.
+const MAX_FRAME: u32 = (64 << 20) + 1024;
+
+/// Maps keyed by request id. Ids are sequential numbers the front makes,
+/// not attacker input: a multiplicative hash is enough, and SipHash showed
+/// in the per-request profile.
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread sequential ids over the high bits too (hashbrown takes
+        // its control bytes from the top 7).
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A response on its way to the client.
+pub struct ResponseStart {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: ResponseBody,
+    /// The worker that answered.
+    pub worker_pid: u32,
+    /// The app accepted a WebSocket: the way to its worker.
+    /// Boxed: rare, and every reply moves through a oneshot.
+    pub websocket: Option<Box<WsLink>>,
+}
+
+/// An accepted WebSocket's connection to the worker that owns it.
+pub struct WsLink {
+    pub id: u64,
+    /// The subprotocol the app chose, if any.
+    pub subprotocol: Option<String>,
+    /// Extra headers for the handshake response.
+    pub headers: HeaderMap,
+    /// Frames for the worker (its channel's writer).
+    pub to_worker: mpsc::Sender<Bytes>,
+    /// What the app sends the client.
+    pub from_worker: mpsc::UnboundedReceiver<WsEvent>,
+}
+
+/// A WebSocket event from the app.
+#[derive(Debug)]
+pub enum WsEvent {
+    Message(wire::WsKind, Bytes),
+    Close(u16, String),
+}
+
+/// Why no response came from the app. Each maps to one status in `respond`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The worker died or sent garbage: 502.
+    WorkerLost,
+    /// The request ran past `timeout`: 504.
+    Timeout,
+    /// The queue is full: 503.
+    Overloaded,
+    /// The request could not be encoded or sent, or the app failed
+    /// before any of its response was relayed: 500.
+    Internal,
+}
+
+type Reply = Result<ResponseStart, Failure>;
+
+/// The request body as buffered by the front.
+pub enum Body {
+    Empty,
+    Memory(Bytes),
+    /// A file (positioned at 0) and its length.
+    File(std::fs::File, u64),
+    /// `app.stream_request_body`: still arriving; the worker pulls it.
+    Stream(Streamed),
+}
+
+/// A request body the front relays as the worker asks for it (`Pull`),
+/// within the same limits as a buffered one.
+pub struct Streamed {
+    pub incoming: hyper::body::Incoming,
+    /// The declared Content-Length, if any.
+    pub declared: Option<u64>,
+    pub max_body: u64,
+    /// `limits.client_body_timeout`: longest wait for each chunk.
+    pub gap: Duration,
+    received: u64,
+}
+
+impl Streamed {
+    pub fn new(
+        incoming: hyper::body::Incoming,
+        declared: Option<u64>,
+        max_body: u64,
+        gap: Duration,
+    ) -> Self {
+        Streamed {
+            incoming,
+            declared,
+            max_body,
+            gap,
+            received: 0,
+        }
+    }
+
+    /// The frame that answers one `Pull`: a `Body` chunk, `End`, or
+    /// `Disconnect` when the client fails, stalls or sends too much.
+    async fn next_frame(&mut self, id: u64) -> Bytes {
+        use http_body_util::BodyExt;
+        let mut out = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(self.gap, self.incoming.frame()).await {
+                Ok(None) => {
+                    wire::encode_end(&mut out, id);
+                    break;
+                }
+                Ok(Some(Ok(f))) => f,
+                Ok(Some(Err(e))) => {
+                    debug!(request = id, error = %e, "streamed request body failed");
+                    wire::encode_disconnect(&mut out, id);
+                    break;
+                }
+                Err(_) => {
+                    debug!(request = id, "streamed request body: client_body_timeout");
+                    wire::encode_disconnect(&mut out, id);
+                    break;
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if data.is_empty() {
+                continue;
+            }
+            self.received += data.len() as u64;
+            if self.received > self.max_body {
+                warn!(
+                    request = id,
+                    max_body = self.max_body,
+                    "streamed request body over limits.max_body; the app is told the client left"
+                );
+                wire::encode_disconnect(&mut out, id);
+                break;
+            }
+            wire::encode_body(&mut out, id, &data);
+            break;
+        }
+        Bytes::from(out)
+    }
+}
+
+pub struct Upstream {
+    /// SOCK_SEQPACKET sockets; tokio's datagram type only supplies readiness.
+    queue: UnixDatagram,
+    control: UnixDatagram,
+    pending: Mutex<IdMap<oneshot::Sender<Reply>>>,
+    /// Each live worker's channel writer, by slot.
+    writers: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
+    /// Streamed request bodies, by request id, until the response head.
+    streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Streamed>>>>,
+    /// The app may be ASGI (`interface` is not `wsgi`): clients that go
+    /// away are announced to the workers.
+    asgi: bool,
+    next_id: AtomicU64,
+    /// Requests sent and not yet answered (in a worker or in the queue).
+    outstanding: AtomicUsize,
+    /// Worker channels currently open.
+    channels: AtomicUsize,
+    threads: usize,
+    max_queue: usize,
+    scoreboard: Scoreboard,
+    /// `app.queue_timeout`.
+    queue_timeout: Duration,
+    /// Requests answered 503 since the last report, and when that was
+    /// (`scoreboard::now_ms`): shedding is logged at most once a second.
+    shed: AtomicU64,
+    shed_reported_ms: AtomicU64,
+    /// `limits.response_buffer` and `limits.temp_dir`, for spooling.
+    response_buffer: usize,
+    temp_dir: Option<std::path::PathBuf>,
+    /// Static routes; workers may add some (`django_static`).
+    pub files: Arc<StaticFiles>,
+    /// Longest a request may wait for its response head before the front
+    /// gives up: a backstop for a request lost with a worker that died
+    /// before its scoreboard line named it.
+    deadline: Duration,
+}
+
+/// Removes a request's pending entry however the wait ends; when it ends
+/// unanswered (the client went away), ASGI workers hear of it.
+struct PendingGuard<'a> {
+    up: &'a Upstream,
+    id: u64,
+    answered: bool,
+    streamed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.up
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
+        self.up.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.streamed {
+            self.up
+                .streams
+                .lock()
+                .expect("streams lock")
+                .remove(&self.id);
+        }
+        if !self.answered && self.up.asgi {
+            self.up.disconnected(self.id);
+        }
+    }
+}
+
+impl Upstream {
+    pub fn new(
+        queue: OwnedFd,
+        control: OwnedFd,
+        scoreboard: Scoreboard,
+        config: &crate::config::Config,
+    ) -> io::Result<Arc<Self>> {
+        let seqpacket = |fd: OwnedFd| -> io::Result<UnixDatagram> {
+            let s = std::os::unix::net::UnixDatagram::from(fd);
+            s.set_nonblocking(true)?;
+            UnixDatagram::from_std(s)
+        };
+        Ok(Arc::new(Upstream {
+            queue: seqpacket(queue)?,
+            control: seqpacket(control)?,
+            pending: Mutex::new(IdMap::default()),
+            writers: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            asgi: config.app.interface != crate::config::Interface::Wsgi,
+            next_id: AtomicU64::new(1),
+            outstanding: AtomicUsize::new(0),
+            channels: AtomicUsize::new(0),
+            // Requests one worker takes at once.
+            threads: match config.app.interface {
+                crate::config::Interface::Wsgi => config.app.threads,
+                _ => config.app.threads.max(config.app.max_concurrency),
+            },
+            max_queue: config.app.backlog,
+            scoreboard,
+            deadline: config.app.queue_timeout + config.app.timeout + Duration::from_secs(60),
+            queue_timeout: config.app.queue_timeout,
+            shed: AtomicU64::new(0),
+            shed_reported_ms: AtomicU64::new(0),
+            response_buffer: config.limits.response_buffer,
+            temp_dir: config.limits.temp_dir.clone(),
+            files: Arc::new(StaticFiles::new(&config.statics, &config.compression)),
+        }))
+    }
+
+    /// Tell every worker that request `id`'s client went away.
+    fn disconnected(&self, id: u64) {
+        let mut frame = Vec::with_capacity(wire::HEADER_LEN);
+        wire::encode_disconnect(&mut frame, id);
+        let frame = Bytes::from(frame);
+        for w in self.writers.lock().expect("writers lock").values() {
+            let _ = w.try_send(frame.clone());
+        }
+    }
+
+    /// Worker channels currently open (live workers).
+    pub fn live_workers(&self) -> usize {
+        self.channels.load(Ordering::Relaxed)
+    }
+
+    /// Send a request to the workers and wait for its response head.
+    pub async fn dispatch(&self, head: wire::RequestHead<'_>, body: Body) -> Reply {
+        let r = self.dispatch_inner(head, body).await;
+        if matches!(r, Err(Failure::Overloaded)) {
+            self.count_shed();
+        }
+        r
+    }
+
+    /// Count a request shed with 503; log the count at most once a second.
+    fn count_shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        let now = crate::ipc::scoreboard::now_ms();
+        let last = self.shed_reported_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .shed_reported_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.shed.swap(0, Ordering::Relaxed);
+            warn!(
+                shed = n,
+                backlog = self.max_queue,
+                queue_timeout = ?self.queue_timeout,
+                "overloaded: requests answered 503 (no worker free within the backlog or queue_timeout)"
+            );
+        }
+    }
+
+    async fn dispatch_inner(&self, mut head: wire::RequestHead<'_>, body: Body) -> Reply {
+        let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
+        if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
+            return Err(Failure::Overloaded);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let queued = crate::ipc::scoreboard::now_ms();
+        head.queued_ms = queued;
+        let mut datagram = Vec::with_capacity(512);
+        let mut streamed = None;
+        let file = match body {
+            Body::Empty => {
+                head.body_len = 0;
+                head.body_kind = wire::BodyKind::Inline;
+                None
+            }
+            Body::Memory(b) if b.len() <= crate::ipc::INLINE_BODY_MAX => {
+                head.body_len = b.len() as u64;
+                head.body_kind = wire::BodyKind::Inline;
+                if wire::encode_request_head(&mut datagram, id, &head).is_err() {
+                    return Err(Failure::Internal);
+                }
+                wire::encode_body(&mut datagram, id, &b);
+                None
+            }
+            Body::Memory(b) => {
+                head.body_len = b.len() as u64;
+                head.body_kind = wire::BodyKind::File;
+                match memfd_with(&b) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        error!(error = %e, "cannot stage a request body");
+                        return Err(Failure::Internal);
+                    }
+                }
+            }
+            Body::File(f, len) => {
+                head.body_len = len;
+                head.body_kind = wire::BodyKind::File;
+                Some(f)
+            }
+            Body::Stream(s) => {
+                head.body_len = s.declared.unwrap_or(0);
+                head.body_kind = wire::BodyKind::Stream;
+                streamed = Some(s);
+                None
+            }
+        };
+        if datagram.is_empty() && wire::encode_request_head(&mut datagram, id, &head).is_err() {
+            return Err(Failure::Internal);
+        }
+        wire::encode_end(&mut datagram, id);
+
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        let mut guard = PendingGuard {
+            up: self,
+            id,
+            answered: false,
+            streamed: streamed.is_some(),
+        };
+        if let Some(s) = streamed {
+            self.streams
+                .lock()
+                .expect("streams lock")
+                .insert(id, Arc::new(tokio::sync::Mutex::new(s)));
+        }
+        if let Err(e) = self.send(&datagram, file.as_ref().map(|f| f.as_fd())).await {
+            error!(error = %e, request = id, "cannot queue a request for the workers");
+            return Err(Failure::Internal);
+        }
+        drop(file);
+        let mut rx = rx;
+        // First wait: queue_timeout. A request no worker has taken by then
+        // is answered 503 (the worker that takes it later skips it too).
+        match tokio::time::timeout(self.queue_timeout, &mut rx).await {
+            Ok(Ok(reply)) => {
+                guard.answered = true;
+                return reply;
+            }
+            Ok(Err(_)) => {
+                guard.answered = true;
+                return Err(Failure::WorkerLost);
+            }
+            Err(_) if !self.taken(id) => return Err(Failure::Overloaded),
+            Err(_) => {}
+        }
+        let rest = self.deadline.saturating_sub(self.queue_timeout);
+        let r = match tokio::time::timeout(rest, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Failure::WorkerLost),
+            Err(_) => {
+                warn!(request = id, "no response from any worker in time");
+                Err(Failure::Timeout)
+            }
+        };
+        guard.answered = true;
+        r
+    }
+
+    /// Whether some worker thread is running request `id` (a scan of the
+    /// scoreboard, only made when a request has waited `queue_timeout`).
+    fn taken(&self, id: u64) -> bool {
+        (0..crate::ipc::scoreboard::MAX_SLOTS).any(|i| {
+            let slot = self.scoreboard.slot(i);
+            slot.state.load(Ordering::Relaxed) != crate::ipc::scoreboard::STATE_FREE
+                && slot.in_flight().any(|t| t == id)
+        })
+    }
+
+    async fn send(
+        &self,
+        datagram: &[u8],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> io::Result<()> {
+        self.queue
+            .async_io(Interest::WRITABLE, || {
+                fdpass::send(self.queue.as_fd(), &[datagram], fd, MsgFlags::MSG_DONTWAIT)
+            })
+            .await
+            .map(drop)
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        let tx = self.pending.lock().expect("pending lock").remove(&id);
+        if let Some(tx) = tx {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// An anonymous in-memory file holding `bytes`, positioned at 0.
+fn memfd_with(bytes: &[u8]) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let fd = nix::sys::memfd::memfd_create(c"edge-body", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    Ok(f)
+}
