@@ -158,6 +158,17 @@ pub fn run(ctx: Inherit) -> i32 {
         python::after_fork_child();
     }
     if python::hosted() {
+        if let (Some(who), Some((dir, e))) =
+            (&ctx.config.server.run_as, python::unreadable_stdlib())
+        {
+            error!(
+                "server.user (uid {}) cannot read Python's standard library at {} ({e}): \
+                 install Python, the venv and the app where that user can read them",
+                who.uid,
+                dir.display()
+            );
+            return BOOT_ERROR;
+        }
         // Before the worker's own handlers, which this would replace.
         if let Err(e) = python::forget_python_sigint() {
             error!("cannot reset Python's SIGINT handler: {e}");

@@ -355,6 +355,23 @@ pub fn after_fork_child() {
     unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
 }
 
+/// Hosted, after `server.user` took effect: the folder of Python's
+/// standard library when this process (its real uid) cannot search and
+/// read it, with the reason. The arbiter imported only what start-up
+/// needs; every later `import` (signal, json, the app's own) reads that
+/// folder as the new user, and would fail as a bare `ModuleNotFoundError`.
+pub fn unreadable_stdlib() -> Option<(PathBuf, nix::Error)> {
+    let dir = Python::attach(|py| -> PyResult<PathBuf> {
+        let file: String = py.import("os")?.getattr("__file__")?.extract()?;
+        Ok(Path::new(&file).parent().unwrap_or(Path::new("/")).to_path_buf())
+    })
+    .ok()?;
+    use nix::unistd::{access, AccessFlags};
+    access(&dir, AccessFlags::R_OK | AccessFlags::X_OK)
+        .err()
+        .map(|e| (dir, e))
+}
+
 /// Hosted, in a worker just forked: Python's own table of signal handlers
 /// still says SIGINT runs `default_int_handler` (the `python` that started
 /// edge installed it), while the worker handles its signals in Rust, as the
