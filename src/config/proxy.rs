@@ -18,6 +18,8 @@
 //! health_interval = "5s"
 //! host = "client"                      # Host sent upstream: the client's, or "upstream"
 //! strip_prefix = false                 # true: "/api/x" is sent as "/x"
+//! offload = true                       # X-Accel-Redirect / X-Sendfile from the
+//!                                      #   upstream served from [[static]] routes
 //! ```
 //!
 //! This module owns the TOML shape of the table and its checks; names are
@@ -51,6 +53,7 @@ pub struct ProxySection {
     pub health_interval: Option<DurationValue>,
     pub host: Option<String>,
     pub strip_prefix: Option<bool>,
+    pub offload: Option<bool>,
 }
 
 /// A duration as written: `"30s"`, `"500ms"`, or whole seconds.
@@ -110,6 +113,10 @@ pub struct ProxyRoute {
     /// `host = "upstream"`.
     pub upstream_host: bool,
     pub strip_prefix: bool,
+    /// `X-Accel-Redirect` / `X-Sendfile` in a response are served from the
+    /// `[[static]]` routes (nginx honours `X-Accel-Redirect` from proxied
+    /// servers unless `proxy_ignore_headers` says otherwise).
+    pub offload: bool,
 }
 
 /// nginx's default for the three proxy timeouts.
@@ -235,6 +242,7 @@ pub fn build(
             )?,
             upstream_host,
             strip_prefix: s.strip_prefix.unwrap_or(false),
+            offload: s.offload.unwrap_or(true),
             upstreams,
         });
     }

@@ -17,7 +17,7 @@ use super::client::{self, Client};
 use super::timed_io::{Active, ConnState, Guarded};
 use super::upstream::Body;
 use super::{
-    buffer, compress, metrics, request_id, respond, route, static_files, websocket, Shared,
+    buffer, compress, metrics, offload, request_id, respond, route, static_files, websocket, Shared,
 };
 use crate::ipc::stats::Route;
 use crate::ipc::wire;
@@ -316,9 +316,6 @@ async fn route_request(
     app(shared, conn, client, parts, body).await
 }
 
-static X_ACCEL_REDIRECT: header::HeaderName = header::HeaderName::from_static("x-accel-redirect");
-static X_SENDFILE: header::HeaderName = header::HeaderName::from_static("x-sendfile");
-
 /// The app's answer, after the front's own steps on it: a file offload
 /// (`X-Accel-Redirect`, `X-Sendfile`) is served from the static routes,
 /// other `X-Accel-*` control headers are removed (as nginx does), and the
@@ -339,98 +336,13 @@ async fn app(
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
     let mut resp = to_app(shared, conn, client, &parts, body, None).await;
-    if resp
-        .headers()
-        .keys()
-        .any(|k| k.as_str().starts_with("x-accel-") || k == X_SENDFILE)
-    {
-        if let Some(file) = offload(shared, &parts, &mut resp).await {
+    if offload::has_controls(resp.headers()) {
+        if let Some(file) = offload::serve(shared, &parts, &mut resp, "app").await {
             return file;
         }
     }
     compress::apply(&mut resp, &wants, &shared.config.compression).await;
     resp
-}
-
-/// Headers of the app's response that survive an offload (nginx keeps the
-/// same ones across an `X-Accel-Redirect`).
-const KEPT_ON_OFFLOAD: [header::HeaderName; 4] = [
-    header::SET_COOKIE,
-    header::CONTENT_DISPOSITION,
-    header::CACHE_CONTROL,
-    header::EXPIRES,
-];
-
-/// Serves the file an app response names in `X-Accel-Redirect` (a URI
-/// under a `[[static]]` route, typically an `internal` one) or `X-Sendfile`
-/// (an absolute path under a route's `dir`). The worker has already
-/// finished: the file goes out from the front alone. Strips the other
-/// `X-Accel-*` headers and returns `None` when there is nothing to offload.
-async fn offload(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    resp: &mut Response<ResponseBody>,
-) -> Option<Response<ResponseBody>> {
-    let redirect = resp.headers_mut().remove(&X_ACCEL_REDIRECT);
-    let sendfile = resp.headers_mut().remove(&X_SENDFILE);
-    let accel: Vec<header::HeaderName> = resp
-        .headers()
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-accel-"))
-        .cloned()
-        .collect();
-    for k in accel {
-        resp.headers_mut().remove(k);
-    }
-    let (file, what, target) = match (redirect, sendfile) {
-        (Some(t), _) => (
-            static_files::serve_redirect(&shared.files, t.as_bytes(), parts).await,
-            "X-Accel-Redirect",
-            t,
-        ),
-        (None, Some(p)) => (
-            static_files::serve_sendfile(&shared.files, p.as_bytes(), parts).await,
-            "X-Sendfile",
-            p,
-        ),
-        (None, None) => return None,
-    };
-    let Some(mut file) = file else {
-        tracing::error!(
-            header = what,
-            target = %String::from_utf8_lossy(target.as_bytes()),
-            "the app asked the front to send a file outside every [[static]] route; answering 404"
-        );
-        return Some(static_files::error_page(
-            StatusCode::NOT_FOUND,
-            parts.method == http::Method::HEAD,
-        ));
-    };
-    let app_headers = resp.headers();
-    let status = file.status();
-    let fh = file.headers_mut();
-    for name in &KEPT_ON_OFFLOAD {
-        let mut values = app_headers.get_all(name).iter().peekable();
-        if values.peek().is_some() {
-            fh.remove(name);
-            for v in values {
-                fh.append(name.clone(), v.clone());
-            }
-        }
-    }
-    // The app's Content-Type wins over the file's (nginx), on responses
-    // that carry the file's bytes as they are.
-    let plain = status == StatusCode::OK
-        || (status == StatusCode::PARTIAL_CONTENT && fh.contains_key(header::CONTENT_RANGE));
-    if plain && !fh.contains_key(header::CONTENT_ENCODING) {
-        if let Some(ct) = app_headers
-            .get(header::CONTENT_TYPE)
-            .filter(|v| !v.is_empty())
-        {
-            fh.insert(header::CONTENT_TYPE, ct.clone());
-        }
-    }
-    Some(file)
 }
 
 /// The health route: 200 while workers serve, 503 while draining or when

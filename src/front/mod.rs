@@ -13,6 +13,7 @@ pub mod compress;
 mod conn;
 mod head_limits;
 pub mod metrics;
+mod offload;
 pub mod policy;
 mod proxy;
 pub mod proxy_protocol;

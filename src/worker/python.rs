@@ -363,7 +363,10 @@ pub fn after_fork_child() {
 pub fn unreadable_stdlib() -> Option<(PathBuf, nix::Error)> {
     let dir = Python::attach(|py| -> PyResult<PathBuf> {
         let file: String = py.import("os")?.getattr("__file__")?.extract()?;
-        Ok(Path::new(&file).parent().unwrap_or(Path::new("/")).to_path_buf())
+        Ok(Path::new(&file)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf())
     })
     .ok()?;
     use nix::unistd::{access, AccessFlags};

@@ -12,7 +12,7 @@ use http::{header, Request};
 use http_body_util::BodyExt;
 use tracing::{info, warn};
 
-use super::body::ReqBody;
+use super::body::Buffered;
 use super::pool;
 use super::{Group, Peer};
 
@@ -155,7 +155,7 @@ async fn probe(group: &Group, peer: &Peer, path: &str) -> Result<u16, String> {
         .header(header::HOST, peer.up.host.as_str())
         .header(header::USER_AGENT, "edge-health-check")
         .header(header::CONNECTION, "close")
-        .body(ReqBody::Empty)
+        .body(Buffered::Empty.body().0)
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();

@@ -45,7 +45,7 @@ use super::body::ResponseBody;
 use super::conn::ConnInfo;
 use super::timed_io::Active;
 use super::upstream::Body;
-use super::{buffer, compress, metrics, respond, spool, websocket, Shared};
+use super::{buffer, compress, metrics, offload, respond, spool, websocket, Shared};
 use crate::config::proxy::{ProxyRoute, Upstream};
 use body::Buffered;
 use headers::{connection_names, hop, wants_upgrade, Head, HOP_BY_HOP, X_ACCEL_BUFFERING};
@@ -324,7 +324,7 @@ async fn forward(
                 peer.succeeded(group);
                 peer.count(resp.status(), started.elapsed());
                 return answer(
-                    shared, conn, group, in_flight, resp, sender, upgrade, &wants,
+                    shared, conn, group, in_flight, resp, sender, upgrade, &wants, &parts,
                 )
                 .await;
             }
@@ -381,11 +381,22 @@ async fn try_peer(
                 .await
                 .map_err(TryError::Connect)?,
         };
-        let req = head.request(peer, body.body(), r.upstream_host);
-        match tokio::time::timeout(r.read_timeout, sender.try_send_request(req)).await {
-            Err(_) => return Err(TryError::Timeout),
-            Ok(Ok(resp)) => return Ok((resp, sender)),
-            Ok(Err(mut e)) => {
+        let (req_body, taken) = body.body();
+        let req = head.request(peer, req_body, r.upstream_host);
+        // nginx's proxy_read_timeout: from the end of the send (which is
+        // under send_timeout) to the response head.
+        let read_timeout = async {
+            let _ = taken.await;
+            tokio::time::sleep(r.read_timeout).await;
+        };
+        let sent = tokio::select! {
+            biased;
+            sent = sender.try_send_request(req) => sent,
+            () = read_timeout => return Err(TryError::Timeout),
+        };
+        match sent {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => {
                 let not_sent = e.take_message().is_some();
                 let e = e.into_error();
                 if e.is_parse() {
@@ -475,6 +486,7 @@ async fn answer(
     sender: pool::Sender,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
     wants: &compress::Wants,
+    request: &http::request::Parts,
 ) -> Response<ResponseBody> {
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -513,6 +525,27 @@ async fn answer(
     let named = connection_names(&headers);
     for name in HOP_BY_HOP.iter().chain(named.iter()) {
         headers.remove(name);
+    }
+    if offload::has_controls(&headers) {
+        if group.route.offload
+            && (headers.contains_key(&offload::X_ACCEL_REDIRECT)
+                || headers.contains_key(&offload::X_SENDFILE))
+        {
+            // The file replaces the upstream's own body (usually empty):
+            // the connection is kept only if that body has ended.
+            if body.is_end_stream() {
+                Peer::recycle(&in_flight, sender);
+            }
+            let mut out = Response::new(ResponseBody::Empty);
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            return match offload::serve(shared, request, &mut out, "upstream").await {
+                Some(file) => file,
+                None => out,
+            };
+        }
+        // nginx hides the X-Accel-* controls from the client.
+        offload::strip_controls(&mut headers);
     }
     let read_timeout = group.route.read_timeout;
     let small = body.size_hint().exact().is_some_and(|n| n <= INLINE_MAX);
