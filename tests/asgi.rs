@@ -25,7 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rustls::version::TLS13;
 use support::asgi::{asgi, asgi_venv, bytes_of, json_pid, with_marker_dir, workers_of};
-use support::tls::{self as t, Ca};
+use support::tls as t;
 use support::venv::venv;
 use support::{
     apps_dir, free_port, poll, proc, pseudo_random_bytes, run_config, timed, toml_path, Conf, Conn,
@@ -166,10 +166,7 @@ fn fastapi() -> Edge {
 #[test]
 fn fastapi_path_and_query_params() {
     let edge = fastapi();
-    let r = edge.get("/items/42?q=hello%20world&limit=5");
-    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let j = r.json();
+    let j = edge.get_json("/items/42?q=hello%20world&limit=5");
     assert_eq!(j["item_id"].as_i64(), Some(42));
     assert_eq!(s(&j, "q"), "hello world");
     assert_eq!(j["limit"].as_i64(), Some(5));
@@ -499,17 +496,7 @@ fn scope_state_is_a_shallow_copy_per_request() {
 
 #[test]
 fn scope_over_h2c_and_over_tls() {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca
-        .issue(&["localhost", "127.0.0.1"], 1)
-        .write(dir.path(), "site");
-    let tls_port = free_port();
-    let conf = asgi("asgi_scope_app:app").tail(&format!(
-        "[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = {}\nkey = {}\n",
-        toml_path(&cert),
-        toml_path(&key)
-    ));
+    let (conf, tls_port, ca, _dir) = t::with_tls(asgi("asgi_scope_app:app"));
     let edge = Edge::start_ready(&conf, "/pid");
     let port = edge.port;
 

@@ -18,6 +18,10 @@ fn edge() -> Edge {
     Edge::start(&conf)
 }
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 /// POST a chunked body of `chunks` pieces of `size` bytes, pausing between
 /// them; returns the response body.
 fn post_chunked(edge: &Edge, path: &str, chunks: usize, size: usize, pause: Duration) -> String {
@@ -45,43 +49,39 @@ fn post_chunked(edge: &Edge, path: &str, chunks: usize, size: usize, pause: Dura
     out
 }
 
+/// `r`, a raw answer, is a 200 whose body reports `report` (`why`, if not
+/// empty, says what that means).
+#[track_caller]
+fn assert_app_saw(r: &str, report: &str, why: &str) {
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(report), "{why}{r}");
+}
+
 #[test]
 fn listed_prefix_streams_the_body_chunk_by_chunk() {
-    let edge = edge();
-    let r = post_chunked(&edge, "/upload/file", 3, 1000, Duration::from_millis(300));
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = post_chunked(&edge(), "/upload/file", 3, 1000, ms(300));
     // Each chunk reached the app on its own, then the end.
-    assert!(
-        r.contains("\"sizes\": [1000, 1000, 1000, 0], \"ended\": \"end\""),
-        "{r}"
-    );
+    let each = "\"sizes\": [1000, 1000, 1000, 0], \"ended\": \"end\"";
+    assert_app_saw(&r, each, "");
 }
 
 #[test]
 fn other_paths_get_the_whole_body_at_once() {
-    let edge = edge();
-    let r = post_chunked(&edge, "/form", 3, 1000, Duration::from_millis(100));
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.contains("\"sizes\": [3000], \"ended\": \"end\""), "{r}");
+    let r = post_chunked(&edge(), "/form", 3, 1000, ms(100));
+    assert_app_saw(&r, "\"sizes\": [3000], \"ended\": \"end\"", "");
 }
 
 #[test]
 fn streamed_body_over_max_body_is_a_disconnect_for_the_app() {
-    let edge = edge();
     // 80 KiB in 8 chunks against max_body = 64 KiB (no Content-Length, so
     // only the running count can catch it).
-    let r = post_chunked(
-        &edge,
-        "/upload/big",
-        8,
-        10 * 1024,
-        Duration::from_millis(20),
-    );
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.contains("\"ended\": \"disconnect\""), "{r}");
-    assert!(
-        r.contains("[10240, 10240, 10240, 10240, 10240, 10240]"),
-        "six chunks fit under 64 KiB, the seventh does not: {r}"
+    let r = post_chunked(&edge(), "/upload/big", 8, 10 * 1024, ms(20));
+    assert_app_saw(&r, "\"ended\": \"disconnect\"", "");
+    let six = "[10240, 10240, 10240, 10240, 10240, 10240]";
+    assert_app_saw(
+        &r,
+        six,
+        "six chunks fit under 64 KiB, the seventh does not: ",
     );
 }
 

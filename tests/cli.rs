@@ -106,19 +106,8 @@ fn static_flag_serves_a_folder() {
         "hello:app -b {bind} --pythonpath {examples} --static /assets/={examples}/static",
         None,
     );
-    let r = edge.get("/assets/style.css");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/css"),
-        "{}",
-        r.describe()
-    );
-    assert_eq!(
-        r.body,
-        std::fs::read(examples_dir().join("static/style.css")).unwrap()
-    );
+    edge.get("/assets/style.css")
+        .assert_serves_file("text/css", &examples_dir().join("static/style.css"));
     assert_eq!(edge.get("/").text(), "Hello, World!\n");
 }
 

@@ -35,18 +35,8 @@ fn demo_config_serves_hello_and_static_files() {
         ("style.css", "text/css"),
         ("logo.svg", "image/svg+xml"),
     ] {
-        let r = edge.get(&format!("/static/{file}"));
-        assert_eq!(r.status, 200, "{file}: {}", r.describe());
-        assert!(
-            r.header("content-type").unwrap_or("").starts_with(ctype),
-            "{file}: want {ctype}: {}",
-            r.describe()
-        );
-        assert_eq!(
-            r.body,
-            std::fs::read(examples_dir().join("static").join(file)).unwrap(),
-            "{file}"
-        );
+        edge.get(&format!("/static/{file}"))
+            .assert_serves_file(ctype, &examples_dir().join("static").join(file));
     }
 }
 
@@ -75,8 +65,7 @@ fn flask_edge() -> Edge {
 fn flask_example_pages() {
     let edge = flask_edge();
 
-    let r = edge.get("/");
-    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    let r = edge.get_ok("/");
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(
         r.text().contains("<h1>Hello from Flask on edge</h1>"),
@@ -84,10 +73,7 @@ fn flask_example_pages() {
         r.describe()
     );
 
-    let r = edge.get("/api/items");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let j = r.json();
+    let j = edge.get_json("/api/items");
     assert_eq!(j["count"].as_i64(), Some(3));
     assert_eq!(j["items"][1]["name"].as_str(), Some("banana"));
     assert_eq!(j["items"][2]["price"].as_f64(), Some(3.0));
@@ -96,22 +82,16 @@ fn flask_example_pages() {
     assert_eq!(r.status, 404, "{}", r.describe());
     assert_eq!(r.json()["error"].as_str(), Some("not found"));
 
-    let r = edge.request(
-        "POST",
-        "/echo",
-        &[("Content-Type", "text/plain")],
-        "hello edge é".as_bytes(),
-    );
+    let r = edge.post("/echo", "text/plain", "hello edge é".as_bytes());
     assert_eq!(r.status, 200, "{}", r.describe());
     let j = r.json();
     assert_eq!(j["body"].as_str(), Some("hello edge é"));
     assert_eq!(j["length"].as_i64(), Some(13));
     assert_eq!(j["content_type"].as_str(), Some("text/plain"));
 
-    let r = edge.request(
-        "POST",
+    let r = edge.post(
         "/echo",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "application/x-www-form-urlencoded",
         b"name=edge&lang=rust",
     );
     let j = r.json();
@@ -162,8 +142,7 @@ fn django_edge() -> Edge {
 fn django_admin_login_page_with_csrf_cookie_and_css() {
     let edge = django_edge();
 
-    let r = edge.get("/admin/login/");
-    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    let r = edge.get_ok("/admin/login/");
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     let cookie = r
         .header_all("set-cookie")
@@ -188,19 +167,8 @@ fn django_admin_login_page_with_csrf_cookie_and_css() {
     }
 
     // its CSS, from disk through the [[static]] route
-    let r = edge.get("/static/admin/css/base.css");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/css"),
-        "{}",
-        r.describe()
-    );
-    assert_eq!(
-        r.body,
-        std::fs::read(django_admin_static().join("css/base.css")).unwrap()
-    );
+    edge.get("/static/admin/css/base.css")
+        .assert_serves_file("text/css", &django_admin_static().join("css/base.css"));
 
     // the admin index redirects anonymous users to the login page
     let r = edge.get("/admin/");
@@ -208,10 +176,9 @@ fn django_admin_login_page_with_csrf_cookie_and_css() {
     assert_eq!(r.header("location"), Some("/admin/login/?next=/admin/"));
 
     // a POST without the CSRF cookie is refused by Django
-    let r = edge.request(
-        "POST",
+    let r = edge.post(
         "/admin/login/",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "application/x-www-form-urlencoded",
         b"username=a&password=b",
     );
     assert_eq!(r.status, 403, "{}", r.describe());
@@ -220,19 +187,11 @@ fn django_admin_login_page_with_csrf_cookie_and_css() {
 #[test]
 fn django_json_view_and_chunked_post() {
     let edge = django_edge();
-    let r = edge.get("/api/hello");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let j = r.json();
+    let j = edge.get_json("/api/hello");
     assert_eq!(j["message"].as_str(), Some("Hello from Django on edge"));
     assert_eq!(j["path"].as_str(), Some("/api/hello"));
 
-    let r = edge.request(
-        "POST",
-        "/api/echo",
-        &[("Content-Type", "text/plain")],
-        b"plain body",
-    );
+    let r = edge.post("/api/echo", "text/plain", b"plain body");
     assert_eq!(r.json()["length"].as_i64(), Some(10), "{}", r.describe());
 
     // Django trusts CONTENT_LENGTH only: behind nginx (which de-chunks and
@@ -286,7 +245,6 @@ fn venv_site_packages_and_pth_files() {
             .pythonpath(&[])
             .app(&format!("venv = {}", toml_path(&v))),
     );
-    let r = edge.get("/");
-    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    let r = edge.get_ok("/");
     assert_eq!(r.text(), "site-packages; found through a .pth file");
 }

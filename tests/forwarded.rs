@@ -102,17 +102,7 @@ fn forged_headers_never_reach_the_app_over_h2c() {
 
 /// A TLS site: plain listener `edge.port`, HTTPS on the returned port.
 fn tls_site(conf: Conf) -> (Edge, u16, Ca, tempfile::TempDir) {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca
-        .issue(&["localhost", "127.0.0.1"], 1)
-        .write(dir.path(), "site");
-    let tls_port = free_port();
-    let conf = conf.tail(&format!(
-        "[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = {}\nkey = {}\n",
-        toml_path(&cert),
-        toml_path(&key)
-    ));
+    let (conf, tls_port, ca, dir) = t::with_tls(conf);
     (Edge::start(&conf), tls_port, ca, dir)
 }
 
@@ -667,15 +657,7 @@ fn connections_without_a_valid_proxy_header_are_closed_unanswered() {
 
 #[test]
 fn proxy_header_comes_before_the_tls_handshake() {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue(&["localhost"], 1).write(dir.path(), "site");
-    let tls_port = free_port();
-    let conf = proxied_conf("environ_app:app").tail(&format!(
-        "[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = {}\nkey = {}\n",
-        toml_path(&cert),
-        toml_path(&key)
-    ));
+    let (conf, tls_port, ca, _dir) = t::with_tls(proxied_conf("environ_app:app"));
     let edge = start_proxied(&conf);
     let config = t::client_config(Some(&ca), &[], &[b"http/1.1"]);
     let mut tcp = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();

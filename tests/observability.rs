@@ -844,11 +844,7 @@ fn status_finds_a_gunicorn_style_edge_by_its_port() {
 #[test]
 fn tls_handshakes_are_counted_and_logged() {
     use support::tls as t;
-    let ca = t::Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca
-        .issue(&["localhost", "127.0.0.1"], 1)
-        .write(dir.path(), "site");
+    let (ca, dir, cert, key) = t::site_cert();
     let (tls_port, mport) = (support::free_port(), support::free_port());
     let log = dir.path().join("access.log");
     let conf = Conf::new("obs_app:app").tail(&format!(

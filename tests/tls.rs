@@ -53,11 +53,7 @@ fn start(module: &str, cert: &Path, key: &Path, tls_lines: &str, tail: &str) -> 
 /// A CA, a `localhost`/`127.0.0.1` leaf written to a temp dir, and the
 /// environ app behind it.
 fn environ_site(tls_lines: &str, tail: &str) -> (Site, Ca, TempDir) {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca
-        .issue(&["localhost", "127.0.0.1"], 1)
-        .write(dir.path(), "site");
+    let (ca, dir, cert, key) = t::site_cert();
     let site = start("environ_app:app", &cert, &key, tls_lines, tail);
     (site, ca, dir)
 }

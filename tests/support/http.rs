@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::json::Json;
@@ -63,6 +64,20 @@ impl Response {
                 self.text()
             )
         })
+    }
+
+    /// Panics (showing the response) unless the status is 200, the
+    /// Content-Type starts with `ctype` and the body is the bytes of `file`.
+    #[track_caller]
+    pub fn assert_serves_file(&self, ctype: &str, file: &Path) {
+        let what = file.display();
+        assert_eq!(self.status, 200, "{what}: {}", self.describe());
+        assert!(
+            self.header("content-type").unwrap_or("").starts_with(ctype),
+            "{what}: want {ctype}: {}",
+            self.describe()
+        );
+        assert_eq!(self.body, std::fs::read(file).unwrap(), "{what}");
     }
 
     /// Head and body, for assertion messages.

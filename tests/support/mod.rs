@@ -416,6 +416,30 @@ impl Edge {
         self.get_with(path, &[])
     }
 
+    /// GET `path`; panics (with the response and the logs) unless it is a
+    /// 200.
+    #[track_caller]
+    pub fn get_ok(&self, path: &str) -> Response {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "{}\n{}", r.describe(), self.logs());
+        r
+    }
+
+    /// GET `path`; panics unless it is a 200 of type `application/json`;
+    /// the body, parsed.
+    #[track_caller]
+    pub fn get_json(&self, path: &str) -> Json {
+        let r = self.get_ok(path);
+        let ctype = r.header("content-type");
+        assert_eq!(ctype, Some("application/json"), "{}", r.describe());
+        r.json()
+    }
+
+    /// POST `body` to `path` with this Content-Type (fresh connection).
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
+        self.request("POST", path, &[("Content-Type", content_type)], body)
+    }
+
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         self.request("GET", path, headers, b"")
     }

@@ -22,6 +22,9 @@ use rcgen::{
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use tempfile::TempDir;
+
+use super::{free_port, toml_path, Conf};
 
 /// ring, as edge uses; installing twice is harmless.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -112,6 +115,31 @@ impl Leaf {
     }
 }
 
+/// A new CA and a `localhost`/`127.0.0.1` leaf it signed, written as
+/// `site.pem` and `site-key.pem` in a fresh temp dir: the CA, the dir (the
+/// files live as long as it does), the certificate and key paths.
+pub fn site_cert() -> (Ca, TempDir, PathBuf, PathBuf) {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"], 1)
+        .write(dir.path(), "site");
+    (ca, dir, cert, key)
+}
+
+/// `conf` with a `[tls]` listener on a fresh port serving a [`site_cert`]:
+/// the config, the TLS port, the CA (for clients) and the dir of the files.
+pub fn with_tls(conf: Conf) -> (Conf, u16, Ca, TempDir) {
+    let (ca, dir, cert, key) = site_cert();
+    let tls_port = free_port();
+    let conf = conf.tail(&format!(
+        "[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = {}\nkey = {}\n",
+        toml_path(&cert),
+        toml_path(&key)
+    ));
+    (conf, tls_port, ca, dir)
+}
+
 // === rustls clients ===
 
 /// A client config trusting `ca` (or, with `None`, accepting any
@@ -149,6 +177,15 @@ pub fn client_config(
 #[derive(Debug)]
 struct AcceptAny;
 
+type Der<'a> = CertificateDer<'a>;
+type Dss = DigitallySignedStruct;
+type Checked = Result<HandshakeSignatureValid, rustls::Error>;
+
+/// The algorithms ring verifies handshake signatures with.
+fn signature_algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    provider().signature_verification_algorithms
+}
+
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
         &self,
@@ -160,36 +197,14 @@ impl ServerCertVerifier for AcceptAny {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            m,
-            c,
-            d,
-            &provider().signature_verification_algorithms,
-        )
+    fn verify_tls12_signature(&self, m: &[u8], c: &Der<'_>, d: &Dss) -> Checked {
+        rustls::crypto::verify_tls12_signature(m, c, d, &signature_algorithms())
     }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &provider().signature_verification_algorithms,
-        )
+    fn verify_tls13_signature(&self, m: &[u8], c: &Der<'_>, d: &Dss) -> Checked {
+        rustls::crypto::verify_tls13_signature(m, c, d, &signature_algorithms())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        signature_algorithms().supported_schemes()
     }
 }
 
