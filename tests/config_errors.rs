@@ -31,23 +31,29 @@ fn hello_conf() -> Conf {
     Conf::new("hello:app").pythonpath(&[examples_dir()])
 }
 
-#[test]
-fn unknown_key_exits_2_naming_key_and_line() {
-    let conf = hello_conf().app("wrokers = 2");
-    let text = conf.render();
-    let line = line_of(&text, "wrokers");
-    let e = run_config(&text, &[], EXIT_WAIT);
-    assert_eq!(e.code(), Some(2), "{}", describe(&e));
+/// Runs `text`, which must exit 2 with a stderr naming `key` and the line
+/// it stands on; the run, for more checks.
+#[track_caller]
+fn refused_naming(text: &str, key: &str) -> Exited {
+    let line = line_of(text, key);
+    let e = run_config(text, &[], EXIT_WAIT);
+    assert_eq!(e.code(), Some(2), "{key}: {}", describe(&e));
     assert!(
-        e.stderr.contains("wrokers"),
-        "stderr does not name the key:\n{}",
+        e.stderr.contains(key),
+        "stderr does not name {key:?}:\n{}",
         describe(&e)
     );
     assert!(
         names_line(&e.stderr, line),
-        "stderr does not name line {line}:\n{}",
+        "stderr does not name line {line} for {key}:\n{}",
         describe(&e)
     );
+    e
+}
+
+#[test]
+fn unknown_key_exits_2_naming_key_and_line() {
+    let e = refused_naming(&hello_conf().app("wrokers = 2").render(), "wrokers");
     assert!(e.leftovers.is_empty(), "processes left: {:?}", e.leftovers);
 }
 
@@ -58,20 +64,7 @@ fn unknown_section_and_static_key_are_errors() {
         ("[[static]]\nurl = \"/s/\"\ndri = \"/tmp\"", "dri"),
         ("[limits]\nmax_bdoy = \"1MiB\"", "max_bdoy"),
     ] {
-        let text = hello_conf().tail(extra).render();
-        let line = line_of(&text, key);
-        let e = run_config(&text, &[], EXIT_WAIT);
-        assert_eq!(e.code(), Some(2), "{key}: {}", describe(&e));
-        assert!(
-            e.stderr.contains(key),
-            "stderr does not name {key:?}:\n{}",
-            describe(&e)
-        );
-        assert!(
-            names_line(&e.stderr, line),
-            "stderr does not name line {line} for {key}:\n{}",
-            describe(&e)
-        );
+        refused_naming(&hello_conf().tail(extra).render(), key);
     }
 }
 
