@@ -10,7 +10,7 @@
 //! - [`front`]: the HTTP front (tokio + hyper), built after its fork:
 //!   connections, TLS, static files, body buffering, dispatch to workers
 //!   (`upstream/`: `mod.rs` dispatch, `channel.rs` the worker channels),
-//!   `[[proxy]]`, the access log (`access_log/`: queue and writer,
+//!   `[[proxy]]`, file offload (`offload.rs`: `X-Accel-Redirect`), the access log (`access_log/`: queue and writer,
 //!   `render.rs` the line).
 //! - [`worker`] (feature `python`): a forked worker embedding CPython,
 //!   running the app through WSGI (threads) or ASGI (one asyncio loop);
