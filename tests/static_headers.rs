@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::static_helpers::{decode, pattern, public, start, SiteConf};
+use support::static_helpers::{decode, pattern, public, start, write_files, SiteConf};
 use support::Edge;
 
 fn site() -> Edge {
@@ -17,20 +17,26 @@ fn site() -> Edge {
 fn site_with(conf: &SiteConf) -> Edge {
     start(conf, |root| {
         let p = root.join("public");
-        std::fs::create_dir_all(p.join("docs")).unwrap();
         std::fs::create_dir_all(p.join("empty")).unwrap();
-        std::fs::write(p.join("app.css"), "body { color: red }\n").unwrap();
-        std::fs::write(p.join("docs/index.html"), "<h1>docs</h1>\n").unwrap();
-        std::fs::write(p.join("data.bin"), pattern(1000)).unwrap();
-        std::fs::write(p.join("big.bin"), pattern(300_000)).unwrap();
-        std::fs::write(p.join("page.html"), "<p>hello html</p>\n".repeat(200)).unwrap();
-        std::fs::write(p.join("huge.js"), "console.log('edge');\n".repeat(20_000)).unwrap();
-        std::fs::write(p.join("pre.css"), "pre { x: y }\n".repeat(100)).unwrap();
-        std::fs::write(p.join("pre.css.br"), "BROTLI-SIBLING").unwrap();
-        std::fs::write(p.join("pre.css.gz"), "GZIP-SIBLING").unwrap();
-        std::fs::write(p.join(".env"), "DB_PASSWORD=hunter2").unwrap();
-        std::fs::create_dir_all(p.join(".git")).unwrap();
-        std::fs::write(p.join(".git/config"), "[core]\n").unwrap();
+        write_files(
+            &p,
+            &[
+                ("app.css", b"body { color: red }\n"),
+                ("docs/index.html", b"<h1>docs</h1>\n"),
+                ("data.bin", &pattern(1000)),
+                ("big.bin", &pattern(300_000)),
+                ("page.html", "<p>hello html</p>\n".repeat(200).as_bytes()),
+                (
+                    "huge.js",
+                    "console.log('edge');\n".repeat(20_000).as_bytes(),
+                ),
+                ("pre.css", "pre { x: y }\n".repeat(100).as_bytes()),
+                ("pre.css.br", b"BROTLI-SIBLING"),
+                ("pre.css.gz", b"GZIP-SIBLING"),
+                (".env", b"DB_PASSWORD=hunter2"),
+                (".git/config", b"[core]\n"),
+            ],
+        );
     })
 }
 

@@ -11,19 +11,22 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::static_helpers::{front_pid, pattern, protected, rchar, start, SiteConf};
+use support::static_helpers::{front_pid, pattern, protected, rchar, start, write_files, SiteConf};
 use support::Edge;
 
 const BIG: usize = 48 << 20;
 
 fn site() -> Edge {
     start(&SiteConf::default(), |root| {
-        let p = root.join("protected");
-        std::fs::write(p.join("report.pdf"), b"%PDF-1.4 edge report").unwrap();
-        std::fs::write(p.join("data.bin"), pattern(200_000)).unwrap();
-        std::fs::write(p.join("big.bin"), pattern(BIG)).unwrap();
-        std::fs::create_dir_all(p.join("sub")).unwrap();
-        std::fs::write(p.join("sub/ünï code.txt"), "unicode name\n").unwrap();
+        write_files(
+            &root.join("protected"),
+            &[
+                ("report.pdf", b"%PDF-1.4 edge report"),
+                ("data.bin", &pattern(200_000)),
+                ("big.bin", &pattern(BIG)),
+                ("sub/ünï code.txt", b"unicode name\n"),
+            ],
+        );
     })
 }
 
@@ -32,8 +35,7 @@ fn site() -> Edge {
 #[test]
 fn x_accel_redirect_serves_the_internal_file() {
     let edge = site();
-    let r = edge.get("/accel?name=report.pdf");
-    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = edge.get_ok("/accel?name=report.pdf");
     assert_eq!(r.text(), "%PDF-1.4 edge report");
     assert_eq!(r.header("content-length"), Some("20"));
     // nginx's rules: the app's Content-Type, Content-Disposition,
@@ -89,8 +91,7 @@ fn x_accel_redirect_serves_the_internal_file() {
 #[test]
 fn x_sendfile_serves_files_under_a_static_dir_only() {
     let edge = site();
-    let r = edge.get("/sendfile?name=report.pdf");
-    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = edge.get_ok("/sendfile?name=report.pdf");
     assert_eq!(r.text(), "%PDF-1.4 edge report");
     let r = edge.get("/sendfile-raw?to=/etc/passwd");
     assert_eq!(r.status, 404);

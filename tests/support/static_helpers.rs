@@ -105,6 +105,15 @@ pub fn start(conf: &SiteConf, prepare: impl FnOnce(&Path)) -> Edge {
     Edge::start_in(dir, &config, port)
 }
 
+/// Writes each `(path, contents)` under `dir`, making the folders on the way.
+pub fn write_files(dir: &Path, files: &[(&str, &[u8])]) {
+    for (name, data) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
 pub fn public(edge: &Edge) -> PathBuf {
     edge.dir.path().join("public")
 }
