@@ -77,12 +77,7 @@ fn environ_matches_gunicorn_for_a_get() {
         ("wsgi.url_scheme", "http"),
     ];
     for (k, v) in expected {
-        assert_eq!(
-            env[*k].as_str(),
-            Some(*v),
-            "environ[{k:?}]; whole answer: {}",
-            env_dump(&j)
-        );
+        assert_environ(&j, k, v);
     }
     // gunicorn drops headers with '_' in their name (header smuggling guard).
     for k in env.keys() {
@@ -100,24 +95,10 @@ fn environ_matches_gunicorn_for_a_get() {
         env_dump(&j)
     );
     assert_eq!(j["types"]["wsgi.version"].as_str(), Some("tuple"));
-    assert_eq!(
-        j["wsgi"]["wsgi.multithread"].as_bool(),
-        Some(false),
-        "{}",
-        env_dump(&j)
-    );
-    assert_eq!(
-        j["wsgi"]["wsgi.multiprocess"].as_bool(),
-        Some(true),
-        "2 workers: {}",
-        env_dump(&j)
-    );
-    assert_eq!(
-        j["wsgi"]["wsgi.run_once"].as_bool(),
-        Some(false),
-        "{}",
-        env_dump(&j)
-    );
+    assert_wsgi_flag(&j, "wsgi.multithread", false);
+    // 2 workers
+    assert_wsgi_flag(&j, "wsgi.multiprocess", true);
+    assert_wsgi_flag(&j, "wsgi.run_once", false);
     for k in ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"] {
         assert_eq!(
             j["types"][k].as_str(),
@@ -196,19 +177,10 @@ fn post_body_and_content_headers() {
     assert_eq!(r.status, 200, "{}", r.describe());
     let j = r.json();
     let env = &j["environ"];
-    assert_eq!(env["REQUEST_METHOD"].as_str(), Some("POST"));
-    assert_eq!(
-        env["CONTENT_LENGTH"].as_str(),
-        Some("1000"),
-        "{}",
-        env_dump(&j)
-    );
-    assert_eq!(
-        env["CONTENT_TYPE"].as_str(),
-        Some("application/x-www-form-urlencoded; charset=utf-8"),
-        "{}",
-        env_dump(&j)
-    );
+    assert_environ(&j, "REQUEST_METHOD", "POST");
+    assert_environ(&j, "CONTENT_LENGTH", "1000");
+    let form = "application/x-www-form-urlencoded; charset=utf-8";
+    assert_environ(&j, "CONTENT_TYPE", form);
     // PEP 3333 / CGI: these two never appear as HTTP_*
     assert!(env.get("HTTP_CONTENT_LENGTH").is_none(), "{}", env_dump(&j));
     assert!(env.get("HTTP_CONTENT_TYPE").is_none(), "{}", env_dump(&j));
@@ -218,12 +190,7 @@ fn post_body_and_content_headers() {
     // an empty POST: CONTENT_LENGTH "0", nothing to read
     let r = edge.request("POST", "/empty", &[], b"");
     let j = r.json();
-    assert_eq!(
-        j["environ"]["CONTENT_LENGTH"].as_str(),
-        Some("0"),
-        "{}",
-        env_dump(&j)
-    );
+    assert_environ(&j, "CONTENT_LENGTH", "0");
     assert_eq!(j["body_len"].as_i64(), Some(0));
 }
 
@@ -256,12 +223,7 @@ fn chunked_request_gets_content_length_like_nginx() {
     assert_eq!(r.status, 200, "{}", r.describe());
     let j = r.json();
     assert_eq!(j["body_len"].as_i64(), Some(11));
-    assert_eq!(
-        j["environ"]["CONTENT_LENGTH"].as_str(),
-        Some("11"),
-        "{}",
-        env_dump(&j)
-    );
+    assert_environ(&j, "CONTENT_LENGTH", "11");
     assert!(
         j["environ"].get("HTTP_TRANSFER_ENCODING").is_none(),
         "the body was de-chunked by the front; the app must not be told it is chunked: {}",
@@ -273,14 +235,9 @@ fn chunked_request_gets_content_length_like_nginx() {
 fn multiprocess_is_false_with_one_worker() {
     let edge = Edge::start(&Conf::new("environ_app:app").workers(1));
     let j = edge.get("/").json();
-    assert_eq!(
-        j["wsgi"]["wsgi.multiprocess"].as_bool(),
-        Some(false),
-        "{}",
-        env_dump(&j)
-    );
-    assert_eq!(j["wsgi"]["wsgi.multithread"].as_bool(), Some(false));
-    assert_eq!(j["wsgi"]["wsgi.run_once"].as_bool(), Some(false));
+    assert_wsgi_flag(&j, "wsgi.multiprocess", false);
+    assert_wsgi_flag(&j, "wsgi.multithread", false);
+    assert_wsgi_flag(&j, "wsgi.run_once", false);
 }
 
 #[test]
@@ -292,20 +249,12 @@ fn http10_request_environ() {
     let r = c.read_response("GET").unwrap();
     assert_eq!(r.status, 200, "{}", r.describe());
     let j = r.json();
-    assert_eq!(
-        j["environ"]["SERVER_PROTOCOL"].as_str(),
-        Some("HTTP/1.0"),
-        "{}",
-        env_dump(&j)
-    );
-    assert_eq!(j["environ"]["PATH_INFO"].as_str(), Some("/h10"));
-    assert_eq!(j["environ"]["QUERY_STRING"].as_str(), Some("v=1"));
+    assert_environ(&j, "SERVER_PROTOCOL", "HTTP/1.0");
+    assert_environ(&j, "PATH_INFO", "/h10");
+    assert_environ(&j, "QUERY_STRING", "v=1");
     // no Host header: SERVER_NAME/PORT still the listener's
-    assert_eq!(j["environ"]["SERVER_NAME"].as_str(), Some("127.0.0.1"));
-    assert_eq!(
-        j["environ"]["SERVER_PORT"].as_str(),
-        Some(conf.port.to_string().as_str())
-    );
+    assert_environ(&j, "SERVER_NAME", "127.0.0.1");
+    assert_environ(&j, "SERVER_PORT", &conf.port.to_string());
     // HTTP/1.0 without keep-alive: the server closes
     assert!(
         c.peer_closed(Duration::from_secs(5)),
@@ -347,6 +296,20 @@ fn wsgi_errors_goes_to_the_error_log() {
         !edge.stdout().contains("WSGI-ERRORS-MARKER-8C1D"),
         "wsgi.errors went to stdout"
     );
+}
+
+/// environ[`key`] in the app's answer `j` is the string `want`.
+#[track_caller]
+fn assert_environ(j: &Json, key: &str, want: &str) {
+    let got = j["environ"][key].as_str();
+    assert_eq!(got, Some(want), "environ[{key:?}]: {}", env_dump(j));
+}
+
+/// wsgi[`key`] in the app's answer `j` is the bool `want`.
+#[track_caller]
+fn assert_wsgi_flag(j: &Json, key: &str, want: bool) {
+    let got = j["wsgi"][key].as_bool();
+    assert_eq!(got, Some(want), "wsgi[{key:?}]: {}", env_dump(j));
 }
 
 fn env_dump(j: &Json) -> String {
@@ -406,17 +369,10 @@ fn ipv6_listener_environ() {
     let (r, local) = r;
     assert_eq!(r.status, 200, "{}", r.describe());
     let j = r.json();
-    let env = &j["environ"];
     // as gunicorn 23 gives them on a [::1] listener
-    assert_eq!(env["REMOTE_ADDR"].as_str(), Some("::1"), "{}", env_dump(&j));
-    assert_eq!(
-        env["REMOTE_PORT"].as_str(),
-        Some(local.to_string().as_str())
-    );
-    assert_eq!(env["SERVER_NAME"].as_str(), Some("::1"), "{}", env_dump(&j));
-    assert_eq!(env["SERVER_PORT"].as_str(), Some(port.to_string().as_str()));
-    assert_eq!(
-        env["HTTP_HOST"].as_str(),
-        Some(format!("[::1]:{port}").as_str())
-    );
+    assert_environ(&j, "REMOTE_ADDR", "::1");
+    assert_environ(&j, "REMOTE_PORT", &local.to_string());
+    assert_environ(&j, "SERVER_NAME", "::1");
+    assert_environ(&j, "SERVER_PORT", &port.to_string());
+    assert_environ(&j, "HTTP_HOST", &format!("[::1]:{port}"));
 }
