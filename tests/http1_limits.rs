@@ -36,29 +36,35 @@ fn status_of(edge: &Edge, raw: &[u8]) -> (u16, bool) {
     (r.status, closed)
 }
 
+/// `raw` gets a 200 from `edge`.
+#[track_caller]
+fn assert_passes(edge: &Edge, raw: &[u8]) {
+    assert_eq!(status_of(edge, raw).0, 200, "{}", edge.logs());
+}
+
+/// `raw` gets `status` from `edge`, which then closes the connection.
+#[track_caller]
+fn assert_refused_and_closed(edge: &Edge, raw: &[u8], status: u16) {
+    let (got, closed) = status_of(edge, raw);
+    assert_eq!(got, status);
+    assert!(closed, "connection left open after {status}");
+}
+
+fn pid_app(limits: &str) -> Edge {
+    Edge::start(&Conf::new("pid_app:app").tail(limits))
+}
+
 #[test]
 fn header_field_count_like_gunicorn_limit_request_fields() {
     // Default 100 (gunicorn's limit_request_fields): Host + 99 pass.
-    let edge = Edge::start(&Conf::new("pid_app:app"));
-    assert_eq!(
-        status_of(&edge, &head("/", 99, 20)).0,
-        200,
-        "{}",
-        edge.logs()
-    );
-    let (status, closed) = status_of(&edge, &head("/", 100, 20));
-    assert_eq!(status, 431);
-    assert!(closed, "connection left open after 431");
+    let edge = pid_app("");
+    assert_passes(&edge, &head("/", 99, 20));
+    assert_refused_and_closed(&edge, &head("/", 100, 20), 431);
     drop(edge);
 
     // Configured: 10.
-    let edge = Edge::start(&Conf::new("pid_app:app").tail("[limits]\nmax_header_fields = 10"));
-    assert_eq!(
-        status_of(&edge, &head("/", 9, 20)).0,
-        200,
-        "{}",
-        edge.logs()
-    );
+    let edge = pid_app("[limits]\nmax_header_fields = 10");
+    assert_passes(&edge, &head("/", 9, 20));
     assert_eq!(status_of(&edge, &head("/", 10, 20)).0, 431);
     assert_eq!(edge.get("/").status, 200, "still serving");
 }
@@ -67,21 +73,14 @@ fn header_field_count_like_gunicorn_limit_request_fields() {
 fn request_line_too_long_gets_414() {
     // Default 8 KiB (nginx's large_client_header_buffers): "GET " + target
     // + " HTTP/1.1" = 8192 passes, one byte more does not.
-    let edge = Edge::start(&Conf::new("pid_app:app"));
+    let edge = pid_app("");
     let target = |len: usize| format!("/{}", "a".repeat(len - 1));
     let fits = 8192 - "GET  HTTP/1.1".len();
-    assert_eq!(
-        status_of(&edge, &head(&target(fits), 0, 0)).0,
-        200,
-        "{}",
-        edge.logs()
-    );
-    let (status, closed) = status_of(&edge, &head(&target(fits + 1), 0, 0));
-    assert_eq!(status, 414);
-    assert!(closed, "connection left open after 414");
+    assert_passes(&edge, &head(&target(fits), 0, 0));
+    assert_refused_and_closed(&edge, &head(&target(fits + 1), 0, 0), 414);
     drop(edge);
 
-    let edge = Edge::start(&Conf::new("pid_app:app").tail("[limits]\nmax_request_line = 1024"));
+    let edge = pid_app("[limits]\nmax_request_line = 1024");
     assert_eq!(status_of(&edge, &head(&target(1000), 0, 0)).0, 200);
     assert_eq!(status_of(&edge, &head(&target(1100), 0, 0)).0, 414);
     // The query counts too.
@@ -93,36 +92,26 @@ fn request_line_too_long_gets_414() {
 fn one_header_field_too_large_gets_431() {
     // Default 8 KiB for "name: value" (gunicorn's limit_request_field_size
     // is 8190), below the whole head's 16 KiB.
-    let edge = Edge::start(&Conf::new("pid_app:app"));
-    assert_eq!(
-        status_of(&edge, &head("/", 1, 8192)).0,
-        200,
-        "{}",
-        edge.logs()
-    );
-    let (status, closed) = status_of(&edge, &head("/", 1, 8193));
-    assert_eq!(status, 431);
-    assert!(closed, "connection left open after 431");
+    let edge = pid_app("");
+    assert_passes(&edge, &head("/", 1, 8192));
+    assert_refused_and_closed(&edge, &head("/", 1, 8193), 431);
     // Two fields of 6 KiB: each under the cap, the head under 16 KiB.
     assert_eq!(status_of(&edge, &head("/", 2, 6000)).0, 200);
     drop(edge);
 
-    let edge = Edge::start(&Conf::new("pid_app:app").tail("[limits]\nmax_header_field = \"1KiB\""));
+    let edge = pid_app("[limits]\nmax_header_field = \"1KiB\"");
     assert_eq!(status_of(&edge, &head("/", 3, 1024)).0, 200);
     assert_eq!(status_of(&edge, &head("/", 3, 1025)).0, 431);
     // The refusal is in the access log, with its request id.
-    assert!(
-        edge.wait_log(false, Duration::from_secs(5), |s| s.contains("\" 431 ")),
-        "no access log line for the 431:\n{}",
-        edge.logs()
-    );
+    let what = "no access log line for the 431";
+    edge.expect_log(false, Duration::from_secs(5), "\" 431 ", what);
 }
 
 #[test]
 fn the_same_limits_over_http2() {
-    let edge = Edge::start(&Conf::new("pid_app:app").tail(
+    let edge = pid_app(
         "[limits]\nmax_header_fields = 10\nmax_request_line = 1024\nmax_header_field = \"1KiB\"",
-    ));
+    );
     let get = |path: &str, fields: usize, len: usize| {
         let mut b = http::Request::get(format!("http://127.0.0.1:{}{path}", edge.port));
         for i in 0..fields {

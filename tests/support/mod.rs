@@ -578,6 +578,14 @@ impl Edge {
         }
     }
 
+    /// Waits up to `timeout` for `needle` in stderr (`stderr`) or stdout;
+    /// panics with `what` and the logs if it does not come.
+    #[track_caller]
+    pub fn expect_log(&self, stderr: bool, timeout: Duration, needle: &str, what: &str) {
+        let seen = self.wait_log(stderr, timeout, |s| s.contains(needle));
+        assert!(seen, "{what}: no {needle:?} in the log\n{}", self.logs());
+    }
+
     /// Whether a TCP connect to the port is refused now.
     pub fn refuses_connections(&self) -> bool {
         TcpStream::connect_timeout(&self.addr(), Duration::from_millis(500)).is_err()
