@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::chunked;
+use support::http::{build_request, chunked};
 use support::{sha256, Conf, Edge, Response};
 
 /// "ok <pid>" → pid.
@@ -20,8 +20,14 @@ fn ok_pid(r: &Response) -> i32 {
 /// `module` with one worker, started and answering `/ok`; with that
 /// worker's pid.
 fn one_worker(module: &str) -> (Edge, i32) {
-    let edge = Edge::start_ready(&Conf::new(module).workers(1), "/ok");
-    let pid = ok_pid(&edge.get("/ok"));
+    one_worker_at(module, "/ok")
+}
+
+/// `module` with one worker, started and answering "ok <pid>" on `path`;
+/// with that pid.
+fn one_worker_at(module: &str, path: &str) -> (Edge, i32) {
+    let edge = Edge::start_ready(&Conf::new(module).workers(1), path);
+    let pid = ok_pid(&edge.get(path));
     (edge, pid)
 }
 
@@ -216,13 +222,9 @@ fn close_is_called_exactly_once() {
 fn app_exception_gives_500_then_the_worker_goes_on() {
     let (edge, pid) = one_worker("exc_app:app");
 
-    let r = edge.get("/boom");
-    assert_eq!(r.status, 500, "{}", r.describe());
-    assert!(
-        !r.text().contains("boom-marker"),
-        "the traceback leaked to the client:\n{}",
-        r.describe()
-    );
+    // the traceback does not leak to the client
+    edge.get("/boom")
+        .assert_status_without(500, "boom-marker", "/boom");
     assert!(
         edge.wait_log(true, Duration::from_secs(5), |s| s.contains("Traceback")
             && s.contains("RuntimeError")
@@ -242,12 +244,8 @@ fn app_exception_gives_500_then_the_worker_goes_on() {
     // raised inside the iterable, before the first chunk
     let r = edge.get("/boom-late");
     assert_eq!(r.status, 500, "{}", r.describe());
-    assert!(
-        edge.wait_log(true, Duration::from_secs(5), |s| s
-            .contains("late-boom-marker-51d2")),
-        "no traceback for the iterable's exception:\n{}",
-        edge.logs()
-    );
+    let what = "no traceback for the iterable's exception";
+    edge.expect_log(true, Duration::from_secs(5), "late-boom-marker-51d2", what);
     let r = edge.get("/ok");
     assert_eq!(ok_pid(&r), pid);
 }
@@ -290,17 +288,12 @@ fn os_exit_gives_502_and_a_fresh_worker_serves_the_next() {
 
 #[test]
 fn invalid_status_gives_500_and_a_log_line() {
-    let edge = Edge::start(&Conf::new("badstatus_app:app").workers(1));
-    let pid = ok_pid(&edge.get("/"));
+    let (edge, pid) = one_worker_at("badstatus_app:app", "/");
     for path in ["/s1", "/s2", "/s3", "/s4"] {
         let before = edge.stderr().len();
-        let r = edge.get(path);
-        assert_eq!(r.status, 500, "{path}:\n{}", r.describe());
-        assert!(
-            !r.text().contains("should never reach"),
-            "{path} body leaked:\n{}",
-            r.describe()
-        );
+        // the body the app set never reaches the client
+        edge.get(path)
+            .assert_status_without(500, "should never reach", path);
         assert!(
             edge.wait_log(true, Duration::from_secs(5), |s| s.len() > before
                 && s[before..].to_ascii_lowercase().contains("status")),
@@ -315,8 +308,7 @@ fn invalid_status_gives_500_and_a_log_line() {
 
 #[test]
 fn header_with_crlf_gives_500_never_a_split_response() {
-    let edge = Edge::start(&Conf::new("crlf_header_app:app").workers(1));
-    let pid = ok_pid(&edge.get("/"));
+    let (edge, pid) = one_worker_at("crlf_header_app:app", "/");
     for path in ["/crlf", "/lf", "/name", "/colon"] {
         let before = edge.stderr().len();
         let mut c = edge.conn();
@@ -408,14 +400,9 @@ fn no_content_response_has_no_body() {
     let conf = Conf::new("headers_app:app");
     let edge = Edge::start(&conf);
     let mut c = edge.conn();
-    let mut all = support::http::build_request("GET", "/204", &[], b"", conf.port);
-    all.extend(support::http::build_request(
-        "GET",
-        "/",
-        &[("Connection", "close")],
-        b"",
-        conf.port,
-    ));
+    let mut all = build_request("GET", "/204", &[], b"", conf.port);
+    let last = build_request("GET", "/", &[("Connection", "close")], b"", conf.port);
+    all.extend(last);
     c.send(&all);
     let r = c.read_response("GET").unwrap();
     assert_eq!(r.status, 204, "{}", r.describe());

@@ -80,6 +80,18 @@ impl Response {
         assert_eq!(self.body, std::fs::read(file).unwrap(), "{what}");
     }
 
+    /// Panics (showing the response) unless the status is `status` and the
+    /// body does not contain `hidden`; `what` names the request.
+    #[track_caller]
+    pub fn assert_status_without(&self, status: u16, hidden: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.describe());
+        assert!(
+            !self.text().contains(hidden),
+            "{what}: the body shows {hidden:?}: {}",
+            self.describe()
+        );
+    }
+
     /// Head and body, for assertion messages.
     pub fn describe(&self) -> String {
         let body = self.text();
