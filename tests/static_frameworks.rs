@@ -44,6 +44,15 @@ fn wait_status(edge: &Edge, uri: &str, status: u16) -> support::Response {
     }
 }
 
+/// Waits until the front serves `uri` itself: its `.br` sibling (holding
+/// "BROTLI-FROM-EDGE"), which only edge picks, to a client that takes br.
+#[track_caller]
+fn wait_front_serves(edge: &Edge, uri: &str) {
+    let r = wait_status(edge, uri, 200);
+    assert_eq!(r.header("content-encoding"), Some("br"), "{}", r.describe());
+    assert_eq!(r.text(), "BROTLI-FROM-EDGE");
+}
+
 /// Writes `site.toml` in `dir` (the app `module` from `dir/proj`, the test
 /// venv `v`, `workers`, and `<flag> = true` in `[app]`) and starts edge
 /// there; waits until `/` answers.
@@ -99,9 +108,7 @@ fn django_static_and_media_from_settings() {
     assert_eq!(edge.get("/").text(), "django root");
 
     // STATIC_URL = 'assets/' (relative, as Django allows) is /assets/.
-    let r = wait_status(&edge, "/assets/app.css", 200);
-    assert_eq!(r.header("content-encoding"), Some("br"), "{}", r.describe());
-    assert_eq!(r.text(), "BROTLI-FROM-EDGE");
+    wait_front_serves(&edge, "/assets/app.css");
     let r = edge.get("/assets/app.css");
     assert_eq!(r.text(), "body { color: green }\n");
     assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
@@ -149,9 +156,7 @@ fn flask_static_folder() {
     write(&root.join("fstatic/style.css.br"), "BROTLI-FROM-EDGE");
     let mut edge = start_site(dir, &v, "fapp:app", 1, "flask_static");
     assert_eq!(edge.get("/").text(), "flask root");
-    let r = wait_status(&edge, "/fs/style.css", 200);
-    assert_eq!(r.header("content-encoding"), Some("br"), "{}", r.describe());
-    assert_eq!(r.text(), "BROTLI-FROM-EDGE");
+    wait_front_serves(&edge, "/fs/style.css");
     assert_eq!(edge.get("/fs/style.css").text(), "h1 { margin: 0 }\n");
     assert!(
         edge.logs().contains("serving the app's static routes"),
