@@ -19,6 +19,26 @@ fn app_calls(edge: &Edge, what: &str) -> usize {
         .count()
 }
 
+/// The app never logged a call `what` ("METHOD /path", or a prefix).
+#[track_caller]
+fn assert_app_never_called(edge: &Edge, what: &str, why: &str) {
+    assert_eq!(app_calls(edge, what), 0, "{why}");
+}
+
+/// `upload_app` with `limits` (lines of `[limits]`).
+fn upload_app(limits: &str) -> Edge {
+    Edge::start(&Conf::new("upload_app:app").tail(&format!("[limits]\n{limits}")))
+}
+
+/// `upload_app` with `max_body` that spools request bodies in a temp dir of
+/// its own: that dir (to look into) and the edge.
+fn spooling_upload_app(max_body: &str) -> (tempfile::TempDir, Edge) {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = support::toml_path(spool.path());
+    let edge = upload_app(&format!("max_body = \"{max_body}\"\ntemp_dir = {dir}"));
+    (spool, edge)
+}
+
 fn get_fresh(edge: &Edge, path: &str) -> (u16, Duration) {
     let start = Instant::now();
     let mut c = edge.conn();
@@ -118,16 +138,12 @@ fn an_attack_of_slow_clients_does_not_slow_normal_requests() {
     assert_eq!(opened, 250, "the attack could not open its connections");
     assert!(reader.join().unwrap() > 0, "the slow reader got nothing");
     // The slow uploads never reached the app: their bodies never completed.
-    assert_eq!(
-        app_calls(&edge, "POST /hash"),
-        0,
-        "a slow upload reached Python"
-    );
+    assert_app_never_called(&edge, "POST /hash", "a slow upload reached Python");
 }
 
 #[test]
 fn oversized_bodies_get_413_and_never_reach_the_app() {
-    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nmax_body = \"1MiB\""));
+    let edge = upload_app("max_body = \"1MiB\"");
     // Declared too large: 413 before a byte of the body is sent.
     let mut c = edge.conn();
     c.set_timeout(Duration::from_secs(10));
@@ -149,11 +165,7 @@ fn oversized_bodies_get_413_and_never_reach_the_app() {
     }
     let r = c.read_response("POST").unwrap();
     assert_eq!(r.status, 413, "{}", r.describe());
-    assert_eq!(
-        app_calls(&edge, "POST"),
-        0,
-        "the app was called for a body over max_body"
-    );
+    assert_app_never_called(&edge, "POST", "the app was called for a body over max_body");
     // And 431 for a 64 KiB head.
     let mut c = edge.conn();
     let big = "b".repeat(64 * 1024);
@@ -164,12 +176,7 @@ fn oversized_bodies_get_413_and_never_reach_the_app() {
 
 #[test]
 fn a_300mib_upload_is_hashed_right_without_300mib_of_memory() {
-    let spool = tempfile::tempdir().unwrap();
-    let conf = Conf::new("upload_app:app").tail(&format!(
-        "[limits]\nmax_body = \"400MiB\"\ntemp_dir = {}",
-        support::toml_path(spool.path())
-    ));
-    let edge = Edge::start(&conf);
+    let (spool, edge) = spooling_upload_app("400MiB");
     let block = support::pseudo_random_bytes(1 << 20, 3);
     let blocks = 300usize;
     // Expected digest, computed incrementally by Python.
@@ -237,12 +244,7 @@ fn a_300mib_upload_is_hashed_right_without_300mib_of_memory() {
 
 #[test]
 fn a_worker_killed_mid_upload_leaves_no_temp_file() {
-    let spool = tempfile::tempdir().unwrap();
-    let conf = Conf::new("upload_app:app").tail(&format!(
-        "[limits]\nmax_body = \"100MiB\"\ntemp_dir = {}",
-        support::toml_path(spool.path())
-    ));
-    let mut edge = Edge::start(&conf);
+    let (spool, mut edge) = spooling_upload_app("100MiB");
     let worker = proc::workers_of(edge.pid)
         .first()
         .copied()
@@ -315,16 +317,12 @@ fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
     // The worker took the stale request after its sleep and skipped it.
     assert!(edge.wait_log(true, Duration::from_secs(5), |l| l
         .contains("queue_timeout; not running it")));
-    assert_eq!(
-        app_calls(&edge, "GET /queued"),
-        0,
-        "a request past queue_timeout ran"
-    );
+    assert_app_never_called(&edge, "GET /queued", "a request past queue_timeout ran");
 }
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
-    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nsend_timeout = \"2s\""));
+    let edge = upload_app("send_timeout = \"2s\"");
     let mut s = TcpStream::connect(edge.addr()).unwrap();
     s.write_all(b"GET /big?size=104857600 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -398,7 +396,7 @@ fn x_accel_buffering_no_streams_and_is_not_forwarded() {
 
 #[test]
 fn max_connections_defers_new_connections_to_the_backlog() {
-    let edge = Edge::start(&Conf::new("upload_app:app").tail("[limits]\nmax_connections = 2"));
+    let edge = upload_app("max_connections = 2");
     // Two idle keep-alive connections hold both permits.
     let mut a = edge.conn();
     a.set_timeout(Duration::from_secs(5));
