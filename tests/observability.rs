@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -34,21 +34,22 @@ fn status_of(raw: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-fn access_file_conf(module: &str, format: &str) -> (Conf, tempfile::TempDir) {
+/// obs_app writing its access log in `format` to a file, started: the
+/// temp dir that holds the log, the edge and the log's path.
+fn access_logged(format: &str) -> (tempfile::TempDir, Edge, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let conf = Conf::new(module).tail(&format!(
+    let log = dir.path().join("access.log");
+    let conf = obs().tail(&format!(
         "[log]\naccess = {}\nformat = {}",
-        toml_path(&dir.path().join("access.log")),
+        toml_path(&log),
         support::toml_str(format)
     ));
-    (conf, dir)
+    (dir, Edge::start(&conf), log)
 }
 
 #[test]
 fn json_access_log_lines_parse_with_awkward_input() {
-    let (conf, dir) = access_file_conf("obs_app:app", "json");
-    let edge = Edge::start(&conf);
-    let log = dir.path().join("access.log");
+    let (_dir, edge, log) = access_logged("json");
     let before = obs::wait_lines(&log, 1, AWAIT).len();
 
     // (target, extra headers, expected path, expected user agent)
@@ -168,9 +169,7 @@ fn request_id_of(raw: &[u8]) -> String {
 
 #[test]
 fn combined_log_matches_nginx_field_by_field() {
-    let (conf, dir) = access_file_conf("obs_app:app", "combined");
-    let edge = Edge::start(&conf);
-    let log = dir.path().join("access.log");
+    let (_dir, edge, log) = access_logged("combined");
     let before = obs::wait_lines(&log, 1, AWAIT).len();
     let requests: Vec<Vec<u8>> = vec![
         raw_get(
@@ -239,12 +238,7 @@ fn combined_log_matches_nginx_field_by_field() {
 
 #[test]
 fn custom_format_template() {
-    let (conf, dir) = access_file_conf(
-        "obs_app:app",
-        "$remote_addr $request_id \"$request\" $status $bytes $bytes_in $route $worker_pid $upstream_us $duration_us $tls_version ${method}!",
-    );
-    let edge = Edge::start(&conf);
-    let log = dir.path().join("access.log");
+    let (_dir, edge, log) = access_logged("$remote_addr $request_id \"$request\" $status $bytes $bytes_in $route $worker_pid $upstream_us $duration_us $tls_version ${method}!");
     let before = obs::wait_lines(&log, 1, AWAIT).len();
     let r = edge.request("POST", "/echo?z=1", &[("X-Request-Id", "tmpl-1")], b"hello");
     assert_eq!(r.text(), "5");
@@ -352,9 +346,7 @@ fn usr1_reopens_logs_after_rename() {
 
 #[test]
 fn request_id_round_trip() {
-    let (conf, dir) = access_file_conf("obs_app:app", "$request_id $uri");
-    let edge = Edge::start(&conf);
-    let log = dir.path().join("access.log");
+    let (_dir, edge, log) = access_logged("$request_id $uri");
 
     // Given and valid: kept, seen by the app, echoed, logged.
     let r = edge.get_with("/rid", &[("X-Request-Id", "abc-123.X_y")]);
@@ -397,12 +389,25 @@ fn request_id_round_trip() {
     assert!(text.contains(&format!("{g1} /rid")), "{text:?}");
 }
 
+fn obs() -> Conf {
+    Conf::new("obs_app:app")
+}
+
+/// GET `path` with `X-Request-Id: id`; it must answer 200.
+#[track_caller]
+fn get_ok_as(edge: &Edge, path: &str, id: &str) {
+    let r = edge.get_with(path, &[("X-Request-Id", id)]);
+    assert_eq!(r.status, 200, "{}", r.describe());
+}
+
+/// `conf` with the access log off and `log` added to `[log]`, started.
+fn without_access_log(conf: Conf, log: &str) -> Edge {
+    Edge::start(&conf.tail(&format!("[log]\naccess = \"off\"\n{log}")))
+}
+
 #[test]
 fn request_id_header_is_configurable() {
-    let edge = Edge::start(
-        &Conf::new("obs_app:app")
-            .tail("[log]\naccess = \"off\"\nrequest_id_header = \"X-Correlation-Id\""),
-    );
+    let edge = without_access_log(obs(), "request_id_header = \"X-Correlation-Id\"");
     let r = edge.get_with(
         "/rid",
         &[("X-Correlation-Id", "corr-7"), ("X-Request-Id", "other")],
@@ -414,32 +419,12 @@ fn request_id_header_is_configurable() {
 
 #[test]
 fn error_log_names_role_pid_and_request() {
-    let edge = Edge::start(
-        &Conf::new("obs_app:app")
-            .workers(2)
-            .tail("[log]\naccess = \"off\""),
-    );
-    assert_eq!(
-        edge.get_with("/log?m=hello-log", &[("X-Request-Id", "req-log-1")])
-            .status,
-        200
-    );
-    assert_eq!(
-        edge.get_with("/errors?m=abcdef", &[("X-Request-Id", "req-err-2")])
-            .status,
-        200
-    );
-    assert_eq!(
-        edge.get_with("/exc?m=zz", &[("X-Request-Id", "req-exc-3")])
-            .status,
-        200
-    );
+    let edge = without_access_log(obs().workers(2), "");
+    get_ok_as(&edge, "/log?m=hello-log", "req-log-1");
+    get_ok_as(&edge, "/errors?m=abcdef", "req-err-2");
+    get_ok_as(&edge, "/exc?m=zz", "req-exc-3");
     assert_eq!(edge.get("/print?m=plain-print").status, 200);
-    assert!(
-        edge.wait_log(true, AWAIT, |s| s.contains("failed on purpose zz")),
-        "{}",
-        edge.logs()
-    );
+    edge.expect_log(true, AWAIT, "failed on purpose zz", "the exception");
     let err = edge.stderr();
     let line = |needle: &str| {
         err.lines()
@@ -482,14 +467,8 @@ fn error_log_names_role_pid_and_request() {
 
 #[test]
 fn error_log_json_lines_parse() {
-    let mut edge = Edge::start(
-        &Conf::new("obs_app:app").tail("[log]\naccess = \"off\"\nerror_format = \"json\""),
-    );
-    assert_eq!(
-        edge.get_with("/exc?m=%22q%22", &[("X-Request-Id", "json-err-1")])
-            .status,
-        200
-    );
+    let mut edge = without_access_log(obs(), "error_format = \"json\"");
+    get_ok_as(&edge, "/exc?m=%22q%22", "json-err-1");
     assert_eq!(edge.get("/errors?m=abc\\def").status, 200);
     assert!(
         edge.wait_log(true, AWAIT, |s| s.contains("ZeroDivisionError")
@@ -531,11 +510,7 @@ fn error_log_json_lines_parse() {
 
 #[test]
 fn timeout_kill_names_the_request_and_shows_the_python_frame() {
-    let edge = Edge::start(
-        &Conf::new("obs_app:app")
-            .app("timeout = \"1s\"")
-            .tail("[log]\naccess = \"off\""),
-    );
+    let edge = without_access_log(obs().app("timeout = \"1s\""), "");
     let r = edge.get_with("/slow?s=30", &[("X-Request-Id", "stuck-req-9")]);
     assert_eq!(r.status, 504);
     assert_eq!(r.header("x-request-id"), Some("stuck-req-9"));
@@ -631,39 +606,19 @@ fn metrics_count_what_was_sent() {
     let delta = |name: &str, labels: &[(&str, &str)]| {
         val(&after, name, labels) - val(&before, name, labels)
     };
-    let app2 = delta(
-        "edge_requests_total",
-        &[("route", "app"), ("status", "2xx")],
-    );
+    // edge_requests_total{route, status}
+    let requests = |route: &str, status: &str| {
+        delta(
+            "edge_requests_total",
+            &[("route", route), ("status", status)],
+        )
+    };
+    let app2 = requests("app", "2xx");
     assert_eq!(app2, (app_ok + 2) as f64); // + POST /echo + GET /metrics
-    assert_eq!(
-        delta(
-            "edge_requests_total",
-            &[("route", "static"), ("status", "4xx")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        delta(
-            "edge_requests_total",
-            &[("route", "static"), ("status", "2xx")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        delta(
-            "edge_requests_total",
-            &[("route", "health"), ("status", "2xx")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        delta(
-            "edge_requests_total",
-            &[("route", "front"), ("status", "4xx")]
-        ),
-        1.0
-    );
+    assert_eq!(requests("static", "4xx"), 1.0);
+    assert_eq!(requests("static", "2xx"), 1.0);
+    assert_eq!(requests("health", "2xx"), 1.0);
+    assert_eq!(requests("front", "4xx"), 1.0);
     assert_eq!(
         delta("edge_request_duration_seconds_count", &[]),
         total_requests
@@ -723,14 +678,9 @@ fn metrics_count_what_was_sent() {
 #[test]
 fn metrics_count_recycling_and_timeouts() {
     let mport = support::free_port();
-    let edge = Edge::start(
-        &Conf::new("obs_app:app")
-            .app("max_requests = 3")
-            .app("timeout = \"1s\"")
-            .tail(&format!(
-                "[log]\naccess = \"off\"\n[metrics]\nlisten = \"127.0.0.1:{mport}\""
-            )),
-    );
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"");
+    let conf = obs().app("max_requests = 3").app("timeout = \"1s\"");
+    let edge = without_access_log(conf.tail(&metrics), "");
     for i in 0..4 {
         assert_eq!(edge.get(&format!("/n{i}")).status, 200);
     }
