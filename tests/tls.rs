@@ -168,23 +168,24 @@ fn certificate_chain_and_key_formats() {
             .unwrap();
         assert!(out.status.success(), "openssl {args:?}: {out:?}");
     };
-    let san = "subjectAltName=DNS:localhost";
+    // A 2-day self-signed certificate `out` for localhost, of the key `key`.
+    let self_signed = |key: &str, out: &str| {
+        let req = [
+            "req",
+            "-x509",
+            "-key",
+            key,
+            "-out",
+            out,
+            "-subj",
+            "/CN=localhost",
+        ];
+        let san = ["-addext", "subjectAltName=DNS:localhost", "-days", "2"];
+        run(&[&req[..], &san].concat());
+    };
     // RSA, PKCS#1 ("BEGIN RSA PRIVATE KEY").
     run(&["genrsa", "-traditional", "-out", "rsa1.pem", "2048"]);
-    run(&[
-        "req",
-        "-x509",
-        "-key",
-        "rsa1.pem",
-        "-out",
-        "rsa.pem",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        san,
-        "-days",
-        "2",
-    ]);
+    self_signed("rsa1.pem", "rsa.pem");
     // EC, SEC1 ("BEGIN EC PRIVATE KEY").
     run(&[
         "ecparam",
@@ -195,20 +196,7 @@ fn certificate_chain_and_key_formats() {
         "-out",
         "ec1.pem",
     ]);
-    run(&[
-        "req",
-        "-x509",
-        "-key",
-        "ec1.pem",
-        "-out",
-        "ec.pem",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        san,
-        "-days",
-        "2",
-    ]);
+    self_signed("ec1.pem", "ec.pem");
     for (cert, key, marker) in [
         ("rsa.pem", "rsa1.pem", "BEGIN RSA PRIVATE KEY"),
         ("ec.pem", "ec1.pem", "BEGIN EC PRIVATE KEY"),
@@ -473,14 +461,42 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[test]
-fn hup_reloads_the_certificate_without_dropping_connections() {
+/// A TLS site whose certificate a test replaces: a CA, its first leaf for
+/// localhost written to `cert` and `key`, and the config of an app serving
+/// it on `tls_port` (not started yet).
+struct HupSite {
+    ca: Ca,
+    first: t::Leaf,
+    cert: PathBuf,
+    key: PathBuf,
+    conf: Conf,
+    tls_port: u16,
+    _dir: TempDir,
+}
+
+fn hup_site(module: &str) -> HupSite {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
     let first = ca.issue(&["localhost"], 1);
     let (cert, key) = first.write(dir.path(), "site");
-    let (conf, tls_port) = tls_conf("slow_app:app", &cert, &key, "", "");
-    let mut edge = Edge::start(&conf.workers(2));
+    let (conf, tls_port) = tls_conf(module, &cert, &key, "", "");
+    HupSite {
+        ca,
+        first,
+        cert,
+        key,
+        conf,
+        tls_port,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn hup_reloads_the_certificate_without_dropping_connections() {
+    let site = hup_site("slow_app:app");
+    let (ca, first, cert, key) = (&site.ca, &site.first, &site.cert, &site.key);
+    let tls_port = site.tls_port;
+    let mut edge = Edge::start(&site.conf.workers(2));
     let config = t::client_config(Some(&ca), &[], &[]);
 
     // An open connection, served with the first certificate...
@@ -520,12 +536,10 @@ fn hup_reloads_the_certificate_without_dropping_connections() {
 
 #[test]
 fn hup_with_a_broken_key_keeps_the_old_certificate() {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    let first = ca.issue(&["localhost"], 1);
-    let (cert, key) = first.write(dir.path(), "site");
-    let (conf, tls_port) = tls_conf("pid_app:app", &cert, &key, "", "");
-    let mut edge = Edge::start(&conf);
+    let site = hup_site("pid_app:app");
+    let (ca, first, cert, key) = (&site.ca, &site.first, &site.cert, &site.key);
+    let mut edge = Edge::start(&site.conf);
+    let tls_port = site.tls_port;
     let other = ca.issue(&["localhost"], 2);
     // A new certificate with the old key: they do not match.
     replace(&cert, &other.cert_pem);
@@ -549,6 +563,15 @@ fn hup_with_a_broken_key_keeps_the_old_certificate() {
 
 // === bad input ===
 
+/// `edge --check` on `text` exits 2 naming `file`.
+#[track_caller]
+fn check_exits_2_naming(text: &str, file: &Path) {
+    let e = run_config(text, &["--check"], Duration::from_secs(20));
+    assert_eq!(e.code(), Some(2), "{e:?}");
+    let file = file.display().to_string();
+    assert!(e.stderr.contains(&file), "{}", e.stderr);
+}
+
 #[test]
 fn bad_certificates_exit_2_naming_the_file() {
     let ca = Ca::new();
@@ -564,61 +587,21 @@ fn bad_certificates_exit_2_naming_the_file() {
     let empty = write("empty.pem", "");
     let garbage = write("garbage.pem", "this is not PEM\n");
     let good_text = std::fs::read_to_string(&cert).unwrap();
-    let truncated = write("truncated.pem", &good_text[..good_text.len() / 2]);
+    let trunc = write("truncated.pem", &good_text[..good_text.len() / 2]);
     let missing = d.join("missing.pem");
-    let mut cases: Vec<(&str, PathBuf, PathBuf, PathBuf, &str)> = vec![
-        (
-            "missing cert",
-            missing.clone(),
-            key.clone(),
-            missing.clone(),
-            "no such file",
-        ),
-        (
-            "missing key",
-            cert.clone(),
-            missing.clone(),
-            missing.clone(),
-            "no such file",
-        ),
-        (
-            "empty cert",
-            empty.clone(),
-            key.clone(),
-            empty.clone(),
-            "no certificate",
-        ),
-        (
-            "garbage cert",
-            garbage.clone(),
-            key.clone(),
-            garbage.clone(),
-            "no certificate",
-        ),
-        (
-            "truncated cert",
-            truncated.clone(),
-            key.clone(),
-            truncated.clone(),
-            "not a valid PEM",
-        ),
-        (
-            "garbage key",
-            cert.clone(),
-            garbage.clone(),
-            garbage.clone(),
-            "no private key",
-        ),
-        ("swapped", key.clone(), cert.clone(), key.clone(), "swapped"),
-        (
-            "other key",
-            cert.clone(),
-            other_key.clone(),
-            other_key.clone(),
-            "does not match",
-        ),
-    ];
     let unreadable = write("unreadable.pem", &good_text);
+    let other = &other_key;
+    // What, the cert and key given, the file the error must name, and how.
+    let mut cases: Vec<(&str, &Path, &Path, &Path, &str)> = vec![
+        ("missing cert", &missing, &key, &missing, "no such file"),
+        ("missing key", &cert, &missing, &missing, "no such file"),
+        ("empty cert", &empty, &key, &empty, "no certificate"),
+        ("garbage cert", &garbage, &key, &garbage, "no certificate"),
+        ("truncated cert", &trunc, &key, &trunc, "not a valid PEM"),
+        ("garbage key", &cert, &garbage, &garbage, "no private key"),
+        ("swapped", &key, &cert, &key, "swapped"),
+        ("other key", &cert, other, other, "does not match"),
+    ];
     if nix::unistd::geteuid().is_root() {
         eprintln!(
             "note: running as root, the unreadable-file case is skipped (root reads mode 000)"
@@ -626,13 +609,7 @@ fn bad_certificates_exit_2_naming_the_file() {
     } else {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
-        cases.push((
-            "unreadable",
-            unreadable.clone(),
-            key.clone(),
-            unreadable.clone(),
-            "cannot read",
-        ));
+        cases.push(("unreadable", &unreadable, &key, &unreadable, "cannot read"));
     }
     for (what, c, k, blamed, fragment) in &cases {
         let plain = free_port();
@@ -681,13 +658,7 @@ fn bad_certificates_exit_2_naming_the_file() {
         toml_path(&other_key),
         toml_path(&support::apps_dir())
     );
-    let e = run_config(&text, &["--check"], Duration::from_secs(20));
-    assert_eq!(e.code(), Some(2), "{e:?}");
-    assert!(
-        e.stderr.contains(&other_key.display().to_string()),
-        "{}",
-        e.stderr
-    );
+    check_exits_2_naming(&text, &other_key);
     // A [[tls.certs]] entry is checked the same way.
     let text = format!(
         "[tls]\nlisten = [\"127.0.0.1:{}\"]\ncert = {}\nkey = {}\n\
@@ -700,13 +671,7 @@ fn bad_certificates_exit_2_naming_the_file() {
         toml_path(&garbage),
         toml_path(&support::apps_dir())
     );
-    let e = run_config(&text, &["--check"], Duration::from_secs(20));
-    assert_eq!(e.code(), Some(2), "{e:?}");
-    assert!(
-        e.stderr.contains(&garbage.display().to_string()),
-        "{}",
-        e.stderr
-    );
+    check_exits_2_naming(&text, &garbage);
 }
 
 #[test]
