@@ -8,7 +8,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::{edge_bin, proc, toml_path, Edge};
@@ -90,7 +90,13 @@ fn stdlib_hidden_from_nobody() -> Option<String> {
         .expect("run the venv's python");
     let stdlib = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let readable = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "test", "-r"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "test",
+            "-r",
+        ])
         .arg(&stdlib)
         .arg("-a")
         .arg("-x")
@@ -110,15 +116,20 @@ fn owner(path: &Path) -> (u32, u32) {
     (m.uid(), m.gid())
 }
 
+/// The `edge` binary as a command, run as nobody (through `setpriv`) if
+/// `as_nobody`, else as whoever runs the tests.
+fn edge_command(as_nobody: bool) -> Command {
+    if !as_nobody {
+        return Command::new(edge_bin());
+    }
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(edge_bin());
+    c
+}
+
 fn status(socket: &Path, as_nobody: bool) -> std::process::Output {
-    let mut cmd = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(edge_bin());
-        c
-    } else {
-        Command::new(edge_bin())
-    };
+    let mut cmd = edge_command(as_nobody);
     cmd.args(["status", "--json", "--socket"])
         .arg(socket)
         .output()
@@ -190,7 +201,8 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
         );
         assert_eq!(out.code(), Some(3), "{out:?}");
         assert!(
-            out.stderr.contains("server.user (uid 65534) cannot read Python's standard library at")
+            out.stderr
+                .contains("server.user (uid 65534) cannot read Python's standard library at")
                 && out.stderr.contains(&stdlib),
             "{}",
             out.stderr
@@ -234,14 +246,9 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
 
     // The access log file is written (and belongs to nobody, for reopening).
     assert_eq!(owner(&access), (uid, gid), "access log owner");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&access)
-        .unwrap_or_default()
-        .contains("/upload")
-    {
-        assert!(Instant::now() < deadline, "access log not written");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&edge, secs(5), ms(50), "access log not written", || {
+        log_has(&access, "/upload")
+    });
 
     // `edge status` answers root and that user.
     assert_eq!(owner(&socket), (uid, gid), "control socket owner");
@@ -265,42 +272,20 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
     // before the front reopens it.
     std::fs::rename(&access, access.with_extension("log.1")).unwrap();
     edge.signal(Signal::SIGUSR1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(&edge, secs(10), ms(100), "access log not reopened", || {
         let _ = edge.get("/rotated");
-        if std::fs::read_to_string(&access)
-            .unwrap_or_default()
-            .contains("/rotated")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "access log not reopened\n{}",
-            edge.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        log_has(&access, "/rotated")
+    });
     assert_eq!(owner(&access), (uid, gid), "reopened access log owner");
 
     // HUP: a new generation, still as nobody, on the same low port.
     edge.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for(&edge, secs(20), ms(50), "HUP: no new generation", || {
         let now = proc::workers_of(edge.pid);
-        if now.len() == 2
+        now.len() == 2
             && now.iter().all(|w| !before.contains(w))
             && proc::fronts_of(edge.pid).len() == 1
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "HUP: no new generation\n{}",
-            edge.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     check_children(&mut edge);
     assert_eq!(edge.get("/write").text(), "PermissionError");
     assert_eq!(ids(edge.pid, "Uid:"), vec![0; 4], "arbiter after HUP");
@@ -312,6 +297,29 @@ fn front_and_workers_run_as_nobody_after_binding_a_low_port() {
     assert_eq!(st.code(), Some(0), "{}", edge.logs());
 }
 
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls `done` every `every` until it holds; after `timeout`, panics with
+/// `what` and the logs.
+#[track_caller]
+fn wait_for(edge: &Edge, timeout: Duration, every: Duration, what: &str, done: impl Fn() -> bool) {
+    let held = support::poll(timeout, every, || done().then_some(()));
+    assert!(held.is_some(), "{what}\n{}", edge.logs());
+}
+
+/// Whether the log file at `path` holds `needle` yet.
+fn log_has(path: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(needle)
+}
+
 /// `edge --check` with `args` in a folder `nobody` can read; `as_nobody`
 /// runs it as that user. Returns (exit code, stderr).
 fn check(args: &[&str], toml: &str, as_nobody: bool) -> (Option<i32>, String) {
@@ -320,14 +328,7 @@ fn check(args: &[&str], toml: &str, as_nobody: bool) -> (Option<i32>, String) {
     let conf = dir.path().join("site.toml");
     std::fs::write(&conf, toml).unwrap();
     chmod(&conf, 0o644);
-    let mut cmd = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(edge_bin());
-        c
-    } else {
-        Command::new(edge_bin())
-    };
+    let mut cmd = edge_command(as_nobody);
     let out = cmd
         .arg("--check")
         .arg("--conf")
@@ -344,48 +345,31 @@ fn check(args: &[&str], toml: &str, as_nobody: bool) -> (Option<i32>, String) {
 
 const SITE: &str = "[app]\nmodule = \"hello:app\"\n";
 
+/// `edge --check` (see [`check`]) exits 2 with every one of `needles` in
+/// its stderr.
+#[track_caller]
+fn check_refuses(args: &[&str], toml: &str, as_nobody: bool, needles: &[&str]) {
+    let (code, err) = check(args, toml, as_nobody);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(needles.iter().all(|n| err.contains(n)), "{err}");
+}
+
 #[test]
 fn unknown_user_or_group_is_a_config_error_naming_the_key() {
-    let (code, err) = check(
-        &[],
-        &format!("[server]\nuser = \"no-such-user-edge\"\n{SITE}"),
-        false,
-    );
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("`server.user`") && err.contains("no such user \"no-such-user-edge\""),
-        "{err}"
-    );
-    let (code, err) = check(
-        &[],
-        &format!("[server]\ngroup = \"no-such-group-edge\"\n{SITE}"),
-        false,
-    );
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("`server.group`") && err.contains("no such group"),
-        "{err}"
-    );
-    let (code, err) = check(&["--user", "no-such-user-edge"], SITE, false);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("`--user`"), "{err}");
-    let (code, err) = check(&["--group", ""], SITE, false);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("`--group`") && err.contains("empty"), "{err}");
+    let user = format!("[server]\nuser = \"no-such-user-edge\"\n{SITE}");
+    let no_user = ["`server.user`", "no such user \"no-such-user-edge\""];
+    check_refuses(&[], &user, false, &no_user);
+    let group = format!("[server]\ngroup = \"no-such-group-edge\"\n{SITE}");
+    check_refuses(&[], &group, false, &["`server.group`", "no such group"]);
+    check_refuses(&["--user", "no-such-user-edge"], SITE, false, &["`--user`"]);
+    check_refuses(&["--group", ""], SITE, false, &["`--group`", "empty"]);
 }
 
 #[test]
 fn another_user_without_root_is_a_config_error() {
     // As root, the check runs as nobody; otherwise as whoever runs the tests.
     let as_nobody = is_root();
-    let (code, err) = check(
-        &[],
-        &format!("[server]\nuser = \"root\"\n{SITE}"),
-        as_nobody,
-    );
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("`server.user`") && err.contains("needs edge to be started as root"),
-        "{err}"
-    );
+    let root = format!("[server]\nuser = \"root\"\n{SITE}");
+    let needles = ["`server.user`", "needs edge to be started as root"];
+    check_refuses(&[], &root, as_nobody, &needles);
 }
