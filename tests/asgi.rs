@@ -24,7 +24,9 @@ use http_body_util::Full;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rustls::version::TLS13;
-use support::asgi::{asgi, asgi_venv, bytes_of, json_pid, with_marker_dir, workers_of};
+use support::asgi::{
+    asgi, asgi_venv, assert_scope_bytes, bytes_of, json_pid, with_marker_dir, workers_of,
+};
 use support::tls as t;
 use support::venv::venv;
 use support::{
@@ -356,19 +358,11 @@ fn scope_http_fields() {
     assert_eq!(s(ty, "path"), "str");
     // raw_path: the bytes of the request target, still encoded, no query.
     assert_eq!(s(ty, "raw_path"), "bytes");
-    assert_eq!(
-        bytes_of(&sc["raw_path"]).as_deref(),
-        Some(&b"/scope/caf%C3%A9/a%2Fb%20c"[..]),
-        "{:?}",
-        sc["raw_path"]
-    );
+    assert_scope_bytes(sc, "raw_path", b"/scope/caf%C3%A9/a%2Fb%20c");
     assert_eq!(s(sc, "root_path"), "");
     assert_eq!(s(ty, "root_path"), "str");
     assert_eq!(s(ty, "query_string"), "bytes");
-    assert_eq!(
-        bytes_of(&sc["query_string"]).as_deref(),
-        Some(&b"x=1&y=%C3%A9&z=a+b"[..])
-    );
+    assert_scope_bytes(sc, "query_string", b"x=1&y=%C3%A9&z=a+b");
 
     // headers: an iterable of [bytes, bytes], names lower-cased, values as
     // sent, repeated headers kept in order.
@@ -512,10 +506,7 @@ fn scope_over_h2c_and_over_tls() {
     assert_eq!(s(sc, "http_version"), "2");
     assert_eq!(s(sc, "scheme"), "http");
     assert_eq!(s(sc, "path"), "/scope/h2");
-    assert_eq!(
-        bytes_of(&sc["query_string"]).as_deref(),
-        Some(&b"a=%20"[..])
-    );
+    assert_scope_bytes(sc, "query_string", b"a=%20");
     let hs = scope_headers(sc);
     assert!(
         hs.iter().all(|(k, _)| !k.starts_with(':')),
@@ -926,10 +917,7 @@ fn cli_interface_asgi() {
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     let j = r.json();
     assert_eq!(s(&j["scope"], "type"), "http");
-    assert_eq!(
-        bytes_of(&j["scope"]["query_string"]).as_deref(),
-        Some(&b"cli"[..])
-    );
+    assert_scope_bytes(&j["scope"], "query_string", b"cli");
     assert_eq!(workers_of(edge.pid).len(), 2);
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tempfile::TempPath;
 
-use support::asgi::{asgi, asgi_venv, bytes_of, run_script, workers_of, PyRun};
+use support::asgi::{asgi, asgi_venv, assert_scope_bytes, bytes_of, run_script, workers_of, PyRun};
 use support::{poll, Edge, Json};
 
 /// Run one ws_client.py scenario against `edge`; its JSON report.
@@ -137,25 +137,39 @@ fn ws_subprotocol_negotiation() {
     assert!(j["none_subprotocol"].is_null(), "{j:?}");
 }
 
+/// ws_client.py's "oversize" scenario with a `len`-byte message: it comes
+/// back whole (`why` heads the failure message).
+#[track_caller]
+fn oversize_echoed(edge: &Edge, len: i64, why: &str) {
+    let j = ws(edge, "oversize", Some(&len.to_string()));
+    let echoed = j["unexpected_message_len"].as_i64();
+    assert_eq!(echoed, Some(len), "{why}{j:?}\n{}", edge.logs());
+}
+
+/// The same with a message over the limit: edge closes with 1009.
+#[track_caller]
+fn oversize_closes_1009(edge: &Edge, len: i64, why: &str) {
+    let j = ws(edge, "oversize", Some(&len.to_string()));
+    assert_eq!(
+        j["code"].as_i64(),
+        Some(1009),
+        "{why}{j:?}\n{}",
+        edge.logs()
+    );
+}
+
 #[test]
 fn ws_message_over_the_limit_closes_1009() {
     let edge = fastapi("[limits]\nwebsocket_max_message = \"256KiB\"");
     // Just under the limit: echoed.
-    let j = ws(&edge, "oversize", Some("200000"));
-    assert_eq!(
-        j["unexpected_message_len"].as_i64(),
-        Some(200000),
-        "a message under websocket_max_message was not echoed: {j:?}\n{}",
-        edge.logs()
+    oversize_echoed(
+        &edge,
+        200000,
+        "a message under websocket_max_message was not echoed: ",
     );
     // Over it: close 1009 (message too big).
-    let j = ws(&edge, "oversize", Some("300000"));
-    assert_eq!(
-        j["code"].as_i64(),
-        Some(1009),
-        "a 300000-byte message with websocket_max_message = 256KiB: {j:?}\n{}",
-        edge.logs()
-    );
+    let why = "a 300000-byte message with websocket_max_message = 256KiB: ";
+    oversize_closes_1009(&edge, 300000, why);
     // The worker goes on.
     let j = ws(&edge, "echo", None);
     assert_eq!(s(&j, "text2"), "again");
@@ -165,16 +179,9 @@ fn ws_message_over_the_limit_closes_1009() {
 fn ws_default_limit_is_16_mib() {
     let edge = fastapi("");
     // Exactly 16 MiB goes through.
-    let j = ws(&edge, "oversize", Some("16777216"));
-    assert_eq!(
-        j["unexpected_message_len"].as_i64(),
-        Some(16777216),
-        "{j:?}\n{}",
-        edge.logs()
-    );
+    oversize_echoed(&edge, 16777216, "");
     // More: close 1009.
-    let j = ws(&edge, "oversize", Some("17000000"));
-    assert_eq!(j["code"].as_i64(), Some(1009), "{j:?}\n{}", edge.logs());
+    oversize_closes_1009(&edge, 17000000, "");
 }
 
 #[test]
@@ -220,19 +227,17 @@ fn ws_scope_fields() {
         "{:?}",
         sc["asgi"]
     );
-    assert_eq!(s(sc, "scheme"), "ws");
-    assert_eq!(s(sc, "http_version"), "1.1");
-    assert_eq!(s(sc, "path"), "/ws-scope");
-    assert_eq!(s(sc, "root_path"), "");
-    assert_eq!(
-        bytes_of(&sc["raw_path"]).as_deref(),
-        Some(&b"/ws-scope"[..])
-    );
+    for (key, want) in [
+        ("scheme", "ws"),
+        ("http_version", "1.1"),
+        ("path", "/ws-scope"),
+        ("root_path", ""),
+    ] {
+        assert_eq!(s(sc, key), want, "scope[{key:?}]");
+    }
+    assert_scope_bytes(sc, "raw_path", b"/ws-scope");
     assert_eq!(s(ty, "query_string"), "bytes");
-    assert_eq!(
-        bytes_of(&sc["query_string"]).as_deref(),
-        Some(&b"x=1&y=%C3%A9"[..])
-    );
+    assert_scope_bytes(sc, "query_string", b"x=1&y=%C3%A9");
     let subs: Vec<&str> = sc["subprotocols"]
         .strs()
         .unwrap_or_else(|| panic!("{sc:?}"));
@@ -279,11 +284,8 @@ fn ws_graceful_stop_closes_open_sockets_with_1001_before_graceful_timeout() {
     let (client, _marker) = held_socket(&edge);
     let term_sent = std::time::Instant::now();
     edge.signal(nix::sys::signal::Signal::SIGTERM);
-    let run = client.join().unwrap();
-    let j = run.json();
-    assert_eq!(s(&j, "first"), "hold", "{j:?}");
     // The draining front waits for the app, then says "going away".
-    assert_eq!(j["code"].as_i64(), Some(1001), "{j:?}\n{}", edge.logs());
+    closed_going_away(&edge, client);
     let after = term_sent.elapsed();
     assert!(
         after < Duration::from_secs(4),
@@ -317,10 +319,7 @@ fn ws_recycled_worker_waits_for_its_open_socket_then_closes_it_1001() {
         (p != first).then_some(p)
     })
     .expect("a replacement worker");
-    let run = client.join().unwrap();
-    let j = run.json();
-    assert_eq!(s(&j, "first"), "hold", "{j:?}");
-    assert_eq!(j["code"].as_i64(), Some(1001), "{j:?}\n{}", edge.logs());
+    closed_going_away(&edge, client);
     let after = started.elapsed();
     assert!(
         after > Duration::from_millis(1500) && after < Duration::from_secs(6),
@@ -351,6 +350,15 @@ fn held_socket(edge: &Edge) -> (JoinHandle<PyRun>, TempPath) {
     })
     .expect("the client's socket never opened");
     (client, marker)
+}
+
+/// Joins a [`held_socket`] client: it got its "hold" message, then the
+/// server closed the socket with 1001 (going away).
+#[track_caller]
+fn closed_going_away(edge: &Edge, client: JoinHandle<PyRun>) {
+    let j = client.join().unwrap().json();
+    assert_eq!(s(&j, "first"), "hold", "{j:?}");
+    assert_eq!(j["code"].as_i64(), Some(1001), "{j:?}\n{}", edge.logs());
 }
 
 fn json_pid_of(edge: &Edge) -> i32 {

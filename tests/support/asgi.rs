@@ -53,6 +53,13 @@ pub fn bytes_of(j: &Json) -> Option<Vec<u8>> {
         .collect::<Option<Vec<u8>>>()
 }
 
+/// `scope[key]` holds the bytes `want` (see [`bytes_of`]).
+#[track_caller]
+pub fn assert_scope_bytes(scope: &Json, key: &str, want: &[u8]) {
+    let got = bytes_of(&scope[key]);
+    assert_eq!(got.as_deref(), Some(want), "{key}: {:?}", scope[key]);
+}
+
 /// What a bounded script run gave back.
 #[derive(Debug)]
 pub struct PyRun {
