@@ -1,6 +1,7 @@
-//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) for an ASGI app:
-//! a real HTTP/2 client (hyper, h2c prior knowledge) opens the stream,
-//! a real WebSocket implementation (tungstenite) speaks over it.
+//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) for an ASGI app,
+//! and through a `[[proxy]]` route to an HTTP/1.1 upstream: a real
+//! HTTP/2 client (hyper, h2c prior knowledge) opens the stream, a real
+//! WebSocket implementation (tungstenite) speaks over it.
 
 mod support;
 
@@ -16,46 +17,103 @@ use tokio_tungstenite::WebSocketStream;
 
 #[test]
 fn websocket_over_http2_extended_connect() {
-    let edge = Edge::start(
-        &Conf::new("h2ws_app:app")
-            .pythonpath(&[apps_dir()])
-            .app("interface = \"asgi\""),
-    );
+    let edge = Edge::start(&h2ws_app());
+    converse(edge.addr(), "2");
+}
+
+/// An ASGI site running `h2ws_app`.
+fn h2ws_app() -> Conf {
+    Conf::new("h2ws_app:app")
+        .pythonpath(&[apps_dir()])
+        .app("interface = \"asgi\"")
+}
+
+#[test]
+fn websocket_over_http2_through_a_proxy_route() {
+    // The front's app is WSGI: RFC 8441 is offered for its [[proxy]]
+    // route, whose upstream (another edge) gets an HTTP/1.1 handshake.
+    let upstream = Edge::start(&h2ws_app());
+    let edge = Edge::start(&Conf::new("echo_app:app").tail(&format!(
+        "[[proxy]]\nurl = \"/chat\"\nupstreams = [\"127.0.0.1:{}\"]\n",
+        upstream.port
+    )));
+    converse(edge.addr(), "1.1");
+    // An extended CONNECT for another protocol is refused on the route.
     let addr = edge.addr();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    runtime().block_on(async move {
+        let mut send = h2c(addr).await;
+        let resp = extended_connect(&mut send, || {
+            http::Request::builder()
+                .method(http::Method::CONNECT)
+                .uri(format!("http://{addr}/chat"))
+                .extension(hyper::ext::Protocol::from_static("connect-udp"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        })
+        .await;
+        assert_eq!(resp.status(), 405);
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .expect("h2c handshake");
-        tokio::spawn(conn);
-        // The server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) must arrive
-        // before an extended CONNECT may be sent.
-        let mut tries = 0;
-        let resp = loop {
-            let req = http::Request::builder()
+        .unwrap()
+}
+
+async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    send
+}
+
+type Empty = http_body_util::Empty<bytes::Bytes>;
+
+/// Send an extended CONNECT made by `req`, again while the server's
+/// SETTINGS (with ENABLE_CONNECT_PROTOCOL), which must come first, are
+/// on their way.
+async fn extended_connect(
+    send: &mut hyper::client::conn::http2::SendRequest<Empty>,
+    req: impl Fn() -> http::Request<Empty>,
+) -> http::Response<hyper::body::Incoming> {
+    let mut tries = 0;
+    loop {
+        send.ready().await.unwrap();
+        match send.send_request(req()).await {
+            Ok(r) => return r,
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("retrying extended CONNECT: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("extended CONNECT failed: {e}"),
+        }
+    }
+}
+
+/// Open `/chat?room=1` as an RFC 8441 WebSocket on `addr` (h2c), then
+/// check what `h2ws_app` saw (`http_version` as the app got it) and talk:
+/// text and a 200 kB binary echoed, "bye" answered by the app's close
+/// frame 4002 "done".
+fn converse(addr: std::net::SocketAddr, http_version: &str) {
+    runtime().block_on(async move {
+        let mut send = h2c(addr).await;
+        let resp = extended_connect(&mut send, || {
+            http::Request::builder()
                 .method(http::Method::CONNECT)
                 .uri(format!("http://{addr}/chat?room=1"))
                 .extension(hyper::ext::Protocol::from_static("websocket"))
                 .header("sec-websocket-version", "13")
                 .header("sec-websocket-protocol", "echo.v1, other")
                 .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap();
-            send.ready().await.unwrap();
-            match send.send_request(req).await {
-                Ok(r) => break r,
-                Err(e) if tries < 20 => {
-                    tries += 1;
-                    eprintln!("retrying extended CONNECT: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("extended CONNECT failed: {e}"),
-            }
-        };
+                .unwrap()
+        })
+        .await;
         assert_eq!(resp.status(), 200, "RFC 8441: 200 completes the handshake");
         assert_eq!(
             resp.headers()
@@ -63,12 +121,14 @@ fn websocket_over_http2_extended_connect() {
                 .map(|v| v.to_str().unwrap()),
             Some("echo.v1")
         );
+        assert!(resp.headers().get("sec-websocket-accept").is_none());
         let upgraded = hyper::upgrade::on(resp).await.expect("stream upgrade");
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
         let first = ws.next().await.unwrap().unwrap();
         let scope: String = first.into_text().unwrap().to_string();
-        assert!(scope.contains("\"http_version\": \"2\""), "{scope}");
+        let version = format!("\"http_version\": \"{http_version}\"");
+        assert!(scope.contains(&version), "{scope}");
         assert!(scope.contains("\"scheme\": \"ws\""), "{scope}");
         assert!(scope.contains("\"path\": \"/chat\""), "{scope}");
         assert!(

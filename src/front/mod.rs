@@ -557,8 +557,9 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(h2.max_header_list_size)
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams);
-    if config.app.interface != crate::config::Interface::Wsgi {
-        // RFC 8441: WebSockets over HTTP/2 for ASGI apps.
+    if config.app.interface != crate::config::Interface::Wsgi || !config.proxies.is_empty() {
+        // RFC 8441: WebSockets over HTTP/2, for ASGI apps and relayed to
+        // [[proxy]] upstreams (proxy/tunnel.rs).
         b.http2().enable_connect_protocol();
     }
     b

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use super::body::{self, Buffered};
+use super::tunnel::ClientUpgrade;
 use super::Peer;
 use crate::config::proxy::ProxyRoute;
 
@@ -68,7 +69,7 @@ impl Head {
         route: &ProxyRoute,
         client: IpAddr,
         https: bool,
-        upgrade: bool,
+        upgrade: Option<&ClientUpgrade>,
         body: &Buffered,
     ) -> Head {
         let named = connection_names(&parts.headers);
@@ -110,11 +111,8 @@ impl Head {
         if let Some(h) = &client_host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
-        if upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(u) = parts.headers.get(header::UPGRADE) {
-                headers.insert(header::UPGRADE, u.clone());
-            }
+        if let Some(u) = upgrade {
+            u.add_headers(&parts.headers, &mut headers);
         }
         let had_body = parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -122,7 +120,7 @@ impl Head {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         Head {
-            method: parts.method.clone(),
+            method: upgrade.map_or_else(|| parts.method.clone(), |u| u.method(&parts.method)),
             target: target(&parts.uri, route),
             headers,
             client_host,

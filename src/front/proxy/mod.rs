@@ -25,6 +25,10 @@ mod body;
 mod headers;
 mod health;
 mod pool;
+mod prometheus;
+mod tunnel;
+
+pub use prometheus::render_metrics;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -33,11 +37,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tracing::{debug, error};
 
@@ -48,7 +51,7 @@ use super::upstream::Body;
 use super::{buffer, compress, metrics, offload, respond, spool, websocket, Shared};
 use crate::config::proxy::{ProxyRoute, Upstream};
 use body::Buffered;
-use headers::{connection_names, hop, wants_upgrade, Head, HOP_BY_HOP, X_ACCEL_BUFFERING};
+use headers::{connection_names, Head, HOP_BY_HOP, X_ACCEL_BUFFERING};
 
 /// Responses up to this size (by their `Content-Length`) are read whole
 /// before the answer starts: one `Bytes`, no spool and no task.
@@ -240,15 +243,10 @@ async fn forward(
     served: &mut Served,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
-    if parts.method == Method::CONNECT {
-        // A tunnel to the upstream's own choice of host is not a reverse
-        // proxy's job (and HTTP/2 WebSockets are not relayed to HTTP/1.1).
+    let Ok(upgrade) = tunnel::take(&mut parts) else {
+        // A tunnel to a host of the client's choosing is not a reverse
+        // proxy's job (an RFC 8441 WebSocket is relayed, above).
         return respond::error(StatusCode::METHOD_NOT_ALLOWED);
-    }
-    let upgrade = if parts.version == http::Version::HTTP_11 && wants_upgrade(&parts.headers) {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-    } else {
-        None
     };
     let parts = parts;
     let request_id = parts
@@ -297,14 +295,7 @@ async fn forward(
     served.bytes_in = body.len();
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
-    let head = Head::new(
-        &parts,
-        &group.route,
-        client,
-        https,
-        upgrade.is_some(),
-        &body,
-    );
+    let head = Head::new(&parts, &group.route, client, https, upgrade.as_ref(), &body);
     let route = &group.route;
     let mut tried = vec![false; group.peers.len()];
     let mut last: Option<TryError> = None;
@@ -484,36 +475,31 @@ async fn answer(
     in_flight: InFlight,
     mut resp: Response<Incoming>,
     sender: pool::Sender,
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrade: Option<tunnel::ClientUpgrade>,
     wants: &compress::Wants,
     request: &http::request::Parts,
 ) -> Response<ResponseBody> {
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        let peer = in_flight.peer();
         let Some(client_side) = upgrade else {
-            error!(upstream = %in_flight.peer().label, "upstream switched protocols unasked");
+            error!(upstream = %peer.label, "upstream switched protocols unasked");
             return respond::error(StatusCode::BAD_GATEWAY);
         };
-        let upstream_side = hyper::upgrade::on(&mut resp);
-        let mut out = Response::new(ResponseBody::Empty);
-        *out.status_mut() = status;
-        let named = connection_names(resp.headers());
-        for (k, v) in resp.headers() {
-            if !hop(k, &named) {
-                out.headers_mut().append(k.clone(), v.clone());
+        let (out, client_side) = match client_side.switched(resp.headers()) {
+            Ok(switched) => switched,
+            Err(why) => {
+                error!(upstream = %peer.label, error = %why, "upstream failed the upgrade");
+                return respond::error(StatusCode::BAD_GATEWAY);
             }
-        }
-        out.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(u) = resp.headers().get(header::UPGRADE) {
-            out.headers_mut().insert(header::UPGRADE, u.clone());
-        }
+        };
+        let upstream_side = hyper::upgrade::on(&mut resp);
         let active = Active::new(&conn.state);
         let counted = websocket::SocketGuard::new(&shared.websockets);
         let going_away = shared.websockets.going_away();
         tokio::spawn(async move {
             let _guards = (active, counted, in_flight, sender);
-            tunnel(client_side, upstream_side, going_away).await;
+            tunnel::relay(client_side, upstream_side, going_away).await;
         });
         return out;
     }
@@ -667,136 +653,6 @@ async fn pump(
         w.finish();
     }
     Peer::recycle(&in_flight, sender);
-}
-
-/// Relay an upgraded connection (WebSocket, ...) both ways until either
-/// side closes, or the draining front's deadline.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    mut going_away: tokio::sync::watch::Receiver<bool>,
-) {
-    let (c, u) = tokio::join!(client, upstream);
-    let (c, u) = match (c, u) {
-        (Ok(c), Ok(u)) => (c, u),
-        (c, u) => {
-            debug!(client = ?c.err(), upstream = ?u.err(), "upgrade not completed");
-            return;
-        }
-    };
-    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
-            debug!(result = ?r, "upgraded connection closed");
-        }
-        _ = going_away.wait_for(|v| *v) => {}
-    }
-}
-
-// === metrics ===
-
-/// Prometheus label value escaping.
-fn label(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// The `[[proxy]]` part of `/metrics`: per upstream, counted by this
-/// front (they restart with it, as nginx's do on reload).
-pub fn render_metrics(out: &mut String) {
-    let Some(groups) = GROUPS.get().filter(|g| !g.is_empty()) else {
-        return;
-    };
-    type Value = fn(&Peer) -> u64;
-    let series: [(&str, &str, &str, Value); 6] = [
-        (
-            "edge_upstream_up",
-            "gauge",
-            "1 while an upstream is in service (health).",
-            |p| u64::from(p.usable(Instant::now())),
-        ),
-        (
-            "edge_upstream_in_flight",
-            "gauge",
-            "Requests on an upstream now.",
-            |p| p.in_flight.load(Ordering::Relaxed) as u64,
-        ),
-        (
-            "edge_upstream_idle_connections",
-            "gauge",
-            "Kept connections idle in the pool.",
-            |p| p.pool.idle() as u64,
-        ),
-        (
-            "edge_upstream_failures_total",
-            "counter",
-            "Tries that failed (connect, timeout, reset, invalid response).",
-            |p| p.fails_total.load(Ordering::Relaxed),
-        ),
-        (
-            "edge_upstream_response_seconds_sum",
-            "counter",
-            "Time to the response head, summed.",
-            |_| 0,
-        ),
-        (
-            "edge_upstream_response_seconds_count",
-            "counter",
-            "Response heads received.",
-            |p| p.responses.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
-        ),
-    ];
-    let each = |out: &mut String, f: &mut dyn FnMut(&mut String, &Group, &Peer)| {
-        for g in groups {
-            for p in &g.peers {
-                f(out, g, p);
-            }
-        }
-    };
-    let labels = |out: &mut String, g: &Group, p: &Peer| {
-        out.push_str("{proxy=\"");
-        label(out, &g.route.url);
-        out.push_str("\",upstream=\"");
-        label(out, &p.label);
-        out.push('"');
-    };
-    for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        each(out, &mut |out, g, p| {
-            out.push_str(name);
-            labels(out, g, p);
-            if name == "edge_upstream_response_seconds_sum" {
-                let us = p.response_us.load(Ordering::Relaxed);
-                let _ = writeln!(out, "}} {}", us as f64 / 1e6);
-            } else {
-                let _ = writeln!(out, "}} {}", value(p));
-            }
-        });
-    }
-    let _ = writeln!(
-        out,
-        "# HELP edge_upstream_responses_total Upstream response heads by status class."
-    );
-    let _ = writeln!(out, "# TYPE edge_upstream_responses_total counter");
-    each(out, &mut |out, g, p| {
-        for (i, c) in p.responses.iter().enumerate() {
-            out.push_str("edge_upstream_responses_total");
-            labels(out, g, p);
-            let _ = writeln!(
-                out,
-                ",status=\"{}xx\"}} {}",
-                i + 1,
-                c.load(Ordering::Relaxed)
-            );
-        }
-    });
 }
 
 #[cfg(test)]

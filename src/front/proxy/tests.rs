@@ -48,7 +48,7 @@ fn hop_by_hop_and_forwarded_headers() {
         &route("/api/", false),
         "10.0.0.7".parse().unwrap(),
         true,
-        false,
+        None,
         &body,
     );
     for gone in [
