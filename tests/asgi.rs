@@ -14,6 +14,7 @@ mod support;
 
 use std::io::Write;
 use std::net::Shutdown;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -142,14 +143,51 @@ fn check_asgi_dict(scope: &Json) {
     );
 }
 
-fn wait_file(path: &std::path::Path, timeout: Duration) -> bool {
+fn wait_file(path: &Path, timeout: Duration) -> bool {
     poll(timeout, Duration::from_millis(25), || {
         path.exists().then_some(())
     })
     .is_some()
 }
 
-fn marker_files(dir: &std::path::Path) -> Vec<String> {
+fn scope_app() -> Conf {
+    asgi("asgi_scope_app:app")
+}
+
+/// `conf` (asgi_scope_app) started, ready on `/pid`; with the pid that
+/// answers there first.
+fn scope_app_and_pid(conf: Conf) -> (Edge, i32) {
+    let edge = Edge::start_ready(&conf, "/pid");
+    let pid = json_pid(&edge.get("/pid"));
+    (edge, pid)
+}
+
+/// `conf` (asgi_scope_app) writing its lifespan markers to a new temp dir,
+/// started (ready on `/pid`): that dir and the edge.
+fn scope_app_with_markers(conf: Conf) -> (tempfile::TempDir, Edge) {
+    let markers = tempfile::tempdir().unwrap();
+    let edge = Edge::start_ready(&with_marker_dir(conf, markers.path()), "/pid");
+    (markers, edge)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// asgi_scope_app's lifespan left `<event>-<pid>` (startup, shutdown) in
+/// `dir`: already, or within `wait`. `what` heads the failure message,
+/// followed by the markers there.
+#[track_caller]
+fn assert_marker(dir: &Path, event: &str, pid: i32, wait: Option<Duration>, what: &str) {
+    let file = dir.join(format!("{event}-{pid}"));
+    let there = match wait {
+        Some(timeout) => wait_file(&file, timeout),
+        None => file.exists(),
+    };
+    assert!(there, "{what}: {:?}", marker_files(dir));
+}
+
+fn marker_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -545,8 +583,7 @@ fn scope_over_h2c_and_over_tls() {
 
 #[test]
 fn raw_streamed_response_and_app_exception() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app"), "/pid");
-    let pid = json_pid(&edge.get("/pid"));
+    let (edge, pid) = scope_app_and_pid(scope_app());
     let r = edge.get("/stream?n=50");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     let want: String = (0..50).map(|i| format!("part {i}\n")).collect();
@@ -568,8 +605,7 @@ fn raw_streamed_response_and_app_exception() {
 
 #[test]
 fn hundred_concurrent_sleeps_on_one_worker() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app").workers(1), "/pid");
-    let pid = json_pid(&edge.get("/pid"));
+    let (edge, pid) = scope_app_and_pid(scope_app().workers(1));
     json_pid(&edge.get("/inflight-reset"));
     let (rs, took) = timed(|| edge.get_concurrent(100, "/sleep?s=0.2"));
     let mut inflight_max = 0;
@@ -624,8 +660,7 @@ fn max_concurrency_bounds_requests_in_flight_per_worker() {
 
 #[test]
 fn client_disconnect_reaches_the_app_as_http_disconnect() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app"), "/pid");
-    let pid = json_pid(&edge.get("/pid"));
+    let (edge, pid) = scope_app_and_pid(scope_app());
     let got = disconnect_round(&edge, "/disconnect?id=k1", "/seen?id=k1");
     assert_eq!(
         got.as_deref(),
@@ -726,23 +761,12 @@ fn lifespan_auto_app_without_lifespan_support_still_serves() {
 
 #[test]
 fn lifespan_shutdown_runs_on_term() {
-    let markers = tempfile::tempdir().unwrap();
-    let mut edge = Edge::start_ready(
-        &with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path()),
-        "/pid",
-    );
+    let (markers, mut edge) = scope_app_with_markers(asgi("asgi_scope_app:app").workers(2));
     let workers = workers_of(edge.pid);
     assert_eq!(workers.len(), 2, "{workers:?}");
     for w in &workers {
-        assert!(
-            wait_file(
-                &markers.path().join(format!("startup-{w}")),
-                Duration::from_secs(10)
-            ),
-            "no startup marker for worker {w}: {:?}\n{}",
-            marker_files(markers.path()),
-            edge.logs()
-        );
+        let what = format!("no startup marker for worker {w}\n{}", edge.logs());
+        assert_marker(markers.path(), "startup", *w, Some(secs(10)), &what);
     }
     assert!(
         marker_files(markers.path())
@@ -760,25 +784,18 @@ fn lifespan_shutdown_runs_on_term() {
         edge.logs()
     );
     for w in &workers {
-        assert!(
-            markers.path().join(format!("shutdown-{w}")).exists(),
-            "lifespan shutdown did not run in worker {w} on TERM: {:?}\n{}",
-            marker_files(markers.path()),
+        let what = format!(
+            "lifespan shutdown did not run in worker {w} on TERM\n{}",
             edge.logs()
         );
+        assert_marker(markers.path(), "shutdown", *w, None, &what);
     }
 }
 
 #[test]
 fn lifespan_shutdown_runs_when_a_worker_is_recycled() {
-    let markers = tempfile::tempdir().unwrap();
-    let conf = with_marker_dir(
-        asgi("asgi_scope_app:app")
-            .workers(1)
-            .app("max_requests = 5"),
-        markers.path(),
-    );
-    let edge = Edge::start_ready(&conf, "/pid");
+    let conf = asgi("asgi_scope_app:app").app("max_requests = 5");
+    let (markers, edge) = scope_app_with_markers(conf.workers(1));
     // The worker asks to be replaced at its 5th request and keeps serving
     // until its replacement is ready: request until another pid answers.
     let old = json_pid(&edge.get("/pid"));
@@ -812,32 +829,21 @@ fn lifespan_shutdown_runs_when_a_worker_is_recycled() {
         "worker {old} was replaced after {by_old} requests, before max_requests = 5"
     );
     let pids = [old, new];
-    assert!(
-        wait_file(
-            &markers.path().join(format!("shutdown-{old}")),
-            Duration::from_secs(15)
-        ),
-        "recycled worker {old} did not run lifespan shutdown: {:?}\n{}",
-        marker_files(markers.path()),
+    let what = format!(
+        "recycled worker {old} did not run lifespan shutdown\n{}",
         edge.logs()
     );
+    assert_marker(markers.path(), "shutdown", old, Some(secs(15)), &what);
     for p in &pids {
-        assert!(
-            markers.path().join(format!("startup-{p}")).exists(),
-            "worker {p} served without lifespan startup: {:?}",
-            marker_files(markers.path())
-        );
+        let what = format!("worker {p} served without lifespan startup");
+        assert_marker(markers.path(), "startup", *p, None, &what);
     }
 }
 
 #[test]
 fn lifespan_off_never_sends_the_lifespan_scope() {
-    let markers = tempfile::tempdir().unwrap();
-    let conf = with_marker_dir(
-        asgi("asgi_scope_app:app").app("lifespan = \"off\""),
-        markers.path(),
-    );
-    let mut edge = Edge::start_ready(&conf, "/pid");
+    let conf = asgi("asgi_scope_app:app").app("lifespan = \"off\"");
+    let (markers, mut edge) = scope_app_with_markers(conf);
     let r = edge.get("/scope");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert_eq!(s(&r.json()["scope"], "type"), "http");
@@ -935,8 +941,7 @@ fn cli_k_uvicorn_worker_means_asgi() {
 
 #[test]
 fn worker_exit_gives_502_then_a_new_worker_serves() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app"), "/pid");
-    let p1 = json_pid(&edge.get("/pid"));
+    let (edge, p1) = scope_app_and_pid(scope_app());
     let r = edge.get("/exit");
     assert_eq!(r.status, 502, "{}\n{}", r.describe(), edge.logs());
     let p2 = poll(Duration::from_secs(20), Duration::from_millis(50), || {
@@ -950,8 +955,7 @@ fn worker_exit_gives_502_then_a_new_worker_serves() {
 
 #[test]
 fn asyncio_request_over_timeout_gets_504_and_the_worker_goes_on() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app").app("timeout = \"1s\""), "/pid");
-    let p1 = json_pid(&edge.get("/pid"));
+    let (edge, p1) = scope_app_and_pid(scope_app().app("timeout = \"1s\""));
     let start = Instant::now();
     let h = get_async(edge.port, "/asleep?s=10&id=t1");
     // While that one waits, the loop serves others at once.
@@ -994,14 +998,8 @@ fn asyncio_request_over_timeout_gets_504_and_the_worker_goes_on() {
 
 #[test]
 fn stuck_event_loop_over_timeout_gets_504_and_a_new_worker() {
-    let edge = Edge::start_ready(&asgi("asgi_scope_app:app").app("timeout = \"1s\""), "/pid");
-    let p1 = json_pid(&edge.get("/pid"));
-    let (r, took) = timed(|| edge.get("/block?s=30"));
-    assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
-    assert!(
-        took < Duration::from_secs(10),
-        "504 after {took:?} with timeout = 1s"
-    );
+    let (edge, p1) = scope_app_and_pid(scope_app().app("timeout = \"1s\""));
+    edge.expect_timeout_504("/block?s=30", Duration::from_secs(10));
     let p2 = poll(Duration::from_secs(20), Duration::from_millis(50), || {
         let r = edge.get("/pid");
         (r.status == 200).then(|| json_pid(&r))
@@ -1019,14 +1017,8 @@ fn stuck_event_loop_over_timeout_gets_504_and_a_new_worker() {
 
 #[test]
 fn term_finishes_every_in_flight_asgi_request() {
-    let markers = tempfile::tempdir().unwrap();
-    let conf = with_marker_dir(
-        asgi("asgi_scope_app:app")
-            .workers(1)
-            .server("graceful_timeout = \"10s\""),
-        markers.path(),
-    );
-    let mut edge = Edge::start_ready(&conf, "/pid");
+    let conf = asgi("asgi_scope_app:app").server("graceful_timeout = \"10s\"");
+    let (markers, mut edge) = scope_app_with_markers(conf.workers(1));
     let pid = json_pid(&edge.get("/pid"));
     json_pid(&edge.get("/inflight-reset"));
     let hs: Vec<_> = (0..5)
@@ -1046,20 +1038,18 @@ fn term_finishes_every_in_flight_asgi_request() {
     }
     let st = edge.wait_exit(Duration::from_secs(15));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", edge.logs());
-    assert!(
-        markers.path().join(format!("shutdown-{pid}")).exists(),
-        "no lifespan shutdown: {:?}",
-        marker_files(markers.path())
+    assert_marker(
+        markers.path(),
+        "shutdown",
+        pid,
+        None,
+        "no lifespan shutdown",
     );
 }
 
 #[test]
 fn hup_reload_under_an_asgi_app_replaces_workers_without_a_failure() {
-    let markers = tempfile::tempdir().unwrap();
-    let edge = Edge::start_ready(
-        &with_marker_dir(asgi("asgi_scope_app:app").workers(2), markers.path()),
-        "/pid",
-    );
+    let (markers, edge) = scope_app_with_markers(asgi("asgi_scope_app:app").workers(2));
     let gen1 = workers_of(edge.pid);
     assert_eq!(gen1.len(), 2, "{gen1:?}");
 
@@ -1146,14 +1136,8 @@ fn hup_reload_under_an_asgi_app_replaces_workers_without_a_failure() {
         "no answer from {gen2:?}"
     );
     for w in &gen1 {
-        assert!(
-            wait_file(
-                &markers.path().join(format!("shutdown-{w}")),
-                Duration::from_secs(10)
-            ),
-            "retired worker {w} did not run lifespan shutdown: {:?}",
-            marker_files(markers.path())
-        );
+        let what = format!("retired worker {w} did not run lifespan shutdown");
+        assert_marker(markers.path(), "shutdown", *w, Some(secs(10)), &what);
     }
 }
 

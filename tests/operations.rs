@@ -318,12 +318,7 @@ fn timeout_gives_504_a_python_traceback_and_a_new_worker() {
     let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("timeout = \"1s\""));
     let first = pid_of(&edge.get("/"));
 
-    let (r, took) = timed(|| edge.get("/sleep?s=10"));
-    assert_eq!(r.status, 504, "{}\n{}", r.describe(), edge.logs());
-    assert!(
-        took < Duration::from_secs(6),
-        "504 after {took:?} with timeout = 1s"
-    );
+    edge.expect_timeout_504("/sleep?s=10", Duration::from_secs(6));
 
     // faulthandler, on the SIGABRT that comes before the SIGKILL, shows
     // where the Python code was stuck.
@@ -731,15 +726,8 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
             "no \"reload failed\" within 40 s of HUP with code that cannot import\n{}",
             edge.logs()
         );
-        let r = edge.get("/");
         n += 1;
-        assert_eq!(
-            r.status,
-            200,
-            "request {n} during the failing reload:\n{}\n{}",
-            r.describe(),
-            edge.logs()
-        );
+        let r = edge.get_ok_while("/", &format!("request {n} during the failing reload"));
         assert_eq!(word(&r, "version"), "one", "{}", r.describe());
         assert!(
             before.contains(&pid_of(&r)),

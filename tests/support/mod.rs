@@ -425,6 +425,14 @@ impl Edge {
         r
     }
 
+    /// As [`Edge::get_ok`], naming the request with `what` if it fails.
+    #[track_caller]
+    pub fn get_ok_while(&self, path: &str, what: &str) -> Response {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "{what}:\n{}\n{}", r.describe(), self.logs());
+        r
+    }
+
     /// GET `path`; panics unless it is a 200 of type `application/json`;
     /// the body, parsed.
     #[track_caller]
@@ -438,6 +446,15 @@ impl Edge {
     /// POST `body` to `path` with this Content-Type (fresh connection).
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
         self.request("POST", path, &[("Content-Type", content_type)], body)
+    }
+
+    /// GET `path`, which outlives the app's `timeout`: it must get a 504,
+    /// in less than `within`.
+    #[track_caller]
+    pub fn expect_timeout_504(&self, path: &str, within: Duration) {
+        let (r, took) = timed(|| self.get(path));
+        assert_eq!(r.status, 504, "{}\n{}", r.describe(), self.logs());
+        assert!(took < within, "504 after {took:?}, beyond {within:?}");
     }
 
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
