@@ -497,7 +497,7 @@ fn hup_reloads_the_certificate_without_dropping_connections() {
     let (ca, first, cert, key) = (&site.ca, &site.first, &site.cert, &site.key);
     let tls_port = site.tls_port;
     let mut edge = Edge::start(&site.conf.workers(2));
-    let config = t::client_config(Some(&ca), &[], &[]);
+    let config = t::client_config(Some(ca), &[], &[]);
 
     // An open connection, served with the first certificate...
     let mut old = t::connect(tls_port, "localhost", config.clone()).unwrap();
@@ -509,8 +509,8 @@ fn hup_reloads_the_certificate_without_dropping_connections() {
     let sent = Instant::now();
 
     let second = ca.issue(&["localhost"], 2);
-    replace(&key, &second.key_pem);
-    replace(&cert, &second.cert_pem);
+    replace(key, &second.key_pem);
+    replace(cert, &second.cert_pem);
     edge.signal(Signal::SIGHUP);
 
     let seen = poll(Duration::from_secs(20), Duration::from_millis(100), || {
@@ -542,7 +542,7 @@ fn hup_with_a_broken_key_keeps_the_old_certificate() {
     let tls_port = site.tls_port;
     let other = ca.issue(&["localhost"], 2);
     // A new certificate with the old key: they do not match.
-    replace(&cert, &other.cert_pem);
+    replace(cert, &other.cert_pem);
     edge.signal(Signal::SIGHUP);
     let key_s = key.display().to_string();
     assert!(
@@ -552,7 +552,7 @@ fn hup_with_a_broken_key_keeps_the_old_certificate() {
         "{}",
         edge.logs()
     );
-    let config = t::client_config(Some(&ca), &[], &[]);
+    let config = t::client_config(Some(ca), &[], &[]);
     for _ in 0..3 {
         let (r, leaf) = t::get(tls_port, "localhost", config.clone(), "/").unwrap();
         assert_eq!(r.status, 200);
