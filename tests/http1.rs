@@ -6,7 +6,33 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::http::{build_request, chunked};
-use support::{examples_dir, sha256, timed, Conf, Edge};
+use support::{examples_dir, sha256, timed, Conf, Conn, Edge, Json, Response};
+
+/// environ_app with these `[limits]` lines.
+fn environ_app(limits: &str) -> Edge {
+    Edge::start(&Conf::new("environ_app:app").tail(&format!("[limits]\n{limits}")))
+}
+
+/// `r` is environ_app's 200 for a request whose body was `body`: the app
+/// read all of it, intact (`what` says otherwise). Its JSON answer.
+#[track_caller]
+fn assert_app_got(r: &Response, body: &[u8], what: &str) -> Json {
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let j = r.json();
+    assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
+    let digest = sha256::hex(body);
+    assert_eq!(j["body_sha256"].as_str(), Some(digest.as_str()), "{what}");
+    j
+}
+
+/// GET `path` gets its 200 within `within` although `edge` is busy with
+/// `what`.
+#[track_caller]
+fn served_promptly(edge: &Edge, path: &str, within: Duration, what: &str) {
+    let (r, took) = timed(|| edge.get(path));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(took < within, "a request waited {took:?} behind {what}");
+}
 
 #[test]
 fn malformed_requests_get_400_and_the_connection_is_closed() {
@@ -182,17 +208,24 @@ fn pipelined_slow_then_fast_keeps_the_order() {
     );
 }
 
+/// Sends `edge` the head of a POST to `path` of `len` bytes, with `Expect:
+/// 100-continue`, on a new connection (reads bounded by 5 s): that
+/// connection and the first head that comes back.
+fn expect_continue(edge: &Edge, path: &str, len: usize) -> (Conn, Response) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let mut c = edge.conn_sent(head.as_bytes(), Duration::from_secs(5));
+    let first = c
+        .read_one_head()
+        .unwrap_or_else(|e| panic!("no answer to the head: {e}\n{}", edge.logs()));
+    (c, first)
+}
+
 #[test]
 fn expect_100_continue() {
     let edge = Edge::start(&Conf::new("environ_app:app"));
-    let mut c = edge.conn();
-    c.send(
-        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-    );
-    c.set_timeout(Duration::from_secs(5));
-    let interim = c
-        .read_one_head()
-        .unwrap_or_else(|e| panic!("no 100 Continue: {e}\n{}", edge.logs()));
+    let (mut c, interim) = expect_continue(&edge, "/upload", 5);
     assert_eq!(interim.status, 100, "{}", interim.describe());
     c.send(b"hello");
     let r = c.read_response("POST").unwrap();
@@ -202,26 +235,11 @@ fn expect_100_continue() {
 
 #[test]
 fn body_larger_than_the_memory_buffer_arrives_intact() {
-    let edge = Edge::start(
-        &Conf::new("environ_app:app")
-            .tail("[limits]\nbody_buffer = \"64KiB\"\nmax_body = \"64MiB\""),
-    );
+    let edge = environ_app("body_buffer = \"64KiB\"\nmax_body = \"64MiB\"");
 
     let body = support::pseudo_random_bytes(8 * 1024 * 1024 + 13, 42);
-    let r = edge.request(
-        "POST",
-        "/big",
-        &[("Content-Type", "application/octet-stream")],
-        &body,
-    );
-    assert_eq!(r.status, 200, "{}", r.describe());
-    let j = r.json();
-    assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
-    assert_eq!(
-        j["body_sha256"].as_str(),
-        Some(sha256::hex(&body).as_str()),
-        "body corrupted"
-    );
+    let r = edge.post("/big", "application/octet-stream", &body);
+    let j = assert_app_got(&r, &body, "body corrupted");
     assert_eq!(
         j["environ"]["CONTENT_LENGTH"].as_str(),
         Some(body.len().to_string().as_str())
@@ -231,25 +249,16 @@ fn body_larger_than_the_memory_buffer_arrives_intact() {
     let body = support::pseudo_random_bytes(3 * 1024 * 1024 + 1, 43);
     let mut raw = b"POST /big-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     raw.extend(chunked(&body, 70_001));
-    let r = edge.raw(&raw, "POST");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    let j = r.json();
-    assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
-    assert_eq!(
-        j["body_sha256"].as_str(),
-        Some(sha256::hex(&body).as_str()),
-        "chunked body corrupted"
-    );
+    assert_app_got(&edge.raw(&raw, "POST"), &body, "chunked body corrupted");
 }
 
 #[test]
 fn body_over_max_body_gets_413() {
-    let edge = Edge::start(&Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1MiB\""));
+    let edge = environ_app("max_body = \"1MiB\"");
 
     // announced too large: answered from the head alone, without the body
-    let mut c = edge.conn();
-    c.send(b"POST /too-big HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n");
-    c.set_timeout(Duration::from_secs(10));
+    let head = b"POST /too-big HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n";
+    let mut c = edge.conn_sent(head, Duration::from_secs(10));
     let start = Instant::now();
     let r = c
         .read_response("POST")
@@ -355,11 +364,11 @@ fn slow_reader_does_not_hold_the_worker() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     // the only worker must be free again
-    let (r, took) = timed(|| edge.get("/"));
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert!(
-        took < Duration::from_secs(3),
-        "a request waited {took:?} behind a client that does not read"
+    served_promptly(
+        &edge,
+        "/",
+        Duration::from_secs(3),
+        "a client that does not read",
     );
     // and the slow reader still gets every byte
     let r = slow.read_response("GET").unwrap();
@@ -389,18 +398,9 @@ fn slow_upload_does_not_hold_the_worker() {
     );
     slow.send(&body[..1000]);
     std::thread::sleep(Duration::from_millis(500));
-    let (r, took) = timed(|| edge.get("/fast"));
-    assert_eq!(r.status, 200, "{}", r.describe());
-    assert!(
-        took < Duration::from_secs(2),
-        "a request waited {took:?} behind a slow upload"
-    );
+    served_promptly(&edge, "/fast", Duration::from_secs(2), "a slow upload");
     slow.send(&body[1000..]);
-    let r = slow.read_response("POST").unwrap();
-    assert_eq!(r.status, 200, "{}", r.describe());
-    let j = r.json();
-    assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64));
-    assert_eq!(j["body_sha256"].as_str(), Some(sha256::hex(&body).as_str()));
+    assert_app_got(&slow.read_response("POST").unwrap(), &body, "");
 }
 
 #[test]
@@ -447,13 +447,21 @@ fn http11_request_without_host_or_with_two_hosts_is_400() {
     assert_eq!(r.status, 200, "{}", r.describe());
 }
 
-#[test]
-fn http10_client_gets_no_chunked_encoding() {
+/// generator_app, sent `raw` on a new connection: the edge, that
+/// connection and the 200 it answered.
+#[track_caller]
+fn generator_answer(raw: &[u8]) -> (Edge, Conn, Response) {
     let edge = Edge::start(&Conf::new("generator_app:app"));
     let mut c = edge.conn();
-    c.send(b"GET /?n=3&sleep=0.05 HTTP/1.0\r\n\r\n");
+    c.send(raw);
     let r = c.read_response("GET").unwrap();
     assert_eq!(r.status, 200, "{}", r.describe());
+    (edge, c, r)
+}
+
+#[test]
+fn http10_client_gets_no_chunked_encoding() {
+    let (_edge, mut c, r) = generator_answer(b"GET /?n=3&sleep=0.05 HTTP/1.0\r\n\r\n");
     assert!(
         !r.chunked,
         "chunked transfer coding sent to an HTTP/1.0 client:\n{}",
@@ -474,11 +482,8 @@ fn http10_client_gets_no_chunked_encoding() {
 /// (0.3 s between chunks) so the front cannot know the length up front.
 #[test]
 fn http10_keep_alive_is_honoured_or_not_announced() {
-    let edge = Edge::start(&Conf::new("generator_app:app"));
-    let mut c = edge.conn();
-    c.send(b"GET /?n=2&sleep=0.3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    let r = c.read_response("GET").unwrap();
-    assert_eq!(r.status, 200, "{}", r.describe());
+    let raw = b"GET /?n=2&sleep=0.3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    let (_edge, mut c, r) = generator_answer(raw);
     assert_eq!(r.text(), "chunk 0\nchunk 1\n");
     let announced = r
         .header("connection")
@@ -517,13 +522,8 @@ fn unread_request_body_does_not_break_keep_alive() {
 /// with the 413 at once, without inviting the body.
 #[test]
 fn expect_100_continue_with_too_large_a_body_gets_413_not_100() {
-    let edge = Edge::start(&Conf::new("environ_app:app").tail("[limits]\nmax_body = \"1KiB\""));
-    let mut c = edge.conn();
-    c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
-    c.set_timeout(Duration::from_secs(5));
-    let first = c
-        .read_one_head()
-        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    let edge = environ_app("max_body = \"1KiB\"");
+    let (_c, first) = expect_continue(&edge, "/up", 5000);
     assert_eq!(first.status, 413, "{}", first.describe());
 }
 
@@ -532,12 +532,8 @@ fn large_body_echo_round_trip() {
     // echo_app reads wsgi.input.read() (no size) and sends it all back
     let edge = Edge::start(&Conf::new("echo_app:app").tail("[limits]\nmax_body = \"16MiB\""));
     let body = support::pseudo_random_bytes(5 * 1024 * 1024 + 3, 77);
-    let r = edge.request(
-        "PUT",
-        "/echo/path",
-        &[("Content-Type", "application/octet-stream")],
-        &body,
-    );
+    let octets = ("Content-Type", "application/octet-stream");
+    let r = edge.request("PUT", "/echo/path", &[octets], &body);
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.header("x-echo-method"), Some("PUT"));
     assert_eq!(r.header("x-echo-path"), Some("/echo/path"));

@@ -411,6 +411,15 @@ impl Edge {
         Conn::open(self.port)
     }
 
+    /// A new connection that has sent `bytes`, its reads bounded by
+    /// `timeout`.
+    pub fn conn_sent(&self, bytes: &[u8], timeout: Duration) -> Conn {
+        let mut c = self.conn();
+        c.send(bytes);
+        c.set_timeout(timeout);
+        c
+    }
+
     /// GET `path` on a fresh connection (`Connection: close`).
     pub fn get(&self, path: &str) -> Response {
         self.get_with(path, &[])
