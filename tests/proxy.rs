@@ -506,6 +506,15 @@ fn peak_rss_mib(pid: i32, f: impl FnOnce()) -> u64 {
 
 const GIB: u64 = 1 << 30;
 
+/// A new connection to `port` that has sent `head`; reads wait up to 300 s
+/// (a GiB goes through it).
+fn sent_head(port: u16, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
 #[test]
 fn one_gib_upload_and_download_with_bounded_memory() {
     let a = Upstream::http("A");
@@ -519,13 +528,10 @@ fn one_gib_upload_and_download_with_bounded_memory() {
     // Upload: 1 GiB with Content-Length, as fast as the client can.
     let mut answer = String::new();
     let up_peak = peak_rss_mib(front, || {
-        let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        write!(
-            s,
-            "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        let mut s = sent_head(
+            edge.port,
+            &format!("POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"),
+        );
         let chunk = vec![b'u'; 1 << 20];
         for _ in 0..1024 {
             s.write_all(&chunk).unwrap();
@@ -538,14 +544,8 @@ fn one_gib_upload_and_download_with_bounded_memory() {
     // Download: 1 GiB, checked byte by byte against the pattern.
     let mut total = 0u64;
     let down_peak = peak_rss_mib(front, || {
-        let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        write!(
-            s,
-            "GET /api/big?n={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut r = BufReader::with_capacity(1 << 20, s);
+        let head = format!("GET /api/big?n={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut r = BufReader::with_capacity(1 << 20, sent_head(edge.port, &head));
         let mut head = String::new();
         loop {
             let mut line = String::new();
