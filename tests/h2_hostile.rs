@@ -135,6 +135,23 @@ struct Seen {
     responses: u64,
 }
 
+impl Seen {
+    /// The GOAWAY's code and when it came; panics (with the logs) if none.
+    #[track_caller]
+    fn expect_goaway(&self, site: &Site) -> (u32, Duration) {
+        self.goaway
+            .unwrap_or_else(|| panic!("no GOAWAY: {self:?}\n{}", site.edge.logs()))
+    }
+
+    /// When the server ended the connection (GOAWAY or close); panics
+    /// with `what` and the logs if it did not.
+    #[track_caller]
+    fn expect_end(&self, site: &Site, what: &str) -> Duration {
+        let ended = self.goaway.map(|g| g.1).or(self.closed);
+        ended.unwrap_or_else(|| panic!("{what}: {self:?}\n{}", site.edge.logs()))
+    }
+}
+
 /// Reads frames until the connection ends (or `limit` passes).
 async fn read_frames<R: AsyncRead + Unpin>(
     mut r: R,
@@ -341,7 +358,7 @@ fn run_attack<F, Fut>(
     attack: F,
 ) -> Seen
 where
-    F: FnOnce(tokio::io::WriteHalf<Box<dyn Io>>) -> Fut,
+    F: FnOnce(Writer) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -366,58 +383,185 @@ where
     Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
 }
 
+/// The hostile connection's writing half, as an attack gets it.
+type Writer = tokio::io::WriteHalf<Box<dyn Io>>;
+
 /// Write `bytes`, ignoring errors (the server may have closed).
-async fn send(w: &mut tokio::io::WriteHalf<Box<dyn Io>>, bytes: &[u8]) -> bool {
+async fn send(w: &mut Writer, bytes: &[u8]) -> bool {
     w.write_all(bytes).await.is_ok()
 }
 
 const TRANSPORTS: [Transport; 2] = [Transport::H2c, Transport::Tls];
 
+/// How an attack is run ([`Attack::run`]).
+struct Attack {
+    /// For the messages.
+    name: &'static str,
+    /// Config lines for the [`site`].
+    site: &'static str,
+    /// How long the server has to deal with it.
+    limit: Duration,
+    /// The hostile client's SETTINGS.
+    settings: &'static [(u16, u32)],
+    /// How much the front may grow meanwhile.
+    max_growth_kib: u64,
+}
+
+impl Attack {
+    /// On the default site, default settings, the front growing < 16 MiB.
+    fn new(name: &'static str, limit: Duration) -> Attack {
+        Attack {
+            name,
+            site: "",
+            limit,
+            settings: &[],
+            max_growth_kib: 16 << 10,
+        }
+    }
+
+    /// Against one [`site`], over each transport: `attack` on a hostile
+    /// connection ([`run_attack`]) while a [`Watch`] looks on, `verdict`
+    /// on what the server did, then the watch's own checks.
+    fn run<F, Fut>(&self, attack: F, verdict: impl Fn(&Site, &Seen))
+    where
+        F: Fn(Writer) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let site = site(self.site);
+        for t in TRANSPORTS {
+            let watch = Watch::start(&site);
+            let seen = run_attack(&site, t, self.limit, self.settings, &attack);
+            eprintln!("h2-hostile: {} ({t:?}): {seen:?}", self.name);
+            verdict(&site, &seen);
+            watch.finish(self.name, t, self.max_growth_kib, &site);
+        }
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
 // === the attacks ===
+
+/// Rapid Reset: HEADERS then RST_STREAM on a new stream, 20 000 times in
+/// batches of 100.
+async fn reset_streams(mut w: Writer) {
+    let block = get_block("/");
+    let mut stream = 1u32;
+    for _ in 0..200 {
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            frame(
+                &mut batch,
+                HEADERS,
+                END_STREAM | END_HEADERS,
+                stream,
+                &block,
+            );
+            frame(&mut batch, RST_STREAM, 0, stream, &8u32.to_be_bytes());
+            stream += 2;
+        }
+        if !send(&mut w, &batch).await {
+            return;
+        }
+    }
+    // Then wait for the server's verdict.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+}
+
+/// HEADERS without END_HEADERS, then 20 000 CONTINUATION frames of a
+/// whole literal header each.
+async fn endless_continuation(mut w: Writer) {
+    let mut first = Vec::new();
+    frame(&mut first, HEADERS, 0, 1, &get_block("/"));
+    if !send(&mut w, &first).await {
+        return;
+    }
+    // Each fragment is a whole literal header (name x-N, 100-byte
+    // value), so every frame adds to the decoded list.
+    for i in 0..20_000u32 {
+        let mut p = vec![0x00];
+        hstr(&mut p, format!("x-{i}").as_bytes());
+        hstr(&mut p, &[b'v'; 100]);
+        let mut f = Vec::new();
+        frame(&mut f, CONTINUATION, 0, 1, &p);
+        if !send(&mut w, &f).await {
+            return;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+}
+
+/// With the client's windows at zero: GET the 8 MiB file on 100 streams.
+async fn stall_large_responses(mut w: Writer) {
+    let block = get_block("/s/big.bin");
+    let mut batch = Vec::new();
+    for i in 0..100u32 {
+        frame(
+            &mut batch,
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1 + 2 * i,
+            &block,
+        );
+    }
+    if !send(&mut w, &batch).await {
+        return;
+    }
+    // Keep the connection alive (SETTINGS ACKs and PINGs are read by the
+    // reader; nothing opens the window).
+    tokio::time::sleep(Duration::from_secs(20)).await;
+}
+
+/// 1 000 requests, each adding a new 1 KiB entry to the server's HPACK
+/// dynamic table, then a table size update to 2^31 - 1.
+async fn grow_the_table(mut w: Writer) {
+    let mut stream = 1u32;
+    for round in 0..10u32 {
+        let mut batch = Vec::new();
+        for i in 0..100u32 {
+            let mut b = get_block("/");
+            // Literal with incremental indexing, new name.
+            b.push(0x40);
+            hstr(&mut b, format!("x-grow-{round}-{i}").as_bytes());
+            let value = vec![b'g'; 1000];
+            hint(&mut b, 0, 7, value.len());
+            b.extend_from_slice(&value);
+            frame(&mut batch, HEADERS, END_STREAM | END_HEADERS, stream, &b);
+            stream += 2;
+        }
+        if !send(&mut w, &batch).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A dynamic table size update to 2^31 - 1.
+    let mut b = Vec::new();
+    hint(&mut b, 0x20, 5, (1 << 31) - 1);
+    b.extend_from_slice(&get_block("/"));
+    let mut f = Vec::new();
+    frame(&mut f, HEADERS, END_STREAM | END_HEADERS, stream, &b);
+    send(&mut w, &f).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
+// === the tests ===
 
 /// CVE-2023-44487: open a stream and reset it at once, 20 000 times, in
 /// batches. hyper's `max_pending_accept_reset_streams` (edge: 20) makes
 /// the server answer GOAWAY (ENHANCE_YOUR_CALM) and close.
 #[test]
 fn rapid_reset_storm_gets_goaway() {
-    let site = site("");
-    for t in TRANSPORTS {
-        let watch = Watch::start(&site);
-        let seen = run_attack(&site, t, Duration::from_secs(15), &[], |mut w| async move {
-            let block = get_block("/");
-            let mut stream = 1u32;
-            for _ in 0..200 {
-                let mut batch = Vec::new();
-                for _ in 0..100 {
-                    frame(
-                        &mut batch,
-                        HEADERS,
-                        END_STREAM | END_HEADERS,
-                        stream,
-                        &block,
-                    );
-                    frame(&mut batch, RST_STREAM, 0, stream, &8u32.to_be_bytes());
-                    stream += 2;
-                }
-                if !send(&mut w, &batch).await {
-                    return;
-                }
-            }
-            // Then wait for the server's verdict.
-            tokio::time::sleep(Duration::from_secs(15)).await;
-        });
-        eprintln!("h2-hostile: rapid reset ({t:?}): {seen:?}");
-        let (code, at) = seen
-            .goaway
-            .unwrap_or_else(|| panic!("no GOAWAY: {seen:?}\n{}", site.edge.logs()));
+    Attack::new("rapid reset", secs(15)).run(reset_streams, |site, seen| {
+        let (code, at) = seen.expect_goaway(site);
         assert_eq!(
             code, 0xb,
             "GOAWAY code (ENHANCE_YOUR_CALM expected): {seen:?}"
         );
         assert!(at < Duration::from_secs(5), "GOAWAY only after {at:?}");
         assert!(seen.closed.is_some(), "connection left open: {seen:?}");
-        watch.finish("rapid reset", t, 16 << 10, &site);
-    }
+    });
 }
 
 /// CVE-2024-27316 class: HEADERS without END_HEADERS, then CONTINUATION
@@ -426,36 +570,10 @@ fn rapid_reset_storm_gets_goaway() {
 /// it (close or GOAWAY) instead of buffering it.
 #[test]
 fn continuation_flood_is_cut_off() {
-    let site = site("");
-    for t in TRANSPORTS {
-        let watch = Watch::start(&site);
-        let seen = run_attack(&site, t, Duration::from_secs(15), &[], |mut w| async move {
-            let mut first = Vec::new();
-            frame(&mut first, HEADERS, 0, 1, &get_block("/"));
-            if !send(&mut w, &first).await {
-                return;
-            }
-            // Each fragment is a whole literal header (name x-N, 100-byte
-            // value), so every frame adds to the decoded list.
-            for i in 0..20_000u32 {
-                let mut p = vec![0x00];
-                hstr(&mut p, format!("x-{i}").as_bytes());
-                hstr(&mut p, &[b'v'; 100]);
-                let mut f = Vec::new();
-                frame(&mut f, CONTINUATION, 0, 1, &p);
-                if !send(&mut w, &f).await {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(15)).await;
-        });
-        eprintln!("h2-hostile: CONTINUATION flood ({t:?}): {seen:?}");
-        let ended = seen.goaway.map(|g| g.1).or(seen.closed);
-        let at = ended
-            .unwrap_or_else(|| panic!("neither GOAWAY nor close: {seen:?}\n{}", site.edge.logs()));
+    Attack::new("CONTINUATION flood", secs(15)).run(endless_continuation, |site, seen| {
+        let at = seen.expect_end(site, "neither GOAWAY nor close");
         assert!(at < Duration::from_secs(5), "cut off only after {at:?}");
-        watch.finish("CONTINUATION flood", t, 16 << 10, &site);
-    }
+    });
 }
 
 /// A flood of `one` frames (batches of 1 000) from a client that never
@@ -528,49 +646,20 @@ fn settings_flood_from_a_client_that_never_reads() {
 /// stalled responses.
 #[test]
 fn zero_window_on_large_responses() {
-    let site = site("[limits]\nsend_timeout = \"2s\"\n[http2]\nmax_concurrent_streams = 100");
-    for t in TRANSPORTS {
-        let watch = Watch::start(&site);
-        let seen = run_attack(
-            &site,
-            t,
-            Duration::from_secs(20),
-            &[(0x4, 0)],
-            |mut w| async move {
-                let block = get_block("/s/big.bin");
-                let mut batch = Vec::new();
-                for i in 0..100u32 {
-                    frame(
-                        &mut batch,
-                        HEADERS,
-                        END_STREAM | END_HEADERS,
-                        1 + 2 * i,
-                        &block,
-                    );
-                }
-                if !send(&mut w, &batch).await {
-                    return;
-                }
-                // Keep the connection alive (SETTINGS ACKs and PINGs are read
-                // by the reader; nothing opens the window).
-                tokio::time::sleep(Duration::from_secs(20)).await;
-            },
-        );
-        eprintln!("h2-hostile: zero window ({t:?}): {seen:?}");
+    let attack = Attack {
+        site: "[limits]\nsend_timeout = \"2s\"\n[http2]\nmax_concurrent_streams = 100",
+        settings: &[(0x4, 0)],
+        max_growth_kib: 32 << 10,
+        ..Attack::new("zero window", secs(20))
+    };
+    attack.run(stall_large_responses, |site, seen| {
         assert_eq!(seen.responses, 100, "response heads: {seen:?}");
-        let ended = seen.goaway.map(|g| g.1).or(seen.closed);
-        let at = ended.unwrap_or_else(|| {
-            panic!(
-                "stalled responses never ended: {seen:?}\n{}",
-                site.edge.logs()
-            )
-        });
+        let at = seen.expect_end(site, "stalled responses never ended");
         assert!(
             at < Duration::from_secs(8),
             "stalled responses ended only after {at:?} (send_timeout 2 s)"
         );
-        watch.finish("zero window", t, 32 << 10, &site);
-    }
+    });
 }
 
 /// The client's HPACK encoder adds a new 1 KiB entry to the server's
@@ -579,42 +668,8 @@ fn zero_window_on_large_responses() {
 /// update beyond that setting ends the connection.
 #[test]
 fn hpack_table_that_grows_without_end() {
-    let site = site("");
-    for t in TRANSPORTS {
-        let watch = Watch::start(&site);
-        let seen = run_attack(&site, t, Duration::from_secs(20), &[], |mut w| async move {
-            let mut stream = 1u32;
-            for round in 0..10u32 {
-                let mut batch = Vec::new();
-                for i in 0..100u32 {
-                    let mut b = get_block("/");
-                    // Literal with incremental indexing, new name.
-                    b.push(0x40);
-                    hstr(&mut b, format!("x-grow-{round}-{i}").as_bytes());
-                    let value = vec![b'g'; 1000];
-                    hint(&mut b, 0, 7, value.len());
-                    b.extend_from_slice(&value);
-                    frame(&mut batch, HEADERS, END_STREAM | END_HEADERS, stream, &b);
-                    stream += 2;
-                }
-                if !send(&mut w, &batch).await {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            // A dynamic table size update to 2^31 - 1.
-            let mut b = Vec::new();
-            hint(&mut b, 0x20, 5, (1 << 31) - 1);
-            b.extend_from_slice(&get_block("/"));
-            let mut f = Vec::new();
-            frame(&mut f, HEADERS, END_STREAM | END_HEADERS, stream, &b);
-            send(&mut w, &f).await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        });
-        eprintln!("h2-hostile: HPACK growth ({t:?}): {seen:?}");
-        let (code, _) = seen
-            .goaway
-            .unwrap_or_else(|| panic!("no GOAWAY: {seen:?}\n{}", site.edge.logs()));
+    Attack::new("HPACK growth", secs(20)).run(grow_the_table, |site, seen| {
+        let (code, _) = seen.expect_goaway(site);
         // RFC 9113 asks for COMPRESSION_ERROR; the h2 crate answers this
         // bad size update with PROTOCOL_ERROR. Either way the connection
         // ends.
@@ -627,6 +682,5 @@ fn hpack_table_that_grows_without_end() {
             seen.responses >= 900,
             "requests with a growing table not answered: {seen:?}"
         );
-        watch.finish("HPACK growth", t, 16 << 10, &site);
-    }
+    });
 }
