@@ -250,3 +250,51 @@ fn max_connections_per_ip_closes_extra_connections_at_accept() {
         "{m}"
     );
 }
+
+#[test]
+fn refusals_come_before_the_body_is_read() {
+    // A 50 MB POST whose body never comes: the refusal must not wait for
+    // it (nor reach the app), and the connection then closes.
+    let edge = Edge::start(&Conf::new("echo_app:app").tail(
+        "[log]\nformat = \"$request $status $route\"\n\
+         [limits]\nmax_body = \"100MiB\"\n\
+         [[access]]\nurl = \"/private/\"\nallow = []\n\
+         [[rate_limit]]\nurl = \"/limited/\"\nrate = \"1/m\"\n",
+    ));
+    assert_eq!(edge.get("/limited/first").status, 200);
+    for (path, want) in [("/private/upload", 403), ("/limited/upload", 429)] {
+        let mut s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+        s.set_read_timeout(Some(AWAIT)).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50000000\r\n\r\n"
+        )
+        .unwrap();
+        let t = Instant::now();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {want} ")),
+            "{path}: {text}\n{}",
+            edge.logs()
+        );
+        // Answered and closed at once, not after client_body_timeout.
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    // The front answered both, not the app.
+    for line in [
+        "POST /private/upload HTTP/1.1 403 front",
+        "POST /limited/upload HTTP/1.1 429 front",
+    ] {
+        assert!(
+            edge.wait_log(false, AWAIT, |s| s.contains(line)),
+            "{line}\n{}",
+            edge.logs()
+        );
+    }
+}
