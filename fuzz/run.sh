@@ -24,6 +24,7 @@ TARGETS=(
   config_units
   log_format
   ws_handshake
+  ws_relay
   proxy_protocol
   htpasswd
 )

@@ -78,4 +78,6 @@ pub mod fuzz_support {
     pub struct StaticPlan(());
     /// The WebSocket handshake check (`front/websocket.rs`).
     pub struct WsHandshake(());
+    /// The WebSocket relay on a client's frames (`front/websocket.rs`).
+    pub struct WsRelay(());
 }
