@@ -271,6 +271,59 @@ fn store_cert(ca: &Ca, storage: &Path, names: &[&str], from_now: i64, to_now: i6
     leaf
 }
 
+/// [`acme_tail`] for the usual case: `domains` from `pebble` over http-01,
+/// stored in `storage`.
+fn pebble_tail(pebble: &Pebble, tls_port: u16, storage: &Path, domains: &[&str]) -> String {
+    let ca = Some(pebble.ca_path.as_path());
+    acme_tail(
+        tls_port,
+        "",
+        &pebble.directory,
+        ca,
+        storage,
+        domains,
+        "http-01",
+    )
+}
+
+/// A test's temp folder and the ACME storage folder in it.
+fn acme_state() -> (TempDir, PathBuf) {
+    let state = tempfile::tempdir().unwrap();
+    let storage = state.path().join("acme");
+    (state, storage)
+}
+
+/// curl over HTTPS to `name` on `port` verifies against `cacert` and gets
+/// a 200 (`logs` shown if not).
+#[track_caller]
+fn assert_curl_200(name: &str, port: u16, cacert: &Path, logs: &str) {
+    let status = curl_status(name, port, cacert, 10);
+    assert_eq!(status, Ok("200".to_string()), "{name}\n{logs}");
+}
+
+/// A CA of the test's own (not pebble's), its PEM written in `state`: the
+/// CA and that file.
+fn own_ca(state: &TempDir) -> (Ca, PathBuf) {
+    let own = Ca::new();
+    let pem = own.write(state.path());
+    (own, pem)
+}
+
+/// TERM: edge exits within 20 s.
+#[track_caller]
+fn terminate(edge: &mut Edge) {
+    edge.signal(Signal::SIGTERM);
+    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const STORED: &str = "ACME: new certificate stored and served";
+const FAILED: &str = "ACME: obtaining a certificate failed";
+const SERVING_STORED: &str = "ACME: serving the stored certificate";
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -285,8 +338,7 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn http01_issuance_then_restart_without_the_ca() {
     need_pebble!("http01_issuance_then_restart_without_the_ca");
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
+    let (state, storage) = acme_state();
     let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     let metrics_port = free_port();
@@ -309,23 +361,13 @@ fn http01_issuance_then_restart_without_the_ca() {
     let mut edge = Edge::start(&conf);
     // Plain HTTP serves at once (here: the redirect).
     assert_eq!(edge.get("/").status, 308);
-    wait_log(
-        &edge,
-        "ACME: new certificate stored and served",
-        Duration::from_secs(60),
-        Some(&pebble),
-    );
+    wait_log(&edge, STORED, secs(60), Some(&pebble));
     println!(
         "http-01 issuance for 2 names: {:?} after start",
         started.elapsed()
     );
     for name in ["a.edge.test", "b.edge.test"] {
-        assert_eq!(
-            curl_status(name, tls_port, &pebble.root_path, 10),
-            Ok("200".to_string()),
-            "{name}\n{}",
-            edge.logs()
-        );
+        assert_curl_200(name, tls_port, &pebble.root_path, &edge.logs());
     }
     let logs = edge.logs();
     assert!(
@@ -367,20 +409,10 @@ fn http01_issuance_then_restart_without_the_ca() {
 
     // HUP: the new front reads the stored certificate; nobody orders again.
     edge.signal(Signal::SIGHUP);
-    wait_log(
-        &edge,
-        "reload complete",
-        Duration::from_secs(30),
-        Some(&pebble),
-    );
+    wait_log(&edge, "reload complete", secs(30), Some(&pebble));
     // The arbiter's "reload complete" can come before the new front's
     // first ACME line: wait for that line itself.
-    wait_log(
-        &edge,
-        "ACME: serving the stored certificate",
-        Duration::from_secs(10),
-        Some(&pebble),
-    );
+    wait_log(&edge, SERVING_STORED, secs(10), Some(&pebble));
     let logs = edge.logs();
     assert_eq!(
         logs.matches("ACME: serving the stored certificate").count(),
@@ -392,14 +424,9 @@ fn http01_issuance_then_restart_without_the_ca() {
         1,
         "{logs}"
     );
-    assert_eq!(
-        curl_status("a.edge.test", tls_port, &pebble.root_path, 10),
-        Ok("200".to_string()),
-        "{logs}"
-    );
+    assert_curl_200("a.edge.test", tls_port, &pebble.root_path, &logs);
 
-    edge.signal(Signal::SIGTERM);
-    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+    terminate(&mut edge);
     // pebble's root is gone with pebble: keep a copy for curl.
     let root = state.path().join("root.pem");
     std::fs::copy(&pebble.root_path, &root).unwrap();
@@ -408,12 +435,7 @@ fn http01_issuance_then_restart_without_the_ca() {
     // Restart with the CA gone: the stored certificate is served at once.
     let mut again = Edge::start(&conf);
     let at = Instant::now();
-    assert_eq!(
-        curl_status("b.edge.test", tls_port, &root, 10),
-        Ok("200".to_string()),
-        "{}",
-        again.logs()
-    );
+    assert_curl_200("b.edge.test", tls_port, &root, &again.logs());
     println!(
         "restart: HTTPS with the stored certificate {:?} after ready",
         at.elapsed()
@@ -425,8 +447,7 @@ fn http01_issuance_then_restart_without_the_ca() {
         "{}",
         again.logs()
     );
-    again.signal(Signal::SIGTERM);
-    assert!(again.wait_exit(Duration::from_secs(20)).is_some());
+    terminate(&mut again);
 }
 
 /// tls-alpn-01: HTTPS requests made before any certificate exists wait
@@ -435,15 +456,13 @@ fn http01_issuance_then_restart_without_the_ca() {
 #[test]
 fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
     need_pebble!("tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist");
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
-    let own = Ca::new();
-    let own_ca = own.write(state.path());
+    let conf = Conf::new("pid_app:app");
+    let tls_port = free_port();
+    let (state, storage) = acme_state();
+    let (own, own_ca) = own_ca(&state);
     let (other_cert, other_key) = own
         .issue(&["other.edge.test"], 5)
         .write(state.path(), "other");
-    let conf = Conf::new("pid_app:app");
-    let tls_port = free_port();
     // http-01 would go to a closed port: only tls-alpn-01 can succeed.
     let pebble = Pebble::start(free_port(), tls_port);
     let tls_lines = format!(
@@ -474,12 +493,7 @@ fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
         );
         r
     });
-    wait_log(
-        &edge,
-        "ACME: new certificate stored and served",
-        Duration::from_secs(60),
-        Some(&pebble),
-    );
+    wait_log(&edge, STORED, secs(60), Some(&pebble));
     assert_eq!(
         early.join().unwrap(),
         Ok("200".to_string()),
@@ -492,20 +506,11 @@ fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
         "{}",
         edge.logs()
     );
-    assert_eq!(
-        curl_status("alpn.edge.test", tls_port, &pebble.root_path, 10),
-        Ok("200".to_string())
-    );
+    assert_curl_200("alpn.edge.test", tls_port, &pebble.root_path, "");
     // The configured SNI certificate keeps its name.
-    assert_eq!(
-        curl_status("other.edge.test", tls_port, &own_ca, 10),
-        Ok("200".to_string()),
-        "{}",
-        edge.logs()
-    );
+    assert_curl_200("other.edge.test", tls_port, &own_ca, &edge.logs());
     assert!(curl_status("other.edge.test", tls_port, &pebble.root_path, 10).is_err());
-    edge.signal(Signal::SIGTERM);
-    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+    terminate(&mut edge);
 }
 
 /// A stored certificate at 2/3 of its life is served at once and renewed
@@ -514,23 +519,15 @@ fn tls_alpn01_issuance_while_https_waits_and_sni_certs_coexist() {
 #[test]
 fn renewal_under_load_drops_nothing() {
     need_pebble!("renewal_under_load_drops_nothing");
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
+    let (_state, storage) = acme_state();
+    let names = &["load.edge.test"];
     let own = Ca::new();
     // Lifetime 180 s, 150 s gone: past 2/3, still valid for 30 s.
-    let old = store_cert(&own, &storage, &["load.edge.test"], -150, 30);
+    let old = store_cert(&own, &storage, names, -150, 30);
     let conf = Conf::new("pid_app:app").workers(2);
     let tls_port = free_port();
     let pebble = Pebble::start(conf.port, tls_port);
-    let conf = conf.tail(&acme_tail(
-        tls_port,
-        "",
-        &pebble.directory,
-        Some(&pebble.ca_path),
-        &storage,
-        &["load.edge.test"],
-        "http-01",
-    ));
+    let conf = conf.tail(&pebble_tail(&pebble, tls_port, &storage, names));
     let mut edge = Edge::start(&conf);
     let resuming = t::client_config(None, &[], &[b"http/1.1"]);
     // Full handshakes only: a resumed TLS session reports the certificate
@@ -612,12 +609,8 @@ fn renewal_under_load_drops_nothing() {
     assert_eq!(failed, 0, "{errors:?}\n{}", edge.logs());
     assert!(ok > 0);
     // The new one verifies against pebble's root.
-    assert_eq!(
-        curl_status("load.edge.test", tls_port, &pebble.root_path, 10),
-        Ok("200".to_string())
-    );
-    edge.signal(Signal::SIGTERM);
-    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+    assert_curl_200("load.edge.test", tls_port, &pebble.root_path, "");
+    terminate(&mut edge);
 }
 
 /// A CA that refuses (its http-01 validation hits a closed port) leaves
@@ -625,30 +618,16 @@ fn renewal_under_load_drops_nothing() {
 #[test]
 fn refusing_ca_keeps_the_old_certificate() {
     need_pebble!("refusing_ca_keeps_the_old_certificate");
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
-    let own = Ca::new();
-    let own_ca = own.write(state.path());
-    store_cert(&own, &storage, &["refused.edge.test"], -300, 60);
+    let names = &["refused.edge.test"];
+    let (state, storage) = acme_state();
+    let (own, own_ca) = own_ca(&state);
+    store_cert(&own, &storage, names, -300, 60);
     let conf = Conf::new("pid_app:app");
     let tls_port = free_port();
     let pebble = Pebble::start(free_port(), tls_port);
-    let conf = conf.tail(&acme_tail(
-        tls_port,
-        "",
-        &pebble.directory,
-        Some(&pebble.ca_path),
-        &storage,
-        &["refused.edge.test"],
-        "http-01",
-    ));
+    let conf = conf.tail(&pebble_tail(&pebble, tls_port, &storage, names));
     let mut edge = Edge::start(&conf);
-    wait_log(
-        &edge,
-        "ACME: obtaining a certificate failed",
-        Duration::from_secs(60),
-        Some(&pebble),
-    );
+    wait_log(&edge, FAILED, secs(60), Some(&pebble));
     let logs = edge.logs();
     if let Some(line) = logs
         .lines()
@@ -658,21 +637,15 @@ fn refusing_ca_keeps_the_old_certificate() {
     }
     assert!(logs.contains("the CA refused the order"), "{logs}");
     assert!(logs.contains("is still served"), "{logs}");
-    assert_eq!(
-        curl_status("refused.edge.test", tls_port, &own_ca, 10),
-        Ok("200".to_string()),
-        "{logs}"
-    );
-    edge.signal(Signal::SIGTERM);
-    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+    assert_curl_200("refused.edge.test", tls_port, &own_ca, &logs);
+    terminate(&mut edge);
 }
 
 /// An unreachable directory: the error is logged, the stored (due)
 /// certificate is still served. No pebble needed.
 #[test]
 fn unreachable_directory_keeps_the_old_certificate() {
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
+    let (_state, storage) = acme_state();
     let own = Ca::new();
     let old = store_cert(&own, &storage, &["down.edge.test"], -300, 60);
     let conf = Conf::new("pid_app:app");
@@ -688,12 +661,7 @@ fn unreachable_directory_keeps_the_old_certificate() {
         "http-01",
     ));
     let mut edge = Edge::start(&conf);
-    wait_log(
-        &edge,
-        "ACME: obtaining a certificate failed",
-        Duration::from_secs(30),
-        None,
-    );
+    wait_log(&edge, FAILED, secs(30), None);
     let logs = edge.logs();
     assert!(logs.contains(&directory), "{logs}");
     assert!(logs.contains("is still served"), "{logs}");
@@ -701,8 +669,7 @@ fn unreachable_directory_keeps_the_old_certificate() {
     let (r, leaf) = t::get(tls_port, "down.edge.test", any, "/").expect("HTTPS still served");
     assert_eq!(r.status, 200);
     assert_eq!(leaf, old.der);
-    edge.signal(Signal::SIGTERM);
-    assert!(edge.wait_exit(Duration::from_secs(20)).is_some());
+    terminate(&mut edge);
 }
 
 /// `edge --check` validates `[tls.acme]` without contacting the CA.
@@ -772,22 +739,11 @@ fn check_validates_acme_without_the_ca() {
 #[test]
 fn two_processes_one_storage_order_once() {
     need_pebble!("two_processes_one_storage_order_once");
-    let state = tempfile::tempdir().unwrap();
-    let storage = state.path().join("acme");
+    let (_state, storage) = acme_state();
     let (conf_a, conf_b) = (Conf::new("pid_app:app"), Conf::new("pid_app:app"));
     let (tls_a, tls_b) = (free_port(), free_port());
     let pebble = Pebble::start(conf_a.port, tls_a);
-    let tail = |tls_port| {
-        acme_tail(
-            tls_port,
-            "",
-            &pebble.directory,
-            Some(&pebble.ca_path),
-            &storage,
-            &["shared.edge.test"],
-            "http-01",
-        )
-    };
+    let tail = |tls_port| pebble_tail(&pebble, tls_port, &storage, &["shared.edge.test"]);
     let (conf_a, conf_b) = (conf_a.tail(&tail(tls_a)), conf_b.tail(&tail(tls_b)));
     let mut a = Edge::spawn_config(&conf_a.render(), conf_a.port);
     let mut b = Edge::spawn_config(&conf_b.render(), conf_b.port);
@@ -826,7 +782,6 @@ fn two_processes_one_storage_order_once() {
         }
     );
     for e in [&mut a, &mut b] {
-        e.signal(Signal::SIGTERM);
-        assert!(e.wait_exit(Duration::from_secs(20)).is_some());
+        terminate(e);
     }
 }
