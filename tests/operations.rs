@@ -54,6 +54,45 @@ fn concurrent_pids(edge: &Edge, n: usize) -> Vec<i32> {
     pids
 }
 
+/// The pids in `pids`, each once, sorted.
+fn distinct(pids: &[i32]) -> Vec<i32> {
+    let mut d = pids.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    d
+}
+
+/// Sends `sig`, then waits up to 10 s for `edge` to have `n` workers:
+/// those. Panics (with the workers and the logs) if it does not.
+#[track_caller]
+fn signal_for_workers(edge: &mut Edge, sig: Signal, n: usize) -> Vec<i32> {
+    edge.signal(sig);
+    wait_workers(edge, Duration::from_secs(10), |w| w.len() == n).unwrap_or_else(|| {
+        let now = workers_of(edge.pid);
+        panic!("{sig:?}: still {now:?}\n{}", edge.logs())
+    })
+}
+
+/// Rewrites `edge`'s config file as `conf`, then HUP.
+fn hup_with(edge: &mut Edge, conf: &Conf) {
+    std::fs::write(edge.config_path.as_ref().unwrap(), conf.render()).unwrap();
+    edge.signal(Signal::SIGHUP);
+}
+
+/// `ops_app` with `n` workers.
+fn ops_app(n: usize) -> Conf {
+    Conf::new("ops_app:app").workers(n)
+}
+
+/// Starts `conf`; with its workers, as many as it asks for.
+#[track_caller]
+fn start_with_workers(conf: &Conf) -> (Edge, Vec<i32>) {
+    let edge = Edge::start(conf);
+    let workers = workers_of(edge.pid);
+    assert_eq!(workers.len(), conf.workers, "{workers:?}");
+    (edge, workers)
+}
+
 /// Wait until `pred` holds on the worker set of `edge`; bounded.
 fn wait_workers(edge: &Edge, timeout: Duration, pred: impl Fn(&[i32]) -> bool) -> Option<Vec<i32>> {
     support::poll(timeout, Duration::from_millis(25), || {
@@ -211,6 +250,14 @@ impl Load {
         .is_some()
     }
 
+    /// Panics with `what` and the logs unless 20 more requests complete
+    /// within 5 s.
+    #[track_caller]
+    fn expect_progress(&self, edge: &Edge, what: &str) {
+        let ran = self.wait_more(20, Duration::from_secs(5));
+        assert!(ran, "{what}\n{}", edge.logs());
+    }
+
     fn finish(mut self) -> LoadResult {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.take().unwrap().join().unwrap()
@@ -230,6 +277,24 @@ fn one_request(port: u16, path: &str) -> Result<Response, String> {
     let req = support::http::build_request("GET", path, &[("Connection", "close")], b"", port);
     c.try_send(&req).map_err(|e| format!("send: {e}"))?;
     c.read_response("GET")
+}
+
+/// `pids` are gone within `secs` seconds; else panics with `what` and the
+/// logs.
+#[track_caller]
+fn assert_gone(edge: &Edge, pids: &[i32], secs: u64, what: &str) {
+    let gone = wait_gone(pids, Duration::from_secs(secs));
+    assert!(gone, "{what}\n{}", edge.logs());
+}
+
+/// The arbiter logs its `n`th "reload complete" within 15 s; else panics
+/// with `what` and the logs.
+#[track_caller]
+fn wait_reloads(edge: &Edge, n: usize, what: &str) {
+    let done = edge.wait_log(true, Duration::from_secs(15), |l| {
+        count(l, "reload complete") >= n
+    });
+    assert!(done, "{what}\n{}", edge.logs());
 }
 
 fn assert_no_failures(res: &LoadResult, what: &str, edge: &Edge) {
@@ -315,7 +380,7 @@ impl Drop for Successor {
 
 #[test]
 fn timeout_gives_504_a_python_traceback_and_a_new_worker() {
-    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("timeout = \"1s\""));
+    let edge = Edge::start(&ops_app(1).app("timeout = \"1s\""));
     let first = pid_of(&edge.get("/"));
 
     edge.expect_timeout_504("/sleep?s=10", Duration::from_secs(6));
@@ -358,23 +423,17 @@ fn max_requests_recycles_over_100_requests_without_a_failure() {
     // boots within a few requests. (With ~1 ms requests one worker can
     // serve all 100 before its replacement is ready, by design: it keeps
     // serving until then.)
-    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("max_requests = 10"));
+    let edge = Edge::start(&ops_app(1).app("max_requests = 10"));
     let mut pids: Vec<i32> = Vec::new();
     for i in 0..100 {
-        let r = edge.get("/sleep?s=0.02");
-        assert_eq!(
-            r.status,
-            200,
-            "request {i} of 100 (max_requests = 10):\n{}\n{}",
-            r.describe(),
-            edge.logs()
+        let r = edge.get_ok_while(
+            "/sleep?s=0.02",
+            &format!("request {i} of 100 (max_requests = 10)"),
         );
         pids.push(pid_of(&r));
     }
     let first = pids[0];
-    let mut distinct = pids.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct(&pids);
     let served: Vec<(i32, usize)> = distinct
         .iter()
         .map(|d| (*d, pids.iter().filter(|p| *p == d).count()))
@@ -390,11 +449,8 @@ fn max_requests_recycles_over_100_requests_without_a_failure() {
         by_first >= 9,
         "worker {first} served only {by_first} of our requests (+1 probe), below max_requests = 10"
     );
-    assert!(
-        wait_gone(&[first], Duration::from_secs(5)),
-        "the first worker {first} is still alive after 100 requests\n{}",
-        edge.logs()
-    );
+    let what = format!("the first worker {first} is still alive after 100 requests");
+    assert_gone(&edge, &[first], 5, &what);
 }
 
 /// `edge status --json`: (pid, state, served) of each worker.
@@ -503,72 +559,40 @@ fn max_requests_is_exact_for_asgi_workers() {
 fn max_worker_memory_recycles_the_worker_without_a_failure() {
     // Any CPython worker is above 1 MiB of RSS: it is replaced between
     // requests, again and again, and no request may fail.
-    let edge = Edge::start(
-        &Conf::new("ops_app:app")
-            .workers(1)
-            .app("max_worker_memory = \"1MiB\""),
-    );
+    let edge = Edge::start(&ops_app(1).app("max_worker_memory = \"1MiB\""));
     let mut pids: Vec<i32> = Vec::new();
     for i in 0..40 {
-        let r = edge.get("/");
-        assert_eq!(
-            r.status,
-            200,
-            "request {i} with max_worker_memory = 1MiB:\n{}\n{}",
-            r.describe(),
-            edge.logs()
-        );
+        let r = edge.get_ok_while("/", &format!("request {i} with max_worker_memory = 1MiB"));
         pids.push(pid_of(&r));
         thread::sleep(Duration::from_millis(20));
     }
     let first = pids[0];
-    let mut distinct = pids.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct(&pids);
     assert!(
         distinct.len() >= 2,
         "a worker above max_worker_memory = 1MiB was never recycled (40 requests, pids {distinct:?})\n{}",
         edge.logs()
     );
-    assert!(
-        wait_gone(&[first], Duration::from_secs(5)),
-        "the first worker {first} is still alive\n{}",
-        edge.logs()
-    );
+    let what = format!("the first worker {first} is still alive");
+    assert_gone(&edge, &[first], 5, &what);
 }
 
 // === 3-6. HUP ===
 
 #[test]
 fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
-    let mut edge = Edge::start(&Conf::new("ops_app:app").workers(2));
-    let gen1 = workers_of(edge.pid);
-    assert_eq!(gen1.len(), 2, "expected 2 workers: {gen1:?}");
+    let (mut edge, gen1) = start_with_workers(&ops_app(2));
     let front1 = fronts_of(edge.pid);
     assert_eq!(front1.len(), 1, "expected 1 front: {front1:?}");
 
     let load = Load::start(edge.port, "/", 3000, Duration::from_secs(15));
-    assert!(
-        load.wait_more(20, Duration::from_secs(5)),
-        "the load does not run\n{}",
-        edge.logs()
-    );
+    load.expect_progress(&edge, "the load does not run");
 
     edge.signal(Signal::SIGHUP);
     let before = load.done();
-    assert!(
-        edge.wait_log(true, Duration::from_secs(15), |l| count(
-            l,
-            "reload complete"
-        ) >= 1),
-        "first HUP: no \"reload complete\" within 15 s\n{}",
-        edge.logs()
-    );
-    assert!(
-        wait_gone(&gen1, Duration::from_secs(10)),
-        "first generation {gen1:?} still alive 10 s after its reload\n{}",
-        edge.logs()
-    );
+    wait_reloads(&edge, 1, "first HUP: no \"reload complete\" within 15 s");
+    let what = format!("first generation {gen1:?} still alive 10 s after its reload");
+    assert_gone(&edge, &gen1, 10, &what);
     let gen2 = wait_workers(&edge, Duration::from_secs(5), |w| w.len() == 2).unwrap_or_else(|| {
         panic!(
             "not 2 workers after the first reload: {:?}",
@@ -579,31 +603,17 @@ fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
         gen2.iter().all(|p| !gen1.contains(p)),
         "{gen1:?} -> {gen2:?}"
     );
-    assert!(
-        load.wait_more(20, Duration::from_secs(5)),
-        "the load stalled\n{}",
-        edge.logs()
-    );
+    load.expect_progress(&edge, "the load stalled");
 
     edge.signal(Signal::SIGHUP);
-    assert!(
-        edge.wait_log(true, Duration::from_secs(15), |l| count(
-            l,
-            "reload complete"
-        ) >= 2),
-        "second HUP: no second \"reload complete\" within 15 s\n{}",
-        edge.logs()
+    wait_reloads(
+        &edge,
+        2,
+        "second HUP: no second \"reload complete\" within 15 s",
     );
-    assert!(
-        wait_gone(&gen2, Duration::from_secs(10)),
-        "second generation {gen2:?} still alive 10 s after its reload\n{}",
-        edge.logs()
-    );
-    assert!(
-        load.wait_more(20, Duration::from_secs(5)),
-        "the load stalled\n{}",
-        edge.logs()
-    );
+    let what = format!("second generation {gen2:?} still alive 10 s after its reload");
+    assert_gone(&edge, &gen2, 10, &what);
+    load.expect_progress(&edge, "the load stalled");
     let during = load.done() - before;
     let res = load.finish();
     eprintln!(
@@ -648,20 +658,18 @@ fn hup_twice_under_steady_load_replaces_every_worker_without_a_failure() {
 
 #[test]
 fn hup_with_a_broken_config_keeps_the_running_one() {
-    let conf = Conf::new("ops_app:app").workers(2);
-    let mut edge = Edge::start(&conf);
-    let before = workers_of(edge.pid);
-    assert_eq!(before.len(), 2, "{before:?}");
+    let conf = ops_app(2);
+    let (mut edge, before) = start_with_workers(&conf);
     let front = fronts_of(edge.pid);
 
     let broken = conf.clone().server("no_such_key_q9 = 1");
-    std::fs::write(edge.config_path.as_ref().unwrap(), broken.render()).unwrap();
-    edge.signal(Signal::SIGHUP);
-    assert!(
-        edge.wait_log(true, Duration::from_secs(10), |l| l
-            .contains("keeping the running configuration")),
-        "no \"keeping the running configuration\" error after HUP with a broken config\n{}",
-        edge.logs()
+    hup_with(&mut edge, &broken);
+    let what = "no \"keeping the running configuration\" error after HUP with a broken config";
+    edge.expect_log(
+        true,
+        Duration::from_secs(10),
+        "keeping the running configuration",
+        what,
     );
     let err = edge.stderr();
     let rec = records_with(&err, "keeping the running configuration");
@@ -671,14 +679,7 @@ fn hup_with_a_broken_config_keeps_the_running_one() {
         "the error record is not an ERROR naming the unknown key: {rec:#?}"
     );
     for i in 0..10 {
-        let r = edge.get("/");
-        assert_eq!(
-            r.status,
-            200,
-            "request {i}:\n{}\n{}",
-            r.describe(),
-            edge.logs()
-        );
+        let r = edge.get_ok_while("/", &format!("request {i}"));
         let p = pid_of(&r);
         assert!(
             before.contains(&p),
@@ -702,13 +703,8 @@ fn hup_with_a_broken_config_keeps_the_running_one() {
 #[test]
 fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
     let app = version_app_dir("one");
-    let mut edge = Edge::start(
-        &Conf::new("version_app:app")
-            .workers(2)
-            .pythonpath(&[app.path().to_path_buf()]),
-    );
-    let before = workers_of(edge.pid);
-    assert_eq!(before.len(), 2, "{before:?}");
+    let conf = Conf::new("version_app:app").workers(2);
+    let (mut edge, before) = start_with_workers(&conf.pythonpath(&[app.path().to_path_buf()]));
     assert_eq!(word(&edge.get("/"), "version"), "one");
 
     let marker = "version_app: broken on purpose 5c1d";
@@ -769,12 +765,8 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
 
     write_module(app.path(), "version_app", &version_app("three-fixed"));
     edge.signal(Signal::SIGHUP);
-    assert!(
-        edge.wait_log(true, Duration::from_secs(15), |l| l
-            .contains("reload complete")),
-        "no \"reload complete\" after HUP with the fixed code\n{}",
-        edge.logs()
-    );
+    let what = "no \"reload complete\" after HUP with the fixed code";
+    edge.expect_log(true, Duration::from_secs(15), "reload complete", what);
     wait_version(&edge, "three-fixed", Duration::from_secs(5));
     for _ in 0..5 {
         let r = edge.get("/");
@@ -786,23 +778,12 @@ fn hup_with_code_that_fails_to_import_keeps_the_old_workers_then_recovers() {
 
 #[test]
 fn hup_applies_a_new_worker_count() {
-    let conf = Conf::new("ops_app:app").workers(1);
-    let mut edge = Edge::start(&conf);
-    let before = workers_of(edge.pid);
-    assert_eq!(before.len(), 1, "{before:?}");
+    let conf = ops_app(1);
+    let (mut edge, before) = start_with_workers(&conf);
 
-    std::fs::write(
-        edge.config_path.as_ref().unwrap(),
-        conf.clone().workers(3).render(),
-    )
-    .unwrap();
-    edge.signal(Signal::SIGHUP);
-    assert!(
-        edge.wait_log(true, Duration::from_secs(15), |l| l
-            .contains("reload complete")),
-        "no \"reload complete\"\n{}",
-        edge.logs()
-    );
+    hup_with(&mut edge, &conf.clone().workers(3));
+    let what = "no \"reload complete\"";
+    edge.expect_log(true, Duration::from_secs(15), "reload complete", what);
     let after = wait_workers(&edge, Duration::from_secs(10), |w| {
         w.len() == 3 && !w.contains(&before[0])
     })
@@ -825,13 +806,9 @@ fn hup_applies_a_new_worker_count() {
 
 #[test]
 fn ttin_adds_a_worker_and_ttou_removes_one() {
-    let mut edge = Edge::start(&Conf::new("ops_app:app").workers(2));
-    let before = workers_of(edge.pid);
-    assert_eq!(before.len(), 2, "{before:?}");
+    let (mut edge, before) = start_with_workers(&ops_app(2));
 
-    edge.signal(Signal::SIGTTIN);
-    let three = wait_workers(&edge, Duration::from_secs(10), |w| w.len() == 3)
-        .unwrap_or_else(|| panic!("TTIN: still {:?}\n{}", workers_of(edge.pid), edge.logs()));
+    let three = signal_for_workers(&mut edge, Signal::SIGTTIN, 3);
     assert!(
         before.iter().all(|p| three.contains(p)),
         "TTIN replaced workers: {before:?} -> {three:?}"
@@ -847,9 +824,7 @@ fn ttin_adds_a_worker_and_ttou_removes_one() {
         edge.logs()
     );
 
-    edge.signal(Signal::SIGTTOU);
-    let two = wait_workers(&edge, Duration::from_secs(10), |w| w.len() == 2)
-        .unwrap_or_else(|| panic!("TTOU: still {:?}\n{}", workers_of(edge.pid), edge.logs()));
+    let two = signal_for_workers(&mut edge, Signal::SIGTTOU, 2);
     assert!(
         two.iter().all(|p| three.contains(p)),
         "TTOU started workers: {three:?} -> {two:?}"
@@ -874,19 +849,11 @@ fn ttin_adds_a_worker_and_ttou_removes_one() {
 
 #[test]
 fn sigterm_during_a_3s_request_answers_it_then_exits_0() {
-    let mut edge = Edge::start(
-        &Conf::new("ops_app:app")
-            .workers(1)
-            .server("graceful_timeout = \"10s\""),
-    );
+    let mut edge = Edge::start(&ops_app(1).server("graceful_timeout = \"10s\""));
     let start = Instant::now();
     let inflight = get_async(edge.port, "/sleep?s=3");
-    assert!(
-        edge.wait_log(true, Duration::from_secs(5), |l| l
-            .contains("ops_app: sleep begin")),
-        "the 3 s request never reached the app\n{}",
-        edge.logs()
-    );
+    let what = "the 3 s request never reached the app";
+    edge.expect_log(true, Duration::from_secs(5), "ops_app: sleep begin", what);
     edge.signal(Signal::SIGTERM);
     let r = inflight.join().unwrap().unwrap_or_else(|e| {
         panic!(
@@ -911,7 +878,7 @@ fn sigterm_during_a_3s_request_answers_it_then_exits_0() {
 
 #[test]
 fn kill_9_of_the_front_is_recovered_within_1_5s_without_losing_the_listener() {
-    let edge = Edge::start(&Conf::new("ops_app:app").workers(2));
+    let edge = Edge::start(&ops_app(2));
     let fronts = fronts_of(edge.pid);
     assert_eq!(fronts.len(), 1, "expected one edge-front child: {fronts:?}");
     let old = fronts[0];
@@ -977,19 +944,10 @@ fn started_pids(log: &str) -> Vec<i32> {
 
 #[test]
 fn usr2_upgrade_under_load_hands_over_without_a_failure() {
-    let mut edge = Edge::start(
-        &Conf::new("ops_app:app")
-            .workers(2)
-            .server("graceful_timeout = \"10s\""),
-    );
-    let old_workers = workers_of(edge.pid);
-    assert_eq!(old_workers.len(), 2, "{old_workers:?}");
+    let conf = ops_app(2).server("graceful_timeout = \"10s\"");
+    let (mut edge, old_workers) = start_with_workers(&conf);
     let load = Load::start(edge.port, "/", 3000, Duration::from_secs(15));
-    assert!(
-        load.wait_more(20, Duration::from_secs(5)),
-        "the load does not run\n{}",
-        edge.logs()
-    );
+    load.expect_progress(&edge, "the load does not run");
 
     edge.signal(Signal::SIGUSR2);
     assert!(
@@ -1028,11 +986,7 @@ fn usr2_upgrade_under_load_hands_over_without_a_failure() {
         edge.logs()
     );
     successor.snapshot();
-    assert!(
-        load.wait_more(20, Duration::from_secs(5)),
-        "the load stalled after the upgrade\n{}",
-        edge.logs()
-    );
+    load.expect_progress(&edge, "the load stalled after the upgrade");
     let res = load.finish();
     eprintln!("USR2: {} requests", res.ok);
     assert_no_failures(&res, "USR2 upgrade under load", &edge);
@@ -1202,9 +1156,7 @@ fn nspids(pid: i32) -> Vec<i32> {
 
 #[test]
 fn as_pid_1_in_a_pid_namespace_it_reaps_orphans_and_stops_cleanly_on_term() {
-    let conf = Conf::new("ops_app:app")
-        .workers(1)
-        .server("graceful_timeout = \"5s\"");
+    let conf = ops_app(1).server("graceful_timeout = \"5s\"");
     let port = conf.port;
     let mut ns = Namespaced::spawn(&conf);
     let ready = support::poll(support::READY_TIMEOUT, Duration::from_millis(100), || {
@@ -1321,11 +1273,8 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
     edge.wait_ready("/");
     assert_eq!(word(&edge.get("/"), "version"), "one");
     // The watch is set up before the workers start; make sure it is there.
-    assert!(
-        edge.wait_log(true, Duration::from_secs(5), |l| l.contains("watching")),
-        "--reload does not say it watches the sources\n{}",
-        edge.logs()
-    );
+    let what = "--reload does not say it watches the sources";
+    edge.expect_log(true, Duration::from_secs(5), "watching", what);
 
     write_module(app.path(), "version_app", &version_app("two-edited"));
     let took = wait_version(&edge, "two-edited", Duration::from_secs(5));
@@ -1333,20 +1282,10 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
 
     let marker = "version_app: broken in dev 77e2";
     write_module(app.path(), "version_app", &broken_version_app(marker));
-    assert!(
-        edge.wait_log(true, Duration::from_secs(40), |l| l.contains(marker)),
-        "the import error of the broken code is not printed\n{}",
-        edge.logs()
-    );
+    let what = "the import error of the broken code is not printed";
+    edge.expect_log(true, Duration::from_secs(40), marker, what);
     for _ in 0..5 {
-        let r = edge.get("/");
-        assert_eq!(
-            r.status,
-            200,
-            "broken code took the site down:\n{}\n{}",
-            r.describe(),
-            edge.logs()
-        );
+        let r = edge.get_ok_while("/", "broken code took the site down");
         assert_eq!(word(&r, "version"), "two-edited", "{}", r.describe());
     }
     assert!(
@@ -1354,12 +1293,8 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
         "edge exited on broken code\n{}",
         edge.logs()
     );
-    assert!(
-        edge.wait_log(true, Duration::from_secs(40), |l| l
-            .contains("reload failed")),
-        "no \"reload failed\" for the broken code\n{}",
-        edge.logs()
-    );
+    let what = "no \"reload failed\" for the broken code";
+    edge.expect_log(true, Duration::from_secs(40), "reload failed", what);
 
     write_module(app.path(), "version_app", &version_app("three-recovered"));
     wait_version(&edge, "three-recovered", Duration::from_secs(10));
@@ -1374,7 +1309,7 @@ fn dev_reload_picks_up_edits_survives_broken_code_and_recovers() {
 
 #[test]
 fn threads_4_serve_4_slow_requests_at_once_in_one_worker() {
-    let edge = Edge::start(&Conf::new("ops_app:app").workers(1).app("threads = 4"));
+    let edge = Edge::start(&ops_app(1).app("threads = 4"));
     let r = edge.get("/env");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(word(&r, "multithread"), "True", "{}", r.describe());
@@ -1399,13 +1334,7 @@ fn threads_4_serve_4_slow_requests_at_once_in_one_worker() {
 
 #[test]
 fn hooks_run_in_each_worker_with_its_pid() {
-    let mut edge = Edge::start(
-        &Conf::new("ops_app:app")
-            .workers(2)
-            .app("hooks = \"ops_hooks\""),
-    );
-    let workers = workers_of(edge.pid);
-    assert_eq!(workers.len(), 2, "{workers:?}");
+    let (mut edge, workers) = start_with_workers(&ops_app(2).app("hooks = \"ops_hooks\""));
     let line =
         |hook: &str, pid: i32| format!("ops_hooks: {hook} worker.pid={pid} getpid={pid} slot=");
     for &p in &workers {
@@ -1463,11 +1392,7 @@ fn hooks_run_in_each_worker_with_its_pid() {
 
 #[test]
 fn health_route_is_answered_by_the_front() {
-    let edge = Edge::start(
-        &Conf::new("ops_app:app")
-            .workers(2)
-            .server("health = \"/healthz\""),
-    );
+    let edge = Edge::start(&ops_app(2).server("health = \"/healthz\""));
     let r = edge.get("/healthz");
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
     assert!(r.text().starts_with("ok"), "{}", r.describe());
@@ -1489,7 +1414,7 @@ fn health_route_is_answered_by_the_front() {
 
 #[test]
 fn preload_imports_once_in_the_arbiter_and_two_workers_serve() {
-    let edge = Edge::start(&Conf::new("ops_app:app").workers(2).app("preload = true"));
+    let edge = Edge::start(&ops_app(2).app("preload = true"));
     let mut pids = Vec::new();
     for r in edge.get_concurrent(2, "/importpid?s=0.5") {
         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
