@@ -103,6 +103,7 @@ pub fn run(ctx: Inherit) -> i32 {
     // or an access log pipe whose reader went away is an error return, not
     // the front's death.
     crate::signals::ignore(nix::sys::signal::Signal::SIGPIPE);
+    crate::sys::tune_malloc();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // On one CPU (a container limited to one, or `taskset`), a single
     // thread runs everything: no hand-offs between threads, no stealing.
@@ -121,6 +122,21 @@ pub fn run(ctx: Inherit) -> i32 {
         }
     };
     rt.block_on(serve(ctx))
+}
+
+/// How often the front gives its free heap pages back to the kernel.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Every `TRIM_EVERY`, on the blocking pool (it walks the heap): keeps the
+/// front's RSS at what it holds, not at its high-water mark.
+async fn release_free_memory() {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+    }
 }
 
 async fn serve(ctx: Inherit) -> i32 {
@@ -163,6 +179,7 @@ async fn serve(ctx: Inherit) -> i32 {
         }
     };
     tokio::spawn(upstream.clone().control_loop());
+    tokio::spawn(release_free_memory());
     let access_log = match AccessLog::start(
         &config.log.access,
         config.log.format.clone(),
