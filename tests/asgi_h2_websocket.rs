@@ -42,15 +42,8 @@ fn websocket_over_http2_through_a_proxy_route() {
     let addr = edge.addr();
     runtime().block_on(async move {
         let mut send = h2c(addr).await;
-        let resp = extended_connect(&mut send, || {
-            http::Request::builder()
-                .method(http::Method::CONNECT)
-                .uri(format!("http://{addr}/chat"))
-                .extension(hyper::ext::Protocol::from_static("connect-udp"))
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap()
-        })
-        .await;
+        let url = format!("http://{addr}/chat");
+        let resp = extended_connect(&mut send, &url, "connect-udp", &[]).await;
         assert_eq!(resp.status(), 405);
     });
 }
@@ -74,13 +67,25 @@ async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequ
 
 type Empty = http_body_util::Empty<bytes::Bytes>;
 
-/// Send an extended CONNECT made by `req`, again while the server's
-/// SETTINGS (with ENABLE_CONNECT_PROTOCOL), which must come first, are
-/// on their way.
+/// Send an extended CONNECT for `protocol` to `url` with `headers`, again
+/// while the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL), which must
+/// come first, are on their way.
 async fn extended_connect(
     send: &mut hyper::client::conn::http2::SendRequest<Empty>,
-    req: impl Fn() -> http::Request<Empty>,
+    url: &str,
+    protocol: &'static str,
+    headers: &[(&str, &str)],
 ) -> http::Response<hyper::body::Incoming> {
+    let req = || {
+        let mut b = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(url)
+            .extension(hyper::ext::Protocol::from_static(protocol));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Empty::new()).unwrap()
+    };
     let mut tries = 0;
     loop {
         send.ready().await.unwrap();
@@ -103,17 +108,12 @@ async fn extended_connect(
 fn converse(addr: std::net::SocketAddr, http_version: &str) {
     runtime().block_on(async move {
         let mut send = h2c(addr).await;
-        let resp = extended_connect(&mut send, || {
-            http::Request::builder()
-                .method(http::Method::CONNECT)
-                .uri(format!("http://{addr}/chat?room=1"))
-                .extension(hyper::ext::Protocol::from_static("websocket"))
-                .header("sec-websocket-version", "13")
-                .header("sec-websocket-protocol", "echo.v1, other")
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap()
-        })
-        .await;
+        let url = format!("http://{addr}/chat?room=1");
+        let headers = [
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "echo.v1, other"),
+        ];
+        let resp = extended_connect(&mut send, &url, "websocket", &headers).await;
         assert_eq!(resp.status(), 200, "RFC 8441: 200 completes the handshake");
         assert_eq!(
             resp.headers()

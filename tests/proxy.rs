@@ -1,7 +1,8 @@
 //! `[[proxy]]` (issue 17): edge in front of other HTTP servers. Upstreams
 //! are real processes: Python's `http.server` (`apps/proxy_upstream.py`),
 //! a deliberately broken one (`apps/proxy_broken.py`: resets, hangs,
-//! answers garbage) and another edge (WebSockets).
+//! answers garbage) and another edge (WebSockets). Also: read_timeout from
+//! the end of the send, and X-Accel-Redirect / X-Sendfile from an upstream.
 
 mod support;
 
@@ -85,6 +86,15 @@ fn proxy_table(url: &str, ups: &[String], extra: &str) -> String {
     format!(
         "[[proxy]]\nurl = \"{url}\"\nupstreams = [{}]\n{extra}\n",
         list.join(", ")
+    )
+}
+
+/// A front for big uploads (`max_body` 100 MiB) with one route to `up`.
+fn upload_front(url: &str, up: &Upstream, extra: &str) -> Edge {
+    Edge::start(
+        &Conf::new("echo_app:app")
+            .tail("[limits]\nmax_body = \"100MiB\"\n")
+            .tail(&proxy_table(url, &[up.addr()], extra)),
     )
 }
 
@@ -271,14 +281,10 @@ fn broken_upstream_reset_hang_and_garbage() {
 #[test]
 fn an_upstream_that_takes_no_body_hits_send_timeout() {
     let bad = Upstream::broken();
-    let edge = Edge::start(
-        &Conf::new("echo_app:app")
-            .tail("[limits]\nmax_body = \"100MiB\"\n")
-            .tail(&proxy_table(
-                "/bad/",
-                &[bad.addr()],
-                "send_timeout = \"1s\"\nread_timeout = \"30s\"",
-            )),
+    let edge = upload_front(
+        "/bad/",
+        &bad,
+        "send_timeout = \"1s\"\nread_timeout = \"30s\"",
     );
     let t = Instant::now();
     let r = edge.request("POST", "/bad/hang", &[], &vec![b'x'; 64 << 20]);
@@ -466,6 +472,10 @@ fn config_errors_name_the_key() {
             "proxy.read_timeout",
         ),
         ("url = \"a\"\nupstreams = [\"127.0.0.1:1\"]", "proxy.url"),
+        (
+            "url = \"/a/\"\nupstreams = [\"127.0.0.1:1\"]\noffload = \"yes\"",
+            "offload",
+        ),
     ] {
         let out = run_config(
             &format!("{base}[[proxy]]\n{table}\n"),
@@ -604,4 +614,100 @@ fn longest_prefix_wins_against_static() {
     );
     assert_eq!(edge.get("/s/file.txt").text(), "static file");
     assert_eq!(field(&edge.get("/s/api/x").text(), "name"), "A");
+}
+
+#[test]
+fn read_timeout_counts_from_the_end_of_the_send() {
+    // The upstream reads a 32 MiB body at 10 MiB/s (about 3 s, more than
+    // any socket buffer hides) and answers as soon as it has it all: with
+    // read_timeout = 1s that is a 200 (nginx counts proxy_read_timeout
+    // from the end of the send), not a 504 one second into the upload.
+    let up = Upstream::http("S");
+    let edge = upload_front(
+        "/api/",
+        &up,
+        "read_timeout = \"1s\"\nsend_timeout = \"10s\"",
+    );
+    let n = 32 << 20;
+    let t = Instant::now();
+    let r = edge.request("POST", "/api/slowread", &[], &vec![b'x'; n]);
+    let took = t.elapsed();
+    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.stderr());
+    assert_eq!(r.text(), format!("{n}\n"));
+    assert!(
+        took > Duration::from_millis(1500),
+        "{took:?}: the upload was not slow"
+    );
+    // The head still has to come within read_timeout of the send's end.
+    let r = edge.get("/api/");
+    assert_eq!(r.status, 200, "{}", r.describe());
+}
+
+#[test]
+fn x_accel_redirect_from_an_upstream_serves_the_static_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let protected = dir.path().join("protected");
+    std::fs::create_dir(&protected).unwrap();
+    std::fs::write(protected.join("report.txt"), "the protected report\n").unwrap();
+    let up = Upstream::http("X");
+    let static_route = format!(
+        "[[static]]\nurl = \"/protected/\"\ndir = \"{}\"\ninternal = true\n",
+        protected.display()
+    );
+    let edge = front(
+        &(static_route
+            + &proxy_table("/api/", &[up.addr()], "")
+            + &proxy_table("/raw/", &[up.addr()], "offload = false")),
+    );
+    // The upstream names the file; the front sends it, keeping the
+    // upstream's Set-Cookie and Content-Type (nginx's rules) and no
+    // X-Accel-* header.
+    for q in [
+        "to=/protected/report.txt",
+        "to=/protected/report.txt&body=1",
+    ] {
+        let r = edge.get(&format!("/api/accel?{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.describe());
+        assert_eq!(r.text(), "the protected report\n", "{q}");
+        assert_eq!(r.header("set-cookie"), Some("from=upstream"));
+        assert_eq!(r.header("content-type"), Some("text/x-upstream"));
+        assert_eq!(r.header("x-accel-redirect"), None);
+        assert_eq!(r.header("x-accel-expires"), None);
+    }
+    // Range applies to the file; HEAD stays HEAD.
+    let r = edge.get_with(
+        "/api/accel?to=/protected/report.txt",
+        &[("Range", "bytes=4-12")],
+    );
+    assert_eq!(r.status, 206, "{}", r.describe());
+    assert_eq!(r.text(), "protected");
+    edge.request("HEAD", "/api/accel?to=/protected/report.txt", &[], b"")
+        .assert_head_of(21);
+    // X-Sendfile names the file by its path under the route's dir.
+    let path = protected.join("report.txt");
+    let r = edge.get(&format!("/api/accel?send=1&to={}", path.display()));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "the protected report\n");
+    // Outside every [[static]] route: 404, and the log says who asked.
+    let r = edge.get("/api/accel?to=/etc/passwd");
+    assert_eq!(r.status, 404, "{}", r.describe());
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s.lines().any(|l| l
+            .contains("outside every [[static]] route")
+            && l.contains("upstream"))),
+        "{}",
+        edge.stderr()
+    );
+    // offload = false: the upstream's own answer, its X-Accel-* removed.
+    let r = edge.get("/raw/accel?to=/protected/report.txt&body=1");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "upstream body\n");
+    assert_eq!(r.header("x-accel-redirect"), None);
+    assert_eq!(r.header("x-accel-expires"), None);
+    // The internal route itself stays unreachable.
+    assert_eq!(edge.get("/protected/report.txt").status, 404);
+    // The kept connection to the upstream still serves.
+    let r = edge.get("/api/");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(field(&r.text(), "name"), "X");
 }

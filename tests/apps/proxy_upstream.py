@@ -8,6 +8,11 @@ Answers:
   GET  /.../big?n=N   N bytes (a repeating pattern), Content-Length
                       (text/plain with &t=text, else application/octet-stream)
   GET  /.../sse       X-Accel-Buffering: no; 5 events 300 ms apart
+  GET  /.../accel?to=URI[&body=1]
+                      X-Accel-Redirect: URI (X-Sendfile with &send=1),
+                      Set-Cookie, X-Accel-Expires, Content-Type text/x-upstream,
+                      an empty body (or "upstream body" with &body=1)
+  POST /.../slowread  reads the body 1 MiB per 0.1 s, then answers "LEN"
   POST /.../upload    reads the body; answers "LEN SHA256"
   any  other          text: name, method, target, Host and X-Forwarded-*
 """
@@ -78,7 +83,29 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.3)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if path.endswith("/accel"):
+            q = parse_qs(url.query)
+            body = b"upstream body\n" if q.get("body") == ["1"] else b""
+            self.send_response(200)
+            name = "X-Sendfile" if q.get("send") == ["1"] else "X-Accel-Redirect"
+            self.send_header(name, q["to"][0])
+            self.send_header("X-Accel-Expires", "10")
+            self.send_header("Set-Cookie", "from=upstream")
+            self.send_header("Content-Type", "text/x-upstream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         n = int(self.headers.get("Content-Length") or 0)
+        if path.endswith("/slowread"):
+            got = 0
+            while got < n:
+                b = self.rfile.read(min(1 << 20, n - got))
+                if not b:
+                    break
+                got += len(b)
+                time.sleep(0.1)
+            return self.send_text(200, f"{got}\n")
         h = hashlib.sha256()
         got = 0
         while got < n:

@@ -80,6 +80,20 @@ impl Response {
         assert_eq!(self.body, std::fs::read(file).unwrap(), "{what}");
     }
 
+    /// Panics (showing the response) unless this is a 200 answer to HEAD
+    /// for a body of `len` bytes: that Content-Length, and no body.
+    #[track_caller]
+    pub fn assert_head_of(&self, len: u64) {
+        assert_eq!(self.status, 200, "{}", self.describe());
+        assert_eq!(
+            self.header("content-length"),
+            Some(len.to_string().as_str()),
+            "{}",
+            self.describe()
+        );
+        assert!(self.body.is_empty(), "{}", self.describe());
+    }
+
     /// Panics (showing the response) unless the status is `status` and the
     /// body does not contain `hidden`; `what` names the request.
     #[track_caller]
