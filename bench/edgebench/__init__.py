@@ -7,6 +7,7 @@
     measure.py    one measured run, the in-process baseline, the latency rate
     procs.py      process groups of the arms, /proc accounting, clean-up
     report.py     the tables, goal lines and bench/out/latest.{md,json}
+    summary.py    one side-by-side table from latest.json files (the kit's last step)
     common.py     paths, environment knobs, small helpers
     cli.py        the command line and the run: setup, interleaved rounds, report
 

@@ -59,14 +59,14 @@ def nginx_conf(rundir, port, body, name="nginx"):
         (rundir / d).mkdir(exist_ok=True)
     conf = f"""
 user root;
-worker_processes 1;
+worker_processes {common.NGINX_WORKERS};
 daemon off;
 master_process on;
 pid {rundir}/nginx.pid;
 error_log {rundir}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    include /etc/nginx/mime.types;
+    include {common.NGINX_MIME};
     default_type application/octet-stream;
     access_log off;
     sendfile on;
@@ -86,6 +86,8 @@ http {{
 
 
 def pin(argv):
+    """The whole tree on the server CPUs (edge's front sizes its runtime to
+    the CPUs its affinity allows)."""
     return ["taskset", "-c", common.SERVER_CPU] + list(argv)
 
 

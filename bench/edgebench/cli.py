@@ -54,7 +54,19 @@ def main():
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10)")
     ap.add_argument("--warmup", type=int, help="seconds of unmeasured load first (default 2)")
-    ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--connections", type=int,
+                    help="wrk connections (default 32 per load CPU, at least 64)")
+    ap.add_argument("--server-cpus", metavar="LIST",
+                    help="CPUs of the servers, taskset list syntax (e.g. 0-7; default "
+                         "BENCH_SERVER_CPU or 0); nginx arms get one worker process per CPU")
+    ap.add_argument("--load-cpus", metavar="LIST",
+                    help="CPUs of the load generators (e.g. 8-15; default BENCH_LOAD_CPU "
+                         "or 1); wrk gets one thread per CPU")
+    ap.add_argument("--workers", metavar="N[,N...]",
+                    help="Python worker count of every arm with workers (edge workers, "
+                         "gunicorn -w, granian/uvicorn --workers, uwsgi processes), "
+                         "instead of each scenario's own; several counts run each "
+                         "worker-bound scenario once per count (hello-1w -> hello-8w)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build; use the existing binary")
     ap.add_argument("--no-edge", action="store_true", help="skip the edge arm")
     ap.add_argument("--edge-bin", help="use this edge binary (implies --no-build)")
@@ -75,6 +87,15 @@ def main():
     args.duration = args.duration or (5 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     scenarios = select(args.only)
+    cpu_setup(args)
+    if args.workers:
+        try:
+            counts = [int(w) for w in args.workers.split(",") if w.strip()]
+        except ValueError:
+            sys.exit(f"--workers: not a comma list of numbers: {args.workers!r}")
+        if not counts or min(counts) < 1:
+            sys.exit(f"--workers: counts must be >= 1: {args.workers!r}")
+        scenarios = with_workers(scenarios, counts)
     arm_filter = set(args.arms.split(",")) if args.arms else None
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -108,7 +129,7 @@ def main():
             note(f"edge-pip arm skipped: {pip_why}")
     make_static_files()
     ncpu = os.cpu_count() or 1
-    if ncpu < 2:
+    if ncpu < 2 and not common.MULTI:
         note("only one CPU: server and wrk share CPU 0; numbers are not comparable")
         common.SERVER_CPU = common.LOAD_CPU = "0"
     load1 = os.getloadavg()[0]
@@ -215,3 +236,68 @@ def main():
         cleanup()
 
     write_report(started, args, scenarios, arm_filter, results, skipped, rates, edge_bin)
+
+
+def cpu_setup(args):
+    """--server-cpus / --load-cpus: the CPU sets (checked against this
+    process's affinity), wrk's threads and connections, nginx's worker
+    processes. Without them, today's setup: CPU 0 / CPU 1, wrk -t1 -c64."""
+    if args.server_cpus or args.load_cpus:
+        common.MULTI = True
+        common.SERVER_CPU = args.server_cpus or common.SERVER_CPU
+        common.LOAD_CPU = args.load_cpus or common.LOAD_CPU
+    try:
+        server = common.parse_cpus(common.SERVER_CPU)
+        load = common.parse_cpus(common.LOAD_CPU)
+    except ValueError as e:
+        sys.exit(f"--server-cpus / --load-cpus: {e}")
+    if common.MULTI:
+        allowed = os.sched_getaffinity(0)
+        bad = sorted(set(server + load) - allowed)
+        if bad:
+            sys.exit(f"CPUs {','.join(map(str, bad))} are not usable here "
+                     f"(allowed: {len(allowed)} CPUs, {min(allowed)}-{max(allowed)})")
+        shared = sorted(set(server) & set(load))
+        if shared:
+            note(f"server and load CPU sets share CPU(s) {','.join(map(str, shared))}: "
+                 "numbers are not comparable")
+        smt = []  # hyperthread siblings split between the two sets
+        for c in server:
+            try:
+                with open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list") as f:
+                    sib = common.parse_cpus(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            smt += [f"{c}+{o}" for o in sib if o in load]
+        if smt:
+            note(f"server and load CPUs are hyperthreads of the same cores ({', '.join(smt[:8])}"
+                 f"{' …' if len(smt) > 8 else ''}): wrk competes with the servers for those "
+                 "cores; prefer sets that split whole cores (see lscpu -e)")
+    common.WRK_THREADS = len(load)
+    common.NGINX_WORKERS = len(server)
+    if args.connections is None:
+        args.connections = max(64, 32 * len(load))
+
+
+def with_workers(scenarios, counts):
+    """The scenarios with --workers' counts: a worker-bound scenario (one
+    whose Python workers serve the measured path) once per count, renamed
+    (hello-1w -> hello-8w, flask -> flask-8w, title "8 workers"); static and
+    proxy scenarios (the front answers alone) once, with the largest count."""
+    out, seen = [], set()
+    for sc in scenarios:
+        if sc.get("static") and sc.get("kind") != "soak" or sc.get("proxy"):
+            variants = [dict(sc, workers=max(counts))]
+        else:
+            variants = []
+            for n in counts:
+                plural = f"{n} worker{'s' if n > 1 else ''}"
+                variants.append(dict(
+                    sc, workers=n,
+                    name=re.sub(r"-\d+w$", "", sc["name"]) + f"-{n}w",
+                    title=re.sub(r"\b\d+ workers?\b", plural, sc["title"])))
+        for v in variants:
+            if v["name"] not in seen:
+                seen.add(v["name"])
+                out.append(v)
+    return out

@@ -40,7 +40,7 @@ def _run_bounded(argv, seconds, live, what):
 
 def run_wrk(port, path, seconds, conns, live, tls=False):
     scheme = "https" if tls else "http"
-    argv = ["taskset", "-c", common.LOAD_CPU, "wrk", "-t1", f"-c{conns}",
+    argv = ["taskset", "-c", common.LOAD_CPU, "wrk", f"-t{common.WRK_THREADS}", f"-c{conns}",
             f"-d{seconds}s", "--timeout", WRK_TIMEOUT, "-s", str(LUA),
             f"{scheme}://127.0.0.1:{port}{path}"]
     return _run_bounded(argv, seconds, live, "wrk")

@@ -322,10 +322,23 @@ def write_report(started, args, scenarios, arm_filter, results, skipped, rates, 
     measured (bench/out/latest.json)."""
     v = versions(edge_bin)
     md = [f"# edge bench — {started:%Y-%m-%d %H:%M %Z}", "",
-          f"- machine: {machine()}",
-          f"- server pinned to CPU {common.SERVER_CPU} (`taskset`, whole process tree), "
-          f"wrk on CPU {common.LOAD_CPU}: `wrk -t1 -c{args.connections} -d{args.duration}s "
-          f"--timeout {WRK_TIMEOUT}`, {args.warmup}s warm-up per run",
+          f"- machine: {machine()}"]
+    if common.MULTI:  # --server-cpus / --load-cpus
+        ns, nl = common.NGINX_WORKERS, common.WRK_THREADS
+        md.append(f"- servers pinned to CPUs {common.SERVER_CPU} ({ns} CPU{'s' if ns > 1 else ''}; "
+                  f"`taskset`, whole process tree; edge's front sizes itself to them, "
+                  f"nginx `worker_processes {ns}`), wrk on CPUs {common.LOAD_CPU} "
+                  f"({nl} CPU{'s' if nl > 1 else ''}): `wrk -t{nl} -c{args.connections} "
+                  f"-d{args.duration}s --timeout {WRK_TIMEOUT}`, {args.warmup}s warm-up per run")
+    else:
+        md.append(f"- server pinned to CPU {common.SERVER_CPU} (`taskset`, whole process tree), "
+                  f"wrk on CPU {common.LOAD_CPU}: `wrk -t{common.WRK_THREADS} -c{args.connections} -d{args.duration}s "
+                  f"--timeout {WRK_TIMEOUT}`, {args.warmup}s warm-up per run")
+    if getattr(args, "workers", None):
+        md.append(f"- Python workers per arm: {args.workers} (`--workers`: edge `workers`, "
+                  "gunicorn `-w`, granian / uvicorn `--workers`, uwsgi `--processes`; "
+                  "static and proxy scenarios: the largest count)")
+    md += [
           f"- {args.rounds} round(s), arms interleaved; every server restarted for every run",
           "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
           f"- command: `bench/run {' '.join(sys.argv[1:])}`".replace("`bench/run `", "`bench/run`"),
@@ -340,7 +353,13 @@ def write_report(started, args, scenarios, arm_filter, results, skipped, rates, 
     (OUT / "latest.md").write_text(text)
     (OUT / "latest.json").write_text(json.dumps(
         {"started": started.isoformat(), "args": vars(args), "versions": v,
-         "notes": NOTES, "results": results, "skipped": skipped, "rates": rates},
+         "notes": NOTES, "results": results, "skipped": skipped, "rates": rates,
+         "cpus": {"server": common.SERVER_CPU, "load": common.LOAD_CPU,
+                  "wrk_threads": common.WRK_THREADS, "connections": args.connections,
+                  "nginx_workers": common.NGINX_WORKERS},
+         "scenarios": [{"name": sc["name"], "title": sc["title"], "workers": sc["workers"],
+                        "static": bool(sc.get("static"))} for sc in scenarios],
+         "machine": machine()},
         indent=1))
     print(text)
     log(f"written: {(OUT / 'latest.md').relative_to(REPO)}, {(OUT / 'latest.json').relative_to(REPO)}")

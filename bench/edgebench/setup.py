@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import common
 from .common import (CERT, FILES, KEY, LOADGEN, LOADGEN_SRC, LOGS, OUT, REPO,
                      TLS_DIR, VENV, log, note, sh)
 from .scenarios import ASGI_STACK, STATIC_SIZES
@@ -31,6 +32,9 @@ def setup_apt():
     missing = [t for t in ("nginx", "wrk") if not shutil.which(t)]
     if not missing:
         return True
+    if common.OFFLINE:
+        note(f"missing {', '.join(missing)} (BENCH_OFFLINE=1: no apt-get)")
+        return False
     if os.geteuid() != 0:
         note(f"missing {', '.join(missing)} and not root: install them with apt")
         return False
@@ -48,6 +52,8 @@ def setup_venv(python, need_uwsgi=True):
     """The venv with every arm's packages; True if uwsgi is usable. uwsgi
     (a C build) is installed only when a chosen scenario has a uwsgi arm."""
     vpy = VENV / "bin" / "python"
+    if common.OFFLINE:
+        return offline_venv(vpy)
     if not vpy.exists():
         log(f"creating venv {VENV} with {python} ...")
         r = sh([python, "-m", "venv", str(VENV)])
@@ -76,6 +82,22 @@ def setup_venv(python, need_uwsgi=True):
                  f"{(r.stdout + r.stderr).strip()[-300:]}")
             return False
     return True
+
+
+def offline_venv(vpy):
+    """BENCH_OFFLINE=1: VENV (BENCH_VENV) is used as it is; nothing is
+    installed. Missing packages are noted (their arms fail to start and are
+    reported as skipped). True if uwsgi is there."""
+    if not vpy.exists():
+        note(f"no {vpy} (BENCH_OFFLINE=1: no venv is made); the Python arms will fail")
+        return False
+    code = ("import importlib.util as u\n"
+            f"print(' '.join(m for m in {PY_IMPORTS.split(', ')!r} if u.find_spec(m) is None))")
+    missing = sh([str(vpy), "-c", code]).stdout.split()
+    if missing:
+        log(f"offline: not in {VENV}: {', '.join(missing)} (not installed: BENCH_OFFLINE=1)")
+    asgi_stack(vpy)
+    return (VENV / "bin" / "uwsgi").exists()
 
 
 def asgi_stack(vpy):
@@ -198,8 +220,14 @@ def versions(edge_bin):
         v[k] = val
     v["nginx"] = sh(["nginx", "-v"]).stderr.strip().split("/")[-1]
     v["wrk"] = (sh(["wrk", "-v"]).stdout.split() or ["?", "?"])[1]
-    rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
-    dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "Cargo.toml"]).stdout.strip()
+    kit_rev = REPO / "KIT_REVISION"  # the offline kit: no git, the revision it was built from
+    if kit_rev.exists():
+        rev, dirty = kit_rev.read_text().strip(), ""
+    elif shutil.which("git"):
+        rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "Cargo.toml"]).stdout.strip()
+    else:
+        rev, dirty = "?", ""
     v["edge"] = (f"{rev}{'+dirty' if dirty else ''}" if edge_bin else "not run")
     return v
 
