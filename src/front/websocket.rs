@@ -397,61 +397,67 @@ impl crate::fuzz_support::WsRelay {
     pub fn run(data: &[u8]) {
         const MAX: usize = 1024;
         const ID: u64 = 7;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let (mut client, server) = tokio::io::duplex(64 * 1024);
-            let (to_worker, mut worker) = tokio::sync::mpsc::channel(8);
-            let (_app, from_worker) = tokio::sync::mpsc::unbounded_channel();
-            let link = WsLink {
-                id: ID,
-                subprotocol: None,
-                headers: http::HeaderMap::new(),
-                to_worker,
-                from_worker,
-            };
-            let limits = Limits {
-                max_message: MAX,
-                ping_interval: Duration::ZERO,
-            };
-            let (_stay, going_away) = tokio::sync::watch::channel(false);
-            let input = data.to_vec();
-            let feed = async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let _ = client.write_all(&input).await;
-                let _ = client.shutdown().await;
-                // Read (and drop) what the relay answers until it ends.
-                let mut sink = vec![0u8; 4096];
-                while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
-            };
-            let check = async {
-                while let Some(frame) = worker.recv().await {
-                    let (decoded, used) = wire::decode(&frame, u32::MAX)
-                        .expect("a frame to the worker decodes")
-                        .expect("a whole frame");
-                    assert_eq!(used, frame.len());
-                    match decoded {
-                        wire::Frame::WsMessage(id, kind, payload) => {
-                            assert_eq!(id, ID);
-                            assert!(payload.len() <= MAX);
-                            if kind == wire::WsKind::Text {
-                                assert!(std::str::from_utf8(payload).is_ok());
+        thread_local! {
+            // One runtime for every input: building one costs more than
+            // most inputs.
+            static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+        }
+        RT.with(|rt| {
+            rt.block_on(async {
+                let (mut client, server) = tokio::io::duplex(64 * 1024);
+                let (to_worker, mut worker) = tokio::sync::mpsc::channel(8);
+                let (_app, from_worker) = tokio::sync::mpsc::unbounded_channel();
+                let link = WsLink {
+                    id: ID,
+                    subprotocol: None,
+                    headers: http::HeaderMap::new(),
+                    to_worker,
+                    from_worker,
+                };
+                let limits = Limits {
+                    max_message: MAX,
+                    ping_interval: Duration::ZERO,
+                };
+                let (_stay, going_away) = tokio::sync::watch::channel(false);
+                let input = data.to_vec();
+                let feed = async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let _ = client.write_all(&input).await;
+                    let _ = client.shutdown().await;
+                    // Read (and drop) what the relay answers until it ends.
+                    let mut sink = vec![0u8; 4096];
+                    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+                };
+                let check = async {
+                    while let Some(frame) = worker.recv().await {
+                        let (decoded, used) = wire::decode(&frame, u32::MAX)
+                            .expect("a frame to the worker decodes")
+                            .expect("a whole frame");
+                        assert_eq!(used, frame.len());
+                        match decoded {
+                            wire::Frame::WsMessage(id, kind, payload) => {
+                                assert_eq!(id, ID);
+                                assert!(payload.len() <= MAX);
+                                if kind == wire::WsKind::Text {
+                                    assert!(std::str::from_utf8(payload).is_ok());
+                                }
                             }
+                            wire::Frame::WsClose(id, _, _) => assert_eq!(id, ID),
+                            other => panic!("not a WebSocket frame: {other:?}"),
                         }
-                        wire::Frame::WsClose(id, _, _) => assert_eq!(id, ID),
-                        other => panic!("not a WebSocket frame: {other:?}"),
                     }
-                }
-            };
-            let relay = relay_stream(server, link, limits, going_away);
-            let limit = Duration::from_secs(30);
-            let ended = tokio::time::timeout(limit, async {
-                tokio::join!(feed, relay, check);
+                };
+                let relay = relay_stream(server, link, limits, going_away);
+                let limit = Duration::from_secs(30);
+                let ended = tokio::time::timeout(limit, async {
+                    tokio::join!(feed, relay, check);
+                })
+                .await;
+                assert!(ended.is_ok(), "the relay did not end");
             })
-            .await;
-            assert!(ended.is_ok(), "the relay did not end");
         });
     }
 }
