@@ -220,12 +220,14 @@ async fn relay_stream<S>(
     config.max_frame_size = Some(limits.max_message);
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let pinging = !limits.ping_interval.is_zero();
-    let mut ping = tokio::time::interval(if pinging {
+    let period = if pinging {
         limits.ping_interval
     } else {
         Duration::from_secs(3600)
-    });
-    ping.tick().await;
+    };
+    // The first ping one period from now (an interval's immediate first
+    // tick would still wait for the timer wheel's next millisecond).
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut awaiting_pong = false;
     // Set once the app has closed: wait for the client's reply, bounded.
     let mut closing: Option<tokio::time::Instant> = None;
