@@ -13,7 +13,10 @@
 # $CARGO_TARGET_DIR/release/edge, else target/release/edge; build it first:
 # `cargo build --release`), --out DIR (default bench/out/callgrind),
 # --interface asgi (with e.g. --app asgihello:app: an ASGI worker), --venv
-# DIR (the app's virtualenv, e.g. bench/.venv for uvloop).
+# DIR (the app's virtualenv, e.g. bench/.venv for uvloop), --proxy (the
+# requests go to a [[proxy]] route, `/api/`, whose upstream is an nginx
+# `return 200` started by this script: the front's cost per proxied request,
+# one kept upstream connection per client connection, so no connect churn).
 #
 # How: valgrind follows fork(), and edge forks its front and workers without
 # exec, so one `valgrind --tool=callgrind --callgrind-out-file=cg.%p edge`
@@ -42,6 +45,7 @@ path=/
 edge_bin=""
 interface=wsgi
 venv=""
+proxy=""
 out="$here/out/callgrind"
 
 while [ $# -gt 0 ]; do
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --interface) interface=$2; shift 2 ;;
         --venv) venv=$2; shift 2 ;;
+        --proxy) proxy=1; path=/api/; shift ;;
         -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -70,7 +75,41 @@ python=$(command -v python3)
 rm -rf "$out"
 mkdir -p "$out"
 edge_pid=""
-trap '[ -n "$edge_pid" ] && kill -KILL "$edge_pid" 2>/dev/null; true' EXIT
+upstream_pid=""
+trap '[ -n "$edge_pid" ] && kill -KILL "$edge_pid" 2>/dev/null; [ -n "$upstream_pid" ] && kill "$upstream_pid" 2>/dev/null; true' EXIT
+
+proxy_conf=""
+if [ -n "$proxy" ]; then
+    command -v nginx >/dev/null || { echo "--proxy needs nginx (apt-get install nginx-light)" >&2; exit 1; }
+    up_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$out/upstream"
+    cat > "$out/upstream/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $out/upstream/nginx.pid;
+error_log $out/upstream/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $out/upstream;
+    proxy_temp_path $out/upstream;
+    fastcgi_temp_path $out/upstream;
+    uwsgi_temp_path $out/upstream;
+    scgi_temp_path $out/upstream;
+    server {
+        listen 127.0.0.1:$up_port;
+        location / { default_type text/plain; return 200 "Hello, World!"; }
+    }
+}
+NGINX
+    nginx -c "$out/upstream/nginx.conf" &
+    upstream_pid=$!
+    proxy_conf="[[proxy]]
+url = \"/api/\"
+upstreams = [\"127.0.0.1:$up_port\"]
+keepalive = 64"
+fi
 
 # run NAME TOTAL_REQUESTS: one edge under callgrind serving TOTAL requests;
 # writes $out/NAME/cg.<pid> and $out/NAME/roles (pid role lines).
@@ -92,6 +131,8 @@ venv = "$venv"
 
 [log]
 access = "off"
+
+$proxy_conf
 EOF
     # setsid: edge and its children in their own session, for the trap.
     PYTHONHASHSEED=0 setsid valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \

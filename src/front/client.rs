@@ -89,9 +89,7 @@ pub fn settle(
 ) -> Result<Client, &'static str> {
     drop_underscore_aliases(headers);
     if !trusted.contains(conn.remote.ip()) {
-        for name in claims() {
-            headers.remove(name);
-        }
+        remove_claims(headers);
         headers.insert(X_FORWARDED_FOR.clone(), conn.remote_ip_header.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -119,6 +117,19 @@ pub fn settle(
     headers.insert(X_FORWARDED_PROTO.clone(), if https { HTTPS } else { HTTP });
     let text = (addr.ip() != conn.remote.ip()).then(|| addr.ip().to_string());
     Ok(Client { addr, https, text })
+}
+
+/// Removes every claim header. One pass over the request's names first:
+/// a client rarely sends any, and removing an absent name still hashes
+/// it (seven hashes per request on the hot path otherwise).
+fn remove_claims(headers: &mut HeaderMap) {
+    let is_claim = |name: &HeaderName| claims().contains(&name);
+    if !headers.keys().any(is_claim) {
+        return;
+    }
+    for name in claims() {
+        headers.remove(name);
+    }
 }
 
 /// Removes `X_Forwarded_For` and the like: names that become a claim

@@ -551,12 +551,13 @@ async fn serve_connection<S>(
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
-        // A backstop only: hyper's timer also runs while a keep-alive
-        // connection waits for its next request, so the real limits
-        // (keepalive_timeout, then client_header_timeout from the first
-        // byte of a head) are enforced by `timed_io`.
-        .header_read_timeout(config.limits.keepalive_timeout + config.limits.client_header_timeout)
+        // No hyper head timer: `timed_io` enforces keepalive_timeout and
+        // then client_header_timeout from the first byte of a head, on the
+        // socket under TLS too. hyper's would be a boxed timer per request
+        // head, armed in the wheel while a kept connection waits and
+        // removed again: measured on the proxy path, ~3% of the front's
+        // user time for a limit that never fires first.
+        .header_read_timeout(None)
         .max_buf_size(config.limits.max_header.max(8192))
         .title_case_headers(true)
         .keep_alive(true);

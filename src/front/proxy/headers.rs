@@ -9,6 +9,7 @@ use super::body::{self, Buffered};
 use super::tunnel::ClientUpgrade;
 use super::Peer;
 use crate::config::proxy::ProxyRoute;
+use crate::front::offload;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, and the ones proxies know).
 pub(super) const HOP_BY_HOP: [HeaderName; 8] = [
@@ -43,6 +44,41 @@ pub(super) fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// What a response head carries that the proxy acts on, found in one
+/// pass over its names (an absent name looked up still costs a hash).
+pub(super) struct Marks {
+    /// A hop-by-hop header (`Connection` included).
+    pub hop: bool,
+    /// An `X-Accel-*` or `X-Sendfile` header.
+    pub accel: bool,
+}
+
+impl Marks {
+    pub fn of(headers: &HeaderMap) -> Marks {
+        let mut m = Marks {
+            hop: false,
+            accel: false,
+        };
+        for k in headers.keys() {
+            if HOP_BY_HOP.contains(k) {
+                m.hop = true;
+            } else if k.as_str().starts_with("x-accel-") || k == offload::X_SENDFILE {
+                m.accel = true;
+            }
+        }
+        m
+    }
+}
+
+/// Remove the hop-by-hop headers: those always so, and those named in
+/// `Connection`.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named = connection_names(headers);
+    while let Some(k) = headers.keys().find(|k| hop(k, &named)).cloned() {
+        headers.remove(k);
+    }
+}
+
 /// An HTTP/1.1 `Upgrade` request (`Connection: upgrade` + `Upgrade`).
 pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_names(headers).contains(&header::UPGRADE)
@@ -52,84 +88,128 @@ fn idempotent(m: &Method) -> bool {
     !matches!(m.as_str(), "POST" | "PATCH" | "LOCK")
 }
 
-/// The request as sent upstream, but for `Host` (which may be the
-/// upstream's own) and the body (made afresh for each try).
-pub(super) struct Head {
+/// Names never passed upstream as the client sent them: hop-by-hop
+/// (always, or named in `Connection`), `Host` (set per try), the body's
+/// framing (set from the buffered body), `Expect` (the body is here
+/// already), `Forwarded` (it would not name this hop) and
+/// `X-Forwarded-Host` (set from the client's `Host`).
+fn dropped(name: &HeaderName, named: &[HeaderName]) -> bool {
+    hop(name, named)
+        || name == header::CONTENT_LENGTH
+        || name == header::EXPECT
+        || name == header::FORWARDED
+        || name == X_FORWARDED_HOST
+}
+
+/// The request as sent upstream: the client's head with the proxy's
+/// edits, built for the first try when the request arrives and again for
+/// each later try (hyper consumes a request that was sent).
+pub(super) struct Head<'a> {
+    parts: &'a http::request::Parts,
+    https: bool,
+    client: IpAddr,
+    upgrade: Option<&'a ClientUpgrade>,
+    body_len: u64,
     method: Method,
     target: http::Uri,
-    pub(super) headers: HeaderMap,
     /// The client's `Host` (or HTTP/2 `:authority`).
     client_host: Option<HeaderValue>,
+    /// The client sent a `Host` header (it stays in place).
+    host_sent: bool,
+    /// The next try's headers, when already built.
+    prepared: Option<HeaderMap>,
     pub(super) idempotent: bool,
 }
 
-impl Head {
+impl<'a> Head<'a> {
     pub(super) fn new(
-        parts: &http::request::Parts,
+        parts: &'a http::request::Parts,
         route: &ProxyRoute,
         client: IpAddr,
         https: bool,
-        upgrade: Option<&ClientUpgrade>,
+        upgrade: Option<&'a ClientUpgrade>,
         body: &Buffered,
-    ) -> Head {
-        let named = connection_names(&parts.headers);
-        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-        for (k, v) in &parts.headers {
-            if hop(k, &named)
-                || k == header::HOST
-                || k == header::CONTENT_LENGTH
-                || k == header::EXPECT
-                || k == header::FORWARDED
-                || k == X_FORWARDED_HOST
-            {
-                continue;
-            }
-            headers.append(k.clone(), v.clone());
-        }
-        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+    ) -> Head<'a> {
+        let sent_host = parts.headers.get(header::HOST).cloned();
+        let host_sent = sent_host.is_some();
+        let client_host = sent_host.or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let mut head = Head {
+            parts,
+            https,
+            client,
+            upgrade,
+            body_len: body.len(),
+            method: upgrade.map_or_else(|| parts.method.clone(), |u| u.method(&parts.method)),
+            target: target(&parts.uri, route),
+            client_host,
+            host_sent,
+            prepared: None,
+            idempotent: idempotent(&parts.method),
+        };
+        head.prepared = Some(head.headers());
+        head
+    }
+
+    /// The headers sent upstream, but for `Host`: the client's, cloned
+    /// (no hashing) and edited. One pass over the names first finds what
+    /// is there, so that nothing absent is looked up.
+    pub(super) fn headers(&self) -> HeaderMap {
+        let client = &self.parts.headers;
+        let (mut connection, mut drop, mut xff, mut xfp, mut framed) =
+            (false, false, false, false, false);
+        for k in client.keys() {
+            connection |= k == header::CONNECTION;
+            drop |= dropped(k, &[]);
+            xff |= k == X_FORWARDED_FOR;
+            xfp |= k == X_FORWARDED_PROTO;
+            framed |= k == header::CONTENT_LENGTH || k == header::TRANSFER_ENCODING;
+        }
+        let mut headers = client.clone();
+        if drop || connection {
+            let named = if connection {
+                connection_names(client)
+            } else {
+                Vec::new()
+            };
+            while let Some(k) = headers.keys().find(|k| dropped(k, &named)).cloned() {
+                headers.remove(k);
+            }
+        }
         // `X-Forwarded-For` / `-Proto` arrive already set by the front
         // (`front::client::settle`): the peer alone, or a trusted proxy's
         // chain with the peer appended (nginx's `$proxy_add_x_forwarded_for`),
-        // never what an untrusted client claimed. `Forwarded` is dropped:
-        // it would not name this hop.
-        if !headers.contains_key(&X_FORWARDED_FOR) {
-            if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        // never what an untrusted client claimed.
+        if !xff {
+            if let Ok(v) = HeaderValue::from_str(&self.client.to_string()) {
                 headers.insert(X_FORWARDED_FOR.clone(), v);
             }
         }
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
+        if !xfp {
             headers.insert(
                 X_FORWARDED_PROTO.clone(),
-                HeaderValue::from_static(if https { "https" } else { "http" }),
+                HeaderValue::from_static(if self.https { "https" } else { "http" }),
             );
         }
-        if let Some(h) = &client_host {
+        if let Some(h) = &self.client_host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
-        if let Some(u) = upgrade {
-            u.add_headers(&parts.headers, &mut headers);
+        if let Some(u) = self.upgrade {
+            u.add_headers(client, &mut headers);
         }
-        let had_body = parts.headers.contains_key(header::CONTENT_LENGTH)
-            || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        if body.len() > 0 || had_body {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if self.body_len > 0 || framed {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body_len));
         }
-        Head {
-            method: upgrade.map_or_else(|| parts.method.clone(), |u| u.method(&parts.method)),
-            target: target(&parts.uri, route),
-            headers,
-            client_host,
-            idempotent: idempotent(&parts.method),
-        }
+        headers
     }
 
+    /// The request for one try (its body made afresh by the caller).
     pub(super) fn request(
-        &self,
+        &mut self,
         peer: &Peer,
         body: body::ReqBody,
         upstream_host: bool,
@@ -137,8 +217,11 @@ impl Head {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.target.clone();
-        let mut headers = self.headers.clone();
+        let mut headers = self.prepared.take().unwrap_or_else(|| self.headers());
+        // The client's Host stays where it is unless the upstream's own
+        // name is asked for (or the client sent none: HTTP/2).
         let host = match (&self.client_host, upstream_host) {
+            (Some(_), false) if self.host_sent => None,
             (Some(h), false) => Some(h.clone()),
             _ => HeaderValue::from_str(&peer.up.host).ok(),
         };

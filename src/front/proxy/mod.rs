@@ -51,7 +51,7 @@ use super::upstream::Body;
 use super::{buffer, compress, metrics, offload, respond, spool, websocket, Shared};
 use crate::config::proxy::{ProxyRoute, Upstream};
 use body::Buffered;
-use headers::{connection_names, Head, HOP_BY_HOP, X_ACCEL_BUFFERING};
+use headers::{Head, X_ACCEL_BUFFERING};
 
 /// Responses up to this size (by their `Content-Length`) are read whole
 /// before the answer starts: one `Bytes`, no spool and no task.
@@ -295,12 +295,20 @@ async fn forward(
     served.bytes_in = body.len();
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
-    let head = Head::new(&parts, &group.route, client, https, upgrade.as_ref(), &body);
+    let mut head = Head::new(&parts, &group.route, client, https, upgrade.as_ref(), &body);
     let route = &group.route;
-    let mut tried = vec![false; group.peers.len()];
+    // Which upstreams this request had: on the stack for up to 16.
+    let n = group.peers.len();
+    let (mut few, mut many) = ([false; 16], Vec::new());
+    let tried: &mut [bool] = if n <= few.len() {
+        &mut few[..n]
+    } else {
+        many.resize(n, false);
+        &mut many
+    };
     let mut last: Option<TryError> = None;
     for _ in 0..route.tries {
-        let Some(i) = balance::pick(group, &tried, client) else {
+        let Some(i) = balance::pick(group, tried, client) else {
             break;
         };
         tried[i] = true;
@@ -308,12 +316,13 @@ async fn forward(
         served.upstream_addr = Some(peer.label.clone());
         let in_flight = InFlight::new(group, i);
         let started = Instant::now();
-        let result = try_peer(group, peer, &head, &body).await;
-        served.upstream = Some(started.elapsed());
+        let result = try_peer(group, peer, &mut head, &body).await;
+        let took = started.elapsed();
+        served.upstream = Some(took);
         match result {
             Ok((resp, sender)) => {
                 peer.succeeded(group);
-                peer.count(resp.status(), started.elapsed());
+                peer.count(resp.status(), took);
                 return answer(
                     shared, conn, group, in_flight, resp, sender, upgrade, &wants, &parts,
                 )
@@ -359,7 +368,7 @@ async fn forward(
 async fn try_peer(
     group: &Group,
     peer: &Peer,
-    head: &Head,
+    head: &mut Head<'_>,
     body: &Buffered,
 ) -> Result<(Response<Incoming>, pool::Sender), TryError> {
     let r = &group.route;
@@ -505,14 +514,15 @@ async fn answer(
     }
     let (parts, body) = resp.into_parts();
     let mut headers = parts.headers;
-    let unbuffered = headers
-        .remove(&X_ACCEL_BUFFERING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
-    let named = connection_names(&headers);
-    for name in HOP_BY_HOP.iter().chain(named.iter()) {
-        headers.remove(name);
+    let marks = headers::Marks::of(&headers);
+    let unbuffered = marks.accel
+        && headers
+            .remove(&X_ACCEL_BUFFERING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    if marks.hop {
+        headers::strip_hop_by_hop(&mut headers);
     }
-    if offload::has_controls(&headers) {
+    if marks.accel && offload::has_controls(&headers) {
         if group.route.offload
             && (headers.contains_key(&offload::X_ACCEL_REDIRECT)
                 || headers.contains_key(&offload::X_SENDFILE))

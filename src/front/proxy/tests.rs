@@ -51,21 +51,61 @@ fn hop_by_hop_and_forwarded_headers() {
         None,
         &body,
     );
-    for gone in [
-        "connection",
-        "x-private",
-        "keep-alive",
-        "te",
-        "forwarded",
-        "host",
-    ] {
-        assert!(!h.headers.contains_key(gone), "{gone}");
+    let headers = h.headers();
+    for gone in ["connection", "x-private", "keep-alive", "te", "forwarded"] {
+        assert!(!headers.contains_key(gone), "{gone}");
     }
-    assert_eq!(h.headers["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
+    // The client's Host stays in place (replaced per try with
+    // `host = "upstream"`).
+    assert_eq!(headers["host"], "site.example");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
     // Not set by the front (a unit test): edge's own view.
-    assert_eq!(h.headers["x-forwarded-proto"], "https");
-    assert_eq!(h.headers["x-forwarded-host"], "site.example");
-    assert_eq!(h.headers["content-length"], "3");
-    assert_eq!(h.headers["x-app"], "kept");
+    assert_eq!(headers["x-forwarded-proto"], "https");
+    assert_eq!(headers["x-forwarded-host"], "site.example");
+    assert_eq!(headers.get_all("x-forwarded-host").iter().count(), 1);
+    assert_eq!(headers["content-length"], "3");
+    assert_eq!(headers["x-app"], "kept");
+    // A later try builds the same head again.
+    assert_eq!(h.headers(), headers);
     assert!(!h.idempotent);
+}
+
+#[test]
+fn response_marks_and_hop_by_hop_stripping() {
+    let resp = http::Response::builder()
+        .header("content-type", "text/plain")
+        .header("connection", "keep-alive, x-up-private")
+        .header("keep-alive", "timeout=5")
+        .header("x-up-private", "1")
+        .header("transfer-encoding", "chunked")
+        .header("set-cookie", "a=1")
+        .header("set-cookie", "b=2")
+        .body(())
+        .unwrap();
+    let mut h = resp.headers().clone();
+    let m = headers::Marks::of(&h);
+    assert!(m.hop && !m.accel);
+    headers::strip_hop_by_hop(&mut h);
+    let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(left, ["content-type", "set-cookie"]);
+    assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+
+    let plain = http::Response::builder()
+        .header("content-type", "text/plain")
+        .header("x-accel-buffering", "no")
+        .body(())
+        .unwrap();
+    let m = headers::Marks::of(plain.headers());
+    assert!(!m.hop && m.accel);
+    let sendfile = http::Response::builder()
+        .header("x-sendfile", "/f")
+        .body(())
+        .unwrap();
+    assert!(headers::Marks::of(sendfile.headers()).accel);
+    let none = http::Response::builder()
+        .header("content-length", "2")
+        .body(())
+        .unwrap();
+    let m = headers::Marks::of(none.headers());
+    assert!(!m.hop && !m.accel);
 }
