@@ -81,8 +81,16 @@ impl ConnInfo {
     }
 }
 
-/// What the app route adds to a response, for the log and the metrics
-/// (a response extension, taken off before the response leaves).
+/// What the route that answered tells the access log and the metrics,
+/// filled in on the way (not response extensions: inserting one costs a
+/// map and two allocations per request).
+#[derive(Default)]
+struct Outcome {
+    app: Option<AppServed>,
+    proxy: Option<super::proxy::Served>,
+}
+
+/// What the app route adds to a response, for the log and the metrics.
 #[derive(Debug, Clone, Copy)]
 struct AppServed {
     /// The worker that answered; 0 when none did.
@@ -166,8 +174,9 @@ pub async fn handle(
         .map_err(|why| (StatusCode::BAD_REQUEST, why))
         .and(head_ok)
         .and_then(|()| check_host(&req).map_err(|why| (StatusCode::BAD_REQUEST, why)));
+    let mut outcome = Outcome::default();
     let mut response = match checked {
-        Ok(()) => route_request(&shared, &conn, &client, req).await,
+        Ok(()) => route_request(&shared, &conn, &client, req, &mut outcome).await,
         Err((status, why)) => {
             debug!(client = %client.addr, peer = %conn.peer, request_id = request_id.to_str().unwrap_or("-"), why, "bad request");
             route = Route::Front;
@@ -216,12 +225,12 @@ pub async fn handle(
     {
         route = Route::Front;
     }
-    let served = parts.extensions.remove::<AppServed>();
+    let served = outcome.app;
     if served.is_some() {
         // A static route whose file was missing went to the app.
         route = Route::App;
     }
-    let proxied = parts.extensions.remove::<super::proxy::Served>();
+    let proxied = outcome.proxy;
     if proxied.is_some() {
         route = Route::Proxy;
     }
@@ -265,6 +274,7 @@ async fn route_request(
     conn: &ConnInfo,
     client: &Client,
     req: Request<Incoming>,
+    outcome: &mut Outcome,
 ) -> Response<ResponseBody> {
     // ACME http-01 on plain listeners, before everything else.
     if let (false, Some(acme)) = (conn.https, &shared.acme) {
@@ -300,6 +310,7 @@ async fn route_request(
                 client.https,
                 parts,
                 body,
+                &mut outcome.proxy,
             )
             .await;
         }
@@ -310,10 +321,12 @@ async fn route_request(
     {
         return match static_files::serve(&shared.files, r, &parts, rest).await {
             static_files::Outcome::Response(resp) => resp,
-            static_files::Outcome::NotFound => app(shared, conn, client, parts, body).await,
+            static_files::Outcome::NotFound => {
+                app(shared, conn, client, parts, body, &mut outcome.app).await
+            }
         };
     }
-    app(shared, conn, client, parts, body).await
+    app(shared, conn, client, parts, body, &mut outcome.app).await
 }
 
 /// The app's answer, after the front's own steps on it: a file offload
@@ -326,16 +339,18 @@ async fn app(
     client: &Client,
     mut parts: http::request::Parts,
     body: Incoming,
+    served: &mut Option<AppServed>,
 ) -> Response<ResponseBody> {
     if shared.config.app.interface != crate::config::Interface::Wsgi {
         if let Some(hs) = websocket::handshake(&parts) {
             let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-            return to_app(shared, conn, client, &parts, body, upgrade.map(|u| (u, hs))).await;
+            let upgrade = upgrade.map(|u| (u, hs));
+            return to_app(shared, conn, client, &parts, body, upgrade, served).await;
         }
     }
     let wants =
         compress::Wants::from_request(&parts.headers, &parts.method, &shared.config.compression);
-    let mut resp = to_app(shared, conn, client, &parts, body, None).await;
+    let mut resp = to_app(shared, conn, client, &parts, body, None, served).await;
     if offload::has_controls(resp.headers()) {
         if let Some(file) = offload::serve(shared, &parts, &mut resp, "app").await {
             return file;
@@ -383,6 +398,7 @@ async fn to_app(
     parts: &http::request::Parts,
     incoming: Incoming,
     upgrade: Option<(hyper::upgrade::OnUpgrade, websocket::Handshake)>,
+    out: &mut Option<AppServed>,
 ) -> Response<ResponseBody> {
     let limits = &shared.config.limits;
     let declared = parts
@@ -497,21 +513,19 @@ async fn to_app(
     let dispatched = Instant::now();
     let reply = shared.upstream.dispatch(head, body).await;
     drop(awaiting);
-    let mut served = AppServed {
+    let served = out.insert(AppServed {
         worker_pid: 0,
         upstream: Some(dispatched.elapsed()),
         bytes_in,
-    };
+    });
     match reply {
         Ok(mut start) => {
             served.worker_pid = start.worker_pid;
             if let Some(link) = start.websocket.take() {
                 let Some((on_upgrade, hs)) = upgrade else {
-                    let mut r = respond::failure(super::upstream::Failure::Internal);
-                    r.extensions_mut().insert(served);
-                    return r;
+                    return respond::failure(super::upstream::Failure::Internal);
                 };
-                let mut resp = websocket::accept_response(&hs, &link);
+                let resp = websocket::accept_response(&hs, &link);
                 let limits = websocket::Limits {
                     max_message: shared.config.limits.websocket_max_message,
                     ping_interval: shared.config.limits.websocket_ping_interval,
@@ -519,13 +533,11 @@ async fn to_app(
                 let active = Active::new(&conn.state);
                 let counted = websocket::SocketGuard::new(&shared.websockets);
                 tokio::spawn(websocket::relay(on_upgrade, *link, limits, active, counted));
-                resp.extensions_mut().insert(served);
                 return resp;
             }
             let mut resp = Response::new(start.body);
             *resp.status_mut() = start.status;
             *resp.headers_mut() = start.headers;
-            resp.extensions_mut().insert(served);
             resp
         }
         Err(f) => {
@@ -543,7 +555,6 @@ async fn to_app(
                 r.headers_mut()
                     .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             }
-            r.extensions_mut().insert(served);
             r
         }
     }

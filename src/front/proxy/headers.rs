@@ -12,7 +12,7 @@ use crate::config::proxy::ProxyRoute;
 use crate::front::offload;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, and the ones proxies know).
-pub(super) const HOP_BY_HOP: [HeaderName; 8] = [
+pub(super) static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -33,14 +33,19 @@ pub(super) fn hop(name: &HeaderName, named: &[HeaderName]) -> bool {
     HOP_BY_HOP.contains(name) || named.contains(name)
 }
 
-/// The header names listed in `Connection`.
+/// The header names listed in `Connection`, but for `close` and
+/// `keep-alive` (the usual values: no header to remove, or one that is
+/// hop-by-hop anyway), so that the usual case parses and allocates
+/// nothing.
 pub(super) fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect()
 }
 

@@ -139,8 +139,7 @@ impl Proxies {
     }
 }
 
-/// What a proxied response tells the access log and the metrics (a
-/// response extension, taken off in `conn::handle`).
+/// What a proxied response tells the access log and the metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Served {
     /// The last upstream tried (`$upstream_addr`).
@@ -162,11 +161,10 @@ pub async fn serve(
     https: bool,
     parts: http::request::Parts,
     body: Incoming,
+    out: &mut Option<Served>,
 ) -> Response<ResponseBody> {
-    let mut served = Served::default();
-    let mut resp = forward(shared, conn, group, client, https, parts, body, &mut served).await;
-    resp.extensions_mut().insert(served);
-    resp
+    let served = out.insert(Served::default());
+    forward(shared, conn, group, client, https, parts, body, served).await
 }
 
 /// Why a try got no response.
