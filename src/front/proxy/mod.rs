@@ -152,7 +152,9 @@ pub struct Served {
 }
 
 /// Answer a request for `group` from its upstreams. `client` is the
-/// settled client address and `https` the scheme the client used.
+/// settled client address and `https` the scheme the client used; `out`
+/// gets what the log and the metrics are told.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     shared: &Shared,
     conn: &ConnInfo,
