@@ -16,7 +16,7 @@ EDGE_OBS = "edge-obs"
 # edge with a [[rate_limit]] rule on the measured prefix that never refuses
 # (rate = "1000000/s", burst = 1000000): the limiter's own cost (issue 16).
 EDGE_RL = "edge+rate_limit"
-# edge from the `edge-server` wheel (issue 14): built by scripts/build-wheels
+# edge from the `edge-server` wheel (issue 14): built by .ci/build-wheels
 # for the bench venv's python and pip-installed into it; runs as
 # `.venv/bin/edge --conf` with the same config as "edge" minus `venv =`
 # (the interpreter is the venv's). Goal: >= 0.98x "edge" (the binary).

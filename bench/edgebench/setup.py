@@ -149,7 +149,7 @@ def setup_edge_pip(args):
     exe = VENV / "bin" / "edge"
     if args.no_build or args.edge_bin:
         return None if exe.exists() else f"no {exe} (--no-build: wheel not built)"
-    log("scripts/build-wheels for the bench venv (niced) ...")
+    log(".ci/build-wheels for the bench venv (niced) ...")
     t = time.time()
     wheels = OUT / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
@@ -159,7 +159,7 @@ def setup_edge_pip(args):
                            cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
     found = sorted(wheels.glob("edge_server-*.whl"))
     if r.returncode != 0 or not found:
-        return "scripts/build-wheels failed (bench/out/logs/wheel-build.log)"
+        return ".ci/build-wheels failed (bench/out/logs/wheel-build.log)"
     r = sh([str(VENV / "bin" / "pip"), "install", "--disable-pip-version-check", "-q",
             "--force-reinstall", "--no-deps", str(found[0])])
     if r.returncode != 0:

@@ -1,6 +1,6 @@
 #!/bin/sh
 # edge bench kit: bench/run with everything it needs inside this folder
-# (made by scripts/bench-kit; the manual is bench/README.md, "Many cores").
+# (made by bench/kit/build; the manual is bench/README.md, "Many cores").
 #
 #   ./run.sh          # the side-by-side table: servers on the first half of
 #                     # the CPUs, load on the other half, Python workers =
