@@ -79,7 +79,13 @@ impl Marks {
 /// `Connection`.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named = connection_names(headers);
-    while let Some(k) = headers.keys().find(|k| hop(k, &named)).cloned() {
+    remove_where(headers, |k| hop(k, &named));
+}
+
+/// Remove every name that `matches` (all its values): found by walking
+/// the names, so that only names present are hashed.
+fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
+    while let Some(k) = headers.keys().find(|k| matches(k)).cloned() {
         headers.remove(k);
     }
 }
@@ -94,8 +100,7 @@ fn idempotent(m: &Method) -> bool {
 }
 
 /// Names never passed upstream as the client sent them: hop-by-hop
-/// (always, or named in `Connection`), `Host` (set per try), the body's
-/// framing (set from the buffered body), `Expect` (the body is here
+/// (always, or named in `Connection`), the body's framing (set from the buffered body), `Expect` (the body is here
 /// already), `Forwarded` (it would not name this hop) and
 /// `X-Forwarded-Host` (set from the client's `Host`).
 fn dropped(name: &HeaderName, named: &[HeaderName]) -> bool {
@@ -169,21 +174,20 @@ impl<'a> Head<'a> {
             (false, false, false, false, false);
         for k in client.keys() {
             connection |= k == header::CONNECTION;
+            // Connection is hop-by-hop: it sets `drop` too.
             drop |= dropped(k, &[]);
             xff |= k == X_FORWARDED_FOR;
             xfp |= k == X_FORWARDED_PROTO;
             framed |= k == header::CONTENT_LENGTH || k == header::TRANSFER_ENCODING;
         }
         let mut headers = client.clone();
-        if drop || connection {
+        if drop {
             let named = if connection {
                 connection_names(client)
             } else {
                 Vec::new()
             };
-            while let Some(k) = headers.keys().find(|k| dropped(k, &named)).cloned() {
-                headers.remove(k);
-            }
+            remove_where(&mut headers, |k| dropped(k, &named));
         }
         // `X-Forwarded-For` / `-Proto` arrive already set by the front
         // (`front::client::settle`): the peer alone, or a trusted proxy's

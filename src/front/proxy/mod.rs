@@ -151,24 +151,6 @@ pub struct Served {
     pub bytes_in: u64,
 }
 
-/// Answer a request for `group` from its upstreams. `client` is the
-/// settled client address and `https` the scheme the client used; `out`
-/// gets what the log and the metrics are told.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve(
-    shared: &Shared,
-    conn: &ConnInfo,
-    group: &Arc<Group>,
-    client: IpAddr,
-    https: bool,
-    parts: http::request::Parts,
-    body: Incoming,
-    out: &mut Option<Served>,
-) -> Response<ResponseBody> {
-    let served = out.insert(Served::default());
-    forward(shared, conn, group, client, https, parts, body, served).await
-}
-
 /// Why a try got no response.
 #[derive(Debug)]
 enum TryError {
@@ -231,8 +213,11 @@ impl TryError {
     }
 }
 
+/// Answer a request for `group` from its upstreams. `client` is the
+/// settled client address and `https` the scheme the client used; `out`
+/// gets what the log and the metrics are told.
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+pub async fn serve(
     shared: &Shared,
     conn: &ConnInfo,
     group: &Arc<Group>,
@@ -240,8 +225,9 @@ async fn forward(
     https: bool,
     mut parts: http::request::Parts,
     incoming: Incoming,
-    served: &mut Served,
+    out: &mut Option<Served>,
 ) -> Response<ResponseBody> {
+    let served = out.insert(Served::default());
     let limits = &shared.config.limits;
     let Ok(upgrade) = tunnel::take(&mut parts) else {
         // A tunnel to a host of the client's choosing is not a reverse
