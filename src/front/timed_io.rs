@@ -31,7 +31,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -50,15 +50,35 @@ pub struct ConnState {
     pub requests: AtomicU64,
     /// The connection speaks HTTP/2: bytes between requests (PING,
     /// SETTINGS) are not the start of a head, so only the idle limit applies.
-    pub h2: std::sync::atomic::AtomicBool,
+    pub h2: AtomicBool,
     /// HTTP/2: response bodies that handed hyper data and have not been
     /// polled again since (waiting for the client's window).
     pub h2_unpulled: AtomicUsize,
     /// HTTP/2: when hyper last polled a response body ([`now_ms`]).
     pub h2_last_pull_ms: AtomicU64,
-    /// HTTP/2: the connection task, woken when a body starts waiting so
-    /// that the stall timer is armed.
-    h2_reader: Mutex<Option<Waker>>,
+    /// The connection task's read side: woken over HTTP/2 when a body
+    /// starts waiting (to arm the stall timer), and over HTTP/1 when the
+    /// last request ends while a read is parked (to arm the idle timer).
+    reader: Mutex<Option<Waker>>,
+    /// HTTP/1: a read returned `Pending` while a request was active, so no
+    /// idle timer runs; the request's end must wake the reader.
+    parked: AtomicBool,
+}
+
+impl ConnState {
+    fn set_reader(&self, waker: &Waker) {
+        let mut w = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *w = Some(waker.clone());
+        }
+    }
+
+    fn wake_reader(&self) {
+        let w = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = w.as_ref() {
+            w.wake_by_ref();
+        }
+    }
 }
 
 /// Drop guard: a request is in progress on its connection until this is
@@ -74,7 +94,13 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        // SeqCst on both sides (here and in `poll_read`): either the reader
+        // sees this request gone, or this sees the reader parked.
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.parked.swap(false, Ordering::SeqCst)
+        {
+            self.0.wake_reader();
+        }
     }
 }
 
@@ -155,16 +181,7 @@ impl<T> TimedIo<T> {
     /// pulled for `send_timeout` while one waits to be; else a wake-up at
     /// that moment.
     fn h2_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        {
-            let mut w = self
-                .state
-                .h2_reader
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *w = Some(cx.waker().clone());
-            }
-        }
+        self.state.set_reader(cx.waker());
         if self.state.h2_unpulled.load(Ordering::Acquire) == 0 {
             self.read_timer = ReadTimer::Off;
             return Poll::Pending;
@@ -258,8 +275,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                     if this.state.h2.load(Ordering::Relaxed) {
                         return this.h2_stall(cx);
                     }
+                    // hyper may poll for the next head while the response
+                    // is still being written (and its guard alive); nothing
+                    // would poll again when the request ends, and the idle
+                    // timer would never start. So park, and let the last
+                    // `Active` wake this task.
                     this.read_timer = ReadTimer::Off;
-                    return Poll::Pending;
+                    this.state.set_reader(cx.waker());
+                    this.state.parked.store(true, Ordering::SeqCst);
+                    if this.state.active.load(Ordering::SeqCst) != 0 {
+                        return Poll::Pending;
+                    }
+                    // It ended meanwhile: idle now.
+                    this.state.parked.store(false, Ordering::Relaxed);
                 }
                 match this.read_timer {
                     ReadTimer::Off | ReadTimer::Stall => this.arm_read(ReadTimer::Idle),
@@ -387,10 +415,7 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
                 this.unpulled = true;
                 if state.h2_unpulled.fetch_add(1, Ordering::AcqRel) == 0 {
                     // The connection task arms the stall timer.
-                    let w = state.h2_reader.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(w) = w.as_ref() {
-                        w.wake_by_ref();
-                    }
+                    state.wake_reader();
                 }
             }
         }
@@ -458,6 +483,30 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(190), "closed after {took:?}");
         assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    }
+
+    /// hyper polls for the next head while the response is still being
+    /// written; the read parks with no timer. The request's end must wake
+    /// it so that the idle timer starts (it did not: an idle connection
+    /// then stayed open until the client spoke).
+    #[tokio::test]
+    async fn a_read_parked_during_a_request_idles_out_after_it_ends() {
+        let (mut io, _client) = conn(200, 5000);
+        let active = Active::new(&io.state);
+        let mut buf = [0u8; 16];
+        let parked = tokio::time::timeout(Duration::from_millis(300), io.read(&mut buf)).await;
+        assert!(parked.is_err(), "no timer while a request is active");
+        let start = StdInstant::now();
+        let reader = tokio::spawn(async move { io.read(&mut [0u8; 16]).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(active);
+        let n = tokio::time::timeout(Duration::from_secs(2), reader)
+            .await
+            .expect("the idle timer started when the request ended")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "reported as EOF");
+        assert!(start.elapsed() >= Duration::from_millis(240));
     }
 
     #[tokio::test]
