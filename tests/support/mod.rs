@@ -118,9 +118,22 @@ pub fn toml_str(s: &str) -> String {
 }
 
 /// A free loopback port: bind port 0, read the port, close.
+///
+/// Never the same port twice in one test binary: the tests of a binary run
+/// in parallel, and the kernel may hand a just-closed port to the next
+/// `bind(:0)`, so two tests could otherwise be given one port (seen: an
+/// edge test talking to another test's pebble-challtestsrv, 404 for 308).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A fresh temp dir named `prefix...`, removed when dropped.
