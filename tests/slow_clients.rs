@@ -420,3 +420,48 @@ fn max_connections_defers_new_connections_to_the_backlog() {
     let r = c.read_response("GET").unwrap();
     assert_eq!(r.status, 200);
 }
+
+/// The same over HTTP/2 (h2c): after its one request, the connection is
+/// closed once it has been idle for keepalive_timeout.
+#[test]
+fn an_idle_http2_connection_closes_after_keepalive_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let edge = Edge::start(
+        &Conf::new("upload_app:app")
+            .tail("[limits]\nkeepalive_timeout = \"1s\"\nclient_header_timeout = \"5s\""),
+    );
+    let port = edge.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("h2c handshake");
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get(format!("http://127.0.0.1:{port}/"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.expect("h2 request");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("h2 body");
+        let idle = Instant::now();
+        tokio::time::timeout(Duration::from_secs(4), conn)
+            .await
+            .expect("idle h2 connection kept")
+            .unwrap()
+            .ok();
+        assert!(
+            idle.elapsed() >= Duration::from_millis(800),
+            "closed before keepalive_timeout: {:?}",
+            idle.elapsed()
+        );
+    });
+}
