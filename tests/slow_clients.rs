@@ -425,29 +425,24 @@ fn max_connections_defers_new_connections_to_the_backlog() {
 /// closed once it has been idle for keepalive_timeout.
 #[test]
 fn an_idle_http2_connection_closes_after_keepalive_timeout() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
 
     let edge = Edge::start(
         &Conf::new("upload_app:app")
             .tail("[limits]\nkeepalive_timeout = \"1s\"\nclient_header_timeout = \"5s\""),
     );
     let port = edge.port;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    support::tls::block_on(async move {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .expect("h2c handshake");
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = support::tls::handshake(TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
         let req = http::Request::get(format!("http://127.0.0.1:{port}/"))
-            .body(Empty::<bytes::Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .unwrap();
         let resp = send.send_request(req).await.expect("h2 request");
         assert_eq!(resp.status(), 200);

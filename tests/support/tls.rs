@@ -352,11 +352,7 @@ pub fn h2(
     tls: Option<(&str, Arc<ClientConfig>)>,
     reqs: Vec<http::Request<Full<Bytes>>>,
 ) -> Result<Vec<H2>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    block_on(async move {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -380,6 +376,35 @@ pub fn h2(
     })
 }
 
+/// `fut` on a fresh current-thread runtime (timers and I/O on).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(fut)
+}
+
+/// An HTTP/2 client session on `io`; its connection task ends when the
+/// connection does.
+pub async fn handshake<I>(
+    io: I,
+) -> Result<
+    (
+        hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<hyper::Result<()>>,
+    ),
+    String,
+>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    Ok((send, tokio::spawn(conn)))
+}
+
 async fn exchange<I>(
     io: I,
     alpn: Option<Vec<u8>>,
@@ -388,10 +413,7 @@ async fn exchange<I>(
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-        .await
-        .map_err(|e| format!("h2 handshake: {e}"))?;
-    tokio::spawn(conn);
+    let (mut send, _conn) = handshake(io).await?;
     let mut out = Vec::new();
     for req in reqs {
         let resp = send
