@@ -78,15 +78,18 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>, Error> {
         return Err(Error::NotProxy);
     }
     let window = &buf[..buf.len().min(V1_MAX)];
-    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+    // The line ends at the first CR or LF; a bare LF is an error even when
+    // a CRLF follows it, so that a prefix never parses differently.
+    let Some(cr) = window.iter().position(|&b| b == b'\r' || b == b'\n') else {
         return if buf.len() >= V1_MAX {
             Err(Error::Malformed("v1 line longer than 107 bytes"))
-        } else if window.contains(&b'\n') {
-            Err(Error::Malformed("v1 line ends without CR"))
         } else {
             Ok(None)
         };
     };
+    if window[cr] == b'\n' {
+        return Err(Error::Malformed("v1 line ends without CR"));
+    }
     match buf.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}
@@ -289,6 +292,9 @@ mod tests {
             b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+            // A bare LF ends the line even when a CRLF comes later (the
+            // fuzzer's find: the prefix up to the LF was an error).
+            b"PROXY UNKNOWN \nPROXY UNNKOWN\r\n",
         ] {
             assert!(
                 matches!(parse(bad), Err(Error::Malformed(_))),
