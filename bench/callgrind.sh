@@ -6,7 +6,8 @@
 #   bench/callgrind.sh                      # 2000 requests, 1 connection, hello world
 #   bench/callgrind.sh --requests 5000 --conns 8 --edge-bin target/release/edge
 #
-# Options: --requests N (measured requests, default 2000), --warmup N
+# Options: --requests N (measured requests, default 2000), --workers N
+# (default 1), --warmup N
 # (requests in both runs, default 200), --conns C (client connections, each
 # sequential keep-alive; default 1), --app MODULE:ATTR (default hello:app from
 # bench/apps), --path PATH (default /), --edge-bin PATH (default
@@ -16,7 +17,9 @@
 # DIR (the app's virtualenv, e.g. bench/.venv for uvloop), --proxy (the
 # requests go to a [[proxy]] route, `/api/`, whose upstream is an nginx
 # `return 200` started by this script: the front's cost per proxied request,
-# one kept upstream connection per client connection, so no connect churn).
+# one kept upstream connection per client connection, so no connect churn;
+# --keepalive N sets the route's kept connections, 0 = a new upstream
+# connection per request: the cost of connect churn).
 #
 # How: valgrind follows fork(), and edge forks its front and workers without
 # exec, so one `valgrind --tool=callgrind --callgrind-out-file=cg.%p edge`
@@ -40,12 +43,14 @@ repo=$(dirname "$here")
 requests=2000
 warmup=200
 conns=1
+workers=1
 app=hello:app
 path=/
 edge_bin=""
 interface=wsgi
 venv=""
 proxy=""
+keepalive=64
 out="$here/out/callgrind"
 
 while [ $# -gt 0 ]; do
@@ -53,6 +58,7 @@ while [ $# -gt 0 ]; do
         --requests) requests=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
         --conns) conns=$2; shift 2 ;;
+        --workers) workers=$2; shift 2 ;;
         --app) app=$2; shift 2 ;;
         --path) path=$2; shift 2 ;;
         --edge-bin) edge_bin=$2; shift 2 ;;
@@ -60,6 +66,7 @@ while [ $# -gt 0 ]; do
         --interface) interface=$2; shift 2 ;;
         --venv) venv=$2; shift 2 ;;
         --proxy) proxy=1; path=/api/; shift ;;
+        --keepalive) keepalive=$2; shift 2 ;;
         -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -108,7 +115,7 @@ NGINX
     proxy_conf="[[proxy]]
 url = \"/api/\"
 upstreams = [\"127.0.0.1:$up_port\"]
-keepalive = 64"
+keepalive = $keepalive"
 fi
 
 # run NAME TOTAL_REQUESTS: one edge under callgrind serving TOTAL requests;
@@ -124,7 +131,7 @@ listen = ["127.0.0.1:$port"]
 [app]
 module = "$app"
 pythonpath = ["$here/apps"]
-workers = 1
+workers = $workers
 interface = "$interface"
 lifespan = "off"
 venv = "$venv"

@@ -1,6 +1,6 @@
-//! The front process: the tokio runtime (built here, after the fork), the
-//! hyper server on the inherited listeners, static files, request
-//! buffering, and dispatch to the workers.
+//! The front process: the tokio runtimes (built here, after the fork, one
+//! per CPU: see `threads`), the hyper server on the inherited listeners,
+//! static files, request buffering, and dispatch to the workers.
 //!
 //! Nothing ever forks from here.
 
@@ -22,6 +22,7 @@ mod respond;
 mod route;
 mod spool;
 pub mod static_files;
+mod threads;
 mod timed_io;
 mod tls;
 mod upstream;
@@ -105,23 +106,14 @@ pub fn run(ctx: Inherit) -> i32 {
     crate::signals::ignore(nix::sys::signal::Signal::SIGPIPE);
     crate::sys::tune_malloc();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // On one CPU (a container limited to one, or `taskset`), a single
-    // thread runs everything: no hand-offs between threads, no stealing.
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    let rt = match builder.thread_name("front").enable_all().build() {
-        Ok(rt) => rt,
+    let runtimes = match threads::start(threads) {
+        Ok(r) => r,
         Err(e) => {
-            error!(error = %e, "cannot build the front's runtime");
+            error!(error = %e, threads, "cannot build the front's runtimes");
             return 1;
         }
     };
-    rt.block_on(serve(ctx))
+    runtimes.main.block_on(serve(ctx, runtimes.others))
 }
 
 /// How often the front gives its free heap pages back to the kernel.
@@ -139,7 +131,7 @@ async fn release_free_memory() {
     }
 }
 
-async fn serve(ctx: Inherit) -> i32 {
+async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
     let queue = crate::sys::adopt_fd(ctx.queue);
     let control = crate::sys::adopt_fd(ctx.control);
     let listeners: Vec<_> = ctx
@@ -178,7 +170,10 @@ async fn serve(ctx: Inherit) -> i32 {
             return 1;
         }
     };
-    tokio::spawn(upstream.clone().control_loop());
+    let runtimes: Vec<_> = std::iter::once(tokio::runtime::Handle::current())
+        .chain(others.iter().cloned())
+        .collect();
+    tokio::spawn(upstream.clone().control_loop(runtimes.clone()));
     tokio::spawn(release_free_memory());
     let access_log = match AccessLog::start(
         &config.log.access,
@@ -268,21 +263,26 @@ async fn serve(ctx: Inherit) -> i32 {
             error!(%addr, error = %e, "listener setup failed");
             return 1;
         }
-        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(%addr, error = %e, "listener setup failed");
-                return 1;
-            }
-        };
-        accepting.push(tokio::spawn(accept_loop(
-            listener,
-            addr,
-            acceptor,
-            shared.clone(),
-            stop_rx.clone(),
-            graceful.clone(),
-        )));
+        // An accept loop on every runtime thread, each on its own
+        // descriptor of the listening socket (see `threads`).
+        for rt in &runtimes {
+            let std_listener = match std_listener.try_clone() {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(%addr, error = %e, "listener setup failed");
+                    return 1;
+                }
+            };
+            let (acceptor, shared) = (acceptor.clone(), shared.clone());
+            let (stop, graceful) = (stop_rx.clone(), graceful.clone());
+            accepting.push(rt.spawn(async move {
+                // Registered with the runtime that polls it.
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => accept_loop(l, addr, acceptor, shared, stop, graceful).await,
+                    Err(e) => error!(%addr, error = %e, "listener setup failed"),
+                }
+            }));
+        }
     }
     if let Some(l) = metrics_listener {
         accepting.push(tokio::spawn(metrics::serve(l, stop_rx.clone())));
@@ -406,8 +406,11 @@ async fn accept_loop(
             Ok(x) => x,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                error!(listen = %addr, error = %e, "accept failed; pausing 1s");
+                // EMFILE and friends: back off instead of spinning. Every
+                // thread's loop meets it: one line a second says it.
+                if once_a_second(&ACCEPT_FAILED_LOGGED_MS) {
+                    error!(listen = %addr, error = %e, "accept failed; pausing 1s");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -458,7 +461,25 @@ async fn accept_loop(
         tokio::spawn(serve_connection(
             socket, info, conn, acceptor, builder, shared, timeouts,
         ));
+        // One connection per turn: the other threads' accept loops get a
+        // chance at the next one, so that a burst of connects (a load
+        // balancer's or a benchmark's pool opening) spreads over the
+        // threads instead of landing on whichever woke first.
+        tokio::task::yield_now().await;
     }
+}
+
+/// When an accept loop last logged a failure ([`scoreboard::now_ms`]).
+///
+/// [`scoreboard::now_ms`]: crate::ipc::scoreboard::now_ms
+static ACCEPT_FAILED_LOGGED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a second has passed since `last` (and it is now).
+fn once_a_second(last: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = crate::ipc::scoreboard::now_ms();
+    let then = last.load(Relaxed);
+    now.saturating_sub(then) >= 1000 && last.compare_exchange(then, now, Relaxed, Relaxed).is_ok()
 }
 
 /// `limits.max_connections_per_ip` for a connection from `client` (its

@@ -7,7 +7,9 @@ use super::*;
 
 impl Upstream {
     /// Receive worker channels from the arbiter for as long as it lives.
-    pub async fn control_loop(self: Arc<Self>) {
+    /// Each channel is read on one of the front's `runtimes`, by slot, so
+    /// that the reading is spread over the front's threads.
+    pub async fn control_loop(self: Arc<Self>, runtimes: Vec<tokio::runtime::Handle>) {
         let mut buf = [0u8; 64];
         loop {
             let r = self
@@ -24,7 +26,8 @@ impl Upstream {
                 Ok(got) => match (ToFront::decode(&buf[..got.len]), got.fd) {
                     (Some(ToFront::AddWorker { slot, pid }), Some(fd)) => {
                         let up = self.clone();
-                        tokio::spawn(async move { up.worker_loop(slot as usize, pid, fd).await });
+                        let rt = &runtimes[slot as usize % runtimes.len().max(1)];
+                        rt.spawn(async move { up.worker_loop(slot as usize, pid, fd).await });
                     }
                     _ => warn!("malformed control message from the arbiter"),
                 },
