@@ -320,6 +320,40 @@ fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
     assert_app_never_called(&edge, "GET /queued", "a request past queue_timeout ran");
 }
 
+/// The request queue is sharded per front thread (`worker::take`): a
+/// request must still never wait while some worker is free, whichever
+/// thread took its connection and whichever shard the busy worker takes
+/// from.
+#[test]
+fn a_busy_worker_never_holds_a_request_another_worker_is_free_for() {
+    let edge = Edge::start(&Conf::new("upload_app:app").workers(2));
+    let port = edge.port;
+    let busy = std::thread::spawn(move || {
+        let mut c = support::http::Conn::open(port);
+        c.set_timeout(Duration::from_secs(10));
+        c.send_request("GET", "/sleep?s=3", &[("Connection", "close")], b"");
+        c.read_response("GET").map(|r| r.status)
+    });
+    assert!(edge.wait_log(true, Duration::from_secs(5), |l| l
+        .contains("CALLED GET /sleep")));
+    // New connections land on every front thread in turn.
+    for i in 0..12 {
+        let start = Instant::now();
+        let mut c = edge.conn();
+        c.set_timeout(Duration::from_secs(10));
+        let path = format!("/quick{i}");
+        c.send_request("GET", &path, &[("Connection", "close")], b"");
+        let r = c.read_response("GET").unwrap();
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "{path} waited {took:?} behind the busy worker"
+        );
+    }
+    assert_eq!(busy.join().unwrap(), Ok(200));
+}
+
 #[test]
 fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
     let edge = upload_app("send_timeout = \"2s\"");

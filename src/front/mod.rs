@@ -174,6 +174,7 @@ async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
         .chain(others.iter().cloned())
         .collect();
     tokio::spawn(upstream.clone().control_loop(runtimes.clone()));
+    tokio::spawn(upstream.clone().sweep_loop());
     tokio::spawn(release_free_memory());
     let access_log = match AccessLog::start(
         &config.log.access,

@@ -295,7 +295,7 @@ impl Upstream {
                         from_worker: rx,
                     })),
                 };
-                if waiting.is_none_or(|w| w.send(Ok(start)).is_err()) {
+                if waiting.is_none_or(|w| w.tx.send(Ok(start)).is_err()) {
                     // The client left during the handshake.
                     sockets.client_gone(id);
                 }
