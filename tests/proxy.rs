@@ -618,15 +618,18 @@ fn longest_prefix_wins_against_static() {
 
 #[test]
 fn read_timeout_counts_from_the_end_of_the_send() {
-    // The upstream reads a 32 MiB body at 10 MiB/s (about 3 s, more than
-    // any socket buffer hides) and answers as soon as it has it all: with
-    // read_timeout = 1s that is a 200 (nginx counts proxy_read_timeout
-    // from the end of the send), not a 504 one second into the upload.
+    // The upstream reads a 32 MiB body at 10 MiB/s (about 3.2 s) and
+    // answers as soon as it has it all: with read_timeout = 2s that is a
+    // 200 (nginx counts proxy_read_timeout from the end of the send), not
+    // a 504 two seconds into the upload. The send ends when the last bytes
+    // are in the kernel: the sender's and the upstream's socket buffers
+    // (up to ~10 MiB on loopback, ~1 s at this rate) are still to be read
+    // then, so a 1 s read_timeout raced them (a 504 in CI once).
     let up = Upstream::http("S");
     let edge = upload_front(
         "/api/",
         &up,
-        "read_timeout = \"1s\"\nsend_timeout = \"10s\"",
+        "read_timeout = \"2s\"\nsend_timeout = \"10s\"",
     );
     let n = 32 << 20;
     let t = Instant::now();
