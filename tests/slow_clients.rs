@@ -289,18 +289,30 @@ fn a_worker_killed_mid_upload_leaves_no_temp_file() {
     assert!(held.is_some(), "the front still holds a deleted spool file");
 }
 
-#[test]
-fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
-    let edge = Edge::start(&Conf::new("upload_app:app").app("queue_timeout = \"500ms\""));
-    let addr_edge = edge.port;
+/// A `GET /sleep?s=SECS` on its own thread, returned once the app runs it
+/// (a worker is busy from then on); joining gives its status.
+fn busy_worker(edge: &Edge, secs: u32) -> std::thread::JoinHandle<Result<u16, String>> {
+    let port = edge.port;
     let busy = std::thread::spawn(move || {
-        let mut c = support::http::Conn::open(addr_edge);
+        let mut c = support::http::Conn::open(port);
         c.set_timeout(Duration::from_secs(10));
-        c.send_request("GET", "/sleep?s=2", &[("Connection", "close")], b"");
+        c.send_request(
+            "GET",
+            &format!("/sleep?s={secs}"),
+            &[("Connection", "close")],
+            b"",
+        );
         c.read_response("GET").map(|r| r.status)
     });
     assert!(edge.wait_log(true, Duration::from_secs(5), |l| l
         .contains("CALLED GET /sleep")));
+    busy
+}
+
+#[test]
+fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
+    let edge = Edge::start(&Conf::new("upload_app:app").app("queue_timeout = \"500ms\""));
+    let busy = busy_worker(&edge, 2);
     let start = Instant::now();
     let mut c = edge.conn();
     c.set_timeout(Duration::from_secs(10));
@@ -327,15 +339,7 @@ fn queue_timeout_answers_503_and_the_stale_request_never_runs() {
 #[test]
 fn a_busy_worker_never_holds_a_request_another_worker_is_free_for() {
     let edge = Edge::start(&Conf::new("upload_app:app").workers(2));
-    let port = edge.port;
-    let busy = std::thread::spawn(move || {
-        let mut c = support::http::Conn::open(port);
-        c.set_timeout(Duration::from_secs(10));
-        c.send_request("GET", "/sleep?s=3", &[("Connection", "close")], b"");
-        c.read_response("GET").map(|r| r.status)
-    });
-    assert!(edge.wait_log(true, Duration::from_secs(5), |l| l
-        .contains("CALLED GET /sleep")));
+    let busy = busy_worker(&edge, 3);
     // New connections land on every front thread in turn.
     for i in 0..12 {
         let start = Instant::now();

@@ -409,7 +409,7 @@ async fn accept_loop(
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning. Every
                 // thread's loop meets it: one line a second says it.
-                if once_a_second(&ACCEPT_FAILED_LOGGED_MS) {
+                if crate::ipc::scoreboard::once_per(&ACCEPT_FAILED_LOGGED_MS, 1000) {
                     error!(listen = %addr, error = %e, "accept failed; pausing 1s");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -474,14 +474,6 @@ async fn accept_loop(
 ///
 /// [`scoreboard::now_ms`]: crate::ipc::scoreboard::now_ms
 static ACCEPT_FAILED_LOGGED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Whether a second has passed since `last` (and it is now).
-fn once_a_second(last: &std::sync::atomic::AtomicU64) -> bool {
-    use std::sync::atomic::Ordering::Relaxed;
-    let now = crate::ipc::scoreboard::now_ms();
-    let then = last.load(Relaxed);
-    now.saturating_sub(then) >= 1000 && last.compare_exchange(then, now, Relaxed, Relaxed).is_ok()
-}
 
 /// `limits.max_connections_per_ip` for a connection from `client` (its
 /// peer, or the client its PROXY header names): the permit to hold, or

@@ -293,6 +293,18 @@ pub fn now_ms() -> u64 {
     ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000
 }
 
+/// Whether `every_ms` have passed since `last` ([`now_ms`]), and if so
+/// `last` is now: for work done at most that often by whichever thread
+/// or process comes first (a log line, an announcement).
+pub fn once_per(last: &AtomicU64, every_ms: u64) -> bool {
+    let now = now_ms();
+    let then = last.load(Ordering::Relaxed);
+    now.saturating_sub(then) >= every_ms
+        && last
+            .compare_exchange(then, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

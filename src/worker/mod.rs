@@ -429,14 +429,7 @@ fn serve(shared: &Shared, thread: usize) {
     Python::attach(|py| {
         while !stopping() {
             if let Some(frame) = &shared.announce {
-                let now = scoreboard::now_ms();
-                let last = shared.announced_ms.load(Ordering::Relaxed);
-                if now.saturating_sub(last) >= ANNOUNCE_EVERY_MS
-                    && shared
-                        .announced_ms
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
+                if scoreboard::once_per(&shared.announced_ms, ANNOUNCE_EVERY_MS) {
                     shared.out.write(py, frame);
                 }
             }

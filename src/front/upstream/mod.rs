@@ -348,14 +348,7 @@ impl Upstream {
     /// Count a request shed with 503; log the count at most once a second.
     fn count_shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
-        let now = crate::ipc::scoreboard::now_ms();
-        let last = self.shed_reported_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && self
-                .shed_reported_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if crate::ipc::scoreboard::once_per(&self.shed_reported_ms, 1000) {
             let n = self.shed.swap(0, Ordering::Relaxed);
             warn!(
                 shed = n,
@@ -467,7 +460,7 @@ impl Upstream {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let queue_timeout = self.queue_timeout.as_millis() as u64;
         let deadline = self.deadline.as_millis() as u64;
-        let (mut late, mut shed, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut late, mut expired) = (Vec::new(), Vec::new());
         loop {
             tick.tick().await;
             let now = crate::ipc::scoreboard::now_ms();
@@ -486,9 +479,8 @@ impl Upstream {
                 continue;
             }
             // The scoreboard is read without the lock held.
-            let (running, not): (Vec<u64>, Vec<u64>) =
+            let (running, shed): (Vec<u64>, Vec<u64>) =
                 late.drain(..).partition(|&id| self.taken(id));
-            shed.extend(not);
             let mut answers = Vec::with_capacity(shed.len() + expired.len());
             {
                 let mut pending = self.pending.lock().expect("pending lock");
@@ -497,7 +489,7 @@ impl Upstream {
                         w.taken = true;
                     }
                 }
-                for id in shed.drain(..) {
+                for id in shed {
                     if let Some(w) = pending.remove(&id) {
                         answers.push((w.tx, Failure::Overloaded));
                     }
