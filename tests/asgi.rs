@@ -656,6 +656,49 @@ fn max_concurrency_bounds_requests_in_flight_per_worker() {
     );
 }
 
+/// Requests that queue up while the loop is blocked are taken in batches
+/// (one `recvmmsg` for several): each must keep its own head, inline body
+/// or spooled body file, whatever its neighbours in the batch carry.
+#[test]
+fn a_batch_of_queued_requests_keeps_each_body_with_its_request() {
+    let (edge, pid) = scope_app_and_pid(scope_app().workers(1));
+    let port = edge.port;
+    // The only worker's loop sleeps; the posts below queue up behind it.
+    let blocker = get_async(port, "/block?s=0.8");
+    thread::sleep(Duration::from_millis(200));
+    // Spooled (> 64 KiB, passed as a file) and inline bodies, interleaved.
+    let sizes = [200_000usize, 10, 90_000, 0, 300_000, 5_000, 70_000, 1];
+    let posts: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            thread::spawn(move || {
+                let body = pseudo_random_bytes(len, 40 + i as u64);
+                let mut c = Conn::open(port);
+                c.set_timeout(Duration::from_secs(30));
+                let path = format!("/scope?n={i}");
+                c.send_request("POST", &path, &[("Connection", "close")], &body);
+                (i, body, c.read_response("POST"))
+            })
+        })
+        .collect();
+    for p in posts {
+        let (i, body, r) = p.join().unwrap();
+        let r = r.unwrap_or_else(|e| panic!("post {i}: {e}\n{}", edge.logs()));
+        assert_eq!(r.status, 200, "post {i}: {}\n{}", r.describe(), edge.logs());
+        let j = r.json();
+        assert_eq!(j["pid"].as_i64(), Some(pid as i64), "post {i}");
+        let qs = &j["scope"]["query_string"]["bytes"];
+        assert_eq!(qs.as_str(), Some(format!("n={i}").as_str()), "post {i}");
+        assert_eq!(j["body_len"].as_i64(), Some(body.len() as i64), "post {i}");
+        let got: Vec<u8> = s(&j, "body").chars().map(|c| c as u32 as u8).collect();
+        assert!(got == body, "post {i}: its body arrived altered or swapped");
+    }
+    let (r, took) = blocker.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(took >= Duration::from_millis(700), "the loop never blocked");
+}
+
 // === http.disconnect ===
 
 #[test]

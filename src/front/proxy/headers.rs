@@ -36,17 +36,26 @@ pub(super) fn hop(name: &HeaderName, named: &[HeaderName]) -> bool {
 /// The header names listed in `Connection`, but for `close` and
 /// `keep-alive` (the usual values: no header to remove, or one that is
 /// hop-by-hop anyway), so that the usual case parses and allocates
-/// nothing.
+/// nothing: a value that is exactly one of those two is skipped before
+/// any splitting.
 pub(super) fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect()
+    let mut names = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        let b = v.as_bytes();
+        if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        let Ok(v) = v.to_str() else { continue };
+        names.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| {
+                    !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
+                })
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+        );
+    }
+    names
 }
 
 /// What a response head carries that the proxy acts on, found in one
@@ -82,10 +91,17 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     remove_where(headers, |k| hop(k, &named));
 }
 
-/// Remove every name that `matches` (all its values): found by walking
-/// the names, so that only names present are hashed.
+/// Remove every name that `matches` (all its values): the names present
+/// are found in one walk, so that only they are hashed (a response
+/// usually has one, `Connection`).
 fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
-    while let Some(k) = headers.keys().find(|k| matches(k)).cloned() {
+    let mut found = headers.keys().filter(|k| matches(k));
+    let Some(first) = found.next().cloned() else {
+        return;
+    };
+    let rest: Vec<HeaderName> = found.cloned().collect();
+    headers.remove(first);
+    for k in rest {
         headers.remove(k);
     }
 }

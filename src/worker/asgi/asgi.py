@@ -16,6 +16,7 @@ from collections import deque
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _BODY_CHUNK = 1 << 20
 _BEAT = 0.2  # seconds between heartbeats (TERM check, timeouts, liveness)
+_Task = asyncio.Task
 
 
 class _Cycle:
@@ -365,6 +366,7 @@ class Server:
         self.loop = None
         self.stopping = None
         self.idle = None
+        self.plain_tasks = False
 
     # --- lifespan ---
 
@@ -385,6 +387,10 @@ class Server:
     async def serve(self):
         loop = self.loop
         self.stopping = loop.create_future()
+        # asyncio's create_task is Python code that, with no task factory,
+        # only calls Task(coro, loop=loop): on_queue calls Task itself.
+        self.plain_tasks = (isinstance(loop, asyncio.BaseEventLoop)
+                            and loop.get_task_factory() is None)
         # Responses written during one loop iteration leave in one write.
         self.io.set_scheduler(loop.call_soon, self.io.flush)
         loop.add_reader(self.io.channel_fd, self.on_channel)
@@ -431,13 +437,16 @@ class Server:
             # queue no more (the heartbeat asks again).
             self.pause()
             return
+        plain = self.plain_tasks
         for id, slot, ws, scope, body, length, rid in taken:
             if ws:
                 c = WebSocket(self, id, slot, scope, rid)
             else:
                 c = Http(self, id, slot, scope, rid, body, length)
             cycles[id] = c
-            c.task = loop.create_task(c.run())
+            c.task = _Task(c.run(), loop=loop) if plain else loop.create_task(c.run())
+        if taken:
+            self.io.flush_after_batch()
         if len(cycles) >= self.max:
             self.pause()
 

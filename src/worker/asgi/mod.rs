@@ -112,7 +112,11 @@ pub fn run(w: Worker<'_>) -> i32 {
             queue: w.queue,
             channel: w.out.raw_fd(),
             out: w.out.clone(),
-            buf: vec![0u8; super::max_datagram(w.config)],
+            // One slot per message of a `recvmmsg` batch. Untouched pages
+            // of it are never made resident.
+            buf: vec![0u8; fdpass::BATCH * super::max_datagram(w.config)],
+            datagram: super::max_datagram(w.config),
+            batch: Vec::with_capacity(fdpass::BATCH),
             inbox: Vec::new(),
             max_inbound: max_inbound(w.config),
             free: (0..app_cfg.max_concurrency as u32).rev().collect(),
@@ -212,6 +216,10 @@ pub struct Io {
     out: Arc<Output>,
     /// One request datagram.
     buf: Vec<u8>,
+    /// The size of one slot of `buf`: the largest request datagram.
+    datagram: usize,
+    /// What the last `recvmmsg` got, message by message.
+    batch: Vec<fdpass::Received>,
     /// Bytes read from the channel, not yet a whole frame.
     inbox: Vec<u8>,
     max_inbound: u32,
@@ -276,6 +284,15 @@ impl Io {
                 self.pending = Vec::new();
             }
         }
+    }
+
+    /// Flush once the tasks just created have had their first step: a
+    /// flush scheduled now runs after them in the same loop iteration, so
+    /// the responses of a batch that completes at once leave in one write
+    /// without another turn of the loop (a response's own scheduling, in
+    /// `send`, would land in the next one).
+    fn flush_after_batch(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.schedule_flush(py)
     }
 
     #[getter]
@@ -636,7 +653,9 @@ impl Io {
 }
 
 impl Io {
-    /// `take`'s loop, over a datagram buffer lent by the caller.
+    /// `take`'s loop, over a datagram buffer lent by the caller: batches
+    /// of requests, one `recvmmsg` each, until the queue is empty or there
+    /// is no more room.
     fn take_into<'py>(
         &mut self,
         py: Python<'py>,
@@ -645,23 +664,52 @@ impl Io {
         list: &Bound<'py, PyList>,
         taken: &mut usize,
     ) -> PyResult<()> {
-        while *taken < room {
-            let got = match fdpass::recv(self.queue.as_fd(), buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(r) if r.len == 0 => break,
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    error!(error = %e, "cannot read the request queue");
-                    break;
+        let size = self.datagram;
+        let mut batch = std::mem::take(&mut self.batch);
+        let r = (|| {
+            while *taken < room {
+                batch.clear();
+                let want = (room - *taken).min(fdpass::BATCH);
+                let r = fdpass::recv_batch(
+                    self.queue.as_fd(),
+                    buf,
+                    size,
+                    want,
+                    MsgFlags::MSG_DONTWAIT,
+                    &mut batch,
+                );
+                let got = match r {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        error!(error = %e, "cannot read the request queue");
+                        break;
+                    }
+                };
+                // A message of no bytes is the end of the queue (the front
+                // is gone): nothing after it.
+                let mut eof = false;
+                for (i, msg) in batch.drain(..).enumerate() {
+                    if msg.len == 0 {
+                        eof = true;
+                        break;
+                    }
+                    let at = i * size;
+                    if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
+                        list.append(item)?;
+                        *taken += 1;
+                    }
                 }
-            };
-            if let Some(item) = self.accept(py, &buf[..got.len], got)? {
-                list.append(item)?;
-                *taken += 1;
+                if eof || got < want {
+                    break; // the queue is empty
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })();
+        self.batch = batch;
+        r
     }
 
     /// Queue whole frames for the next flush (scheduled on first use), or
@@ -678,11 +726,19 @@ impl Io {
         }
         if self.pending.len() >= FLUSH_AT {
             self.flush(py);
-        } else if !self.flush_scheduled {
+            Ok(())
+        } else {
+            self.schedule_flush(py)
+        }
+    }
+
+    /// A flush at the end of the loop's ready queue, unless one is there.
+    fn schedule_flush(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !self.flush_scheduled {
             if let Some((call_soon, flush)) = &self.scheduler {
                 call_soon.bind(py).call1((flush.bind(py),))?;
+                self.flush_scheduled = true;
             }
-            self.flush_scheduled = true;
         }
         Ok(())
     }
@@ -729,14 +785,38 @@ impl Io {
             return Ok(None);
         };
         self.scoreboard.slot(self.slot).tasks[entry as usize].store(id, Ordering::Release);
+        match self.admit(py, id, entry, &head, body, got.fd) {
+            Ok(taken) => Ok(taken),
+            Err(e) => {
+                // The request dies here, alone: a 500 for it, a traceback
+                // in the log, its entry freed, the rest of the batch served.
+                let trace = super::python::format_exception(py, self.helpers.bind(py), &e);
+                error!(request = id, "cannot hand the request to the app:\n{trace}");
+                self.done(entry);
+                self.error(py, id, 500)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The Python side of a request: scope, request id and body object.
+    fn admit<'py>(
+        &mut self,
+        py: Python<'py>,
+        id: u64,
+        entry: u32,
+        head: &wire::RequestHead<'_>,
+        body: &[u8],
+        fd: Option<OwnedFd>,
+    ) -> PyResult<Option<Taken<'py>>> {
         let rid = head
             .headers
             .iter()
             .find(|(n, _)| *n == b"x-request-id")
             .map_or(&b""[..], |(_, v)| v);
         let rid = PyBytes::new(py, rid);
-        let scope = self.scope(py, &head)?;
-        let body_obj = match (head.body_kind, got.fd) {
+        let scope = self.scope(py, head)?;
+        let body_obj = match (head.body_kind, fd) {
             (wire::BodyKind::File, Some(fd)) => {
                 self.io_open.bind(py).call1((fd.into_raw_fd(), "rb"))?
             }
