@@ -818,7 +818,11 @@ impl Io {
         let scope = self.scope(py, head)?;
         let body_obj = match (head.body_kind, fd) {
             (wire::BodyKind::File, Some(fd)) => {
-                self.io_open.bind(py).call1((fd.into_raw_fd(), "rb"))?
+                // If open fails, `fd` is still ours and closes when dropped.
+                let file = self.io_open.bind(py).call1((fd.as_raw_fd(), "rb"))?;
+                // The file object owns the descriptor now.
+                let _ = fd.into_raw_fd();
+                file
             }
             (wire::BodyKind::File, None) => {
                 error!(
