@@ -104,6 +104,25 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result
     Ok(Received { len, fd, truncated })
 }
 
+/// Block until a message waits on `sock`, and leave it there (a
+/// zero-length `MSG_PEEK`; a descriptor beside it is not installed).
+/// Returns at end of stream too; the `recv` that follows tells which.
+///
+/// A worker thread sleeps here, not in `recv`: a process killed while its
+/// thread sleeps in a blocking `recv` takes one more message from the queue
+/// on its way out if one arrived before it ran again, and that request is
+/// lost with it. A peek takes nothing; the caller's `MSG_DONTWAIT` `recv`
+/// runs only in a live process.
+pub fn wait_message(sock: BorrowedFd<'_>) -> io::Result<()> {
+    nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
 /// `recvmsg` of at most `len` bytes into `ptr`, with a control buffer on
 /// the stack for a few descriptors, each handed to `take` (close-on-exec).
 /// Returns the bytes received and whether the message was cut.

@@ -1,10 +1,10 @@
 //! A worker process: CPython embedded, the app loaded once, then a pull
 //! loop on the shared request queue.
 //!
-//! Each worker thread blocks in `recvmsg` on the queue only when it is idle;
-//! the kernel hands each datagram (one whole request) to exactly one waiting
-//! reader, so a request only ever reaches a free thread, and a thread that
-//! finishes while requests are queued takes the next one without sleeping.
+//! Each worker thread waits on the queue only when it is idle; the kernel
+//! wakes one waiting reader per datagram (one whole request), so a request
+//! only ever reaches a free thread, and a thread that finishes while
+//! requests are queued takes the next one without sleeping (`take.rs`).
 //! Responses go back on this worker's own stream channel to the front.
 //!
 //! Signals: TERM finishes the current request(s) then exits 0 (graceful);
@@ -17,6 +17,7 @@ mod output;
 mod python;
 mod quota;
 mod static_routes;
+mod take;
 mod wsgi;
 
 pub use python::describe as python_description;
@@ -30,16 +31,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::sys::socket::MsgFlags;
 use pyo3::prelude::*;
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::exit::BOOT_ERROR;
 use crate::ipc::scoreboard::{self, Scoreboard, STATE_READY};
-use crate::ipc::{fdpass, wire};
+use crate::ipc::wire;
 use output::Output;
 use static_routes::{static_routes_frame, ANNOUNCE_EVERY_MS};
+use take::{take_request, take_request_within};
 
 /// What a worker inherits from the arbiter across the fork.
 pub struct Inherit {
@@ -533,44 +534,6 @@ fn rss_bytes() -> Option<u64> {
                 .ok()??
                 .max(1) as u64,
     )
-}
-
-/// Take the next request from the queue. When none is waiting, yield the
-/// CPU once before sleeping: the front, often on the same core, may be about
-/// to queue one, and finding it then costs no wake-up (PERF-NOTES.md).
-fn take_request(
-    queue: std::os::fd::BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<fdpass::Received> {
-    match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        other => return other,
-    }
-    std::thread::yield_now();
-    match fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        other => return other,
-    }
-    fdpass::recv(queue, buf, MsgFlags::empty())
-}
-
-/// Take the next request if one comes within `wait` (`WouldBlock` if
-/// none): for a worker past `max_requests` that must look again soon
-/// whether it is still the last one serving. `poll` wakes every such
-/// waiter, and the one whose `recv` comes first gets the request.
-fn take_request_within(
-    queue: std::os::fd::BorrowedFd<'_>,
-    buf: &mut [u8],
-    wait: Duration,
-) -> io::Result<fdpass::Received> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(queue, PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-    match poll(&mut fds, ms) {
-        Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-        Ok(_) => fdpass::recv(queue, buf, MsgFlags::MSG_DONTWAIT),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Log why a request datagram was refused; the id to answer 500, if any.
