@@ -90,7 +90,7 @@ pub struct Received {
 /// descriptors a misbehaving peer sent are closed.
 ///
 /// A worker calls this up to three times per request (see
-/// `worker::take_request`), so the control buffer is on the stack.
+/// `worker/take.rs`), so the control buffer is on the stack.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result<Received> {
     let mut fd = None;
     // SAFETY: `buf` is writable memory we borrow mutably for the call.
