@@ -128,6 +128,43 @@ fn sigterm_when_idle_exits_0_quickly() {
     );
 }
 
+/// A worker thread that has taken a request but waits for the GIL
+/// (another thread holds it) when the worker is killed: the request is on
+/// the scoreboard already, so the front answers it 502 at once. Had the
+/// thread named it only once it had the GIL, the request would be nobody's
+/// and wait out queue_timeout for a 503.
+#[test]
+fn kill_9_while_a_taken_request_waits_for_the_gil_answers_it_502_at_once() {
+    let conf = Conf::new("slow_app:app")
+        .app("threads = 2")
+        .app("queue_timeout = \"20s\"")
+        .app("timeout = \"60s\"");
+    let edge = start_slow(conf);
+    let worker = worker_pids(&edge, 1)[0];
+    let hog = get_async(edge.port, "/?gil=1&s=0");
+    thread::sleep(Duration::from_millis(500)); // the GIL is held from here on
+    let waiting = get_async(edge.port, "/?s=0");
+    thread::sleep(Duration::from_millis(500)); // taken by the other thread
+    let start = Instant::now();
+    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    for (what, r) in [
+        ("the GIL holder", hog),
+        ("the request waiting for the GIL", waiting),
+    ] {
+        let r = r
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", edge.logs()));
+        assert_eq!(r.status, 502, "{what}:\n{}\n{}", r.describe(), edge.logs());
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "answered {:?} after the kill (queue_timeout is 20 s)",
+        start.elapsed()
+    );
+    edge.get_ok_while("/?s=0", "a request after the replacement");
+}
+
 #[test]
 fn kill_9_of_a_worker_is_replaced_and_requests_keep_succeeding() {
     let mut edge = start_slow(slow_app(2));

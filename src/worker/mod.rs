@@ -444,20 +444,35 @@ fn serve(shared: &Shared, thread: usize) {
                 }
             }
             let overrun = ticket == Some(quota::Ticket::Overrun);
-            let got = if overrun {
+            if overrun {
                 // Whether this is still the last worker is asked again
                 // after a short wait: a replacement may be ready by then.
                 ticket = None;
-                py.detach(|| take_request_within(shared.queue.as_fd(), &mut buf, quota::RECHECK))
-            } else {
-                py.detach(|| take_request(shared.queue.as_fd(), &mut buf))
-            };
-            let received = match got {
-                Ok(r) if r.len == 0 => {
+            }
+            // The request is named on the scoreboard as soon as it is
+            // taken, before the GIL is taken again (which may wait for
+            // another thread): from then on, a kill -9 of this worker
+            // leaves the front a line that says which request it held (502
+            // at once, not 503 after queue_timeout).
+            let buf = &mut buf;
+            let got = py.detach(move || {
+                let queue = shared.queue.as_fd();
+                let r = if overrun {
+                    take_request_within(queue, buf, quota::RECHECK)
+                } else {
+                    take_request(queue, buf)
+                }?;
+                let buf: &[u8] = buf;
+                let datagram = &buf[..r.len];
+                let begun = (r.len > 0).then(|| begin(entry, shared.queue_wait, datagram));
+                Ok::<_, io::Error>((r, datagram, begun))
+            });
+            let (received, datagram, (id, request_id)) = match got {
+                Ok((_, _, None)) => {
                     error!("request queue closed");
                     break;
                 }
-                Ok(r) => {
+                Ok((r, datagram, Some(begun))) => {
                     if overrun {
                         tracing::debug!(
                             "past max_requests, but the last worker that can serve: one more request"
@@ -467,7 +482,7 @@ fn serve(shared: &Shared, thread: usize) {
                         shared.quota.used();
                     }
                     ticket = None;
-                    r
+                    (r, datagram, begun)
                 }
                 Err(e)
                     if matches!(
@@ -485,27 +500,6 @@ fn serve(shared: &Shared, thread: usize) {
                     continue;
                 }
             };
-            let datagram = &buf[..received.len];
-            let (id, request_id, method, target, client) = match wire::decode(datagram, u32::MAX) {
-                Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
-                    let rid = h
-                        .headers
-                        .iter()
-                        .find(|(n, _)| *n == b"x-request-id")
-                        .map_or(&b""[..], |(_, v)| v);
-                    if let Some(wait) = shared.queue_wait {
-                        // Millisecond resolution: the front's queueing time.
-                        let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
-                        wait.observe_us(ms * 1000);
-                    }
-                    (id, rid, h.method, h.target, h.remote_addr)
-                }
-                Ok(Some((f, _))) => (f.id(), &b""[..], &b""[..], &b""[..], &b""[..]),
-                _ => (0, &b""[..], &b""[..], &b""[..], &b""[..]),
-            };
-            // Named on the scoreboard (timeouts, `edge status`) and in
-            // every error line this thread logs meanwhile.
-            entry.begin(id, request_id, method, target, client);
             let scope = crate::logging::enter_request(request_id);
             if received.truncated {
                 error!(
@@ -522,6 +516,37 @@ fn serve(shared: &Shared, thread: usize) {
             count_served(slot, shared.limit, shared.max_memory);
         }
     });
+}
+
+/// Name the request in `datagram` on this thread's scoreboard line (for
+/// timeouts, `edge status`, and the front when the worker dies) and count
+/// its time in the queue. Returns its id and its X-Request-Id (named in
+/// every error line the thread logs meanwhile).
+fn begin<'d>(
+    entry: &scoreboard::ThreadEntry,
+    queue_wait: Option<&crate::ipc::stats::Histogram>,
+    datagram: &'d [u8],
+) -> (u64, &'d [u8]) {
+    let none = &b""[..];
+    let (id, request_id, method, target, client) = match wire::decode(datagram, u32::MAX) {
+        Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
+            let rid = h
+                .headers
+                .iter()
+                .find(|(n, _)| *n == b"x-request-id")
+                .map_or(none, |(_, v)| v);
+            if let Some(wait) = queue_wait {
+                // Millisecond resolution: the front's queueing time.
+                let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
+                wait.observe_us(ms * 1000);
+            }
+            (id, rid, h.method, h.target, h.remote_addr)
+        }
+        Ok(Some((f, _))) => (f.id(), none, none, none, none),
+        _ => (0, none, none, none, none),
+    };
+    entry.begin(id, request_id, method, target, client);
+    (id, request_id)
 }
 
 /// This process's resident set size, from /proc/self/statm.
