@@ -454,25 +454,25 @@ fn serve(shared: &Shared, thread: usize) {
             // another thread): from then on, a kill -9 of this worker
             // leaves the front a line that says which request it held (502
             // at once, not 503 after queue_timeout).
-            let buf = &mut buf;
+            let into = &mut buf;
             let got = py.detach(move || {
                 let queue = shared.queue.as_fd();
                 let r = if overrun {
-                    take_request_within(queue, buf, quota::RECHECK)
+                    take_request_within(queue, into, quota::RECHECK)
                 } else {
-                    take_request(queue, buf)
+                    take_request(queue, into)
                 }?;
-                let buf: &[u8] = buf;
-                let datagram = &buf[..r.len];
-                let begun = (r.len > 0).then(|| begin(entry, shared.queue_wait, datagram));
-                Ok::<_, io::Error>((r, datagram, begun))
+                // The buffer, borrowed for as long as the request it holds.
+                let taken: &[u8] = into;
+                let begun = (r.len > 0).then(|| begin(entry, shared.queue_wait, &taken[..r.len]));
+                Ok::<_, io::Error>((r, begun))
             });
-            let (received, datagram, (id, request_id)) = match got {
-                Ok((_, _, None)) => {
+            let (received, (id, request_id, request)) = match got {
+                Ok((_, None)) => {
                     error!("request queue closed");
                     break;
                 }
-                Ok((r, datagram, Some(begun))) => {
+                Ok((r, Some(begun))) => {
                     if overrun {
                         tracing::debug!(
                             "past max_requests, but the last worker that can serve: one more request"
@@ -482,7 +482,7 @@ fn serve(shared: &Shared, thread: usize) {
                         shared.quota.used();
                     }
                     ticket = None;
-                    (r, datagram, begun)
+                    (r, begun)
                 }
                 Err(e)
                     if matches!(
@@ -508,7 +508,7 @@ fn serve(shared: &Shared, thread: usize) {
                 );
                 answer_error(py, shared, id, 500);
             } else {
-                handle(py, shared, datagram, received.fd);
+                handle(py, shared, request, received.fd);
             }
             errors::flush_partial();
             drop(scope);
@@ -518,35 +518,66 @@ fn serve(shared: &Shared, thread: usize) {
     });
 }
 
-/// Name the request in `datagram` on this thread's scoreboard line (for
-/// timeouts, `edge status`, and the front when the worker dies) and count
-/// its time in the queue. Returns its id and its X-Request-Id (named in
-/// every error line the thread logs meanwhile).
+/// A request datagram, decoded once: its id, head and inline body.
+type Decoded<'d> = Result<(u64, wire::RequestHead<'d>, &'d [u8]), wire::BadRequest>;
+
+/// Decode the request in `datagram`, name it on this thread's scoreboard
+/// line (for timeouts, `edge status`, and the front when the worker dies)
+/// and count its time in the queue. Returns its id, its X-Request-Id (named
+/// in every error line the thread logs meanwhile) and the decoded request.
 fn begin<'d>(
     entry: &scoreboard::ThreadEntry,
     queue_wait: Option<&crate::ipc::stats::Histogram>,
     datagram: &'d [u8],
-) -> (u64, &'d [u8]) {
-    let none = &b""[..];
-    let (id, request_id, method, target, client) = match wire::decode(datagram, u32::MAX) {
-        Ok(Some((wire::Frame::RequestHead(id, h), _))) => {
-            let rid = h
-                .headers
-                .iter()
-                .find(|(n, _)| *n == b"x-request-id")
-                .map_or(none, |(_, v)| v);
-            if let Some(wait) = queue_wait {
-                // Millisecond resolution: the front's queueing time.
-                let ms = scoreboard::now_ms().saturating_sub(h.queued_ms);
-                wait.observe_us(ms * 1000);
-            }
-            (id, rid, h.method, h.target, h.remote_addr)
-        }
-        Ok(Some((f, _))) => (f.id(), none, none, none, none),
-        _ => (0, none, none, none, none),
+) -> (u64, &'d [u8], Decoded<'d>) {
+    let decoded = wire::decode_request(datagram);
+    let (id, request_id) = match &decoded {
+        Ok((id, head, _)) => begin_head(entry, queue_wait, *id, head),
+        Err(_) => begin_unsound(entry, queue_wait, datagram),
     };
-    entry.begin(id, request_id, method, target, client);
+    (id, request_id, decoded)
+}
+
+fn begin_head<'d>(
+    entry: &scoreboard::ThreadEntry,
+    queue_wait: Option<&crate::ipc::stats::Histogram>,
+    id: u64,
+    head: &wire::RequestHead<'d>,
+) -> (u64, &'d [u8]) {
+    let request_id = head
+        .headers
+        .iter()
+        .find(|(n, _)| *n == b"x-request-id")
+        .map_or(&b""[..], |(_, v)| v);
+    if let Some(wait) = queue_wait {
+        // Millisecond resolution: the front's queueing time.
+        let ms = scoreboard::now_ms().saturating_sub(head.queued_ms);
+        wait.observe_us(ms * 1000);
+    }
+    entry.begin(id, request_id, head.method, head.target, head.remote_addr);
     (id, request_id)
+}
+
+/// A datagram that is not a whole request (never from a sound front): its
+/// first frame names what it can.
+fn begin_unsound<'d>(
+    entry: &scoreboard::ThreadEntry,
+    queue_wait: Option<&crate::ipc::stats::Histogram>,
+    datagram: &'d [u8],
+) -> (u64, &'d [u8]) {
+    match wire::decode(datagram, u32::MAX) {
+        Ok(Some((wire::Frame::RequestHead(id, head), _))) => {
+            begin_head(entry, queue_wait, id, &head)
+        }
+        other => {
+            let id = match other {
+                Ok(Some((f, _))) => f.id(),
+                _ => 0,
+            };
+            entry.begin(id, b"", b"", b"", b"");
+            (id, b"")
+        }
+    }
 }
 
 /// This process's resident set size, from /proc/self/statm.
@@ -586,8 +617,8 @@ fn answer_error(py: Python<'_>, shared: &Shared, id: u64, status: u16) {
 }
 
 /// Decode one request datagram and run the app on it.
-fn handle(py: Python<'_>, shared: &Shared, datagram: &[u8], fd: Option<OwnedFd>) {
-    let (id, head, body) = match wire::decode_request(datagram) {
+fn handle(py: Python<'_>, shared: &Shared, request: Decoded<'_>, fd: Option<OwnedFd>) {
+    let (id, head, body) = match request {
         Ok(r) => r,
         Err(bad) => {
             if let Some(id) = log_bad_request(&bad) {

@@ -69,10 +69,11 @@ mod tests {
     use std::thread;
     use std::time::Instant;
 
-    fn pin(cpu: usize) {
+    /// Keep the calling thread on `cpu`.
+    fn pin(cpu: usize) -> nix::Result<()> {
         let mut set = CpuSet::new();
-        set.set(cpu).unwrap();
-        sched_setaffinity(Pid::from_raw(0), &set).unwrap();
+        set.set(cpu)?;
+        sched_setaffinity(Pid::from_raw(0), &set)
     }
 
     /// Spin on `cpu` at real-time priority (nothing else runs there) for
@@ -85,7 +86,7 @@ mod tests {
         at: impl FnOnce() + Send + 'static,
     ) -> thread::JoinHandle<bool> {
         thread::spawn(move || {
-            pin(cpu);
+            pin(cpu).unwrap();
             let tid = nix::unistd::gettid().to_string();
             let ok = std::process::Command::new("chrt")
                 .args(["-f", "-p", "50", &tid])
@@ -144,9 +145,7 @@ mod tests {
         let fork = unsafe { nix::unistd::fork() }.unwrap();
         let victim = match fork {
             nix::unistd::ForkResult::Child => {
-                let mut set = CpuSet::new();
-                let _ = set.set(victim_cpu);
-                let _ = sched_setaffinity(Pid::from_raw(0), &set);
+                let _ = pin(victim_cpu);
                 let mut buf = [0u8; 64];
                 let _ = take_request(queue.as_fd(), &mut buf);
                 crate::sys::exit_now(0);
@@ -158,7 +157,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let live_queue = Arc::clone(&queue);
         thread::spawn(move || {
-            pin(live_cpu);
+            pin(live_cpu).unwrap();
             let mut buf = [0u8; 64];
             let r = loop {
                 match take_request(live_queue.as_fd(), &mut buf) {
