@@ -123,7 +123,7 @@ pub fn settle(
 /// a client rarely sends any, and removing an absent name still hashes
 /// it (seven hashes per request on the hot path otherwise).
 fn remove_claims(headers: &mut HeaderMap) {
-    let is_claim = |name: &HeaderName| claims().contains(&name);
+    let is_claim = |name: &HeaderName| maybe_claim(name) && claims().contains(&name);
     if !headers.keys().any(is_claim) {
         return;
     }
@@ -132,12 +132,24 @@ fn remove_claims(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` could be a claim header or an underscored alias of
+/// one: every claim starts with `x` or `f` and is 9 to 20 bytes long.
+/// The usual request names (`host`, `accept`, `user-agent`, `cookie`…)
+/// fail here at their first byte, before any comparison or scan.
+fn maybe_claim(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    matches!(n.first(), Some(b'x' | b'f')) && (9..=20).contains(&n.len())
+}
+
 /// Removes `X_Forwarded_For` and the like: names that become a claim
 /// header once `_` reads as `-`, as CGI-style mappings do (WSGI's
 /// environ, Django's ASGI `META`). nginx drops underscored names by
 /// default; the WSGI worker drops them all, ASGI apps get the rest.
 fn drop_underscore_aliases(headers: &mut HeaderMap) {
     let is_alias = |name: &HeaderName| {
+        if !maybe_claim(name) {
+            return false;
+        }
         let n = name.as_str();
         n.contains('_')
             && claims().iter().any(|c| {
@@ -316,6 +328,28 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn the_quick_filter_lets_every_claim_and_alias_through() {
+        for c in claims() {
+            assert!(maybe_claim(c), "{c} must pass the quick filter");
+            let alias = HeaderName::from_bytes(c.as_str().replace('-', "_").as_bytes()).unwrap();
+            assert!(maybe_claim(&alias), "{alias} must pass the quick filter");
+        }
+        for n in [
+            "host",
+            "accept",
+            "user-agent",
+            "cookie",
+            "content-type",
+            "x-request-id-too-long-to-be-a-claim",
+        ] {
+            assert!(
+                !maybe_claim(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
+                "{n}"
+            );
+        }
     }
 
     fn forged() -> HeaderMap {

@@ -11,6 +11,7 @@ mod buffer;
 mod client;
 pub mod compress;
 mod conn;
+mod drain;
 mod head_limits;
 pub mod metrics;
 mod offload;
@@ -36,7 +37,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -249,7 +249,7 @@ async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = Arc::new(drain::Drain::new());
     let mut accepting = Vec::new();
     for (std_listener, addr, tls) in listeners {
         let acceptor = match (tls, &acceptor) {
@@ -382,7 +382,7 @@ async fn accept_loop(
     acceptor: Option<Arc<tls::Acceptor>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Arc<drain::Drain>,
 ) {
     let builder = Arc::new(http_builder(&shared.config));
     let limits = &shared.config.limits;
@@ -497,7 +497,7 @@ fn admit(shared: &Shared, client: SocketAddr) -> Result<Option<policy::ConnPermi
 struct Accepted {
     counted: metrics::ConnectionGuard,
     permit: tokio::sync::OwnedSemaphorePermit,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: drain::Watcher,
     remote: SocketAddr,
     per_ip: Option<policy::ConnPermit>,
 }
