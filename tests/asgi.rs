@@ -980,6 +980,122 @@ fn cli_k_uvicorn_worker_means_asgi() {
     check_asgi_dict(&j["scope"]);
 }
 
+// === Inboxes: each request to one worker (front/upstream/inbox.rs) ===
+
+/// Two ASGI workers, both reading their inboxes: concurrent sleeps until
+/// two different pids answer. Their pids.
+fn two_ready_workers(edge: &Edge) -> (i32, i32) {
+    poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        let hs: Vec<_> = (0..2)
+            .map(|_| get_async(edge.port, "/sleep?s=0.3"))
+            .collect();
+        let pids: Vec<i32> = hs
+            .into_iter()
+            .filter_map(|h| h.join().ok()?.ok())
+            .filter(|(r, _)| r.status == 200)
+            .map(|(r, _)| json_pid(&r))
+            .collect();
+        match pids[..] {
+            [a, b] if a != b => Some((a, b)),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| panic!("two workers never answered side by side\n{}", edge.logs()))
+}
+
+/// Requests in flight are spread evenly: each goes to the worker with the
+/// fewest outstanding (least_conn), not to whichever event loop woke first.
+#[test]
+fn concurrent_requests_are_balanced_over_asgi_workers() {
+    let edge = Edge::start_ready(&scope_app().workers(2), "/pid");
+    let (a, b) = two_ready_workers(&edge);
+    let mut hs = Vec::new();
+    for _ in 0..6 {
+        hs.push(get_async(edge.port, "/sleep?s=3"));
+        thread::sleep(Duration::from_millis(150));
+    }
+    let pids: Vec<i32> = hs
+        .into_iter()
+        .map(|h| {
+            let (r, _) = h
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+            json_pid(&r)
+        })
+        .collect();
+    let on_a = pids.iter().filter(|&&p| p == a).count();
+    let on_b = pids.iter().filter(|&&p| p == b).count();
+    assert_eq!(
+        (on_a, on_b),
+        (3, 3),
+        "6 overlapping requests over workers {a} and {b}: {pids:?}\n{}",
+        edge.logs()
+    );
+}
+
+/// A worker whose loop is full (`max_concurrency`) of responses still
+/// streaming is sent nothing more, though their heads were answered: the
+/// next request goes to the other worker at once instead of waiting in
+/// the full one's inbox for a stream to end.
+#[test]
+fn a_worker_full_of_streaming_responses_is_sent_no_more() {
+    let edge = Edge::start_ready(&scope_app().workers(2).app("max_concurrency = 1"), "/pid");
+    two_ready_workers(&edge);
+    // ~3 s of body, its head at once.
+    let stream = get_async(edge.port, "/stream?n=300");
+    thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        let (r, took) = timed(|| edge.get("/pid"));
+        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+        assert!(
+            took < Duration::from_millis(1500),
+            "GET /pid took {took:?} while one worker streams"
+        );
+    }
+    let (r, _) = stream.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.body.ends_with(b"part 299\n"), "{}", r.describe());
+}
+
+/// Requests sent to a worker's inbox that it never took (it was stopped)
+/// are not lost when it dies: the front moves them to the shared queue
+/// and the other worker answers them.
+#[test]
+fn requests_left_in_a_killed_workers_inbox_are_served_by_another() {
+    let edge = Edge::start_ready(&scope_app().workers(2), "/pid");
+    let (a, b) = two_ready_workers(&edge);
+    kill(Pid::from_raw(a), Signal::SIGSTOP).unwrap();
+    // Overlapping requests alternate between the two inboxes: every other
+    // one waits, untaken, in the stopped worker's.
+    let mut hs = Vec::new();
+    for _ in 0..4 {
+        hs.push(get_async(edge.port, "/sleep?s=1"));
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    kill(Pid::from_raw(a), Signal::SIGKILL).unwrap();
+    for h in hs {
+        let (r, took) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+        assert_eq!(
+            json_pid(&r),
+            b,
+            "answered by {}, not the live worker",
+            json_pid(&r)
+        );
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    }
+    assert!(
+        edge.logs().contains("moved to the shared queue"),
+        "no request was taken back from the killed worker's inbox\n{}",
+        edge.logs()
+    );
+}
+
 // === Supervision ===
 
 #[test]

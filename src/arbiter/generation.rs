@@ -54,6 +54,9 @@ pub struct Worker {
     /// The front's end of this worker's response channel, kept so that a
     /// restarted front can be handed it again.
     pub channel: OwnedFd,
+    /// ASGI: this worker's inbox (sending end, receiving end), kept so
+    /// that a restarted front can be handed it again.
+    pub inbox: Option<(OwnedFd, OwnedFd)>,
     pub started: Instant,
     /// Told to leave (TERM sent); its exit is expected.
     pub retiring: bool,
@@ -177,12 +180,32 @@ impl Generation {
             what: "a worker channel",
             source: e.into(),
         })?;
+        // An app that may be ASGI gets an inbox: requests the front sends
+        // to this worker alone (front/upstream/inbox.rs).
+        let inbox = if self.config.app.interface == crate::config::Interface::Wsgi {
+            None
+        } else {
+            Some(
+                socketpair(
+                    AddressFamily::Unix,
+                    SockType::SeqPacket,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|e| ArbiterError::Setup {
+                    what: "a worker inbox",
+                    source: e.into(),
+                })?,
+            )
+        };
         sb.slot(slot).reset();
         sb.slot(slot).generation.store(self.id, Ordering::Release);
-        let keep = [self.queue_rx.as_raw_fd(), worker_end.as_raw_fd()];
+        let mut keep = vec![self.queue_rx.as_raw_fd(), worker_end.as_raw_fd()];
+        keep.extend(inbox.as_ref().map(|(_, rx)| rx.as_raw_fd()));
         let ctx = crate::worker::Inherit {
             slot,
             queue: self.queue_rx.as_raw_fd(),
+            inbox: inbox.as_ref().map(|(_, rx)| rx.as_raw_fd()),
             channel: worker_end.as_raw_fd(),
             scoreboard: *sb,
             config: self.config.clone(),
@@ -210,13 +233,14 @@ impl Generation {
             "worker started"
         );
         if let Some(front) = &self.front {
-            send_worker(front, slot, pid, &front_end);
+            send_worker(front, slot, pid, &front_end, inbox.as_ref());
         }
         self.workers.insert(
             pid,
             Worker {
                 slot,
                 channel: front_end,
+                inbox,
                 started: Instant::now(),
                 retiring: false,
                 replacement: None,
@@ -278,7 +302,7 @@ impl Generation {
             started: Instant::now(),
         };
         for (wpid, w) in &self.workers {
-            send_worker(&front, w.slot, *wpid, &w.channel);
+            send_worker(&front, w.slot, *wpid, &w.channel, w.inbox.as_ref());
         }
         self.front = Some(front);
         Ok(())
@@ -452,12 +476,32 @@ impl Generation {
     }
 }
 
-fn send_worker(front: &Front, slot: usize, pid: Pid, channel: &OwnedFd) {
-    let msg = ToFront::AddWorker {
-        slot: slot as u32,
-        pid: pid.as_raw() as u32,
+/// Hand the front a worker: its inbox's two ends first (ASGI), then its
+/// channel (the front starts reading a worker when its channel comes).
+fn send_worker(
+    front: &Front,
+    slot: usize,
+    pid: Pid,
+    channel: &OwnedFd,
+    inbox: Option<&(OwnedFd, OwnedFd)>,
+) {
+    let (slot, pid) = (slot as u32, pid.as_raw() as u32);
+    if let Some((tx, rx)) = inbox {
+        for (msg, fd) in [
+            (ToFront::InboxSend { slot, pid }, tx),
+            (ToFront::InboxTakeBack { slot, pid }, rx),
+        ] {
+            if let Err(e) = fdpass::send(
+                front.control.as_fd(),
+                &[&msg.encode()],
+                Some(fd.as_fd()),
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                error!(error = %e, slot, "cannot hand a worker inbox to the front");
+            }
+        }
     }
-    .encode();
+    let msg = ToFront::AddWorker { slot, pid }.encode();
     if let Err(e) = fdpass::send(
         front.control.as_fd(),
         &[&msg],

@@ -175,6 +175,9 @@ async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
         .collect();
     tokio::spawn(upstream.clone().control_loop(runtimes.clone()));
     tokio::spawn(upstream.clone().sweep_loop());
+    if upstream.asgi() {
+        tokio::spawn(upstream.clone().inbox_loop());
+    }
     tokio::spawn(release_free_memory());
     let access_log = match AccessLog::start(
         &config.log.access,

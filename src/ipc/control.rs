@@ -3,13 +3,20 @@
 //! They travel over a `SOCK_SEQPACKET` socketpair made for each front the
 //! arbiter starts, one message per packet, 9 bytes: `kind: u8, slot: u32 LE,
 //! pid: u32 LE`. `AddWorker` carries the front's end of that worker's
-//! response channel as an SCM_RIGHTS descriptor.
+//! response channel as an SCM_RIGHTS descriptor; an ASGI worker's inbox
+//! (see `front/upstream/inbox.rs`) comes first, as two messages: its
+//! sending end, then a second descriptor of the worker's receiving end
+//! (for taking back what the worker left unread).
 
 /// Arbiter → front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToFront {
     /// A worker exists in `slot` with `pid`; its channel end comes along.
     AddWorker { slot: u32, pid: u32 },
+    /// The sending end of the inbox of the worker in `slot` with `pid`.
+    InboxSend { slot: u32, pid: u32 },
+    /// A descriptor of that inbox's receiving end (the worker's).
+    InboxTakeBack { slot: u32, pid: u32 },
 }
 
 /// Front → arbiter.
@@ -43,11 +50,15 @@ impl ToFront {
     pub fn encode(self) -> [u8; MESSAGE_LEN] {
         match self {
             ToFront::AddWorker { slot, pid } => pack(1, slot, pid),
+            ToFront::InboxSend { slot, pid } => pack(2, slot, pid),
+            ToFront::InboxTakeBack { slot, pid } => pack(3, slot, pid),
         }
     }
     pub fn decode(buf: &[u8]) -> Option<Self> {
         match unpack(buf)? {
             (1, slot, pid) => Some(ToFront::AddWorker { slot, pid }),
+            (2, slot, pid) => Some(ToFront::InboxSend { slot, pid }),
+            (3, slot, pid) => Some(ToFront::InboxTakeBack { slot, pid }),
             _ => None,
         }
     }
@@ -73,8 +84,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let m = ToFront::AddWorker { slot: 3, pid: 999 };
-        assert_eq!(ToFront::decode(&m.encode()), Some(m));
+        for m in [
+            ToFront::AddWorker { slot: 3, pid: 999 },
+            ToFront::InboxSend { slot: 4, pid: 1000 },
+            ToFront::InboxTakeBack { slot: 5, pid: 1001 },
+        ] {
+            assert_eq!(ToFront::decode(&m.encode()), Some(m));
+        }
         let a = ToArbiter::SlotFree { slot: 7 };
         assert_eq!(ToArbiter::decode(&a.encode()), Some(a));
         assert_eq!(ToFront::decode(&[9; 9]), None);

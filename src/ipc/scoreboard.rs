@@ -175,6 +175,17 @@ pub struct Slot {
     /// Set to 1 by the arbiter when it tells the worker to leave (TERM):
     /// still ready for a moment, but no longer a peer that can serve.
     pub leaving: AtomicU32,
+    /// Set to 1 by an ASGI worker while it reads its inbox (requests the
+    /// front sends to it alone, `front/upstream/inbox.rs`); 0 before, and
+    /// once it stops (TERM, or past `max_requests` with another worker
+    /// serving): the front sends to an inbox only while this is 1, and
+    /// takes back what is left in one that closed.
+    pub inbox_open: AtomicU32,
+    /// ASGI: requests and WebSockets its event loop holds now, and
+    /// datagrams it has read from its inbox so far (the front adds what
+    /// it sent and the worker has not read yet, to route by load).
+    pub loop_holds: AtomicU32,
+    pub inbox_read: AtomicU64,
     /// Requests completed by this worker.
     pub served: AtomicU64,
     pub threads: [ThreadEntry; MAX_THREADS],
@@ -192,6 +203,9 @@ impl Slot {
         self.retire_reason.store(0, Ordering::Relaxed);
         self.generation.store(0, Ordering::Relaxed);
         self.leaving.store(0, Ordering::Relaxed);
+        self.inbox_open.store(0, Ordering::Relaxed);
+        self.loop_holds.store(0, Ordering::Relaxed);
+        self.inbox_read.store(0, Ordering::Relaxed);
         self.served.store(0, Ordering::Relaxed);
         for t in &self.threads {
             t.request.store(0, Ordering::Relaxed);

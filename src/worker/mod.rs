@@ -47,6 +47,8 @@ pub struct Inherit {
     pub slot: usize,
     /// The workers' end of the shared request queue.
     pub queue: RawFd,
+    /// ASGI (or `auto`): this worker's inbox, requests sent to it alone.
+    pub inbox: Option<RawFd>,
     /// This worker's end of its response channel.
     pub channel: RawFd,
     pub scoreboard: Scoreboard,
@@ -139,10 +141,9 @@ fn load_hooks(
     Ok(Some(hooks))
 }
 
-/// Largest request datagram a worker accepts: the inline body limit plus
-/// room for the head.
+/// Largest request datagram a worker accepts ([`crate::ipc::max_datagram`]).
 pub fn max_datagram(config: &Config) -> usize {
-    crate::ipc::INLINE_BODY_MAX + 2 * config.limits.max_header + 64 * 1024
+    crate::ipc::max_datagram(config)
 }
 
 /// Set once TERM arrives (or the worker has served `max_requests`).
@@ -189,6 +190,7 @@ pub fn run(ctx: Inherit) -> i32 {
     crate::signals::ignore(Signal::SIGPIPE);
 
     let queue = crate::sys::adopt_fd(ctx.queue);
+    let inbox = ctx.inbox.map(crate::sys::adopt_fd);
     let channel = UnixStream::from(crate::sys::adopt_fd(ctx.channel));
     // Wake from an idle wait now and then to notice TERM even if it came
     // just before the wait began.
@@ -279,6 +281,7 @@ pub fn run(ctx: Inherit) -> i32 {
             app: Python::attach(|py| loaded.app.clone_ref(py)),
             helpers: Python::attach(|py| loaded.helpers.clone_ref(py)),
             queue,
+            inbox,
             out,
             scoreboard: ctx.scoreboard,
             slot: ctx.slot,

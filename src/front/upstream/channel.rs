@@ -11,6 +11,9 @@ impl Upstream {
     /// that the reading is spread over the front's threads.
     pub async fn control_loop(self: Arc<Self>, runtimes: Vec<tokio::runtime::Handle>) {
         let mut buf = [0u8; 64];
+        // Inbox ends received for a worker whose channel has not come yet,
+        // by slot: (pid, sending end, receiving end).
+        let mut inbox_parts: HashMap<u32, InboxParts> = HashMap::new();
         loop {
             let r = self
                 .control
@@ -24,7 +27,25 @@ impl Upstream {
                     return;
                 }
                 Ok(got) => match (ToFront::decode(&buf[..got.len]), got.fd) {
+                    (Some(ToFront::InboxSend { slot, pid }), Some(fd)) => {
+                        *inbox_parts.entry(slot).or_default().of(pid).0 = Some(fd);
+                    }
+                    (Some(ToFront::InboxTakeBack { slot, pid }), Some(fd)) => {
+                        *inbox_parts.entry(slot).or_default().of(pid).1 = Some(fd);
+                    }
                     (Some(ToFront::AddWorker { slot, pid }), Some(fd)) => {
+                        if let Some(parts) = inbox_parts.remove(&slot) {
+                            if let (true, Some(send), Some(take_back)) =
+                                (parts.pid == pid, parts.send, parts.take_back)
+                            {
+                                self.add_inbox(inbox::Inbox::new(
+                                    slot as usize,
+                                    pid,
+                                    send,
+                                    take_back,
+                                ));
+                            }
+                        }
                         let up = self.clone();
                         let rt = &runtimes[slot as usize % runtimes.len().max(1)];
                         rt.spawn(async move { up.worker_loop(slot as usize, pid, fd).await });
@@ -160,6 +181,8 @@ impl Upstream {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        // Requests sent to its inbox and not taken go to the others.
+        self.close_inbox(slot, pid).await;
         debug!(slot, pid, timed_out, "worker channel closed");
         let msg = ToArbiter::SlotFree { slot: slot as u32 }.encode();
         let _ = fdpass::send(self.control.as_fd(), &[&msg], None, MsgFlags::MSG_DONTWAIT);
@@ -497,5 +520,27 @@ impl Active {
                 websocket: None,
             }),
         );
+    }
+}
+
+/// A worker's inbox ends as they arrive from the arbiter (before its
+/// channel).
+#[derive(Default)]
+struct InboxParts {
+    pid: u32,
+    send: Option<OwnedFd>,
+    take_back: Option<OwnedFd>,
+}
+
+impl InboxParts {
+    /// The ends for `pid` (what an earlier worker of the slot left goes).
+    fn of(&mut self, pid: u32) -> (&mut Option<OwnedFd>, &mut Option<OwnedFd>) {
+        if self.pid != pid {
+            *self = InboxParts {
+                pid,
+                ..InboxParts::default()
+            };
+        }
+        (&mut self.send, &mut self.take_back)
     }
 }

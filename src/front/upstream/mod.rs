@@ -14,6 +14,9 @@
 //! was running (its scoreboard line says which) get 502, or 504 when the
 //! arbiter killed it for a timeout.
 //!
+//! ASGI requests go to one worker's inbox when a worker has room
+//! (`inbox.rs`), else to the shared queue.
+//!
 //! The front also writes to the channels, for ASGI workers: a request
 //! whose client went away before its answer is announced to every worker
 //! (`Disconnect`; only the one holding it cares), and a WebSocket's client
@@ -23,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -42,6 +45,7 @@ use crate::ipc::scoreboard::Scoreboard;
 use crate::ipc::{fdpass, wire};
 
 mod channel;
+mod inbox;
 
 /// Largest frame accepted from a worker: a WebSocket message at the
 /// largest `limits.websocket_max_message`, with its header.
@@ -210,6 +214,10 @@ pub struct Upstream {
     pending: Mutex<IdMap<Waiting>>,
     /// Each live worker's channel writer, by slot.
     writers: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
+    /// ASGI workers' inboxes (`inbox.rs`).
+    inboxes: RwLock<Vec<Arc<inbox::Inbox>>>,
+    /// The largest request datagram (`ipc::max_datagram`).
+    max_datagram: usize,
     /// Streamed request bodies, by request id, until the response head.
     streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Streamed>>>>,
     /// The app may be ASGI (`interface` is not `wsgi`): clients that go
@@ -299,6 +307,8 @@ impl Upstream {
             control: seqpacket(control)?,
             pending: Mutex::new(IdMap::default()),
             writers: Mutex::new(HashMap::new()),
+            inboxes: RwLock::new(Vec::new()),
+            max_datagram: crate::ipc::max_datagram(config),
             streams: Mutex::new(HashMap::new()),
             asgi: config.app.interface != crate::config::Interface::Wsgi,
             next_id: AtomicU64::new(1),
@@ -329,6 +339,11 @@ impl Upstream {
         for w in self.writers.lock().expect("writers lock").values() {
             let _ = w.try_send(frame.clone());
         }
+    }
+
+    /// The app may be ASGI: its workers have inboxes.
+    pub fn asgi(&self) -> bool {
+        self.asgi
     }
 
     /// Worker channels currently open (live workers).
@@ -435,9 +450,12 @@ impl Upstream {
                 .expect("streams lock")
                 .insert(id, Arc::new(tokio::sync::Mutex::new(s)));
         }
-        if let Err(e) = self.send(&datagram, file.as_ref().map(|f| f.as_fd())).await {
-            error!(error = %e, request = id, "cannot queue a request for the workers");
-            return Err(Failure::Internal);
+        let fd = file.as_ref().map(|f| f.as_fd());
+        if !(self.asgi && self.send_to_inbox(&datagram, fd)) {
+            if let Err(e) = self.send(&datagram, fd).await {
+                error!(error = %e, request = id, "cannot queue a request for the workers");
+                return Err(Failure::Internal);
+            }
         }
         drop(file);
         // No timer per request: `sweep_loop` answers a request that no

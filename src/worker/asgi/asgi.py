@@ -1,8 +1,8 @@
 """edge's ASGI 3.0 server loop, run inside a worker process.
 
 The Rust side (`worker/asgi/`) owns the sockets and the wire format:
-`io.take()` pulls whole requests from the shared queue (each with its
-`scope` already built), `io.read_channel()` returns what the front sent
+`io.take()` pulls whole requests from this worker's inbox and the shared
+queue (each with its `scope` already built), `io.read_channel()` returns what the front sent
 this worker (client disconnects, WebSocket messages), and `io.respond()`,
 `io.body()`, `io.ws_*()` write response frames. This module holds what is
 simplest to say in Python: one asyncio task per request, the `receive` /
@@ -367,6 +367,7 @@ class Server:
         self.stopping = None
         self.idle = None
         self.plain_tasks = False
+        self.inbox_fd = io.inbox_fd
 
     # --- lifespan ---
 
@@ -395,8 +396,11 @@ class Server:
         self.io.set_scheduler(loop.call_soon, self.io.flush)
         loop.add_reader(self.io.channel_fd, self.on_channel)
         self.resume()
+        self.io.inbox_open(True)
         loop.call_soon(self.beat)
         await self.stopping
+        # The front sends here no more and takes back what is left.
+        self.io.inbox_open(False)
         self.pause()
         if self.cycles:
             self.idle = loop.create_future()
@@ -417,11 +421,15 @@ class Server:
     def resume(self):
         if not self.reading and not self.stopping.done():
             self.loop.add_reader(self.io.queue_fd, self.on_queue)
+            if self.inbox_fd >= 0:
+                self.loop.add_reader(self.inbox_fd, self.on_queue)
             self.reading = True
 
     def pause(self):
         if self.reading:
             self.loop.remove_reader(self.io.queue_fd)
+            if self.inbox_fd >= 0:
+                self.loop.remove_reader(self.inbox_fd)
             self.reading = False
 
     def on_queue(self):
@@ -434,7 +442,9 @@ class Server:
         taken = self.io.take(room)
         if not taken and self.io.spent():
             # max_requests reached and another worker serves: read the
-            # queue no more (the heartbeat asks again).
+            # queue no more (the heartbeat asks again); the front takes
+            # back what its inbox holds.
+            self.io.inbox_open(False)
             self.pause()
             return
         plain = self.plain_tasks
@@ -495,6 +505,7 @@ class Server:
                     and not self.io.spent()):
                 # Paused past max_requests: the last worker serves again.
                 self.resume()
+                self.io.inbox_open(True)
             now = time.monotonic()
             limit = self.timeout
             for c in self.cycles.values():

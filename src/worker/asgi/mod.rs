@@ -1,10 +1,13 @@
 //! ASGI 3.0 workers: one asyncio event loop per worker process, many
 //! requests in flight on it (`[app] max_concurrency`).
 //!
-//! The loop watches two descriptors. The shared request queue is read only
-//! while the worker has room for more requests (pull, as for WSGI: a busy
-//! worker leaves requests to the others); each wake-up takes every request
-//! waiting, up to the room left. The worker's own channel carries the
+//! The loop watches three descriptors. Its inbox (requests the front sent
+//! to this worker alone, `front/upstream/inbox.rs`) and the shared request
+//! queue are read only while the worker has room for more requests (a
+//! busy worker leaves requests to the others); each wake-up takes every
+//! request waiting, up to the room left, the inbox first. The loop says on
+//! the scoreboard whether it reads its inbox and how much it holds, which
+//! the front routes by. The worker's own channel carries the
 //! front's notices for requests this worker holds: the client went away
 //! (`http.disconnect`), WebSocket messages and closes.
 //!
@@ -75,6 +78,7 @@ pub struct Worker<'a> {
     pub app: Py<PyAny>,
     pub helpers: Py<PyModule>,
     pub queue: OwnedFd,
+    pub inbox: Option<OwnedFd>,
     pub out: Arc<Output>,
     pub scoreboard: Scoreboard,
     pub slot: usize,
@@ -110,6 +114,9 @@ pub fn run(w: Worker<'_>) -> i32 {
             })?;
         let io = Io {
             queue: w.queue,
+            inbox: w.inbox,
+            inbox_read: 0,
+            max_concurrency: app_cfg.max_concurrency,
             channel: w.out.raw_fd(),
             out: w.out.clone(),
             // One slot per message of a `recvmmsg` batch. Untouched pages
@@ -117,7 +124,7 @@ pub fn run(w: Worker<'_>) -> i32 {
             buf: vec![0u8; fdpass::BATCH * super::max_datagram(w.config)],
             datagram: super::max_datagram(w.config),
             batch: Vec::with_capacity(fdpass::BATCH),
-            inbox: Vec::new(),
+            channel_buf: Vec::new(),
             max_inbound: max_inbound(w.config),
             free: (0..app_cfg.max_concurrency as u32).rev().collect(),
             scoreboard: w.scoreboard,
@@ -212,6 +219,13 @@ pub fn run(w: Worker<'_>) -> i32 {
 #[pyclass(unsendable, module = "edge")]
 pub struct Io {
     queue: OwnedFd,
+    /// This worker's inbox: requests the front sent to it alone. Read
+    /// before the shared queue, under the same room.
+    inbox: Option<OwnedFd>,
+    /// Datagrams read from the inbox so far.
+    inbox_read: u64,
+    /// `app.max_concurrency`: the size of the task table.
+    max_concurrency: usize,
     channel: RawFd,
     out: Arc<Output>,
     /// One request datagram.
@@ -221,7 +235,7 @@ pub struct Io {
     /// What the last `recvmmsg` got, message by message.
     batch: Vec<fdpass::Received>,
     /// Bytes read from the channel, not yet a whole frame.
-    inbox: Vec<u8>,
+    channel_buf: Vec<u8>,
     max_inbound: u32,
     /// Free entries of this worker's task table.
     free: Vec<u32>,
@@ -249,6 +263,15 @@ pub struct Io {
     /// `loop.call_soon` and this object's `flush`, once the loop runs.
     scheduler: Option<(Py<PyAny>, Py<PyAny>)>,
     flush_scheduled: bool,
+}
+
+/// Where `take` reads requests from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// This worker's inbox.
+    Inbox,
+    /// The shared request queue.
+    Queue,
 }
 
 /// Pending output past which it is written at once.
@@ -300,6 +323,24 @@ impl Io {
         self.queue.as_raw_fd()
     }
 
+    /// The inbox's descriptor, or -1 (no inbox).
+    #[getter]
+    fn inbox_fd(&self) -> RawFd {
+        self.inbox.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    /// Say on the scoreboard whether this worker reads its inbox: the
+    /// front sends to it only while it does, and takes back what is left
+    /// once it stops.
+    fn inbox_open(&self, open: bool) {
+        if self.inbox.is_some() {
+            self.scoreboard
+                .slot(self.slot)
+                .inbox_open
+                .store(u32::from(open), Ordering::Release);
+        }
+    }
+
     #[getter]
     fn channel_fd(&self) -> RawFd {
         self.channel
@@ -317,6 +358,7 @@ impl Io {
         let r = self.take_into(py, &mut buf, room, &list, &mut taken);
         self.buf = buf;
         self.quota.took(taken);
+        self.publish_load();
         r.map(|()| list)
     }
 
@@ -333,29 +375,30 @@ impl Io {
         let fd = self.channel;
         let mut eof = false;
         loop {
-            let len = self.inbox.len();
-            self.inbox.resize(len + 64 * 1024, 0);
+            let len = self.channel_buf.len();
+            self.channel_buf.resize(len + 64 * 1024, 0);
             // SAFETY-free: plain recv on a descriptor this process owns.
-            let r = nix::sys::socket::recv(fd, &mut self.inbox[len..], MsgFlags::MSG_DONTWAIT);
+            let r =
+                nix::sys::socket::recv(fd, &mut self.channel_buf[len..], MsgFlags::MSG_DONTWAIT);
             match r {
                 Ok(0) => {
-                    self.inbox.truncate(len);
+                    self.channel_buf.truncate(len);
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    self.inbox.truncate(len + n);
+                    self.channel_buf.truncate(len + n);
                     if n < 64 * 1024 {
                         break;
                     }
                 }
-                Err(nix::errno::Errno::EINTR) => self.inbox.truncate(len),
+                Err(nix::errno::Errno::EINTR) => self.channel_buf.truncate(len),
                 Err(nix::errno::Errno::EAGAIN) => {
-                    self.inbox.truncate(len);
+                    self.channel_buf.truncate(len);
                     break;
                 }
                 Err(e) => {
-                    self.inbox.truncate(len);
+                    self.channel_buf.truncate(len);
                     error!(error = %e, "cannot read this worker's channel");
                     eof = true;
                     break;
@@ -365,7 +408,7 @@ impl Io {
         let events = PyList::empty(py);
         let mut used = 0;
         loop {
-            match wire::decode(&self.inbox[used..], self.max_inbound) {
+            match wire::decode(&self.channel_buf[used..], self.max_inbound) {
                 Ok(Some((frame, n))) => {
                     used += n;
                     let none = py.None().into_bound(py);
@@ -409,7 +452,7 @@ impl Io {
                 }
             }
         }
-        self.inbox.drain(..used);
+        self.channel_buf.drain(..used);
         if eof && events.is_empty() {
             return Ok(None);
         }
@@ -595,6 +638,7 @@ impl Io {
             e.store(0, Ordering::Release);
             self.free.push(entry);
         }
+        self.publish_load();
         super::count_served(slot, self.limit, self.max_memory);
     }
 
@@ -653,6 +697,18 @@ impl Io {
 }
 
 impl Io {
+    /// Say on the scoreboard how much this loop holds, and how much of its
+    /// inbox it has read: what the front routes by (`inbox.rs`).
+    fn publish_load(&self) {
+        if self.inbox.is_none() {
+            return;
+        }
+        let line = self.scoreboard.slot(self.slot);
+        let holds = (self.max_concurrency - self.free.len()) as u32;
+        line.loop_holds.store(holds, Ordering::Release);
+        line.inbox_read.store(self.inbox_read, Ordering::Release);
+    }
+
     /// `take`'s loop, over a datagram buffer lent by the caller: batches
     /// of requests, one `recvmmsg` each, until the queue is empty or there
     /// is no more room.
@@ -664,52 +720,73 @@ impl Io {
         list: &Bound<'py, PyList>,
         taken: &mut usize,
     ) -> PyResult<()> {
-        let size = self.datagram;
         let mut batch = std::mem::take(&mut self.batch);
-        let r = (|| {
-            while *taken < room {
-                batch.clear();
-                let want = (room - *taken).min(fdpass::BATCH);
-                let r = fdpass::recv_batch(
-                    self.queue.as_fd(),
-                    buf,
-                    size,
-                    want,
-                    MsgFlags::MSG_DONTWAIT,
-                    &mut batch,
-                );
-                let got = match r {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        error!(error = %e, "cannot read the request queue");
-                        break;
-                    }
-                };
-                // A message of no bytes is the end of the queue (the front
-                // is gone): nothing after it.
-                let mut eof = false;
-                for (i, msg) in batch.drain(..).enumerate() {
-                    if msg.len == 0 {
-                        eof = true;
-                        break;
-                    }
-                    let at = i * size;
-                    if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
-                        list.append(item)?;
-                        *taken += 1;
-                    }
-                }
-                if eof || got < want {
-                    break; // the queue is empty
-                }
-            }
-            Ok(())
-        })();
+        // The inbox first (requests sent to this worker alone), then the
+        // shared queue, under the same room.
+        let r = self
+            .take_from(py, Source::Inbox, buf, room, list, taken, &mut batch)
+            .and_then(|()| self.take_from(py, Source::Queue, buf, room, list, taken, &mut batch));
         self.batch = batch;
         r
+    }
+
+    /// One source of `take_into`: batches until it is empty or the room
+    /// is used up.
+    #[allow(clippy::too_many_arguments)]
+    fn take_from<'py>(
+        &mut self,
+        py: Python<'py>,
+        source: Source,
+        buf: &mut [u8],
+        room: usize,
+        list: &Bound<'py, PyList>,
+        taken: &mut usize,
+        batch: &mut Vec<fdpass::Received>,
+    ) -> PyResult<()> {
+        let size = self.datagram;
+        while *taken < room {
+            batch.clear();
+            let want = (room - *taken).min(fdpass::BATCH);
+            let fd = match source {
+                Source::Inbox => match &self.inbox {
+                    Some(f) => f.as_fd(),
+                    None => return Ok(()),
+                },
+                Source::Queue => self.queue.as_fd(),
+            };
+            let r = fdpass::recv_batch(fd, buf, size, want, MsgFlags::MSG_DONTWAIT, batch);
+            let got = match r {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    error!(error = %e, source = ?source, "cannot read the request queue");
+                    break;
+                }
+            };
+            if let Source::Inbox = source {
+                self.inbox_read += got as u64;
+            }
+            // A message of no bytes is the end of the queue (the front
+            // is gone): nothing after it.
+            let mut eof = false;
+            for (i, msg) in batch.drain(..).enumerate() {
+                if msg.len == 0 {
+                    eof = true;
+                    break;
+                }
+                let at = i * size;
+                if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
+                    list.append(item)?;
+                    *taken += 1;
+                }
+            }
+            if eof || got < want {
+                break; // empty
+            }
+        }
+        Ok(())
     }
 
     /// Queue whole frames for the next flush (scheduled on first use), or

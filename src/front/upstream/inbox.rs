@@ -1,0 +1,217 @@
+//! ASGI workers' inboxes: requests sent to one worker alone.
+//!
+//! Why: every ASGI worker's event loop watches the shared request queue
+//! while it has room, and epoll gives each datagram to every loop that
+//! watches (uvloop's registrations cannot be made exclusive from
+//! outside). With two idle workers each request woke both loops, one for
+//! nothing: 0.64 loop wake-ups per request against 0.11 with one worker,
+//! and two ASGI workers served at 0.74x granian on two cores.
+//!
+//! So the arbiter gives each ASGI (or `auto`) worker an inbox, a
+//! `SOCK_SEQPACKET` pair of its own, and the front sends each ASGI request
+//! to the inbox of the least loaded worker (nginx's `least_conn`) among
+//! those that have room (`max_concurrency`): one loop wakes, and a busy
+//! loop finds its next requests without waking. A worker's load is what
+//! its loop holds (requests, streamed responses, WebSockets: published on
+//! the scoreboard as `Slot::loop_holds`) plus what the front sent to its
+//! inbox that it has not read yet (`sent` here minus `Slot::inbox_read`).
+//! With no worker that has room the request goes to the shared queue as
+//! before, taken by whichever worker frees room first: a request still
+//! only reaches a worker with room.
+//!
+//! A worker says on the scoreboard whether it reads its inbox
+//! (`Slot::inbox_open`: not while booting, after TERM, or past
+//! `max_requests` while another worker serves; a WSGI app under
+//! `interface = "auto"` never does). The front sends only to an open
+//! inbox of a ready worker that is not leaving, and takes back whatever is
+//! left in one that is not open, or whose worker died, and puts it on the
+//! shared queue: no request is lost with an inbox. Taking back races
+//! nothing: a datagram goes to exactly one reader, the worker or the
+//! front.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::socket::MsgFlags;
+use tracing::{debug, info, warn};
+
+use super::Upstream;
+use crate::ipc::fdpass;
+use crate::ipc::scoreboard::STATE_READY;
+
+/// How often inboxes that closed are emptied into the shared queue.
+const TAKE_BACK_EVERY: Duration = Duration::from_millis(50);
+
+/// One worker's inbox, as the front holds it.
+pub struct Inbox {
+    slot: usize,
+    pid: u32,
+    /// The sending end.
+    send: OwnedFd,
+    /// A descriptor of the worker's receiving end, to take back what the
+    /// worker will not read.
+    take_back: OwnedFd,
+    /// Datagrams sent here, and taken back, so far.
+    sent: AtomicU64,
+    taken_back: AtomicU64,
+}
+
+impl Inbox {
+    pub fn new(slot: usize, pid: u32, send: OwnedFd, take_back: OwnedFd) -> Self {
+        Inbox {
+            slot,
+            pid,
+            send,
+            take_back,
+            sent: AtomicU64::new(0),
+            taken_back: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Upstream {
+    /// Whether `inbox`'s worker reads it and may be sent requests.
+    fn inbox_is_open(&self, inbox: &Inbox) -> bool {
+        let line = self.scoreboard.slot(inbox.slot);
+        line.inbox_open.load(Ordering::Acquire) == 1
+            && line.state.load(Ordering::Acquire) == STATE_READY
+            && line.leaving.load(Ordering::Acquire) == 0
+            && line.pid.load(Ordering::Acquire) == inbox.pid
+    }
+
+    /// `inbox`'s worker's load: what its loop holds plus what was sent to
+    /// its inbox and not read yet.
+    fn load(&self, inbox: &Inbox) -> u64 {
+        let line = self.scoreboard.slot(inbox.slot);
+        u64::from(line.loop_holds.load(Ordering::Acquire)) + self.unread(inbox)
+    }
+
+    /// Datagrams sent to `inbox` that neither its worker (as it last said)
+    /// nor the front has read back: nothing to take back when 0, and no
+    /// system call made to find out.
+    fn unread(&self, inbox: &Inbox) -> u64 {
+        let read = self.scoreboard.slot(inbox.slot).inbox_read.load(Ordering::Acquire);
+        let sent = inbox.sent.load(Ordering::Relaxed);
+        let back = inbox.taken_back.load(Ordering::Relaxed);
+        sent.saturating_sub(read + back)
+    }
+
+    /// Send `datagram` (with `fd`) to the open inbox of the least loaded
+    /// worker that has room. False when there is none, or its socket is
+    /// full: the caller uses the shared queue.
+    pub(super) fn send_to_inbox(
+        &self,
+        datagram: &[u8],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> bool {
+        let inboxes = self.inboxes.read().expect("inboxes lock");
+        let mut best: Option<(&Arc<Inbox>, u64)> = None;
+        for inbox in inboxes.iter() {
+            if !self.inbox_is_open(inbox) {
+                continue;
+            }
+            let load = self.load(inbox);
+            if load < self.threads as u64 && best.is_none_or(|(_, b)| load < b) {
+                best = Some((inbox, load));
+                if load == 0 {
+                    break;
+                }
+            }
+        }
+        let Some((inbox, _)) = best else {
+            return false;
+        };
+        // Counted first: a worker may read it before `send` returns.
+        inbox.sent.fetch_add(1, Ordering::Relaxed);
+        match fdpass::send(inbox.send.as_fd(), &[datagram], fd, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => true,
+            Err(e) => {
+                inbox.sent.fetch_sub(1, Ordering::Relaxed);
+                debug!(slot = inbox.slot, error = %e, "worker inbox full; the shared queue instead");
+                false
+            }
+        }
+    }
+
+    /// Start sending to a worker's inbox.
+    pub(super) fn add_inbox(&self, inbox: Inbox) {
+        let mut inboxes = self.inboxes.write().expect("inboxes lock");
+        inboxes.retain(|i| i.slot != inbox.slot);
+        inboxes.push(Arc::new(inbox));
+    }
+
+    /// A worker's channel closed (it died or left): send to its inbox no
+    /// more, and take back what it left there.
+    pub(super) async fn close_inbox(&self, slot: usize, pid: u32) {
+        let inbox = {
+            let mut inboxes = self.inboxes.write().expect("inboxes lock");
+            let at = inboxes.iter().position(|i| i.slot == slot && i.pid == pid);
+            at.map(|at| inboxes.swap_remove(at))
+        };
+        if let Some(inbox) = inbox {
+            self.take_back(&inbox).await;
+        }
+    }
+
+    /// Every `TAKE_BACK_EVERY`, for as long as the front runs: empty the
+    /// inboxes of workers that stopped reading them into the shared queue.
+    pub async fn inbox_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(TAKE_BACK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let closed: Vec<Arc<Inbox>> = self
+                .inboxes
+                .read()
+                .expect("inboxes lock")
+                .iter()
+                .filter(|i| !self.inbox_is_open(i) && self.unread(i) > 0)
+                .cloned()
+                .collect();
+            for inbox in closed {
+                self.take_back(&inbox).await;
+            }
+        }
+    }
+
+    /// Move every request waiting in `inbox` to the shared queue.
+    async fn take_back(&self, inbox: &Inbox) {
+        let mut buf = Vec::new();
+        let mut moved = 0usize;
+        loop {
+            if buf.is_empty() {
+                buf = vec![0u8; self.max_datagram];
+            }
+            let got = match fdpass::recv(inbox.take_back.as_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+            {
+                Ok(got) if got.len > 0 => got,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(slot = inbox.slot, error = %e, "cannot take back a worker's inbox");
+                    break;
+                }
+            };
+            if let Err(e) = self
+                .send(&buf[..got.len], got.fd.as_ref().map(|f| f.as_fd()))
+                .await
+            {
+                warn!(slot = inbox.slot, error = %e, "cannot move a request to the shared queue");
+                break;
+            }
+            inbox.taken_back.fetch_add(1, Ordering::Relaxed);
+            moved += 1;
+        }
+        if moved > 0 {
+            info!(
+                slot = inbox.slot,
+                pid = inbox.pid,
+                requests = moved,
+                "requests left in a worker's inbox moved to the shared queue"
+            );
+        }
+    }
+}
