@@ -50,6 +50,23 @@ fn get_async(port: u16, path: &str) -> JoinHandle<Result<(Response, Duration), S
     })
 }
 
+/// POST `body` to `path` on a fresh connection in a thread (30 s read bound).
+fn post_async(
+    port: u16,
+    path: &str,
+    body: Vec<u8>,
+) -> JoinHandle<Result<(Response, Duration), String>> {
+    let path = path.to_string();
+    thread::spawn(move || {
+        let start = Instant::now();
+        let mut c = Conn::try_open(port, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        c.set_timeout(Duration::from_secs(30));
+        c.send_request("POST", &path, &[("Connection", "close")], &body);
+        let r = c.read_response("POST")?;
+        Ok((r, start.elapsed()))
+    })
+}
+
 /// A string field of a JSON answer ("" when missing or not a string).
 fn s<'a>(j: &'a Json, key: &str) -> &'a str {
     j[key].as_str().unwrap_or("")
@@ -1067,15 +1084,21 @@ fn requests_left_in_a_killed_workers_inbox_are_served_by_another() {
     let (a, b) = two_ready_workers(&edge);
     kill(Pid::from_raw(a), Signal::SIGSTOP).unwrap();
     // Overlapping requests alternate between the two inboxes: every other
-    // one waits, untaken, in the stopped worker's.
+    // one waits, untaken, in the stopped worker's. The last two carry
+    // bodies of 100 KiB (each beside its datagram as a descriptor, which
+    // is moved with it): one lands in each inbox.
     let mut hs = Vec::new();
-    for _ in 0..4 {
-        hs.push(get_async(edge.port, "/sleep?s=1"));
+    for i in 0..6 {
+        hs.push(if i < 4 {
+            get_async(edge.port, "/sleep?s=1")
+        } else {
+            post_async(edge.port, "/scope", vec![b'x'; 100 * 1024])
+        });
         thread::sleep(Duration::from_millis(100));
     }
     thread::sleep(Duration::from_millis(300));
     kill(Pid::from_raw(a), Signal::SIGKILL).unwrap();
-    for h in hs {
+    for (i, h) in hs.into_iter().enumerate() {
         let (r, took) = h
             .join()
             .unwrap()
@@ -1088,7 +1111,23 @@ fn requests_left_in_a_killed_workers_inbox_are_served_by_another() {
             json_pid(&r)
         );
         assert!(took < Duration::from_secs(10), "answered after {took:?}");
+        if i >= 4 {
+            assert_eq!(
+                r.json()["body_len"].as_i64(),
+                Some(100 * 1024),
+                "{}",
+                r.describe()
+            );
+        }
     }
+    eprintln!(
+        "{}",
+        edge.logs()
+            .lines()
+            .filter(|l| l.contains("moved to the shared queue"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(
         edge.logs().contains("moved to the shared queue"),
         "no request was taken back from the killed worker's inbox\n{}",

@@ -92,7 +92,11 @@ impl Upstream {
     /// nor the front has read back: nothing to take back when 0, and no
     /// system call made to find out.
     fn unread(&self, inbox: &Inbox) -> u64 {
-        let read = self.scoreboard.slot(inbox.slot).inbox_read.load(Ordering::Acquire);
+        let read = self
+            .scoreboard
+            .slot(inbox.slot)
+            .inbox_read
+            .load(Ordering::Acquire);
         let sent = inbox.sent.load(Ordering::Relaxed);
         let back = inbox.taken_back.load(Ordering::Relaxed);
         sent.saturating_sub(read + back)
