@@ -1075,6 +1075,49 @@ fn a_worker_full_of_streaming_responses_is_sent_no_more() {
     assert!(r.body.ends_with(b"part 299\n"), "{}", r.describe());
 }
 
+/// A worker whose event loop stops coming back to its scheduler (here:
+/// SIGSTOP) is passed over once its heartbeat is a second old, and what
+/// waited in its inbox goes to the other worker: nothing waits behind a
+/// stuck loop while another can serve it. When it runs again, it is sent
+/// requests again.
+#[test]
+fn a_stuck_event_loop_is_passed_over_and_its_inbox_emptied() {
+    let edge = Edge::start_ready(&scope_app().workers(2), "/pid");
+    let (a, b) = two_ready_workers(&edge);
+    kill(Pid::from_raw(a), Signal::SIGSTOP).unwrap();
+    // Sent at once: every other one to the stopped worker's inbox.
+    let early: Vec<_> = (0..4)
+        .map(|_| get_async(edge.port, "/sleep?s=0.2"))
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    // Its heartbeat is stale now: these all go to the other worker.
+    let late: Vec<_> = (0..4)
+        .map(|_| get_async(edge.port, "/sleep?s=0.2"))
+        .collect();
+    for h in early.into_iter().chain(late) {
+        let (r, took) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+        assert_eq!(
+            json_pid(&r),
+            b,
+            "answered by the stopped worker?\n{}",
+            edge.logs()
+        );
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    }
+    kill(Pid::from_raw(a), Signal::SIGCONT).unwrap();
+    // Back: overlapping requests reach it again.
+    let (x, y) = two_ready_workers(&edge);
+    let mut again = [x, y];
+    again.sort();
+    let mut both = [a, b];
+    both.sort();
+    assert_eq!(again, both, "the resumed worker is not sent requests again");
+}
+
 /// Requests sent to a worker's inbox that it never took (it was stopped)
 /// are not lost when it dies: the front moves them to the shared queue
 /// and the other worker answers them.

@@ -23,9 +23,11 @@
 //! (`Slot::inbox_open`: not while booting, after TERM, or past
 //! `max_requests` while another worker serves; a WSGI app under
 //! `interface = "auto"` never does). The front sends only to an open
-//! inbox of a ready worker that is not leaving, and takes back whatever is
-//! left in one that is not open, or whose worker died, and puts it on the
-//! shared queue: no request is lost with an inbox. Taking back races
+//! inbox of a ready worker that is not leaving and whose loop's heartbeat
+//! is recent (a loop stuck in blocking code is passed over), and takes
+//! back whatever is left in one that is not open, or whose worker died,
+//! and puts it on the shared queue: no request is lost with an inbox, nor
+//! left behind a stuck loop while another worker could serve it. Taking back races
 //! nothing: a datagram goes to exactly one reader, the worker or the
 //! front.
 
@@ -43,6 +45,11 @@ use crate::ipc::scoreboard::STATE_READY;
 
 /// How often inboxes that closed are emptied into the shared queue.
 const TAKE_BACK_EVERY: Duration = Duration::from_millis(50);
+
+/// A loop whose heartbeat (every 200 ms) is older than this is stuck in
+/// blocking code: it is sent nothing, and what its inbox holds goes to
+/// the others, until it beats again.
+const LOOP_STALLED_MS: u64 = 1000;
 
 /// One worker's inbox, as the front holds it.
 pub struct Inbox {
@@ -72,13 +79,18 @@ impl Inbox {
 }
 
 impl Upstream {
-    /// Whether `inbox`'s worker reads it and may be sent requests.
-    fn inbox_is_open(&self, inbox: &Inbox) -> bool {
+    /// Whether `inbox`'s worker reads it and may be sent requests
+    /// (`now`: [`scoreboard::now_ms`]).
+    ///
+    /// [`scoreboard::now_ms`]: crate::ipc::scoreboard::now_ms
+    fn inbox_is_open(&self, inbox: &Inbox, now: u64) -> bool {
         let line = self.scoreboard.slot(inbox.slot);
         line.inbox_open.load(Ordering::Acquire) == 1
             && line.state.load(Ordering::Acquire) == STATE_READY
             && line.leaving.load(Ordering::Acquire) == 0
             && line.pid.load(Ordering::Acquire) == inbox.pid
+            && now.saturating_sub(line.threads[0].since_ms.load(Ordering::Acquire))
+                < LOOP_STALLED_MS
     }
 
     /// `inbox`'s worker's load: what its loop holds plus what was sent to
@@ -109,11 +121,12 @@ impl Upstream {
         &self,
         datagram: &[u8],
         fd: Option<std::os::fd::BorrowedFd<'_>>,
+        now: u64,
     ) -> bool {
         let inboxes = self.inboxes.read().expect("inboxes lock");
         let mut best: Option<(&Arc<Inbox>, u64)> = None;
         for inbox in inboxes.iter() {
-            if !self.inbox_is_open(inbox) {
+            if !self.inbox_is_open(inbox, now) {
                 continue;
             }
             let load = self.load(inbox);
@@ -166,12 +179,13 @@ impl Upstream {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let now = crate::ipc::scoreboard::now_ms();
             let closed: Vec<Arc<Inbox>> = self
                 .inboxes
                 .read()
                 .expect("inboxes lock")
                 .iter()
-                .filter(|i| !self.inbox_is_open(i) && self.unread(i) > 0)
+                .filter(|i| !self.inbox_is_open(i, now) && self.unread(i) > 0)
                 .cloned()
                 .collect();
             for inbox in closed {

@@ -451,7 +451,7 @@ impl Upstream {
                 .insert(id, Arc::new(tokio::sync::Mutex::new(s)));
         }
         let fd = file.as_ref().map(|f| f.as_fd());
-        if !(self.asgi && self.send_to_inbox(&datagram, fd)) {
+        if !(self.asgi && self.send_to_inbox(&datagram, fd, queued)) {
             if let Err(e) = self.send(&datagram, fd).await {
                 error!(error = %e, request = id, "cannot queue a request for the workers");
                 return Err(Failure::Internal);
