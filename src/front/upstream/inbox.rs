@@ -123,6 +123,11 @@ impl Upstream {
         fd: Option<std::os::fd::BorrowedFd<'_>>,
         now: u64,
     ) -> bool {
+        // None open as of the last tick (a WSGI app under `auto`, workers
+        // booting): no lock taken, nothing read.
+        if self.open_inboxes.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let inboxes = self.inboxes.read().expect("inboxes lock");
         let mut best: Option<(&Arc<Inbox>, u64)> = None;
         for inbox in inboxes.iter() {
@@ -180,14 +185,20 @@ impl Upstream {
         loop {
             tick.tick().await;
             let now = crate::ipc::scoreboard::now_ms();
-            let closed: Vec<Arc<Inbox>> = self
-                .inboxes
-                .read()
-                .expect("inboxes lock")
-                .iter()
-                .filter(|i| !self.inbox_is_open(i, now) && self.unread(i) > 0)
-                .cloned()
-                .collect();
+            let (open, closed) = {
+                let inboxes = self.inboxes.read().expect("inboxes lock");
+                let open = inboxes
+                    .iter()
+                    .filter(|i| self.inbox_is_open(i, now))
+                    .count();
+                let closed: Vec<Arc<Inbox>> = inboxes
+                    .iter()
+                    .filter(|i| !self.inbox_is_open(i, now) && self.unread(i) > 0)
+                    .cloned()
+                    .collect();
+                (open, closed)
+            };
+            self.open_inboxes.store(open, Ordering::Relaxed);
             for inbox in closed {
                 self.take_back(&inbox).await;
             }

@@ -214,8 +214,10 @@ pub struct Upstream {
     pending: Mutex<IdMap<Waiting>>,
     /// Each live worker's channel writer, by slot.
     writers: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
-    /// ASGI workers' inboxes (`inbox.rs`).
+    /// ASGI workers' inboxes (`inbox.rs`), and how many were open at the
+    /// last look (every 50 ms).
     inboxes: RwLock<Vec<Arc<inbox::Inbox>>>,
+    open_inboxes: AtomicUsize,
     /// The largest request datagram (`ipc::max_datagram`).
     max_datagram: usize,
     /// Streamed request bodies, by request id, until the response head.
@@ -308,6 +310,7 @@ impl Upstream {
             pending: Mutex::new(IdMap::default()),
             writers: Mutex::new(HashMap::new()),
             inboxes: RwLock::new(Vec::new()),
+            open_inboxes: AtomicUsize::new(0),
             max_datagram: crate::ipc::max_datagram(config),
             streams: Mutex::new(HashMap::new()),
             asgi: config.app.interface != crate::config::Interface::Wsgi,
