@@ -2,11 +2,12 @@
 
 The Rust side (`worker/asgi/`) owns the sockets and the wire format:
 `io.take()` pulls whole requests from this worker's inbox and the shared
-queue (each with its `scope` already built), `io.read_channel()` returns what the front sent
-this worker (client disconnects, WebSocket messages), and `io.respond()`,
-`io.body()`, `io.ws_*()` write response frames. This module holds what is
-simplest to say in Python: one asyncio task per request, the `receive` /
-`send` callables, the lifespan protocol, timeouts and the graceful stop.
+queue (each with its `scope` already built), `io.read_channel()` returns
+what the front sent this worker (client disconnects, WebSocket messages),
+and `io.respond()`, `io.body()`, `io.ws_*()` write response frames. This
+module holds what is simplest to say in Python: one asyncio task per
+request, the `receive` / `send` callables, the lifespan protocol, timeouts
+and the graceful stop.
 """
 
 import asyncio
