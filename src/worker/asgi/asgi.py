@@ -423,7 +423,7 @@ class Server:
         if not self.reading and not self.stopping.done():
             self.loop.add_reader(self.io.queue_fd, self.on_queue)
             if self.inbox_fd >= 0:
-                self.loop.add_reader(self.inbox_fd, self.on_queue)
+                self.loop.add_reader(self.inbox_fd, self.on_inbox)
             self.reading = True
 
     def pause(self):
@@ -434,13 +434,19 @@ class Server:
             self.reading = False
 
     def on_queue(self):
+        self.take(False)
+
+    def on_inbox(self):
+        self.take(True)
+
+    def take(self, inbox):
         room = self.max - len(self.cycles)
         if room <= 0:
             self.pause()
             return
         loop = self.loop
         cycles = self.cycles
-        taken = self.io.take(room)
+        taken = self.io.take(room, inbox)
         if not taken and self.io.spent():
             # max_requests reached and another worker serves: read the
             # queue no more (the heartbeat asks again); the front takes

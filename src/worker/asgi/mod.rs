@@ -346,8 +346,15 @@ impl Io {
         self.channel
     }
 
-    /// Every request waiting in the queue, up to `room`.
-    fn take<'py>(&mut self, py: Python<'py>, room: usize) -> PyResult<Bound<'py, PyList>> {
+    /// Every request waiting in the inbox (`inbox`) or the shared queue,
+    /// up to `room`. The loop calls it for the descriptor that is
+    /// readable: no read of the other comes back empty.
+    fn take<'py>(
+        &mut self,
+        py: Python<'py>,
+        room: usize,
+        inbox: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         let room = self
             .quota
@@ -355,7 +362,8 @@ impl Io {
         let mut taken = 0;
         // Out of `self` while requests borrow from it.
         let mut buf = std::mem::take(&mut self.buf);
-        let r = self.take_into(py, &mut buf, room, &list, &mut taken);
+        let source = if inbox { Source::Inbox } else { Source::Queue };
+        let r = self.take_into(py, source, &mut buf, room, &list, &mut taken);
         self.buf = buf;
         self.quota.took(taken);
         self.publish_load();
@@ -710,28 +718,24 @@ impl Io {
     }
 
     /// `take`'s loop, over a datagram buffer lent by the caller: batches
-    /// of requests, one `recvmmsg` each, until the queue is empty or there
-    /// is no more room.
+    /// of requests from `source`, one `recvmmsg` each, until it is empty
+    /// or there is no more room.
     fn take_into<'py>(
         &mut self,
         py: Python<'py>,
+        source: Source,
         buf: &mut [u8],
         room: usize,
         list: &Bound<'py, PyList>,
         taken: &mut usize,
     ) -> PyResult<()> {
         let mut batch = std::mem::take(&mut self.batch);
-        // The inbox first (requests sent to this worker alone), then the
-        // shared queue, under the same room.
-        let r = self
-            .take_from(py, Source::Inbox, buf, room, list, taken, &mut batch)
-            .and_then(|()| self.take_from(py, Source::Queue, buf, room, list, taken, &mut batch));
+        let r = self.take_from(py, source, buf, room, list, taken, &mut batch);
         self.batch = batch;
         r
     }
 
-    /// One source of `take_into`: batches until it is empty or the room
-    /// is used up.
+    /// `take_into` with the batch list lent.
     #[allow(clippy::too_many_arguments)]
     fn take_from<'py>(
         &mut self,
