@@ -1118,6 +1118,32 @@ fn a_stuck_event_loop_is_passed_over_and_its_inbox_emptied() {
     assert_eq!(again, both, "the resumed worker is not sent requests again");
 }
 
+/// Workers recycled by `max_requests` under concurrent load lose nothing:
+/// what the front sent to a worker's inbox as it passed its limit is
+/// taken back and served by another.
+#[test]
+fn asgi_workers_recycled_under_concurrent_load_fail_no_request() {
+    let edge = Edge::start_ready(&scope_app().workers(2).app("max_requests = 25"), "/pid");
+    let mut pids = std::collections::BTreeSet::new();
+    for round in 0..25 {
+        for r in edge.get_concurrent(8, "/sleep?s=0.02") {
+            assert_eq!(
+                r.status,
+                200,
+                "round {round}: {}\n{}",
+                r.describe(),
+                edge.logs()
+            );
+            pids.insert(json_pid(&r));
+        }
+    }
+    assert!(
+        pids.len() >= 4,
+        "200 requests with max_requests = 25 and 2 workers: only {pids:?} answered\n{}",
+        edge.logs()
+    );
+}
+
 /// Requests sent to a worker's inbox that it never took (it was stopped)
 /// are not lost when it dies: the front moves them to the shared queue
 /// and the other worker answers them.
