@@ -1020,6 +1020,29 @@ fn two_ready_workers(edge: &Edge) -> (i32, i32) {
     .unwrap_or_else(|| panic!("two workers never answered side by side\n{}", edge.logs()))
 }
 
+/// Joins a request thread: its response, which must be a 200 from worker
+/// `pid` within `within`.
+fn answered_by(
+    h: JoinHandle<Result<(Response, Duration), String>>,
+    edge: &Edge,
+    pid: i32,
+    within: Duration,
+) -> Response {
+    let (r, took) = h
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
+    assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+    assert_eq!(
+        json_pid(&r),
+        pid,
+        "answered by another worker\n{}",
+        edge.logs()
+    );
+    assert!(took < within, "answered after {took:?}");
+    r
+}
+
 /// Requests in flight are spread evenly: each goes to the worker with the
 /// fewest outstanding (least_conn), not to whichever event loop woke first.
 #[test]
@@ -1095,18 +1118,7 @@ fn a_stuck_event_loop_is_passed_over_and_its_inbox_emptied() {
         .map(|_| get_async(edge.port, "/sleep?s=0.2"))
         .collect();
     for h in early.into_iter().chain(late) {
-        let (r, took) = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
-        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
-        assert_eq!(
-            json_pid(&r),
-            b,
-            "answered by the stopped worker?\n{}",
-            edge.logs()
-        );
-        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        answered_by(h, &edge, b, Duration::from_secs(5));
     }
     kill(Pid::from_raw(a), Signal::SIGCONT).unwrap();
     // Back: overlapping requests reach it again.
@@ -1168,18 +1180,7 @@ fn requests_left_in_a_killed_workers_inbox_are_served_by_another() {
     thread::sleep(Duration::from_millis(300));
     kill(Pid::from_raw(a), Signal::SIGKILL).unwrap();
     for (i, h) in hs.into_iter().enumerate() {
-        let (r, took) = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
-        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
-        assert_eq!(
-            json_pid(&r),
-            b,
-            "answered by {}, not the live worker",
-            json_pid(&r)
-        );
-        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+        let r = answered_by(h, &edge, b, Duration::from_secs(10));
         if i >= 4 {
             assert_eq!(
                 r.json()["body_len"].as_i64(),

@@ -185,19 +185,15 @@ impl Upstream {
         loop {
             tick.tick().await;
             let now = crate::ipc::scoreboard::now_ms();
-            let (open, closed) = {
-                let inboxes = self.inboxes.read().expect("inboxes lock");
-                let open = inboxes
-                    .iter()
-                    .filter(|i| self.inbox_is_open(i, now))
-                    .count();
-                let closed: Vec<Arc<Inbox>> = inboxes
-                    .iter()
-                    .filter(|i| !self.inbox_is_open(i, now) && self.unread(i) > 0)
-                    .cloned()
-                    .collect();
-                (open, closed)
-            };
+            let mut open = 0;
+            let mut closed: Vec<Arc<Inbox>> = Vec::new();
+            for i in self.inboxes.read().expect("inboxes lock").iter() {
+                if self.inbox_is_open(i, now) {
+                    open += 1;
+                } else if self.unread(i) > 0 {
+                    closed.push(i.clone());
+                }
+            }
             self.open_inboxes.store(open, Ordering::Relaxed);
             for inbox in closed {
                 self.take_back(&inbox).await;

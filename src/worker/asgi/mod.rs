@@ -729,68 +729,56 @@ impl Io {
         list: &Bound<'py, PyList>,
         taken: &mut usize,
     ) -> PyResult<()> {
+        // Out of `self` while `accept` borrows it mutably.
         let mut batch = std::mem::take(&mut self.batch);
-        let r = self.take_from(py, source, buf, room, list, taken, &mut batch);
+        let r = (|| {
+            let size = self.datagram;
+            while *taken < room {
+                batch.clear();
+                let want = (room - *taken).min(fdpass::BATCH);
+                let fd = match source {
+                    Source::Inbox => match &self.inbox {
+                        Some(f) => f.as_fd(),
+                        None => return Ok(()),
+                    },
+                    Source::Queue => self.queue.as_fd(),
+                };
+                let r = fdpass::recv_batch(fd, buf, size, want, MsgFlags::MSG_DONTWAIT, &mut batch);
+                let got = match r {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        error!(error = %e, source = ?source, "cannot read the request queue");
+                        break;
+                    }
+                };
+                if let Source::Inbox = source {
+                    self.inbox_read += got as u64;
+                }
+                // A message of no bytes is the end of the queue (the front
+                // is gone): nothing after it.
+                let mut eof = false;
+                for (i, msg) in batch.drain(..).enumerate() {
+                    if msg.len == 0 {
+                        eof = true;
+                        break;
+                    }
+                    let at = i * size;
+                    if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
+                        list.append(item)?;
+                        *taken += 1;
+                    }
+                }
+                if eof || got < want {
+                    break; // empty
+                }
+            }
+            Ok(())
+        })();
         self.batch = batch;
         r
-    }
-
-    /// `take_into` with the batch list lent.
-    #[allow(clippy::too_many_arguments)]
-    fn take_from<'py>(
-        &mut self,
-        py: Python<'py>,
-        source: Source,
-        buf: &mut [u8],
-        room: usize,
-        list: &Bound<'py, PyList>,
-        taken: &mut usize,
-        batch: &mut Vec<fdpass::Received>,
-    ) -> PyResult<()> {
-        let size = self.datagram;
-        while *taken < room {
-            batch.clear();
-            let want = (room - *taken).min(fdpass::BATCH);
-            let fd = match source {
-                Source::Inbox => match &self.inbox {
-                    Some(f) => f.as_fd(),
-                    None => return Ok(()),
-                },
-                Source::Queue => self.queue.as_fd(),
-            };
-            let r = fdpass::recv_batch(fd, buf, size, want, MsgFlags::MSG_DONTWAIT, batch);
-            let got = match r {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    error!(error = %e, source = ?source, "cannot read the request queue");
-                    break;
-                }
-            };
-            if let Source::Inbox = source {
-                self.inbox_read += got as u64;
-            }
-            // A message of no bytes is the end of the queue (the front
-            // is gone): nothing after it.
-            let mut eof = false;
-            for (i, msg) in batch.drain(..).enumerate() {
-                if msg.len == 0 {
-                    eof = true;
-                    break;
-                }
-                let at = i * size;
-                if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
-                    list.append(item)?;
-                    *taken += 1;
-                }
-            }
-            if eof || got < want {
-                break; // empty
-            }
-        }
-        Ok(())
     }
 
     /// Queue whole frames for the next flush (scheduled on first use), or
