@@ -24,9 +24,14 @@ struct Upstream {
 
 impl Upstream {
     fn start(script: &str, args: &[&str], port: u16) -> Upstream {
+        Upstream::start_env(script, args, port, &[])
+    }
+
+    fn start_env(script: &str, args: &[&str], port: u16, env: &[(&str, &str)]) -> Upstream {
         let mut child = Command::new("python3")
             .arg(support::apps_dir().join(script))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -44,6 +49,17 @@ impl Upstream {
     fn http(name: &str) -> Upstream {
         let port = free_port();
         Upstream::start("proxy_upstream.py", &[name, &port.to_string()], port)
+    }
+
+    /// `proxy_upstream.py`, closing kept connections idle for `secs`.
+    fn http_idle_close(name: &str, secs: &str) -> Upstream {
+        let port = free_port();
+        Upstream::start_env(
+            "proxy_upstream.py",
+            &[name, &port.to_string()],
+            port,
+            &[("IDLE_CLOSE", secs)],
+        )
     }
 
     fn http_with_flag(name: &str, flag: &Path) -> Upstream {
@@ -180,6 +196,46 @@ fn round_robin_spreads_and_headers_are_rewritten() {
             "GET /api/x?q=1 HTTP/1.1 200 proxy {} 0.",
             b.addr()
         ))),
+        "{}",
+        edge.stdout()
+    );
+}
+
+/// Kept connections are used again, one after another; one the upstream
+/// closed while it sat in the pool is not used for the next request,
+/// which would otherwise fail (a POST is not tried twice).
+#[test]
+fn kept_connections_are_reused_and_one_closed_upstream_is_left() {
+    let up = Upstream::http_idle_close("A", "0.5");
+    let edge = front(&proxy_table("/api/", &[up.addr()], ""));
+    let conn_of = |r: &support::Response| field(&r.text(), "conn").to_string();
+    let first = edge.get("/api/a");
+    assert_eq!(first.status, 200, "{}", first.describe());
+    for i in 0..5 {
+        let r = edge.request("POST", "/api/p", &[], &[1u8; 1000]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(field(&r.text(), "body"), "1000", "{}", r.describe());
+        assert_eq!(
+            conn_of(&r),
+            conn_of(&first),
+            "request {i} on a new connection"
+        );
+    }
+    // The upstream closes the idle connection; the next POST gets a new one.
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = edge.request("POST", "/api/p", &[], &[2u8; 1000]);
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(field(&r.text(), "body"), "1000", "{}", r.describe());
+    let second = conn_of(&r);
+    assert_ne!(
+        second,
+        conn_of(&first),
+        "the closed connection was not left"
+    );
+    let r = edge.get("/api/b");
+    assert_eq!(conn_of(&r), second, "{}", r.describe());
+    assert!(
+        !edge.stdout().contains("upstream failed"),
         "{}",
         edge.stdout()
     );

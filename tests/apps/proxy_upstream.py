@@ -14,7 +14,11 @@ Answers:
                       an empty body (or "upstream body" with &body=1)
   POST /.../slowread  reads the body 1 MiB per 0.1 s, then answers "LEN"
   POST /.../upload    reads the body; answers "LEN SHA256"
-  any  other          text: name, method, target, Host and X-Forwarded-*
+  any  other          text: name, method, target, Host, X-Forwarded-*,
+                      and conn= the port edge connected from
+
+With IDLE_CLOSE=SECONDS in the environment, a kept connection that brings
+no request for that long is closed (as gunicorn's `keepalive` does).
 """
 import hashlib
 import os
@@ -33,6 +37,8 @@ PATTERN = bytes(range(256)) * 4096  # 1 MiB
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A socket timeout: on a kept connection, the wait for the next request.
+    timeout = float(os.environ["IDLE_CLOSE"]) if os.environ.get("IDLE_CLOSE") else None
 
     def log_message(self, *a):
         pass
@@ -128,6 +134,7 @@ class Handler(BaseHTTPRequestHandler):
             f"connection={self.headers.get('Connection')}",
             f"private={self.headers.get('X-Private')}",
             f"body={got}",
+            f"conn={self.client_address[1]}",
         ]
         self.send_text(200, "\n".join(lines) + "\n", [("X-Upstream", NAME)])
 
