@@ -239,7 +239,7 @@ async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
         files: upstream.files.clone(),
         request_ids: request_id::Generator::new(),
         request_id_header,
-        proxies: proxy::Proxies::start(&config.proxies),
+        proxies: proxy::Proxies::start(&config.proxies, others.len() + 1),
         config,
         upstream,
         access_log,

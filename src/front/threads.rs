@@ -16,6 +16,7 @@
 //! tasks (the worker channels, signals, metrics, ACME, the drain); the
 //! others are [`Handle`]s on threads that live as long as the process.
 
+use std::cell::Cell;
 use std::io;
 
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -26,6 +27,17 @@ pub struct Runtimes {
     pub others: Vec<Handle>,
 }
 
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The number of the front thread this runs on: 0 for the main runtime's
+/// (and any thread that is not a runtime's), 1.. for the others. Per-thread
+/// state (the upstream connection pools) is indexed by it.
+pub fn index() -> usize {
+    INDEX.get()
+}
+
 /// One runtime per CPU the front may use (at least one).
 pub fn start(threads: usize) -> io::Result<Runtimes> {
     let main = build()?;
@@ -34,14 +46,17 @@ pub fn start(threads: usize) -> io::Result<Runtimes> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(format!("front-{i}"))
-            .spawn(move || match build() {
-                Ok(rt) => {
-                    let _ = tx.send(Ok(rt.handle().clone()));
-                    // Tasks run while this blocks: for the process's life.
-                    rt.block_on(std::future::pending::<()>());
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
+            .spawn(move || {
+                INDEX.set(i);
+                match build() {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        // Tasks run while this blocks: for the process's life.
+                        rt.block_on(std::future::pending::<()>());
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
                 }
             })?;
         let handle = rx
@@ -57,4 +72,26 @@ fn build() -> io::Result<Runtime> {
         .thread_name("front")
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each runtime's tasks see their own thread's number.
+    #[test]
+    fn each_runtime_knows_its_index() {
+        let rts = start(3).expect("runtimes");
+        assert_eq!(rts.main.block_on(async { index() }), 0);
+        for (i, h) in rts.others.iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            h.spawn(async move {
+                let _ = tx.send(index());
+            });
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("the task ran");
+            assert_eq!(got, i + 1, "runtime {i} of the others");
+        }
+    }
 }

@@ -91,8 +91,8 @@ static GROUPS: OnceLock<Vec<Arc<Group>>> = OnceLock::new();
 
 impl Proxies {
     /// The routes of `config`, with their health checks and pool sweeps
-    /// started (on the front's runtime).
-    pub fn start(routes: &[ProxyRoute]) -> Proxies {
+    /// started (on the front's runtime), for a front of `threads` threads.
+    pub fn start(routes: &[ProxyRoute], threads: usize) -> Proxies {
         let groups: Vec<Arc<Group>> = routes
             .iter()
             .map(|r| {
@@ -103,7 +103,7 @@ impl Proxies {
                         .map(|u| Peer {
                             label: Arc::from(u.label.as_str()),
                             up: u.clone(),
-                            pool: pool::Pool::new(r.keepalive, r.keepalive_timeout),
+                            pool: pool::Pool::new(r.keepalive, r.keepalive_timeout, threads),
                             in_flight: AtomicUsize::new(0),
                             checked_ok: AtomicBool::new(true),
                             passive: Mutex::new(health::Passive::default()),

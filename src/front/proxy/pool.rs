@@ -38,6 +38,7 @@ use tracing::debug;
 
 use super::body::ReqBody;
 use crate::config::proxy::UpstreamAddr;
+use crate::front::threads;
 
 type Sender = http1::SendRequest<ReqBody>;
 /// hyper's connection future, with upgrades (its type cannot be named).
@@ -229,20 +230,35 @@ impl Reading {
     }
 }
 
-/// Idle kept connections of one upstream, newest last.
+/// One thread's kept connections, each with the time it was kept.
+type Idle = Vec<(Conn, Instant)>;
+
+/// Idle kept connections of one upstream, newest last: a list per front
+/// thread (nginx keeps its `keepalive` cache per worker process). A
+/// connection is registered with the reactor of the thread that made it;
+/// kept on that thread, its readiness never needs another thread's turn
+/// to be seen, and no lock is shared between threads.
 pub struct Pool {
-    idle: Mutex<Vec<(Conn, Instant)>>,
+    idle: Box<[Mutex<Idle>]>,
     max: usize,
     timeout: Duration,
 }
 
 impl Pool {
-    pub fn new(max: usize, timeout: Duration) -> Self {
+    /// `max` kept connections per thread, for `threads` front threads.
+    pub fn new(max: usize, timeout: Duration, threads: usize) -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: (0..threads.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             max,
             timeout,
         }
+    }
+
+    /// This thread's list.
+    fn here(&self) -> &Mutex<Idle> {
+        &self.idle[threads::index() % self.idle.len()]
     }
 
     /// The most recently used live connection, if any. A connection is
@@ -251,7 +267,7 @@ impl Pool {
     /// request drives it.
     pub async fn take(&self) -> Option<Conn> {
         loop {
-            let (mut c, since) = self.idle.lock().expect("pool lock").pop()?;
+            let (mut c, since) = self.here().lock().expect("pool lock").pop()?;
             if since.elapsed() >= self.timeout {
                 continue;
             }
@@ -266,7 +282,7 @@ impl Pool {
         if self.max_is_zero() || !c.may_be_live() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.here().lock().expect("pool lock");
         if idle.len() >= self.max {
             idle.remove(0);
         }
@@ -274,13 +290,14 @@ impl Pool {
     }
 
     /// Close connections idle past `keepalive_timeout` (or closed by the
-    /// upstream).
+    /// upstream), on every thread's list.
     pub fn sweep(&self) {
         let timeout = self.timeout;
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .retain_mut(|(c, since)| since.elapsed() < timeout && c.is_live());
+        for list in &self.idle {
+            list.lock()
+                .expect("pool lock")
+                .retain_mut(|(c, since)| since.elapsed() < timeout && c.is_live());
+        }
     }
 
     /// `keepalive = 0`: nothing is kept.
@@ -289,7 +306,10 @@ impl Pool {
     }
 
     pub fn idle(&self) -> usize {
-        self.idle.lock().expect("pool lock").len()
+        self.idle
+            .iter()
+            .map(|l| l.lock().expect("pool lock").len())
+            .sum()
     }
 }
 
