@@ -7,7 +7,12 @@
 # window in the middle of the load: they say where the two differ (which
 # calls, how many per request), not how fast either is.
 #
-#   bench/proxy-syscalls.sh [--edge-bin PATH] [--seconds N]
+#   bench/proxy-syscalls.sh [--edge-bin PATH] [--seconds N] [--keepalive N]
+#
+# --keepalive N sets both servers' kept upstream connections (default 32;
+# 128 leaves no reconnects with 64 clients). Context switches are split
+# into voluntary (the process waited) and involuntary (the scheduler took
+# the CPU, e.g. for the upstream sharing CPU 0), from /proc/PID/status.
 #
 # Needs perf (with tracepoints), nginx, wrk, curl, and a release build
 # (default $CARGO_TARGET_DIR/release/edge, else target/release/edge).
@@ -18,10 +23,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 edge_bin="${CARGO_TARGET_DIR:-$repo/target}/release/edge"
 secs=5
+keepalive=32
 while [ $# -gt 0 ]; do
     case "$1" in
         --edge-bin) edge_bin=$2; shift 2 ;;
         --seconds) secs=$2; shift 2 ;;
+        --keepalive) keepalive=$2; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -89,7 +96,9 @@ measure() {
     taskset -c 1 wrk -t1 -c64 -d"$((secs + 4))s" "http://127.0.0.1:$port/api/" > "$out/wrk-$label.txt" &
     local wrk=$!
     sleep 2
+    grep ctxt_switches "/proc/$pid/status" > "$out/ctx-before-$label"
     perf stat -x, -e "$EVENTS" -p "$pid" -o "$out/perf-$label.csv" -- sleep "$secs"
+    grep ctxt_switches "/proc/$pid/status" > "$out/ctx-after-$label"
     wait "$wrk"
 }
 
@@ -110,7 +119,7 @@ access = "off"
 [[proxy]]
 url = "/api/"
 upstreams = ["127.0.0.1:$up"]
-keepalive = 32
+keepalive = $keepalive
 EOF
 taskset -c 0 "$edge_bin" --conf "$out/edge.toml" > "$out/edge.log" 2>&1 &
 edge_pid=$!
@@ -123,7 +132,7 @@ kill "$edge_pid"
 # nginx proxy_pass: its one worker process.
 ngx_port=$(free_port)
 conf=$(nginx_conf proxy "
-    upstream up { server 127.0.0.1:$up; keepalive 32; }
+    upstream up { server 127.0.0.1:$up; keepalive $keepalive; }
     server {
         listen 127.0.0.1:$ngx_port;
         location /api/ {
@@ -157,6 +166,11 @@ for arm in arms:
             rows.setdefault("CPU µs", {})[arm] = v * 1000 / n
         else:
             rows.setdefault(name, {})[arm] = v / n
+    before = dict(l.split(":") for l in open(f"{out}/ctx-before-{arm}"))
+    after = dict(l.split(":") for l in open(f"{out}/ctx-after-{arm}"))
+    for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+        name = "  voluntary" if k.startswith("vol") else "  involuntary"
+        rows.setdefault(name, {})[arm] = (int(after[k]) - int(before[k])) / n
     rows.setdefault("req/s (wrk)", {})[arm] = rate
 print(f"| per request | {' | '.join(arms)} |")
 print("|---|" + "---:|" * len(arms))

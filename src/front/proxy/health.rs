@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, Request};
+use http_body_util::BodyExt;
 use tracing::{info, warn};
 
 use super::body::Buffered;
@@ -147,7 +148,7 @@ async fn check_one(group: &Group, peer: &Peer, path: &str) {
 /// One health request on a fresh connection: a 2xx or 3xx passes.
 async fn probe(group: &Group, peer: &Peer, path: &str) -> Result<u16, String> {
     let r = &group.route;
-    let mut upstream = pool::connect(&peer.up.addr, r.connect_timeout, r.send_timeout)
+    let mut sender = pool::connect(&peer.up.addr, r.connect_timeout, r.send_timeout)
         .await
         .map_err(|e| e.to_string())?;
     let req = Request::get(path)
@@ -156,15 +157,10 @@ async fn probe(group: &Group, peer: &Peer, path: &str) -> Result<u16, String> {
         .header(header::CONNECTION, "close")
         .body(Buffered::Empty.body().0)
         .map_err(|e| e.to_string())?;
-    let resp = upstream
-        .send(req)
-        .await
-        .map_err(|e| e.into_error().to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     // Read (and drop) the body, so the connection ends cleanly.
-    let _ = pool::Reading::new(resp.into_body(), upstream)
-        .collect()
-        .await;
+    let _ = resp.into_body().collect().await;
     if status.is_success() || status.is_redirection() {
         Ok(status.as_u16())
     } else {

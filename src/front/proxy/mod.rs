@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tracing::{debug, error};
@@ -305,11 +306,11 @@ pub async fn serve(
         let took = started.elapsed();
         served.upstream = Some(took);
         match result {
-            Ok((resp, upstream)) => {
+            Ok((resp, sender)) => {
                 peer.succeeded(group);
                 peer.count(resp.status(), took);
                 return answer(
-                    shared, conn, group, in_flight, resp, upstream, upgrade, &wants, &parts,
+                    shared, conn, group, in_flight, resp, sender, upgrade, &wants, &parts,
                 )
                 .await;
             }
@@ -355,12 +356,12 @@ async fn try_peer(
     peer: &Peer,
     head: &mut Head<'_>,
     body: &Buffered,
-) -> Result<(Response<Incoming>, pool::Conn), TryError> {
+) -> Result<(Response<Incoming>, pool::Sender), TryError> {
     let r = &group.route;
     let mut kept = peer.pool.take().await;
     loop {
         let reused = kept.is_some();
-        let mut upstream = match kept.take() {
+        let mut sender = match kept.take() {
             Some(s) => s,
             None => pool::connect(&peer.up.addr, r.connect_timeout, r.send_timeout)
                 .await
@@ -376,11 +377,11 @@ async fn try_peer(
         };
         let sent = tokio::select! {
             biased;
-            sent = upstream.send(req) => sent,
+            sent = sender.try_send_request(req) => sent,
             () = read_timeout => return Err(TryError::Timeout),
         };
         match sent {
-            Ok(resp) => return Ok((resp, upstream)),
+            Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => {
                 let not_sent = e.take_message().is_some();
                 let e = e.into_error();
@@ -454,9 +455,9 @@ impl Peer {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Keep `upstream` for another request.
-    fn recycle(in_flight: &InFlight, upstream: pool::Conn) {
-        in_flight.peer().pool.put(upstream);
+    /// Keep `sender` for another request.
+    fn recycle(in_flight: &InFlight, sender: pool::Sender) {
+        in_flight.peer().pool.put(sender);
     }
 }
 
@@ -468,7 +469,7 @@ async fn answer(
     group: &Arc<Group>,
     in_flight: InFlight,
     mut resp: Response<Incoming>,
-    upstream: pool::Conn,
+    sender: pool::Sender,
     upgrade: Option<tunnel::ClientUpgrade>,
     wants: &compress::Wants,
     request: &http::request::Parts,
@@ -488,19 +489,16 @@ async fn answer(
             }
         };
         let upstream_side = hyper::upgrade::on(&mut resp);
-        upstream.finish_upgrade();
         let active = Active::new(&conn.state);
         let counted = websocket::SocketGuard::new(&shared.websockets);
         let going_away = shared.websockets.going_away();
         tokio::spawn(async move {
-            let _guards = (active, counted, in_flight);
+            let _guards = (active, counted, in_flight, sender);
             tunnel::relay(client_side, upstream_side, going_away).await;
         });
         return out;
     }
     let (parts, body) = resp.into_parts();
-    let small = body.size_hint().exact().is_some_and(|n| n <= INLINE_MAX);
-    let body = pool::Reading::new(body, upstream);
     let mut headers = parts.headers;
     let marks = headers::Marks::of(&headers);
     let unbuffered = marks.accel
@@ -518,7 +516,7 @@ async fn answer(
             // The file replaces the upstream's own body (usually empty):
             // the connection is kept only if that body has ended.
             if body.is_end_stream() {
-                Peer::recycle(&in_flight, body.into_conn());
+                Peer::recycle(&in_flight, sender);
             }
             let mut out = Response::new(ResponseBody::Empty);
             *out.status_mut() = status;
@@ -532,14 +530,14 @@ async fn answer(
         offload::strip_controls(&mut headers);
     }
     let read_timeout = group.route.read_timeout;
+    let small = body.size_hint().exact().is_some_and(|n| n <= INLINE_MAX);
     let out_body = if body.is_end_stream() {
-        Peer::recycle(&in_flight, body.into_conn());
+        Peer::recycle(&in_flight, sender);
         ResponseBody::Empty
     } else if small && !unbuffered {
-        let mut body = body;
-        match read_whole(&mut body, read_timeout).await {
+        match read_whole(body, read_timeout).await {
             Ok(bytes) => {
-                Peer::recycle(&in_flight, body.into_conn());
+                Peer::recycle(&in_flight, sender);
                 ResponseBody::full(bytes)
             }
             Err(why) => {
@@ -555,12 +553,18 @@ async fn answer(
         }
     } else if unbuffered {
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(pump(body, Sink::Channel(tx), read_timeout, in_flight));
+        tokio::spawn(pump(
+            body,
+            Sink::Channel(tx),
+            read_timeout,
+            in_flight,
+            sender,
+        ));
         ResponseBody::Channel(rx)
     } else {
         let limits = &shared.config.limits;
         let (w, r) = spool::spool(limits.response_buffer, limits.temp_dir.clone());
-        tokio::spawn(pump(body, Sink::Spool(w), read_timeout, in_flight));
+        tokio::spawn(pump(body, Sink::Spool(w), read_timeout, in_flight, sender));
         ResponseBody::Spool(r)
     };
     let mut out = Response::new(out_body);
@@ -575,11 +579,11 @@ async fn answer(
 /// A small body (its length known, at most `INLINE_MAX`), whole, within
 /// one `read_timeout` (one timer, not one per read: it is usually here
 /// already).
-async fn read_whole(body: &mut pool::Reading, limit: Duration) -> Result<Bytes, String> {
+async fn read_whole(body: Incoming, limit: Duration) -> Result<Bytes, String> {
     match tokio::time::timeout(limit, body.collect()).await {
         Err(_) => Err("read_timeout passed while reading the response body".into()),
         Ok(Err(e)) => Err(format!("response body failed: {}", chain(&e))),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 
@@ -592,7 +596,13 @@ enum Sink {
 /// Read the upstream's body as fast as it comes (into the spool) or as
 /// the client takes it (the channel); the connection is kept once the
 /// body ended, closed otherwise.
-async fn pump(mut body: pool::Reading, sink: Sink, gap: Duration, in_flight: InFlight) {
+async fn pump(
+    mut body: Incoming,
+    sink: Sink,
+    gap: Duration,
+    in_flight: InFlight,
+    sender: pool::Sender,
+) {
     let fail = |sink: Sink, why: String| {
         let peer = in_flight.peer();
         error!(upstream = %peer.label, error = %why, "upstream response body failed; the client's response is cut");
@@ -638,7 +648,7 @@ async fn pump(mut body: pool::Reading, sink: Sink, gap: Duration, in_flight: InF
     if let Sink::Spool(w) = sink {
         w.finish();
     }
-    Peer::recycle(&in_flight, body.into_conn());
+    Peer::recycle(&in_flight, sender);
 }
 
 #[cfg(test)]

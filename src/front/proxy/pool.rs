@@ -7,29 +7,14 @@
 //! URI authority (hyper-util's legacy client) would only hide what the
 //! retry rules need to know (was this a kept connection, was anything
 //! sent).
-//!
-//! A connection's driver (hyper's `Connection` future, which does its
-//! reads and writes) is not a task of its own: whoever uses the
-//! connection polls it beside the request it waits for ([`Conn::send`])
-//! and the body it reads ([`Reading`]), the way nginx handles both sides
-//! of a proxied request in one event handler. A request then wakes one
-//! task, not two that hand the request and the response over channels
-//! (measured: see bench/RESULTS.md). An idle kept connection is polled by
-//! nobody; the upstream's close is seen when the connection is taken or
-//! swept. Only an upgraded connection (WebSocket) gets a task, to finish
-//! the switch.
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::{Body as _, Frame};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,204 +25,19 @@ use super::body::ReqBody;
 use crate::config::proxy::UpstreamAddr;
 use crate::front::threads;
 
-type Sender = http1::SendRequest<ReqBody>;
-/// hyper's connection future, with upgrades (its type cannot be named).
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+pub type Sender = http1::SendRequest<ReqBody>;
 
 /// Longest wait for a kept connection to be ready for its next request.
 const READY_WAIT: Duration = Duration::from_secs(1);
 
-/// One HTTP/1.1 connection to an upstream.
-pub struct Conn {
-    sender: Sender,
-    driver: Driving,
-}
-
-impl Conn {
-    /// Whether the connection can take a request now, as far as one look
-    /// without waiting tells (the upstream's close is seen here).
-    fn is_live(&mut self) -> bool {
-        self.driver.turn(&mut Context::from_waker(Waker::noop())) && !self.sender.is_closed()
-    }
-
-    /// Whether the connection has not ended, as far as known without
-    /// driving it.
-    fn may_be_live(&self) -> bool {
-        self.driver.future.is_some() && !self.sender.is_closed()
-    }
-
-    /// Wait until the connection can take a request: false if it ended.
-    async fn ready(&mut self) -> bool {
-        // Usually ready at once; a look that registers no waker keeps the
-        // request about to be queued from waking this task again.
-        if self.is_live() && self.sender.is_ready() {
-            return true;
-        }
-        poll_fn(|cx| {
-            if !self.driver.turn(cx) {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|r| r.is_ok())
-        })
-        .await
-    }
-
-    /// Send `req` and wait for the response head, driving the connection
-    /// meanwhile (the request body is written by it).
-    pub async fn send(
-        &mut self,
-        req: Request<ReqBody>,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>> {
-        let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        let driver = &mut self.driver;
-        poll_fn(|cx| driver.after_turn(cx, |cx| response.as_mut().poll(cx))).await
-    }
-
-    /// An upgraded connection (the upstream answered 101): its driver
-    /// hands the stream to `hyper::upgrade::on` once polled on, so it runs
-    /// in a task until then.
-    pub fn finish_upgrade(mut self) {
-        if let Some(driver) = self.driver.future.take() {
-            tokio::spawn(async move {
-                if let Err(e) = driver.await {
-                    debug!(error = %e, "upstream connection failed its upgrade");
-                }
-            });
-        }
-    }
-}
-
-/// A connection's driver, polled by the task that uses the connection.
-struct Driving {
-    /// `None` once the connection ended (closed, failed or upgraded).
-    future: Option<Driver>,
-}
-
-impl Driving {
-    /// Let the connection read and write what it can; false once it has
-    /// ended (the driver is then dropped: that fails a request still
-    /// waiting on it).
-    fn turn(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(f) = self.future.as_mut() else {
-            return false;
-        };
-        match f.as_mut().poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(r) => {
-                if let Err(e) = r {
-                    debug!(error = %e, "upstream connection ended with an error");
-                }
-                self.future = None;
-                false
-            }
-        }
-    }
-
-    /// Poll what the connection feeds (a response head or a body chunk),
-    /// turning the driver first when that is not ready.
-    ///
-    /// Only the driver can make `poll` ready, and it runs within this
-    /// poll, so `poll` needs no waker of its own: it gets one that does
-    /// nothing, and the driver handing over a response or a chunk (hyper's
-    /// channels wake their receiver on every send) does not wake this
-    /// task for a second, empty poll. What is ready already is taken
-    /// without a turn of the driver. The driver is woken by its socket
-    /// and timers.
-    fn after_turn<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        if self.future.is_none() {
-            return poll(cx);
-        }
-        let mut quiet = Context::from_waker(Waker::noop());
-        if let ready @ Poll::Ready(_) = poll(&mut quiet) {
-            return ready;
-        }
-        if self.turn(cx) {
-            poll(&mut quiet)
-        } else {
-            poll(cx)
-        }
-    }
-}
-
-/// A response body being read, and the connection it comes on, driven
-/// while the body is polled.
-pub struct Reading {
-    body: Incoming,
-    conn: Conn,
-}
-
-impl Reading {
-    pub fn new(body: Incoming, conn: Conn) -> Self {
-        Reading { body, conn }
-    }
-
-    /// The next frame (`None` at the end of the body).
-    pub fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let body = &mut self.body;
-        self.conn
-            .driver
-            .after_turn(cx, |cx| Pin::new(&mut *body).poll_frame(cx))
-    }
-
-    pub async fn frame(&mut self) -> Option<Result<Frame<Bytes>, hyper::Error>> {
-        poll_fn(|cx| self.poll_frame(cx)).await
-    }
-
-    /// The whole body, as one `Bytes` if it came in one frame. A body of
-    /// known length ends with its last byte, without another turn of the
-    /// connection (the next request's turn finishes the response).
-    pub async fn collect(&mut self) -> Result<Bytes, hyper::Error> {
-        let mut first: Option<Bytes> = None;
-        let mut rest: Vec<u8> = Vec::new();
-        while !self.body.is_end_stream() {
-            let Some(frame) = self.frame().await else {
-                break;
-            };
-            let Ok(data) = frame?.into_data() else {
-                continue; // trailers
-            };
-            match &first {
-                None if rest.is_empty() => first = Some(data),
-                _ => {
-                    if let Some(f) = first.take() {
-                        rest.extend_from_slice(&f);
-                    }
-                    rest.extend_from_slice(&data);
-                }
-            }
-        }
-        Ok(match first {
-            Some(b) => b,
-            None => Bytes::from(rest),
-        })
-    }
-
-    /// Whether the body has ended.
-    pub fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    /// The connection, for another request (once the body ended).
-    pub fn into_conn(self) -> Conn {
-        self.conn
-    }
-}
-
 /// One thread's kept connections, each with the time it was kept.
-type Idle = Vec<(Conn, Instant)>;
+type Idle = Vec<(Sender, Instant)>;
 
 /// Idle kept connections of one upstream, newest last: a list per front
 /// thread (nginx keeps its `keepalive` cache per worker process). A
-/// connection is registered with the reactor of the thread that made it;
-/// kept on that thread, its readiness never needs another thread's turn
-/// to be seen, and no lock is shared between threads.
+/// connection and its driver task live on the thread that made it; kept
+/// on that thread, a request never hands its connection's work to
+/// another thread, and no lock is shared between threads.
 pub struct Pool {
     idle: Box<[Mutex<Idle>]>,
     max: usize,
@@ -263,30 +63,33 @@ impl Pool {
 
     /// The most recently used live connection, if any. A connection is
     /// kept as soon as its response was read whole, before hyper has
-    /// marked it idle again; that step happens here, when the next
-    /// request drives it.
-    pub async fn take(&self) -> Option<Conn> {
+    /// marked it idle again; that wait (microseconds) happens here, in
+    /// the next request, instead of costing a task per response.
+    pub async fn take(&self) -> Option<Sender> {
         loop {
-            let (mut c, since) = self.here().lock().expect("pool lock").pop()?;
-            if since.elapsed() >= self.timeout {
+            let (mut s, since) = self.here().lock().expect("pool lock").pop()?;
+            if since.elapsed() >= self.timeout || s.is_closed() {
                 continue;
             }
-            if let Ok(true) = tokio::time::timeout(READY_WAIT, c.ready()).await {
-                return Some(c);
+            if s.is_ready() {
+                return Some(s);
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, s.ready()).await {
+                return Some(s);
             }
         }
     }
 
     /// Keep a connection whose last response was read whole.
-    pub fn put(&self, c: Conn) {
-        if self.max_is_zero() || !c.may_be_live() {
+    pub fn put(&self, s: Sender) {
+        if self.max_is_zero() || s.is_closed() {
             return;
         }
         let mut idle = self.here().lock().expect("pool lock");
         if idle.len() >= self.max {
             idle.remove(0);
         }
-        idle.push((c, Instant::now()));
+        idle.push((s, Instant::now()));
     }
 
     /// Close connections idle past `keepalive_timeout` (or closed by the
@@ -296,7 +99,7 @@ impl Pool {
         for list in &self.idle {
             list.lock()
                 .expect("pool lock")
-                .retain_mut(|(c, since)| since.elapsed() < timeout && c.is_live());
+                .retain(|(s, since)| since.elapsed() < timeout && !s.is_closed());
         }
     }
 
@@ -330,12 +133,13 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// A new HTTP/1.1 connection, ready for a request.
+/// A new HTTP/1.1 connection, ready for a request. Its driver runs in its
+/// own task (with upgrades, for WebSockets) until the connection closes.
 pub async fn connect(
     addr: &UpstreamAddr,
     connect_timeout: Duration,
     send_timeout: Duration,
-) -> Result<Conn, ConnectError> {
+) -> Result<Sender, ConnectError> {
     let stream = tokio::time::timeout(connect_timeout, async {
         match addr {
             UpstreamAddr::Tcp(a) => {
@@ -354,22 +158,20 @@ pub async fn connect(
         limit: send_timeout,
         stalled: None,
     });
-    let (sender, conn) = http1::Builder::new()
+    let (mut sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
         .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
-    let mut conn = Conn {
-        sender,
-        driver: Driving {
-            future: Some(Box::pin(conn.with_upgrades())),
-        },
-    };
-    if !conn.ready().await {
-        return Err(ConnectError::Io(io::Error::other(
-            "connection closed before its first request",
-        )));
-    }
-    Ok(conn)
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    sender
+        .ready()
+        .await
+        .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
+    Ok(sender)
 }
 
 /// A TCP or Unix stream.
