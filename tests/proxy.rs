@@ -240,6 +240,102 @@ fn kept_connections_are_reused_and_one_closed_upstream_is_left() {
     );
 }
 
+/// `edge` with `proxy` appended to its config, pinned to CPU 0 (one front
+/// thread, so one list of kept connections) with `taskset`, which execs
+/// it.
+fn front_on_one_cpu(proxy: &str) -> Edge {
+    let conf = Conf::new("echo_app:app").tail(LOG_FORMAT).tail(proxy);
+    let dir = support::temp_dir("edge-test-");
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, conf.render()).unwrap();
+    let args = [
+        "-c".to_string(),
+        "0".to_string(),
+        support::edge_bin().display().to_string(),
+        "--conf".to_string(),
+        path.display().to_string(),
+    ];
+    let mut edge = Edge::spawn_program("taskset", &args, conf.port, dir);
+    edge.wait_ready("/");
+    edge
+}
+
+/// The `edge_upstream_idle_connections` value in a metrics text.
+fn idle_gauge(m: &str) -> Option<u64> {
+    m.lines()
+        .find(|l| l.starts_with("edge_upstream_idle_connections{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A burst of more concurrent requests than `keepalive` leaves its
+/// connections in the pool for the next burst (nginx would close all but
+/// `keepalive` at once, and the next burst would connect again); once
+/// idle for a second, the surplus is closed and `keepalive` stay.
+#[test]
+fn a_burst_over_keepalive_reuses_its_connections_then_the_surplus_closes() {
+    let up = Upstream::http("A");
+    let metrics_port = free_port();
+    let edge = front_on_one_cpu(
+        &(proxy_table("/api/", &[up.addr()], "keepalive = 1")
+            + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")),
+    );
+    // Four requests at once, each answered after 0.5 s: four connections.
+    let burst = || -> Vec<String> {
+        let mut ports: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let r = edge.get("/api/c?sleep=0.5");
+                        assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
+                        field(&r.text(), "conn").to_string()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        ports.sort();
+        ports
+    };
+    let first = burst();
+    let mut distinct = first.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "four concurrent requests, four connections: {first:?}"
+    );
+    // All four kept for now, and all four used again by the next burst.
+    assert_eq!(
+        idle_gauge(&metrics(metrics_port)),
+        Some(4),
+        "{}",
+        metrics(metrics_port)
+    );
+    let second = burst();
+    assert_eq!(
+        second, first,
+        "the second burst did not reuse the first's connections"
+    );
+    // Idle for a second: back to keepalive = 1 kept connection.
+    let settled = poll(Duration::from_secs(6), Duration::from_millis(100), || {
+        (idle_gauge(&metrics(metrics_port)) == Some(1)).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "the surplus was not closed: {}",
+        metrics(metrics_port)
+    );
+    let third = burst();
+    let reused = third.iter().filter(|p| second.contains(p)).count();
+    assert_eq!(reused, 1, "one kept connection: {second:?} then {third:?}");
+    assert!(
+        !edge.stdout().contains("upstream failed"),
+        "{}",
+        edge.stdout()
+    );
+}
+
 /// The front's /metrics text.
 fn metrics(port: u16) -> String {
     support::obs::http_get(port, "/metrics").1

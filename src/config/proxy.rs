@@ -6,7 +6,8 @@
 //! url = "/api/"                        # path prefix (longest prefix wins, [[static]] too)
 //! upstreams = ["127.0.0.1:9000", "[::1]:9001", "api.internal:9000", "unix:/run/api.sock"]
 //! balance = "round_robin"              # | "least_conn" | "ip_hash"
-//! keepalive = 32                       # idle connections kept per upstream and front thread (0: none)
+//! keepalive = 32                       # idle connections kept per upstream and front thread (0: none);
+//!                                      #   a burst's surplus is closed after ~1 s idle
 //! keepalive_timeout = "60s"            # an idle kept connection is closed after this
 //! connect_timeout = "60s"              # nginx proxy_connect_timeout
 //! read_timeout = "60s"                 # between two reads from the upstream (504)

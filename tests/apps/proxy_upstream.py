@@ -15,7 +15,8 @@ Answers:
   POST /.../slowread  reads the body 1 MiB per 0.1 s, then answers "LEN"
   POST /.../upload    reads the body; answers "LEN SHA256"
   any  other          text: name, method, target, Host, X-Forwarded-*,
-                      and conn= the port edge connected from
+                      and conn= the port edge connected from (after
+                      S seconds with ?sleep=S)
 
 With IDLE_CLOSE=SECONDS in the environment, a kept connection that brings
 no request for that long is closed (as gunicorn's `keepalive` does).
@@ -112,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
                 got += len(b)
                 time.sleep(0.1)
             return self.send_text(200, f"{got}\n")
+        sleep = parse_qs(url.query).get("sleep")
+        if sleep:
+            time.sleep(float(sleep[0]))
         h = hashlib.sha256()
         got = 0
         while got < n:

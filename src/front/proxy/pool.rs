@@ -2,6 +2,14 @@
 //! the write-stall limit (`send_timeout`), and the keep-alive pool (nginx's
 //! upstream `keepalive` with `keepalive_timeout`).
 //!
+//! Where nginx closes a freed connection at once when its cache already
+//! holds `keepalive`, this pool keeps the surplus of a burst until it has
+//! been idle for [`SURPLUS_IDLE`]: under a steady load of more concurrent
+//! requests than `keepalive`, every freed connection is taken again within
+//! microseconds, and closing it only to open another for the next request
+//! costs both sides a connect, a close and a TIME_WAIT per request. Once
+//! the load settles, the sweep brings the list back to `keepalive`.
+//!
 //! Built on `hyper::client::conn::http1`, one `SendRequest` per
 //! connection: the balancer picks the upstream itself, so a pool keyed by
 //! URI authority (hyper-util's legacy client) would only hide what the
@@ -29,6 +37,10 @@ pub type Sender = http1::SendRequest<ReqBody>;
 
 /// Longest wait for a kept connection to be ready for its next request.
 const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection beyond the `keepalive` most recently used ones is closed
+/// by the sweep once it has been idle this long.
+pub const SURPLUS_IDLE: Duration = Duration::from_secs(1);
 
 /// One thread's kept connections, each with the time it was kept.
 type Idle = Vec<(Sender, Instant)>;
@@ -80,26 +92,35 @@ impl Pool {
         }
     }
 
-    /// Keep a connection whose last response was read whole.
+    /// Keep a connection whose last response was read whole. Beyond
+    /// `keepalive` it is kept too, as surplus, until the sweep finds it
+    /// idle for [`SURPLUS_IDLE`].
     pub fn put(&self, s: Sender) {
         if self.max_is_zero() || s.is_closed() {
             return;
         }
-        let mut idle = self.here().lock().expect("pool lock");
-        if idle.len() >= self.max {
-            idle.remove(0);
-        }
-        idle.push((s, Instant::now()));
+        self.here()
+            .lock()
+            .expect("pool lock")
+            .push((s, Instant::now()));
     }
 
-    /// Close connections idle past `keepalive_timeout` (or closed by the
-    /// upstream), on every thread's list.
+    /// On every thread's list, close the connections idle past
+    /// `keepalive_timeout` or closed by the upstream, then those beyond
+    /// the `keepalive` most recently used that have been idle for
+    /// [`SURPLUS_IDLE`].
     pub fn sweep(&self) {
-        let timeout = self.timeout;
         for list in &self.idle {
-            list.lock()
-                .expect("pool lock")
-                .retain(|(s, since)| since.elapsed() < timeout && !s.is_closed());
+            let mut idle = list.lock().expect("pool lock");
+            idle.retain(|(s, since)| since.elapsed() < self.timeout && !s.is_closed());
+            let surplus = idle.len().saturating_sub(self.max);
+            // Newest last: the surplus is the front of the list, and in it
+            // the connections idle longest come first.
+            let stale = idle[..surplus]
+                .iter()
+                .take_while(|(_, since)| since.elapsed() >= SURPLUS_IDLE)
+                .count();
+            idle.drain(..stale);
         }
     }
 
