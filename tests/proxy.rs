@@ -280,13 +280,16 @@ fn a_burst_over_keepalive_reuses_its_connections_then_the_surplus_closes() {
         &(proxy_table("/api/", &[up.addr()], "keepalive = 1")
             + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")),
     );
-    // Four requests at once, each answered after 0.5 s: four connections.
+    // Four requests at once, each answered after a second: four
+    // connections.
     let burst = || -> Vec<String> {
+        let start = std::sync::Barrier::new(4);
         let mut ports: Vec<String> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
                 .map(|_| {
                     s.spawn(|| {
-                        let r = edge.get("/api/c?sleep=0.5");
+                        start.wait();
+                        let r = edge.get("/api/c?sleep=1");
                         assert_eq!(r.status, 200, "{}\n{}", r.describe(), edge.logs());
                         field(&r.text(), "conn").to_string()
                     })
