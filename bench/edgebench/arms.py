@@ -141,7 +141,7 @@ def launch(arm, sc, port, rundir, group, edge_bin):
         if upstream:
             conf += ["", "[[proxy]]", 'url = "/api/"',
                      f"upstreams = [{toml_str(f'127.0.0.1:{upstream}')}]",
-                     f"keepalive = {PROXY_KEEPALIVE}"]
+                     f"keepalive = {sc.get('keepalive', PROXY_KEEPALIVE)}"]
         if arm == EDGE_RL:
             # Never refuses: the limiter's bookkeeping is all that is added.
             url = "/static/" if sc.get("static") else "/"
@@ -243,7 +243,7 @@ def launch(arm, sc, port, rundir, group, edge_bin):
         group.spawn(pin(["nginx", "-c", nginx_conf(rundir, port, body)]), cwd=rundir)
     elif arm == NGX_PROXY:  # the same upstream, nginx's keep-alive recipe
         body = f"""
-    upstream up {{ server 127.0.0.1:{upstream}; keepalive {PROXY_KEEPALIVE}; }}
+    upstream up {{ server 127.0.0.1:{upstream}; keepalive {sc.get('keepalive', PROXY_KEEPALIVE)}; }}
     server {{
         listen 127.0.0.1:{port};
         location /api/ {{

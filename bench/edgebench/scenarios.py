@@ -150,6 +150,11 @@ SCENARIOS += [
 # HTTP/1.1 upstream, edge `keepalive = N`) and send X-Forwarded-*.
 NGX_PROXY = "nginx proxy_pass"
 PROXY_KEEPALIVE = int(os.environ.get("BENCH_KEEPALIVE", "32"))
+# proxy-kept: both keep more idle connections than there are clients, so
+# neither ever closes one to reconnect (nginx closes a freed connection at
+# once above `keepalive`, edge only after a second idle): the proxies' cost
+# per request with no connect churn.
+PROXY_KEEPALIVE_ALL = 4096
 # rate-limit (issue 16): the same prefix with and without the rule; the
 # goal is edge+rate_limit / edge >= RL_GOAL, plus the front's CPU per
 # request (its pid from the "front ready pid=" log line).
@@ -159,6 +164,11 @@ SCENARIOS += [
     dict(name="proxy", group="proxy", title="reverse proxy to an nginx return 200 upstream",
          module="hello:app", path="/api/", workers=1, check=check_hello,
          arms=["edge", NGX_PROXY], baselines=[NGX_PROXY], proxy=True),
+    dict(name="proxy-kept", group="proxy",
+         title="reverse proxy, every upstream connection kept (no reconnects)",
+         module="hello:app", path="/api/", workers=1, check=check_hello,
+         arms=["edge", NGX_PROXY], baselines=[NGX_PROXY], proxy=True,
+         keepalive=PROXY_KEEPALIVE_ALL),
     dict(name="rate-limit-hello", group="rate-limit",
          title="WSGI hello world, 1 worker, with and without a [[rate_limit]] that never refuses",
          module="hello:app", path="/", workers=1, check=check_hello,
