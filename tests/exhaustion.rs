@@ -137,19 +137,7 @@ fn out_of_descriptors_at_accept_backs_off_and_recovers() {
     let port = free_port();
     let conf = Conf { port, ..Conf::new("environ_app:app") }
         .tail("[limits]\nclient_header_timeout = \"60s\"\nkeepalive_timeout = \"60s\"\n[log]\naccess = \"off\"");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("site.toml");
-    std::fs::write(&path, conf.render()).unwrap();
-    let bin = support::edge_bin();
-    let args = [
-        "--nofile=96:96".to_string(),
-        "--".to_string(),
-        bin.display().to_string(),
-        "--conf".to_string(),
-        path.display().to_string(),
-    ];
-    let mut edge = Edge::spawn_program("prlimit", &args, port, dir);
-    edge.wait_ready("/");
+    let edge = Edge::start_wrapped(&["prlimit", "--nofile=96:96", "--"], &conf);
     let front = front_of(edge.pid);
     // More connections than the front has descriptors left.
     let mut held: Vec<TcpStream> = (0..150)

@@ -245,19 +245,7 @@ fn kept_connections_are_reused_and_one_closed_upstream_is_left() {
 /// it.
 fn front_on_one_cpu(proxy: &str) -> Edge {
     let conf = Conf::new("echo_app:app").tail(LOG_FORMAT).tail(proxy);
-    let dir = support::temp_dir("edge-test-");
-    let path = dir.path().join("site.toml");
-    std::fs::write(&path, conf.render()).unwrap();
-    let args = [
-        "-c".to_string(),
-        "0".to_string(),
-        support::edge_bin().display().to_string(),
-        "--conf".to_string(),
-        path.display().to_string(),
-    ];
-    let mut edge = Edge::spawn_program("taskset", &args, conf.port, dir);
-    edge.wait_ready("/");
-    edge
+    Edge::start_wrapped(&["taskset", "-c", "0"], &conf)
 }
 
 /// The `edge_upstream_idle_connections` value in a metrics text.

@@ -323,6 +323,25 @@ impl Edge {
         Self::spawn_with(Command::new(edge_bin()), dir, args, cwd, port)
     }
 
+    /// Write `conf` to a temp dir and start `wrapper... edge --conf FILE`
+    /// (a wrapper such as `prlimit ... --` or `taskset -c 0` that execs
+    /// edge, keeping the pid); waits until `/` answers.
+    pub fn start_wrapped(wrapper: &[&str], conf: &Conf) -> Edge {
+        let dir = temp_dir("edge-test-");
+        let path = dir.path().join("site.toml");
+        std::fs::write(&path, conf.render()).unwrap();
+        let mut args: Vec<String> = wrapper[1..].iter().map(|a| a.to_string()).collect();
+        args.extend([
+            edge_bin().display().to_string(),
+            "--conf".to_string(),
+            path.display().to_string(),
+        ]);
+        let mut e = Self::spawn_program(wrapper[0], &args, conf.port, dir);
+        e.config_path = Some(path);
+        e.wait_ready("/");
+        e
+    }
+
     /// Start `program` with `args` (a wrapper such as `prlimit` that execs
     /// edge, keeping the pid) in `dir`; does not wait.
     pub fn spawn_program(program: &str, args: &[String], port: u16, dir: TempDir) -> Edge {
