@@ -12,7 +12,7 @@
 //! a key never seen, which is what makes evicting it harmless.
 //!
 //! Memory is bounded: the keys live in [`SHARDS`] small LRU maps with a
-//! fixed capacity each (together `max_keys`, 100 000 by default: 12.5 MiB
+//! fixed capacity each (together `max_keys`, 100 000 by default: 10.5 MiB
 //! per rule once full, measured by `tests/policy_limiter_memory.rs`; nginx
 //! keeps ~16 000 states per MiB of zone). A key that has to
 //! be evicted while its bucket is not yet full starts over (the same as
@@ -20,6 +20,14 @@
 //! client cannot aim its addresses at one shard; each shard has its own
 //! lock, held for one map operation, so the front's threads do not
 //! serialize on one lock.
+//!
+//! Each shard's hash table is made with room for twice its keys, and the
+//! cap is kept here rather than by the LRU: a table as full as its keys
+//! (the LRU's own sizing) fills with deleted slots as keys are evicted and
+//! replaced, and hashbrown then doubles it rather than rehash in place
+//! (it rehashes in place only while at most half full), so memory grew
+//! once more, some time after the cap was reached. Sized so from the
+//! start, memory stops growing when the cap is reached.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -53,6 +61,8 @@ pub struct Limiter {
     /// `τ = burst × T`, in nanoseconds.
     tolerance: u64,
     shards: Box<[Mutex<LruCache<IpAddr, u64>>]>,
+    /// Keys kept per shard (the LRUs' own capacity is twice this).
+    per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
     epoch: Instant,
 }
@@ -64,13 +74,15 @@ impl Limiter {
         let interval = u64::try_from(interval.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
-        let per_shard = NonZeroUsize::new(max_keys.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        let per_shard = max_keys.div_ceil(SHARDS).max(1);
+        let room = NonZeroUsize::new(per_shard.saturating_mul(2)).unwrap_or(NonZeroUsize::MIN);
         Limiter {
             interval,
             tolerance: interval.saturating_mul(u64::from(burst)),
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .map(|_| Mutex::new(LruCache::new(room)))
                 .collect(),
+            per_shard,
             hasher: std::collections::hash_map::RandomState::new(),
             epoch: Instant::now(),
         }
@@ -98,8 +110,11 @@ impl Limiter {
                 },
             },
             None => {
-                // A new key passes (burst + 1 ≥ 1); once full, `push`
-                // reuses the least recently used entry's node.
+                // A new key passes (burst + 1 ≥ 1); once the shard holds
+                // its share, it replaces the least recently used key.
+                if map.len() >= self.per_shard {
+                    map.pop_lru();
+                }
                 map.push(key, now.saturating_add(self.interval));
                 Decision::Allow
             }
@@ -120,10 +135,7 @@ impl Limiter {
 
     /// The most addresses remembered at once.
     pub fn capacity(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).cap().get())
-            .sum()
+        self.per_shard * SHARDS
     }
 }
 
