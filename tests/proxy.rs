@@ -201,6 +201,46 @@ fn round_robin_spreads_and_headers_are_rewritten() {
     );
 }
 
+/// A client cannot strip what the front sets or vouches for by naming it
+/// in `Connection` (the hop-by-hop abuse of Apache's CVE-2022-31813): the
+/// upstream still gets the settled `X-Forwarded-For` and `-Proto`, the
+/// client's `Host`, `X-Forwarded-Host` and the request id, while another
+/// named header is still removed. Before the fix the upstream got none of
+/// the first four, and took the request for the proxy's own.
+#[test]
+fn headers_the_front_sets_survive_a_connection_header_naming_them() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    let r = edge.get_with(
+        "/api/h",
+        &[
+            ("Host", "site.example"),
+            ("X-Request-Id", "abc-123"),
+            (
+                "Connection",
+                "keep-alive, X-Forwarded-For, x-forwarded-proto, Host, \
+                 X-Forwarded-Host, X-Request-Id, X-Private",
+            ),
+            ("X-Private", "secret"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let t = r.text();
+    assert_eq!(field(&t, "xff"), "['127.0.0.1']", "{t}");
+    assert_eq!(field(&t, "xfp"), "['http']", "{t}");
+    assert_eq!(field(&t, "host"), "site.example", "{t}");
+    assert_eq!(field(&t, "xfh"), "['site.example']", "{t}");
+    assert_eq!(field(&t, "rid"), "abc-123", "{t}");
+    assert_eq!(field(&t, "private"), "None", "{t}");
+    assert_eq!(field(&t, "connection"), "None", "{t}");
+    assert_eq!(
+        r.header("x-request-id"),
+        Some("abc-123"),
+        "{}",
+        r.describe()
+    );
+}
+
 /// Kept connections are used again, one after another; one the upstream
 /// closed while it sat in the pool is not used for the next request,
 /// which would otherwise fail (a POST is not tried twice). The requests

@@ -137,6 +137,7 @@ class Handler(BaseHTTPRequestHandler):
             f"forwarded={self.headers.get('Forwarded')}",
             f"connection={self.headers.get('Connection')}",
             f"private={self.headers.get('X-Private')}",
+            f"rid={self.headers.get('X-Request-Id')}",
             f"body={got}",
             f"conn={self.client_address[1]}",
         ]

@@ -106,6 +106,24 @@ fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) 
     }
 }
 
+/// The names a client's `Connection` header lists that are dropped from
+/// the upstream's request: all but those the front sets or vouches for
+/// itself (`Host`, `X-Forwarded-For`, `X-Forwarded-Proto`, the request
+/// id). RFC 9110 §7.6.1 has a proxy remove what `Connection` names; a
+/// client that names these would otherwise strip the settled client
+/// address from what the upstream sees, which then takes the request for
+/// the proxy's own (the hop-by-hop abuse of Apache's CVE-2022-31813).
+fn client_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = connection_names(headers);
+    named.retain(|n| {
+        n != header::HOST
+            && n != X_FORWARDED_FOR
+            && n != X_FORWARDED_PROTO
+            && n != crate::front::request_id::HEADER
+    });
+    named
+}
+
 /// An HTTP/1.1 `Upgrade` request (`Connection: upgrade` + `Upgrade`).
 pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_names(headers).contains(&header::UPGRADE)
@@ -199,7 +217,7 @@ impl<'a> Head<'a> {
         let mut headers = client.clone();
         if drop {
             let named = if connection {
-                connection_names(client)
+                client_named(client)
             } else {
                 Vec::new()
             };
