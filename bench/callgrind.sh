@@ -199,6 +199,7 @@ echo "run A: $warmup requests ..." >&2
 run a "$warmup"
 echo "run B: $((warmup + requests)) requests ..." >&2
 run b "$((warmup + requests))"
+echo "$requests" > "$out/requests"  # for bench/callgrind-diff.py
 
 "$python" - "$out" "$requests" <<'EOF'
 import pathlib, re, sys
