@@ -27,6 +27,7 @@ TARGETS=(
   ws_relay
   proxy_protocol
   htpasswd
+  proxy_head
 )
 
 # Without sanitizers (edge's unsafe code is not on these paths; safe Rust

@@ -80,4 +80,7 @@ pub mod fuzz_support {
     pub struct WsHandshake(());
     /// The WebSocket relay on a client's frames (`front/websocket.rs`).
     pub struct WsRelay(());
+    /// The request head a `[[proxy]]` sends upstream
+    /// (`front/proxy/headers.rs`).
+    pub struct ProxyHead(());
 }

@@ -13,6 +13,8 @@
 //! | `health.rs` | passive (`max_fails`/`fail_timeout`) and active (`health`) checks |
 //! | `pool.rs` | connect, `send_timeout`, kept connections |
 //! | `body.rs` | the buffered request body, sent once per try |
+//! | `headers.rs` | the request head sent upstream, hop-by-hop headers out |
+//! | `head_fuzz.rs` | the `proxy_head` fuzz target's checks on that head |
 //!
 //! Tries follow nginx's `proxy_next_upstream error timeout`: a connection
 //! that cannot be made, or that fails before any response byte, moves the
@@ -22,6 +24,7 @@
 
 mod balance;
 mod body;
+mod head_fuzz;
 mod headers;
 mod health;
 mod pool;
