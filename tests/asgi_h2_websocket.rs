@@ -48,6 +48,32 @@ fn websocket_over_http2_through_a_proxy_route() {
     });
 }
 
+/// An upstream that answers the handshake 200 without switching (here a
+/// WSGI edge, which serves it as a plain GET) is a 502 to an RFC 8441
+/// client: to an extended CONNECT, a 2xx would mean "WebSocket open",
+/// with nothing behind it (before: 200 and a dead stream).
+#[test]
+fn an_upstream_that_does_not_switch_is_502_to_an_http2_websocket() {
+    let upstream = Edge::start(&Conf::new("echo_app:app"));
+    let edge = Edge::start(&Conf::new("echo_app:app").tail(&format!(
+        "[[proxy]]\nurl = \"/plain\"\nupstreams = [\"127.0.0.1:{}\"]\n",
+        upstream.port
+    )));
+    let addr = edge.addr();
+    runtime().block_on(async move {
+        let mut send = h2c(addr).await;
+        let url = format!("http://{addr}/plain");
+        let resp = extended_connect(&mut send, &url, "websocket", &[]).await;
+        assert_eq!(resp.status(), 502);
+    });
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s
+            .contains("without switching protocols")),
+        "{}",
+        edge.stderr()
+    );
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

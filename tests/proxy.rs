@@ -148,6 +148,8 @@ fn round_robin_spreads_and_headers_are_rewritten() {
             ("Forwarded", "for=6.6.6.6;proto=https"),
             ("Connection", "x-private"),
             ("X-Private", "secret"),
+            // Django's ASGI META would read it as X-Forwarded-Host.
+            ("X_Forwarded_Host", "evil.example"),
         ],
     );
     let t = r.text();
@@ -157,6 +159,7 @@ fn round_robin_spreads_and_headers_are_rewritten() {
     assert_eq!(field(&t, "host"), "site.example", "{t}");
     assert_eq!(field(&t, "forwarded"), "None", "{t}");
     assert_eq!(field(&t, "private"), "None", "{t}");
+    assert_eq!(field(&t, "xfh_underscore"), "None", "{t}");
     assert_eq!(field(&t, "target"), "/api/h", "{t}");
     // A POST body is buffered and sent with its length.
     let r = edge.request("POST", "/api/p", &[], &[7u8; 100_000]);
@@ -239,6 +242,44 @@ fn headers_the_front_sets_survive_a_connection_header_naming_them() {
         "{}",
         r.describe()
     );
+}
+
+/// The route is chosen on the path as sent, which goes upstream as sent:
+/// a path whose dot segments or escapes would land it elsewhere once
+/// resolved is refused, so `/api/../admin/x` cannot reach an upstream
+/// that resolves it to its own `/admin/x` (nginx matches its locations on
+/// the normalized path). Dot segments that stay inside the route pass.
+#[test]
+fn a_path_that_resolves_out_of_its_route_is_400() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    for path in [
+        "/api/../admin/x",
+        "/api/%2e%2e/admin/x",
+        "/api/.%2E/admin",
+        "/api/x/../../admin",
+        "/x/../api/y",
+        "//api/y",
+        "/%61pi/y",
+    ] {
+        let r = edge.raw(
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+            "GET",
+        );
+        assert_eq!(r.status, 400, "{path}: {}", r.describe());
+        assert_eq!(r.header("connection"), Some("close"), "{path}");
+        assert_eq!(field(&r.text(), "name"), "", "{path}: reached the upstream");
+    }
+    for path in ["/api/a/../b", "/api/./x", "/api//x", "/api/%41"] {
+        let r = edge.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.describe());
+        assert_eq!(field(&r.text(), "name"), "A", "{path}");
+        assert_eq!(field(&r.text(), "target"), path, "{path}");
+    }
+    // Outside every route, the app's paths are not the proxy's business.
+    let r = edge.get("/x/../y");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(field(&r.text(), "name"), "");
 }
 
 /// Kept connections are used again, one after another; one the upstream
@@ -416,6 +457,27 @@ fn a_killed_upstream_is_skipped_and_both_down_is_502() {
     a.kill();
     let r = edge.get("/api/k");
     assert_eq!(r.status, 502, "{}", r.describe());
+}
+
+/// An upstream response with both `Content-Length` and chunked framing
+/// (RFC 9112 §6.3) is a 502 with the reason in the error log, as nginx
+/// answers it; before, the length framed the client's copy and cut the
+/// decoded 20 bytes to 5 on a connection kept open.
+#[test]
+fn an_upstream_answer_with_two_framings_is_502() {
+    let a = Upstream::http("A");
+    let edge = front(&proxy_table("/api/", &[a.addr()], ""));
+    let r = edge.get("/api/both");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    assert!(
+        edge.wait_log(true, Duration::from_secs(5), |s| s
+            .contains("both Content-Length and Transfer-Encoding")
+            && s.contains(&a.addr())),
+        "{}",
+        edge.stderr()
+    );
+    // The next request is served (on a new upstream connection).
+    assert_eq!(field(&edge.get("/api/x").text(), "name"), "A");
 }
 
 #[test]
@@ -635,6 +697,37 @@ fn http2_clients_reach_http1_upstreams() {
     let post = String::from_utf8_lossy(&out[1].body).into_owned();
     assert_eq!(field(&post, "method"), "POST", "{post}");
     assert_eq!(field(&post, "body"), "12", "{post}");
+}
+
+/// An HTTP/2 client's `Cookie` fields (RFC 9113 §8.2.3 lets it send one
+/// per cookie) reach an HTTP/1.1 upstream, and a WSGI app, as one
+/// `Cookie: a=1; b=2`. Before, the upstream got two `Cookie` lines (most
+/// frameworks read the first) and the app `HTTP_COOKIE = "a=1,b=2"`.
+#[test]
+fn http2_cookie_fields_are_joined_for_upstreams_and_apps() {
+    let a = Upstream::http("A");
+    let edge = Edge::start(
+        &Conf::new("environ_app:app")
+            .tail(LOG_FORMAT)
+            .tail(&proxy_table("/api/", &[a.addr()], "")),
+    );
+    let base = format!("http://127.0.0.1:{}", edge.port);
+    let req = |path: &str| {
+        http::Request::get(format!("{base}{path}"))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let out = support::tls::h2(edge.port, None, vec![req("/api/c"), req("/app")]).unwrap();
+    let up = String::from_utf8_lossy(&out[0].body).into_owned();
+    assert_eq!(out[0].status, 200, "{up}");
+    assert_eq!(field(&up, "cookie"), "['a=1; b=2']", "{up}");
+    let app: serde_json::Value = serde_json::from_slice(&out[1].body).unwrap();
+    assert_eq!(app["environ"]["HTTP_COOKIE"], "a=1; b=2", "{app}");
+    // HTTP/1.1 clients send one Cookie line; it passes as it is.
+    let r = edge.get_with("/api/c", &[("Cookie", "x=1; y=2")]);
+    assert_eq!(field(&r.text(), "cookie"), "['x=1; y=2']");
 }
 
 #[test]

@@ -141,10 +141,17 @@ fn maybe_claim(name: &HeaderName) -> bool {
     matches!(n.first(), Some(b'x' | b'f')) && (9..=20).contains(&n.len())
 }
 
+/// Headers the front sets itself for what it passes on: a `[[proxy]]`
+/// upstream's `X-Forwarded-Host`, the request id.
+static VOUCHED: &[&HeaderName] = &[&X_FORWARDED_HOST, &X_REQUEST_ID];
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = crate::front::request_id::HEADER;
+
 /// Removes `X_Forwarded_For` and the like: names that become a claim
-/// header once `_` reads as `-`, as CGI-style mappings do (WSGI's
-/// environ, Django's ASGI `META`). nginx drops underscored names by
-/// default; the WSGI worker drops them all, ASGI apps get the rest.
+/// header (or one the front vouches for, [`VOUCHED`]) once `_` reads as
+/// `-`, as CGI-style mappings do (WSGI's environ, Django's ASGI `META`).
+/// nginx drops underscored names by default; the WSGI worker drops them
+/// all, ASGI apps and `[[proxy]]` upstreams get the rest.
 fn drop_underscore_aliases(headers: &mut HeaderMap) {
     let is_alias = |name: &HeaderName| {
         if !maybe_claim(name) {
@@ -152,7 +159,7 @@ fn drop_underscore_aliases(headers: &mut HeaderMap) {
         }
         let n = name.as_str();
         n.contains('_')
-            && claims().iter().any(|c| {
+            && claims().iter().chain(VOUCHED).any(|c| {
                 let c = c.as_str();
                 c.len() == n.len()
                     && c.bytes()
@@ -364,6 +371,8 @@ mod tests {
             ("x_forwarded_for", "6.6.6.6"),
             ("x-forwarded_proto", "https"),
             ("x_custom", "kept"),
+            ("x_forwarded_host", "evil.example"),
+            ("x_request_id", "forged"),
             ("host", "example.com"),
         ])
     }
@@ -384,9 +393,15 @@ mod tests {
             "x-forwarded-protocol",
             "x-real-ip",
             "forwarded",
+            "x_forwarded_for",
+            "x-forwarded_proto",
+            // Not claims, but what the front sets for an upstream or app.
+            "x_forwarded_host",
+            "x_request_id",
         ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
+        assert_eq!(h["x_custom"], "kept");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["host"], "example.com");
     }

@@ -144,6 +144,7 @@ pub async fn handle(
         conn.state
             .h2
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        join_cookie_fields(req.headers_mut());
     }
     let request_id = shared
         .request_ids
@@ -173,7 +174,11 @@ pub async fn handle(
         .map(|_| ())
         .map_err(|why| (StatusCode::BAD_REQUEST, why))
         .and(head_ok)
-        .and_then(|()| check_host(&req).map_err(|why| (StatusCode::BAD_REQUEST, why)));
+        .and_then(|()| check_host(&req).map_err(|why| (StatusCode::BAD_REQUEST, why)))
+        .and_then(|()| {
+            (shared.proxies.check_path(req.uri().path()))
+                .map_err(|why| (StatusCode::BAD_REQUEST, why))
+        });
     let mut outcome = Outcome::default();
     let mut response = match checked {
         Ok(()) => route_request(&shared, &conn, &client, req, &mut outcome).await,
@@ -254,6 +259,28 @@ pub async fn handle(
     };
     let body = shared.access_log.wrap(body, done, entry);
     Ok(Response::from_parts(parts, Guarded::new(body, active)))
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may send `Cookie` as several
+/// fields (one per cookie, for HPACK); they are joined with `"; "` into
+/// one, as nginx does, before anything HTTP/1.1-shaped reads them: WSGI's
+/// `HTTP_COOKIE` (which would join them with commas), an ASGI framework
+/// that reads the first `cookie` header only, an HTTP/1.1 upstream.
+fn join_cookie_fields(headers: &mut http::HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host.

@@ -12,9 +12,12 @@ Answers:
                       X-Accel-Redirect: URI (X-Sendfile with &send=1),
                       Set-Cookie, X-Accel-Expires, Content-Type text/x-upstream,
                       an empty body (or "upstream body" with &body=1)
+  GET  /.../both      Content-Length: 5 and Transfer-Encoding: chunked,
+                      20 bytes in one chunk
   POST /.../slowread  reads the body 1 MiB per 0.1 s, then answers "LEN"
   POST /.../upload    reads the body; answers "LEN SHA256"
   any  other          text: name, method, target, Host, X-Forwarded-*,
+                      Cookie, X_Forwarded_Host,
                       and conn= the port edge connected from (after
                       S seconds with ?sleep=S)
 
@@ -90,6 +93,15 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.3)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if path.endswith("/both"):
+            # Content-Length and chunked together (RFC 9112 §6.3: a proxy
+            # must not pass the length on).
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"14\r\n" + b"x" * 20 + b"\r\n0\r\n\r\n")
+            return
         if path.endswith("/accel"):
             q = parse_qs(url.query)
             body = b"upstream body\n" if q.get("body") == ["1"] else b""
@@ -138,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
             f"connection={self.headers.get('Connection')}",
             f"private={self.headers.get('X-Private')}",
             f"rid={self.headers.get('X-Request-Id')}",
+            f"cookie={self.headers.get_all('Cookie')}",
+            f"xfh_underscore={self.headers.get_all('X_Forwarded_Host')}",
             f"body={got}",
             f"conn={self.client_address[1]}",
         ]

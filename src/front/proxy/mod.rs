@@ -135,10 +135,37 @@ impl Proxies {
     /// The route for `path` (longest prefix), if its prefix is longer than
     /// `beat` (the length of the matching `[[static]]` prefix, 0 if none).
     pub fn route(&self, path: &str, beat: usize) -> Option<&Arc<Group>> {
+        self.route_bytes(path.as_bytes(), beat)
+    }
+
+    fn route_bytes(&self, path: &[u8], beat: usize) -> Option<&Arc<Group>> {
         self.groups
             .iter()
-            .filter(|g| g.route.url.len() > beat && path.starts_with(g.route.url.as_str()))
+            .filter(|g| g.route.url.len() > beat && path.starts_with(g.route.url.as_bytes()))
             .max_by_key(|g| g.route.url.len())
+    }
+
+    /// A path whose dot segments, `//` or %-escapes move it across a
+    /// route's boundary is refused (400): the route is chosen on the path
+    /// as sent, which goes upstream as sent, and an upstream that resolves
+    /// `/api/../admin` itself would serve what no route sends it (nginx
+    /// matches its locations on the normalized path). Either way across,
+    /// so `/static/../api/x` is refused too, rather than routed unlike
+    /// nginx would.
+    pub fn check_path(&self, path: &str) -> Result<(), &'static str> {
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let normal = crate::front::policy::normalize(path);
+        if matches!(normal, std::borrow::Cow::Borrowed(_)) {
+            return Ok(());
+        }
+        let (sent, resolved) = (self.route(path, 0), self.route_bytes(&normal, 0));
+        match (sent, resolved) {
+            (None, None) => Ok(()),
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(()),
+            _ => Err("a dot segment, // or %-escape moves the path across a [[proxy]] route"),
+        }
     }
 }
 
@@ -501,9 +528,35 @@ async fn answer(
         });
         return out;
     }
+    // To an RFC 8441 extended CONNECT, any 2xx means "tunnel open": an
+    // upstream that answered the handshake without switching would leave
+    // the client a WebSocket with nothing behind it. Other statuses (a
+    // 403, a 404) pass as they are.
+    if status.is_success() && matches!(upgrade, Some(tunnel::ClientUpgrade::Http2WebSocket(..))) {
+        error!(
+            upstream = %in_flight.peer().label,
+            %status,
+            "upstream answered a WebSocket handshake without switching protocols"
+        );
+        return respond::error(StatusCode::BAD_GATEWAY);
+    }
     let (parts, body) = resp.into_parts();
     let mut headers = parts.headers;
     let marks = headers::Marks::of(&headers);
+    // RFC 9112 §6.3: a Content-Length next to Transfer-Encoding must not
+    // be forwarded; hyper decoded the chunks, and the length would frame
+    // the client's copy (cut short, or the connection aborted). nginx
+    // refuses such a response; so does edge (the connection is dropped).
+    if marks.hop
+        && headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        error!(
+            upstream = %in_flight.peer().label,
+            "upstream sent both Content-Length and Transfer-Encoding"
+        );
+        return respond::error(StatusCode::BAD_GATEWAY);
+    }
     let unbuffered = marks.accel
         && headers
             .remove(&X_ACCEL_BUFFERING)
