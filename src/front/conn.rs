@@ -176,7 +176,9 @@ pub async fn handle(
         .and(head_ok)
         .and_then(|()| check_host(&req).map_err(|why| (StatusCode::BAD_REQUEST, why)))
         .and_then(|()| {
-            (shared.proxies.check_path(req.uri().path()))
+            shared
+                .proxies
+                .check_path(req.uri().path())
                 .map_err(|why| (StatusCode::BAD_REQUEST, why))
         });
     let mut outcome = Outcome::default();
@@ -273,6 +275,9 @@ fn join_cookie_fields(headers: &mut http::HeaderMap) {
     }
     let mut joined = Vec::new();
     for v in headers.get_all(header::COOKIE) {
+        if v.is_empty() {
+            continue;
+        }
         if !joined.is_empty() {
             joined.extend_from_slice(b"; ");
         }
@@ -584,5 +589,38 @@ async fn to_app(
             }
             r
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies(h: &http::HeaderMap) -> Vec<&str> {
+        h.get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn http2_cookie_fields_join_in_order() {
+        let mut h = http::HeaderMap::new();
+        join_cookie_fields(&mut h);
+        assert!(cookies(&h).is_empty());
+        h.append(header::COOKIE, http::HeaderValue::from_static("a=1"));
+        join_cookie_fields(&mut h);
+        assert_eq!(cookies(&h), ["a=1"]);
+        for c in ["", "b=2", "c=3"] {
+            h.append(header::COOKIE, http::HeaderValue::from_static(c));
+        }
+        join_cookie_fields(&mut h);
+        assert_eq!(cookies(&h), ["a=1; b=2; c=3"]);
+        // An empty first field leaves no leading separator.
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, http::HeaderValue::from_static(""));
+        h.append(header::COOKIE, http::HeaderValue::from_static("x=1"));
+        join_cookie_fields(&mut h);
+        assert_eq!(cookies(&h), ["x=1"]);
     }
 }
