@@ -552,6 +552,9 @@ fn scope_over_h2c_and_over_tls() {
     // h2c with prior knowledge on the plain listener.
     let req = http::Request::get(format!("http://127.0.0.1:{port}/scope/h2?a=%20"))
         .header("x-h2-test", "1")
+        // RFC 9113 §8.2.3: cookie crumbs, one field each.
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let rs = t::h2(port, None, vec![req]).unwrap_or_else(|e| panic!("{e}\n{}", edge.logs()));
@@ -573,6 +576,9 @@ fn scope_over_h2c_and_over_tls() {
         "{hs:?}"
     );
     assert_eq!(header_values(&hs, "x-h2-test"), ["1"]);
+    // Joined into one header, as an HTTP/1.1 client sends them (Starlette
+    // reads the first `cookie` header only).
+    assert_eq!(header_values(&hs, "cookie"), ["a=1; b=2"], "{hs:?}");
 
     // HTTPS, HTTP/1.1.
     let config = t::client_config(Some(&ca), &[&TLS13], &[b"http/1.1"]);
