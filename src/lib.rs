@@ -83,4 +83,26 @@ pub mod fuzz_support {
     /// The request head a `[[proxy]]` sends upstream
     /// (`front/proxy/headers.rs`).
     pub struct ProxyHead(());
+
+    /// Adds each `name:value` line to `b`, skipping a line with no colon
+    /// or with a name or value `http` refuses: how the request-head targets
+    /// turn fuzzer bytes into headers.
+    pub(crate) fn header_lines<'a>(
+        mut b: http::request::Builder,
+        lines: impl Iterator<Item = &'a [u8]>,
+    ) -> http::request::Builder {
+        for line in lines {
+            let Some(colon) = line.iter().position(|&c| c == b':') else {
+                continue;
+            };
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(&line[..colon]),
+                http::HeaderValue::from_bytes(&line[colon + 1..]),
+            ) else {
+                continue;
+            };
+            b = b.header(name, value);
+        }
+        b
+    }
 }

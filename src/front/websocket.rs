@@ -356,7 +356,7 @@ impl crate::fuzz_support::WsHandshake {
         let Some((&[m, v], rest)) = data.split_first_chunk::<2>() else {
             return;
         };
-        let mut b = http::Request::builder()
+        let b = http::Request::builder()
             .method(match m % 3 {
                 0 => Method::GET,
                 1 => Method::CONNECT,
@@ -367,18 +367,7 @@ impl crate::fuzz_support::WsHandshake {
                 1 => Version::HTTP_2,
                 _ => Version::HTTP_10,
             });
-        for line in rest.split(|&c| c == b'\n') {
-            let Some(colon) = line.iter().position(|&c| c == b':') else {
-                continue;
-            };
-            let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_bytes(&line[colon + 1..]),
-            ) else {
-                continue;
-            };
-            b = b.header(name, value);
-        }
+        let b = crate::fuzz_support::header_lines(b, rest.split(|&c| c == b'\n'));
         let Ok(req) = b.body(()) else { return };
         let (parts, ()) = req.into_parts();
         if let Some(Handshake::Upgrade(key)) = handshake(&parts) {

@@ -77,7 +77,7 @@ impl crate::fuzz_support::ProxyHead {
         } else {
             Buffered::Empty
         };
-        let mut b = http::Request::builder()
+        let b = http::Request::builder()
             .uri(uri)
             .method(if flags & 16 != 0 {
                 Method::POST
@@ -89,18 +89,7 @@ impl crate::fuzz_support::ProxyHead {
             } else {
                 Version::HTTP_11
             });
-        for line in lines {
-            let Some(colon) = line.iter().position(|&c| c == b':') else {
-                continue;
-            };
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_bytes(&line[colon + 1..]),
-            ) else {
-                continue;
-            };
-            b = b.header(name, value);
-        }
+        let b = crate::fuzz_support::header_lines(b, lines);
         let Ok(req) = b.body(()) else { return };
         let (parts, ()) = req.into_parts();
         let client: IpAddr = "192.0.2.7".parse().expect("an address");
