@@ -64,7 +64,7 @@ while [ $# -gt 0 ]; do
         --edge-bin) edge_bin=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --interface) interface=$2; shift 2 ;;
-        --venv) venv=$2; shift 2 ;;
+        --venv) venv=$(realpath "$2"); shift 2 ;;  # edge reads it relative to the config
         --proxy) proxy=1; path=/api/; shift ;;
         --keepalive) keepalive=$2; shift 2 ;;
         -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;

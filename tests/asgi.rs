@@ -1446,3 +1446,23 @@ fn pathsend_sends_the_file_from_disk() {
     // The worker goes on.
     assert_eq!(edge.get("/").text(), "asgi");
 }
+
+/// Each request's task is named after what it runs (the worker names it
+/// so that asyncio formats no "Task-<n>" per request), and a task factory
+/// that the app installs at startup still makes every request's task.
+#[test]
+fn request_tasks_are_named_and_an_app_task_factory_is_used() {
+    let edge = Edge::start_ready(&asgi("asgi_scope_app:app"), "/pid");
+    for _ in 0..2 {
+        let j = edge.get("/task").json();
+        assert_eq!(s(&j, "name"), "edge-http", "{j:?}");
+        assert_eq!(s(&j, "type"), "Task", "{j:?}");
+    }
+    drop(edge);
+
+    let conf = asgi("asgi_scope_app:app").app("env = { ASGI_TASK_FACTORY = \"1\" }");
+    let edge = Edge::start_ready(&conf, "/pid");
+    let j = edge.get("/task").json();
+    assert_eq!(s(&j, "type"), "MarkedTask", "{j:?}\n{}", edge.logs());
+    assert_eq!(s(&j, "name"), "edge-http", "{j:?}");
+}

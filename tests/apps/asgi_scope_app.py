@@ -32,13 +32,17 @@ HTTP routes (every JSON answer carries "pid"):
   /state-mutate      sets scope["state"]["mutated"] = pid (must not leak
                      into later requests: each gets a shallow copy)
   /exc               raises (the server answers 500)
+  /task              JSON {"name", "type"}: the name and the class name of
+                     the asyncio task running this request
   anything else      200 "asgi"
 
 WebSocket routes:
   /ws-scope          accepts (with the first offered subprotocol, if any)
                      and sends the scope as JSON text, then closes 1000
 
-Lifespan: on startup stores {"token": "lifespan-state-ok", "startup_pid":
+Lifespan: when ASGI_TASK_FACTORY is set, on startup installs a task
+factory that makes `MarkedTask`s (the server must then create its request
+tasks through the loop); on startup stores {"token": "lifespan-state-ok", "startup_pid":
 pid} in scope["state"] (when the server gives a state dict); when
 ASGI_MARKER_DIR is set, writes <dir>/startup-<pid> and on shutdown
 <dir>/shutdown-<pid>.
@@ -117,10 +121,20 @@ async def _read_body(receive):
     return body, events
 
 
+class MarkedTask(asyncio.Task):
+    """A task made by this app's task factory (ASGI_TASK_FACTORY)."""
+
+
+def _marked_factory(loop, coro, **kwargs):
+    return MarkedTask(coro, loop=loop, **kwargs)
+
+
 async def lifespan(scope, receive, send):
     while True:
         msg = await receive()
         if msg["type"] == "lifespan.startup":
+            if os.environ.get("ASGI_TASK_FACTORY"):
+                asyncio.get_running_loop().set_task_factory(_marked_factory)
             state = scope.get("state")
             if isinstance(state, dict):
                 state["token"] = "lifespan-state-ok"
@@ -242,6 +256,10 @@ async def http(scope, receive, send):
     elif path == "/state-mutate":
         scope["state"]["mutated"] = pid
         await _send_json(send, {"state": _jsonable(scope.get("state")), "pid": pid})
+    elif path == "/task":
+        task = asyncio.current_task()
+        await _send_json(send, {"name": task.get_name(), "type": type(task).__name__,
+                                "pid": pid})
     elif path == "/exc":
         raise RuntimeError("asgi_scope_app: /exc raised on purpose")
     else:

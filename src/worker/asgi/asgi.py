@@ -24,6 +24,11 @@ class _Cycle:
     __slots__ = ("server", "id", "slot", "scope", "rid", "started",
                  "waiter", "disconnected", "task")
 
+    # The name of the cycle's task. Given, asyncio does not format a
+    # "Task-<n>" per task (1.5k of a worker's ~45k instructions per
+    # request on CPython 3.11).
+    task_name = "edge-cycle"
+
     def __init__(self, server, id, slot, scope, rid):
         self.server = server
         self.id = id
@@ -46,6 +51,7 @@ class Http(_Cycle):
 
     __slots__ = ("body", "remaining", "status", "headers", "head_sent",
                  "done", "head_only", "expired", "streaming", "piece")
+    task_name = "edge-http"
 
     def __init__(self, server, id, slot, scope, rid, body, length):
         super().__init__(server, id, slot, scope, rid)
@@ -179,6 +185,7 @@ class WebSocket(_Cycle):
     messages through this worker's channel."""
 
     __slots__ = ("state", "connected", "inbox", "close_code", "close_reason", "expired")
+    task_name = "edge-websocket"
 
     def __init__(self, server, id, slot, scope, rid):
         super().__init__(server, id, slot, scope, rid)
@@ -389,10 +396,12 @@ class Server:
     async def serve(self):
         loop = self.loop
         self.stopping = loop.create_future()
-        # asyncio's create_task is Python code that, with no task factory,
-        # only calls Task(coro, loop=loop): on_queue calls Task itself.
-        self.plain_tasks = (isinstance(loop, asyncio.BaseEventLoop)
-                            and loop.get_task_factory() is None)
+        # With no task factory, asyncio's and uvloop's create_task only
+        # call Task(coro, loop=loop), then set_name: on_queue calls Task
+        # itself, named (create_task would format a "Task-<n>" first).
+        self.plain_tasks = (loop.get_task_factory() is None
+                            and (isinstance(loop, asyncio.BaseEventLoop)
+                                 or type(loop).__module__ == "uvloop"))
         # Responses written during one loop iteration leave in one write.
         self.io.set_scheduler(loop.call_soon, self.io.flush)
         loop.add_reader(self.io.channel_fd, self.on_channel)
@@ -461,7 +470,9 @@ class Server:
             else:
                 c = Http(self, id, slot, scope, rid, body, length)
             cycles[id] = c
-            c.task = _Task(c.run(), loop=loop) if plain else loop.create_task(c.run())
+            name = c.task_name
+            c.task = (_Task(c.run(), loop=loop, name=name) if plain
+                      else loop.create_task(c.run(), name=name))
         if taken:
             self.io.flush_after_batch()
         if len(cycles) >= self.max:
