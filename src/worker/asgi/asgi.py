@@ -11,6 +11,7 @@ and the graceful stop.
 """
 
 import asyncio
+import sys
 import time
 from collections import deque
 
@@ -18,6 +19,9 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _BODY_CHUNK = 1 << 20
 _BEAT = 0.2  # seconds between heartbeats (TERM check, timeouts, liveness)
 _Task = asyncio.Task
+# CPython 3.12+: a request's task starts at once (eager_start), so an app
+# that answers without waiting is never scheduled on the loop at all.
+_EAGER = sys.version_info >= (3, 12)
 
 
 class _Cycle:
@@ -471,8 +475,12 @@ class Server:
                 c = Http(self, id, slot, scope, rid, body, length)
             cycles[id] = c
             name = c.task_name
-            c.task = (_Task(c.run(), loop=loop, name=name) if plain
-                      else loop.create_task(c.run(), name=name))
+            if not plain:
+                c.task = loop.create_task(c.run(), name=name)
+            elif _EAGER:
+                c.task = _Task(c.run(), loop=loop, name=name, eager_start=True)
+            else:
+                c.task = _Task(c.run(), loop=loop, name=name)
         if taken:
             self.io.flush_after_batch()
         if len(cycles) >= self.max:
