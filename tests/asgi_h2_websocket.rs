@@ -39,13 +39,7 @@ fn websocket_over_http2_through_a_proxy_route() {
     )));
     converse(edge.addr(), "1.1");
     // An extended CONNECT for another protocol is refused on the route.
-    let addr = edge.addr();
-    runtime().block_on(async move {
-        let mut send = h2c(addr).await;
-        let url = format!("http://{addr}/chat");
-        let resp = extended_connect(&mut send, &url, "connect-udp", &[]).await;
-        assert_eq!(resp.status(), 405);
-    });
+    assert_eq!(connect_status(edge.addr(), "/chat", "connect-udp"), 405);
 }
 
 /// An upstream that answers the handshake 200 without switching (here a
@@ -59,19 +53,26 @@ fn an_upstream_that_does_not_switch_is_502_to_an_http2_websocket() {
         "[[proxy]]\nurl = \"/plain\"\nupstreams = [\"127.0.0.1:{}\"]\n",
         upstream.port
     )));
-    let addr = edge.addr();
-    runtime().block_on(async move {
-        let mut send = h2c(addr).await;
-        let url = format!("http://{addr}/plain");
-        let resp = extended_connect(&mut send, &url, "websocket", &[]).await;
-        assert_eq!(resp.status(), 502);
-    });
+    assert_eq!(connect_status(edge.addr(), "/plain", "websocket"), 502);
     assert!(
         edge.wait_log(true, Duration::from_secs(5), |s| s
             .contains("without switching protocols")),
         "{}",
         edge.stderr()
     );
+}
+
+/// The status of an extended CONNECT for `protocol` to `path` on `addr`
+/// (h2c), on a connection of its own.
+fn connect_status(addr: std::net::SocketAddr, path: &str, protocol: &'static str) -> u16 {
+    runtime().block_on(async move {
+        let mut send = h2c(addr).await;
+        let url = format!("http://{addr}{path}");
+        extended_connect(&mut send, &url, protocol, &[])
+            .await
+            .status()
+            .as_u16()
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

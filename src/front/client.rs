@@ -28,6 +28,8 @@ use crate::config::forwarded::TrustedProxies;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// Not a claim the front reads: one it sets for a `[[proxy]]` upstream.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 static X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
 static X_FORWARDED_PROTOCOL: HeaderName = HeaderName::from_static("x-forwarded-protocol");
@@ -144,7 +146,6 @@ fn maybe_claim(name: &HeaderName) -> bool {
 /// Headers the front sets itself for what it passes on: a `[[proxy]]`
 /// upstream's `X-Forwarded-Host`, the request id.
 static VOUCHED: &[&HeaderName] = &[&X_FORWARDED_HOST, &X_REQUEST_ID];
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = crate::front::request_id::HEADER;
 
 /// Removes `X_Forwarded_For` and the like: names that become a claim

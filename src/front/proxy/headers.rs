@@ -9,6 +9,7 @@ use super::body::{self, Buffered};
 use super::tunnel::ClientUpgrade;
 use super::Peer;
 use crate::config::proxy::ProxyRoute;
+use crate::front::client::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::front::offload;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, and the ones proxies know).
@@ -23,9 +24,6 @@ pub(super) static HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(super) static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// Whether a header is hop-by-hop here: always so, or named in `Connection`.
