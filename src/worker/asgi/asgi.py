@@ -51,25 +51,31 @@ class _Cycle:
 
 
 class Http(_Cycle):
-    """One HTTP request: `receive`, `send`, and the app's task."""
+    """One HTTP request: `receive` and the app's task. Its `send` is Rust's
+    (`worker/asgi/send.rs`): it holds the response's state (`send.done`)
+    and the future a waiting `receive` is woken by when the response ends."""
 
-    __slots__ = ("body", "remaining", "status", "headers", "head_sent",
-                 "done", "head_only", "expired", "streaming", "piece")
+    __slots__ = ("body", "remaining", "expired", "streaming", "piece", "send")
     task_name = "edge-http"
 
-    def __init__(self, server, id, slot, scope, rid, body, length):
-        super().__init__(server, id, slot, scope, rid)
+    def __init__(self, server, id, slot, scope, rid, body, length, send):
+        # _Cycle's fields, set here: no super() call per request.
+        self.server = server
+        self.id = id
+        self.slot = slot
+        self.scope = scope
+        self.rid = rid
+        self.started = time.monotonic()
+        self.waiter = None
+        self.disconnected = False
+        self.task = None
         self.body = body
         self.remaining = length
         # app.stream_request_body: the body is pulled from the front.
         self.streaming = body is None
         self.piece = None
-        self.status = None
-        self.headers = None
-        self.head_sent = False
-        self.done = False
-        self.head_only = scope["method"] == "HEAD"
         self.expired = False
+        self.send = send
 
     async def run(self):
         server = self.server
@@ -80,29 +86,26 @@ class Http(_Cycle):
             if self.expired:
                 io.log(40, self.rid, f"request {self.scope['method']} {self.scope['path']} "
                        f"ran past the timeout ({server.timeout:g}s): cancelled")
-                self._fail(504, "timeout")
+                self.send.fail(504, "timeout")
             else:
-                self._fail(503, "worker stopping")
+                self.send.fail(503, "worker stopping")
         except BaseException as e:  # noqa: B036 - the app's errors are answered, never raised
             io.log_exception(self.rid, "Exception in ASGI application", e)
-            self._fail(500, "application error")
+            self.send.fail(500, "application error")
         else:
-            if not self.done:
+            if not self.send.done:
                 io.log(40, self.rid, "ASGI callable returned without completing the response")
-                self._fail(500, "incomplete response")
+                self.send.fail(500, "incomplete response")
         finally:
             if self.body is not None and self.body.__class__ is not bytes:
                 self.body.close()
             server.finished(self)
 
-    def _fail(self, status, reason):
-        if self.done:
-            return
-        self.done = True
-        if self.head_sent:
-            self.server.io.abort(self.id, reason)
-        else:
-            self.server.io.error(self.id, status)
+    def _wait(self):
+        """A future for `receive` to wait on: woken by a channel event
+        (`_wake`) or by the end of the response (`send`)."""
+        w = self.waiter = self.send.waiter = self.server.loop.create_future()
+        return w
 
     async def receive(self):
         body = self.body
@@ -119,65 +122,20 @@ class Http(_Cycle):
             return {"type": "http.request", "body": chunk, "more_body": more}
         if self.streaming and not self.disconnected:
             self.server.io.pull(self.id)
-            self.waiter = self.server.loop.create_future()
-            await self.waiter
+            await self._wait()
             piece, self.piece = self.piece, None
             if piece is not None:
                 if piece is _END:
                     self.streaming = False
                     return {"type": "http.request", "body": b"", "more_body": False}
                 return {"type": "http.request", "body": piece, "more_body": True}
-        if not (self.disconnected or self.done):
-            self.waiter = self.server.loop.create_future()
-            await self.waiter
+        if not (self.disconnected or self.send.done):
+            await self._wait()
         return {"type": "http.disconnect"}
 
     def on_piece(self, piece):
         self.piece = piece
         self._wake()
-
-    async def send(self, message):
-        kind = message["type"]
-        if kind == "http.response.body":
-            if self.status is None:
-                raise RuntimeError("Expected ASGI message 'http.response.start', "
-                                   "but got 'http.response.body'.")
-            if self.done:
-                raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, "
-                                   "after response already completed.")
-            body = message.get("body", b"")
-            end = not message.get("more_body", False)
-            if self.head_only:
-                body = b""
-            if self.head_sent:
-                if body or end:
-                    self.server.io.body(self.id, body, end)
-            else:
-                self.server.io.respond(self.id, self.status, self.headers, body, end)
-                self.head_sent = True
-            if end:
-                self.done = True
-                self._wake()
-        elif kind == "http.response.start":
-            if self.status is not None:
-                raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, "
-                                   "after response already started.")
-            status = message["status"]
-            if status.__class__ is not int:
-                raise TypeError(f"http.response.start status must be an int, not {status!r}")
-            self.status = status
-            self.headers = message.get("headers", ())
-        elif kind == "http.response.pathsend":
-            if self.status is None or self.head_sent or self.done:
-                raise RuntimeError("Unexpected ASGI message 'http.response.pathsend': it must "
-                                   "follow 'http.response.start' and be the whole body.")
-            self.server.io.pathsend(self.id, self.status, self.headers, message["path"],
-                                    self.head_only)
-            self.head_sent = True
-            self.done = True
-            self._wake()
-        else:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r} for an HTTP request.")
 
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
@@ -468,11 +426,11 @@ class Server:
             self.pause()
             return
         plain = self.plain_tasks
-        for id, slot, ws, scope, body, length, rid in taken:
+        for id, slot, ws, scope, body, length, rid, send in taken:
             if ws:
                 c = WebSocket(self, id, slot, scope, rid)
             else:
-                c = Http(self, id, slot, scope, rid, body, length)
+                c = Http(self, id, slot, scope, rid, body, length, send)
             cycles[id] = c
             name = c.task_name
             if not plain:
@@ -537,7 +495,7 @@ class Server:
             for c in self.cycles.values():
                 if now - c.started > limit:
                     if c.__class__ is Http:
-                        if not c.expired and not c.done:
+                        if not c.expired and not c.send.done:
                             c.expired = True
                             c.task.cancel()
                     elif c.state == _CONNECTING and not c.expired:

@@ -21,7 +21,8 @@
 //! WSGI request.
 //!
 //! Files: this one (the loop's setup and [`Io`]'s queue, channel and
-//! response methods), `scope.rs` (a request's `scope`), `response.rs`
+//! response methods), `scope.rs` (a request's `scope`), `send.rs` (an HTTP
+//! request's `send`, in Rust), `response.rs`
 //! (Python values → body bytes and checked header lists), `asgi.py` (the
 //! Python half).
 
@@ -39,6 +40,7 @@ use tracing::{error, info};
 
 mod response;
 mod scope;
+mod send;
 
 use super::output::Output;
 use super::wsgi;
@@ -277,8 +279,9 @@ enum Source {
 /// Pending output past which it is written at once.
 const FLUSH_AT: usize = 256 * 1024;
 
-/// A request taken from the queue, as handed to Python:
-/// (id, task entry, websocket, scope, body, body length, request id).
+/// A request taken from the queue, as handed to Python: (id, task entry,
+/// websocket, scope, body, body length, request id, the HTTP request's
+/// `send` or `None`).
 type Taken<'py> = (
     u64,
     u32,
@@ -287,6 +290,7 @@ type Taken<'py> = (
     Bound<'py, PyAny>,
     u64,
     Bound<'py, PyBytes>,
+    Option<Bound<'py, send::Responder>>,
 );
 
 #[pymethods]
@@ -350,24 +354,13 @@ impl Io {
     /// up to `room`. The loop calls it for the descriptor that is
     /// readable: no read of the other comes back empty.
     fn take<'py>(
-        &mut self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         room: usize,
         inbox: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        let room = self
-            .quota
-            .room(room.min(self.free.len()), &self.scoreboard, self.slot);
-        let mut taken = 0;
-        // Out of `self` while requests borrow from it.
-        let mut buf = std::mem::take(&mut self.buf);
-        let source = if inbox { Source::Inbox } else { Source::Queue };
-        let r = self.take_into(py, source, &mut buf, room, &list, &mut taken);
-        self.buf = buf;
-        self.quota.took(taken);
-        self.publish_load();
-        r.map(|()| list)
+        let mut this = slf.borrow_mut();
+        this.take_all(py, slf, room, inbox)
     }
 
     /// Past `max_requests` with another worker serving: the loop stops
@@ -717,12 +710,37 @@ impl Io {
         line.inbox_read.store(self.inbox_read, Ordering::Release);
     }
 
+    /// `take`'s work; `me` is this object, which each request's `send` holds.
+    fn take_all<'py>(
+        &mut self,
+        py: Python<'py>,
+        me: &Bound<'py, Io>,
+        room: usize,
+        inbox: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        let room = self
+            .quota
+            .room(room.min(self.free.len()), &self.scoreboard, self.slot);
+        let mut taken = 0;
+        // Out of `self` while requests borrow from it.
+        let mut buf = std::mem::take(&mut self.buf);
+        let source = if inbox { Source::Inbox } else { Source::Queue };
+        let r = self.take_into(py, me, source, &mut buf, room, &list, &mut taken);
+        self.buf = buf;
+        self.quota.took(taken);
+        self.publish_load();
+        r.map(|()| list)
+    }
+
     /// `take`'s loop, over a datagram buffer lent by the caller: batches
     /// of requests from `source`, one `recvmmsg` each, until it is empty
     /// or there is no more room.
+    #[allow(clippy::too_many_arguments)]
     fn take_into<'py>(
         &mut self,
         py: Python<'py>,
+        me: &Bound<'py, Io>,
         source: Source,
         buf: &mut [u8],
         room: usize,
@@ -766,7 +784,7 @@ impl Io {
                         break;
                     }
                     let at = i * size;
-                    if let Some(item) = self.accept(py, &buf[at..at + msg.len], msg)? {
+                    if let Some(item) = self.accept(py, me, &buf[at..at + msg.len], msg)? {
                         list.append(item)?;
                         *taken += 1;
                     }
@@ -817,6 +835,7 @@ impl Io {
     fn accept<'py>(
         &mut self,
         py: Python<'py>,
+        me: &Bound<'py, Io>,
         datagram: &[u8],
         got: fdpass::Received,
     ) -> PyResult<Option<Taken<'py>>> {
@@ -854,7 +873,7 @@ impl Io {
             return Ok(None);
         };
         self.scoreboard.slot(self.slot).tasks[entry as usize].store(id, Ordering::Release);
-        match self.admit(py, id, entry, &head, body, got.fd) {
+        match self.admit(py, me, id, entry, &head, body, got.fd) {
             Ok(taken) => Ok(taken),
             Err(e) => {
                 // The request dies here, alone: a 500 for it, a traceback
@@ -869,9 +888,11 @@ impl Io {
     }
 
     /// The Python side of a request: scope, request id and body object.
+    #[allow(clippy::too_many_arguments)]
     fn admit<'py>(
         &mut self,
         py: Python<'py>,
+        me: &Bound<'py, Io>,
         id: u64,
         entry: u32,
         head: &wire::RequestHead<'_>,
@@ -906,6 +927,15 @@ impl Io {
             // Pulled chunk by chunk (`pull`).
             (wire::BodyKind::Stream, _) => py.None().into_bound(py),
         };
+        let send = if head.websocket {
+            None
+        } else {
+            let head_only = head.method == b"HEAD";
+            Some(Bound::new(
+                py,
+                send::Responder::new(me.clone().unbind(), id, head_only),
+            )?)
+        };
         Ok(Some((
             id,
             entry,
@@ -914,6 +944,7 @@ impl Io {
             body_obj,
             head.body_len,
             rid,
+            send,
         )))
     }
 }
