@@ -17,23 +17,53 @@ use super::output::Output;
 use crate::ipc::wire;
 
 /// Hop-by-hop headers an app must not set (PEP 3333); dropped as gunicorn does.
-pub(super) fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
+pub(super) fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
     ];
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// RFC 9110 `tchar`, by table: one load per byte of every header name an
+/// app sends.
 pub(super) fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+    TCHAR[c as usize]
 }
+
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        c += 1;
+    }
+    t
+};
 
 /// Parse and check a WSGI status line such as `"200 OK"`.
 pub fn parse_status(status: &str) -> Result<u16, String> {
@@ -275,7 +305,7 @@ impl Responder {
                 return Err(PyTypeError::new_err("header name and value must be str"));
             };
             let (name, value) = (name.to_str()?, value.to_str()?);
-            if is_hop_by_hop(name) {
+            if is_hop_by_hop(name.as_bytes()) {
                 continue;
             }
             checked
@@ -631,8 +661,19 @@ mod tests {
 
     #[test]
     fn hop_by_hop() {
-        assert!(is_hop_by_hop("Connection"));
-        assert!(is_hop_by_hop("transfer-encoding"));
-        assert!(!is_hop_by_hop("content-length"));
+        assert!(is_hop_by_hop(b"Connection"));
+        assert!(is_hop_by_hop(b"transfer-encoding"));
+        assert!(!is_hop_by_hop(b"content-length"));
+    }
+
+    #[test]
+    fn token_chars_are_rfc_9110_tchar() {
+        let tchar: Vec<u8> = (0..=255u8).filter(|&c| is_token_char(c)).collect();
+        let mut want: Vec<u8> = b"!#$%&'*+-.^_`|~".to_vec();
+        want.extend(b'0'..=b'9');
+        want.extend(b'A'..=b'Z');
+        want.extend(b'a'..=b'z');
+        want.sort_unstable();
+        assert_eq!(tchar, want);
     }
 }

@@ -85,7 +85,7 @@ pub(super) fn response_headers<'py>(headers: &Bound<'py, PyAny>) -> PyResult<Vec
         let name_lc: &[u8] = lower.as_deref().unwrap_or(n);
         // Hop-by-hop names are 2 to 19 bytes and start with c, k, p, t or u.
         if matches!(name_lc.first(), Some(b'c' | b'k' | b'p' | b't' | b'u'))
-            && wsgi::is_hop_by_hop(std::str::from_utf8(name_lc).unwrap_or(""))
+            && wsgi::is_hop_by_hop(name_lc)
         {
             return Ok(());
         }

@@ -156,20 +156,62 @@ impl Templates {
         let asgi = PyDict::new(py);
         asgi.set_item("version", "3.0")?;
         asgi.set_item("spec_version", "2.4")?;
+        let ext = PyDict::new(py);
+        ext.set_item("http.response.pathsend", PyDict::new(py))?;
         let http = PyDict::new(py);
         http.set_item("type", "http")?;
         http.set_item("asgi", &asgi)?;
         http.set_item("root_path", root_path)?;
-        let ext = PyDict::new(py);
-        ext.set_item("http.response.pathsend", PyDict::new(py))?;
         http.set_item("extensions", ext)?;
+        placeholders(&http, &HTTP_KEYS)?;
         let websocket = PyDict::new(py);
         websocket.set_item("type", "websocket")?;
         websocket.set_item("asgi", &asgi)?;
         websocket.set_item("root_path", root_path)?;
+        placeholders(&websocket, &WEBSOCKET_KEYS)?;
         Ok(Templates {
             http: http.unbind(),
             websocket: websocket.unbind(),
         })
     }
+}
+
+/// The keys [`Io::scope`] sets in every HTTP scope, in their order.
+const HTTP_KEYS: [&str; 10] = [
+    "http_version",
+    "scheme",
+    "method",
+    "path",
+    "raw_path",
+    "query_string",
+    "headers",
+    "client",
+    "server",
+    "state",
+];
+
+/// The keys [`Io::scope`] sets in every WebSocket scope, in their order.
+const WEBSOCKET_KEYS: [&str; 10] = [
+    "http_version",
+    "scheme",
+    "path",
+    "raw_path",
+    "query_string",
+    "headers",
+    "client",
+    "server",
+    "state",
+    "subprotocols",
+];
+
+/// A template holds every key its scopes get: the request's own are
+/// `None` there and replaced in each copy, so that the copy (a memcpy of
+/// the template's table) never grows or rehashes. The keys are interned,
+/// the same objects as `Io::scope`'s `intern!`s.
+fn placeholders(template: &Bound<'_, PyDict>, keys: &[&str]) -> PyResult<()> {
+    let py = template.py();
+    for key in keys {
+        template.set_item(PyString::intern(py, key), py.None())?;
+    }
+    Ok(())
 }
