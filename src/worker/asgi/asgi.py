@@ -6,8 +6,9 @@ queue (each with its `scope` already built), `io.read_channel()` returns
 what the front sent this worker (client disconnects, WebSocket messages),
 and `io.respond()`, `io.body()`, `io.ws_*()` write response frames. This
 module holds what is simplest to say in Python: one asyncio task per
-request, the `receive` / `send` callables, the lifespan protocol, timeouts
-and the graceful stop.
+request, `receive`, WebSocket `send`, the lifespan protocol, timeouts and
+the graceful stop. An HTTP request's `send` comes with it from `take()`,
+made in Rust (`send.rs`).
 """
 
 import asyncio
