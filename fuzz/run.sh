@@ -11,7 +11,9 @@
 # (libFuzzer's -merge=1 keeps only inputs that add coverage).
 # A crash or an invariant failure leaves its input in fuzz/artifacts/TARGET/
 # and makes the script exit 1 after the other targets ran. The last lines
-# print the executions per target.
+# print the executions per target. Targets run FUZZ_JOBS at a time (default:
+# the number of CPUs; each libFuzzer process is single-threaded), so a run
+# takes about SECONDS x targets / FUZZ_JOBS.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,37 +52,60 @@ fi
 
 cargo +nightly fuzz build "${FLAGS[@]}"
 
-failed=()
-summary=()
-for t in "${TARGETS[@]}"; do
-  corpus="corpus/$t"
-  found="target/found/$t"
+if [ "$merge" = 1 ]; then
+  for t in "${TARGETS[@]}"; do
+    mkdir -p "corpus/$t" "target/found/$t"
+    cargo +nightly fuzz run "${FLAGS[@]}" "$t" "corpus/$t" "target/found/$t" -- -merge=1
+  done
+  exit 0
+fi
+
+# One target: its log in target/found/TARGET.log, "ok" or "FAILED" in
+# target/found/TARGET.status.
+fuzz_one() {
+  local t=$1
+  local corpus="corpus/$t" found="target/found/$t" log="target/found/$t.log"
   mkdir -p "$corpus" "$found"
-  if [ "$merge" = 1 ]; then
-    cargo +nightly fuzz run "${FLAGS[@]}" "$t" "$corpus" "$found" -- -merge=1
-    continue
-  fi
-  log="target/found/$t.log"
   # New inputs go to the first directory ($found); the corpus is only read.
   if cargo +nightly fuzz run "${FLAGS[@]}" "$t" "$found" "$corpus" -- \
       -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
       >"$log" 2>&1; then
-    status=ok
+    echo ok >"target/found/$t.status"
   else
-    status=FAILED
+    echo FAILED >"target/found/$t.status"
+  fi
+}
+
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+mkdir -p target/found
+for t in "${TARGETS[@]}"; do
+  rm -f "target/found/$t.status"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+    wait -n || true
+  done
+  fuzz_one "$t" &
+done
+wait
+
+failed=()
+summary=()
+for t in "${TARGETS[@]}"; do
+  found="target/found/$t"
+  log="target/found/$t.log"
+  status=$(cat "target/found/$t.status" 2>/dev/null || echo FAILED)
+  if [ "$status" != ok ]; then
     failed+=("$t")
     tail -40 "$log"
   fi
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+  # A target that failed early has no stats: "?" (no exit under pipefail).
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   summary+=("$(printf '%-14s %-6s %12s execs in %ss, coverage %s, %s new inputs' \
-    "$t" "$status" "${execs:-?}" "$secs" "${cov:-?}" "$(ls "$found" | wc -l)")")
+    "$t" "$status" "${execs:-?}" "$secs" "${cov:-?}" "$(ls "$found" 2>/dev/null | wc -l)")")
 done
 
-if [ "$merge" = 0 ]; then
-  echo "== fuzz summary"
-  printf '%s\n' "${summary[@]}"
-fi
+echo "== fuzz summary"
+printf '%s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz targets failed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
   exit 1
