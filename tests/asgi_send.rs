@@ -125,11 +125,7 @@ fn a_bad_status_is_a_500_with_the_reason_logged() {
     ] {
         let r = edge.get(&format!("/status?{query}"));
         assert_eq!(r.status, 500, "{query}: {}\n{}", r.describe(), edge.logs());
-        assert!(
-            edge.wait_log(true, Duration::from_secs(5), |l| l.contains(logged)),
-            "{query}: {logged:?} not in the error log\n{}",
-            edge.logs()
-        );
+        edge.expect_log(true, Duration::from_secs(5), logged, query);
     }
     assert_eq!(edge.get("/").text(), "hello", "the worker did not go on");
 }
@@ -142,11 +138,11 @@ fn an_incomplete_response_is_a_500_or_a_cut_response() {
     let edge = edge();
     let r = edge.get("/start-only");
     assert_eq!(r.status, 500, "{}\n{}", r.describe(), edge.logs());
-    assert!(
-        edge.wait_log(true, Duration::from_secs(5), |l| l
-            .contains("ASGI callable returned without completing the response")),
-        "{}",
-        edge.logs()
+    edge.expect_log(
+        true,
+        Duration::from_secs(5),
+        "ASGI callable returned without completing the response",
+        "/start-only",
     );
 
     for (path, part) in [("/partial", "first part"), ("/raises-later", "begun")] {
@@ -165,11 +161,11 @@ fn an_incomplete_response_is_a_500_or_a_cut_response() {
             "{path}: the cut response was ended as if complete: {got:?}"
         );
     }
-    assert!(
-        edge.wait_log(true, Duration::from_secs(5), |l| l
-            .contains("asgi_send_app: raised after the first body part")),
-        "the exception's traceback is not in the error log\n{}",
-        edge.logs()
+    edge.expect_log(
+        true,
+        Duration::from_secs(5),
+        "asgi_send_app: raised after the first body part",
+        "the exception's traceback",
     );
     assert_eq!(edge.get("/").text(), "hello", "the worker did not go on");
 }

@@ -163,12 +163,16 @@ impl Templates {
         http.set_item("asgi", &asgi)?;
         http.set_item("root_path", root_path)?;
         http.set_item("extensions", ext)?;
-        placeholders(&http, &HTTP_KEYS)?;
+        placeholders(&http, &VERSION_KEYS)?;
+        placeholders(&http, &["method"])?;
+        placeholders(&http, &REQUEST_KEYS)?;
         let websocket = PyDict::new(py);
         websocket.set_item("type", "websocket")?;
         websocket.set_item("asgi", &asgi)?;
         websocket.set_item("root_path", root_path)?;
-        placeholders(&websocket, &WEBSOCKET_KEYS)?;
+        placeholders(&websocket, &VERSION_KEYS)?;
+        placeholders(&websocket, &REQUEST_KEYS)?;
+        placeholders(&websocket, &["subprotocols"])?;
         Ok(Templates {
             http: http.unbind(),
             websocket: websocket.unbind(),
@@ -176,24 +180,12 @@ impl Templates {
     }
 }
 
-/// The keys [`Io::scope`] sets in every HTTP scope, in their order.
-const HTTP_KEYS: [&str; 10] = [
-    "http_version",
-    "scheme",
-    "method",
-    "path",
-    "raw_path",
-    "query_string",
-    "headers",
-    "client",
-    "server",
-    "state",
-];
+/// The keys [`Io::scope`] sets in every scope, in their order: these two,
+/// an HTTP scope's `method`, then [`REQUEST_KEYS`] (and a WebSocket
+/// scope's `subprotocols`).
+const VERSION_KEYS: [&str; 2] = ["http_version", "scheme"];
 
-/// The keys [`Io::scope`] sets in every WebSocket scope, in their order.
-const WEBSOCKET_KEYS: [&str; 10] = [
-    "http_version",
-    "scheme",
+const REQUEST_KEYS: [&str; 7] = [
     "path",
     "raw_path",
     "query_string",
@@ -201,7 +193,6 @@ const WEBSOCKET_KEYS: [&str; 10] = [
     "client",
     "server",
     "state",
-    "subprotocols",
 ];
 
 /// A template holds every key its scopes get: the request's own are
