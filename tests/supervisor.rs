@@ -378,3 +378,49 @@ fn sigint_is_a_quick_stop() {
         edge.leftovers()
     );
 }
+
+/// Workers run under `SCHED_BATCH` (a request sent to a worker does not
+/// preempt the front while it reads others), every thread of theirs; the
+/// front and the arbiter keep the default policy.
+#[test]
+fn workers_run_under_sched_batch_and_the_front_does_not() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    // WSGI with threads (the worker's threads inherit the policy), then ASGI.
+    for (conf, path) in [
+        (slow_app(2).app("threads = 3"), "/?s=0"),
+        (
+            Conf::new("asgi_scope_app:app").app("interface = \"asgi\""),
+            "/",
+        ),
+    ] {
+        let edge = Edge::start_ready(&conf, path);
+        let workers = proc::workers_of(edge.pid);
+        assert!(!workers.is_empty(), "no worker of {}", edge.pid);
+        for w in &workers {
+            let policies = proc::sched_policies(*w);
+            assert!(!policies.is_empty(), "no thread read for worker {w}");
+            for (tid, p) in &policies {
+                assert_eq!(
+                    *p, SCHED_BATCH,
+                    "worker {w}, thread {tid}: policy {p}, not SCHED_BATCH ({}): {policies:?}",
+                    SCHED_BATCH
+                );
+            }
+        }
+        let mut checked = 0;
+        for f in proc::fronts_of(edge.pid) {
+            for (tid, p) in proc::sched_policies(f) {
+                assert_eq!(p, SCHED_OTHER, "front {f}, thread {tid}: policy {p}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no front thread read");
+        for (tid, p) in proc::sched_policies(edge.pid) {
+            assert_eq!(p, SCHED_OTHER, "arbiter thread {tid}: policy {p}");
+        }
+        // And they serve.
+        let r = edge.get(path);
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+}

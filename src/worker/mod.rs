@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pyo3::prelude::*;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::config::Config;
 use crate::exit::BOOT_ERROR;
@@ -156,6 +156,10 @@ fn stopping() -> bool {
 /// The worker role's entry point; returns the exit code.
 pub fn run(ctx: Inherit) -> i32 {
     crate::logging::set_role(crate::logging::Role::Worker);
+    // Before any thread of the worker's exists: they inherit it.
+    if let Err(e) = crate::sys::batch_scheduling() {
+        debug!(error = %e, "cannot switch the worker to SCHED_BATCH; it keeps the default policy");
+    }
     if ctx.preloaded.is_some() || python::hosted() {
         python::after_fork_child();
     }

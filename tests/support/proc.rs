@@ -122,3 +122,29 @@ pub fn wait_gone(pids: &[i32], timeout: std::time::Duration) -> bool {
     })
     .is_some()
 }
+
+/// The scheduling policy (sched(7): 0 `SCHED_OTHER`, 3 `SCHED_BATCH`) of
+/// each thread of `pid`, by thread id.
+pub fn sched_policies(pid: i32) -> Vec<(i32, u32)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        // Field 41 of stat(5); index 38 after the `(comm)`.
+        let policy = s
+            .rfind(')')
+            .and_then(|close| s[close + 1..].split_whitespace().nth(38)?.parse().ok());
+        if let Some(p) = policy {
+            out.push((tid, p));
+        }
+    }
+    out.sort_unstable();
+    out
+}
