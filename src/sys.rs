@@ -68,6 +68,9 @@ pub fn close_fds_except(keep: &[RawFd]) {
 /// Run the calling thread, and every thread it starts from now on, under
 /// `SCHED_BATCH`: the same share of the CPU as before (its nice value is
 /// kept), but waking up no longer preempts the thread that is running.
+/// Only from the default policy: one the user chose for the whole tree
+/// (`chrt` on the `edge` command: FIFO, RR, IDLE, BATCH) is kept. True
+/// when the policy changed.
 ///
 /// For a worker: when the front sends it a request, the front is not
 /// interrupted in the middle of the requests it is still reading; the
@@ -77,14 +80,22 @@ pub fn close_fds_except(keep: &[RawFd]) {
 /// request from ~0.3 to ~0.03. On an idle core the worker runs at once, as
 /// before. Unprivileged: a process may always lower itself to
 /// `SCHED_BATCH` (sched(7)).
-pub fn batch_scheduling() -> std::io::Result<()> {
+pub fn batch_scheduling() -> std::io::Result<bool> {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if policy != libc::SCHED_OTHER {
+        return Ok(false);
+    }
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param for the call's duration; pid 0
     // is the calling thread.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Clear or set FD_CLOEXEC.

@@ -424,3 +424,43 @@ fn workers_run_under_sched_batch_and_the_front_does_not() {
         assert_eq!(r.status, 200, "{}", r.describe());
     }
 }
+
+/// A policy the `edge` command was started with (`chrt -i`: SCHED_IDLE)
+/// is kept by the workers: they only leave the default policy.
+#[test]
+fn workers_keep_a_policy_the_edge_command_was_given() {
+    const SCHED_IDLE: u32 = 5;
+    let conf = slow_app(1);
+    // A child process inherits the policy of the thread that spawns it.
+    let edge = thread::spawn(move || {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is valid for the call; pid 0 is this thread,
+        // which only starts edge and ends.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        assert_eq!(
+            rc,
+            0,
+            "sched_setscheduler(SCHED_IDLE): {}",
+            std::io::Error::last_os_error()
+        );
+        Edge::start_ready(&conf, "/?s=0")
+    })
+    .join()
+    .expect("the thread that started edge panicked");
+    let workers = proc::workers_of(edge.pid);
+    assert_eq!(workers.len(), 1, "workers: {workers:?}");
+    for (tid, p) in proc::sched_policies(workers[0]) {
+        assert_eq!(
+            p, SCHED_IDLE,
+            "worker thread {tid}: policy {p}, not SCHED_IDLE"
+        );
+    }
+    for f in proc::fronts_of(edge.pid) {
+        for (tid, p) in proc::sched_policies(f) {
+            assert_eq!(p, SCHED_IDLE, "front {f}, thread {tid}: policy {p}");
+        }
+    }
+    let r = edge.get("/?s=0");
+    assert_eq!(r.status, 200, "{}", r.describe());
+}
