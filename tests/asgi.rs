@@ -1466,3 +1466,52 @@ fn request_tasks_are_named_and_an_app_task_factory_is_used() {
     assert_eq!(s(&j, "type"), "MarkedTask", "{j:?}\n{}", edge.logs());
     assert_eq!(s(&j, "name"), "edge-http", "{j:?}");
 }
+
+/// The front sends the requests of one turn of its runtime in one batch
+/// (`sendmmsg`) to each worker's inbox or the shared queue: under a burst
+/// over many connections, every answer must still be its own request's.
+#[test]
+fn a_burst_over_many_connections_answers_each_request_its_own() {
+    const CONNS: usize = 32;
+    const EACH: usize = 20;
+    let edge = Edge::start_ready(&scope_app().workers(2), "/pid");
+    let port = edge.port;
+    let start = Arc::new(std::sync::Barrier::new(CONNS));
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut conn = Conn::open(port);
+                start.wait();
+                let mut pids = Vec::new();
+                for n in 0..EACH {
+                    let body = format!("body of {c}/{n}");
+                    conn.send_request("POST", &format!("/scope?c={c}&n={n}"), &[], body.as_bytes());
+                    let r = conn.read_response("POST").unwrap();
+                    assert_eq!(r.status, 200, "{}", r.describe());
+                    let j = r.json();
+                    assert_eq!(
+                        bytes_of(&j["scope"]["query_string"]),
+                        Some(format!("c={c}&n={n}").into_bytes()),
+                        "connection {c}, request {n} got another request's answer"
+                    );
+                    assert_eq!(j["body"].as_str(), Some(body.as_str()));
+                    pids.push(j["pid"].as_i64().unwrap());
+                }
+                pids
+            })
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for c in clients {
+        pids.extend(c.join().expect("a client thread failed"));
+    }
+    assert_eq!(pids.len(), CONNS * EACH);
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        2,
+        "the burst did not reach both workers: {pids:?}"
+    );
+}

@@ -468,3 +468,41 @@ fn a_dying_worker_affects_only_its_own_request() {
     );
     assert_eq!(edge.get("/").status, 200);
 }
+
+/// The front sends the requests of one turn of its runtime in one batch
+/// (`sendmmsg`) to the shared queue: under a burst over many connections,
+/// every answer must still be its own request's.
+#[test]
+fn a_burst_over_many_connections_answers_each_request_its_own() {
+    const CONNS: usize = 32;
+    const EACH: usize = 20;
+    let conf = Conf::new("echo_app:app").workers(2).app("threads = 4");
+    let edge = Edge::start_ready(&conf, "/ready");
+    let port = edge.port;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CONNS));
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut conn = support::Conn::open(port);
+                start.wait();
+                for n in 0..EACH {
+                    let path = format!("/c{c}/n{n}");
+                    let body = format!("body of {c}/{n}");
+                    conn.send_request("POST", &path, &[], body.as_bytes());
+                    let r = conn.read_response("POST").unwrap();
+                    assert_eq!(r.status, 200, "{}", r.describe());
+                    assert_eq!(
+                        r.header("x-echo-path"),
+                        Some(path.as_str()),
+                        "connection {c}, request {n} got another request's answer"
+                    );
+                    assert_eq!(r.body, body.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client thread failed");
+    }
+}

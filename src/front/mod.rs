@@ -163,7 +163,7 @@ async fn serve(ctx: Inherit, others: Vec<tokio::runtime::Handle>) -> i32 {
             }
         }
     };
-    let upstream = match Upstream::new(queue, control, ctx.scoreboard, &config) {
+    let upstream = match Upstream::new(queue, control, ctx.scoreboard, &config, others.len() + 1) {
         Ok(u) => u,
         Err(e) => {
             error!(error = %e, "cannot set up the worker queue");

@@ -32,7 +32,7 @@
 //! front.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ pub struct Inbox {
     /// Datagrams sent here, and taken back, so far.
     sent: AtomicU64,
     taken_back: AtomicU64,
+    /// Its worker's channel closed: nothing more is sent here, and what
+    /// is found here is moved to the shared queue.
+    gone: AtomicBool,
 }
 
 impl Inbox {
@@ -74,6 +77,7 @@ impl Inbox {
             take_back,
             sent: AtomicU64::new(0),
             taken_back: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
         }
     }
 }
@@ -114,19 +118,15 @@ impl Upstream {
         sent.saturating_sub(read + back)
     }
 
-    /// Send `datagram` (with `fd`) to the open inbox of the least loaded
-    /// worker that has room. False when there is none, or its socket is
-    /// full: the caller uses the shared queue.
-    pub(super) fn send_to_inbox(
-        &self,
-        datagram: &[u8],
-        fd: Option<std::os::fd::BorrowedFd<'_>>,
-        now: u64,
-    ) -> bool {
+    /// The open inbox of the least loaded worker that has room, counted
+    /// as sent to already (a worker may read it before the send returns;
+    /// [`Upstream::unsent`] takes the count back when it is not sent).
+    /// None when there is none: the caller uses the shared queue.
+    pub(super) fn pick_inbox(&self, now: u64) -> Option<Arc<Inbox>> {
         // None open as of the last tick (a WSGI app under `auto`, workers
         // booting): no lock taken, nothing read.
         if self.open_inboxes.load(Ordering::Relaxed) == 0 {
-            return false;
+            return None;
         }
         let inboxes = self.inboxes.read().expect("inboxes lock");
         let mut best: Option<(&Arc<Inbox>, u64)> = None;
@@ -142,19 +142,61 @@ impl Upstream {
                 }
             }
         }
-        let Some((inbox, _)) = best else {
+        let (inbox, _) = best?;
+        inbox.sent.fetch_add(1, Ordering::Relaxed);
+        Some(inbox.clone())
+    }
+
+    /// `n` datagrams counted by [`Upstream::pick_inbox`] for `inbox` were
+    /// not sent to it after all.
+    pub(super) fn unsent(&self, inbox: &Inbox, n: usize) {
+        inbox.sent.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+
+    /// Send `datagram` (with `fd`) to the open inbox of the least loaded
+    /// worker that has room. False when there is none, or its socket is
+    /// full: the caller uses the shared queue.
+    pub(super) fn send_to_inbox(
+        &self,
+        datagram: &[u8],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+        now: u64,
+    ) -> bool {
+        let Some(inbox) = self.pick_inbox(now) else {
             return false;
         };
-        // Counted first: a worker may read it before `send` returns.
-        inbox.sent.fetch_add(1, Ordering::Relaxed);
         match fdpass::send(inbox.send.as_fd(), &[datagram], fd, MsgFlags::MSG_DONTWAIT) {
             Ok(_) => true,
             Err(e) => {
-                inbox.sent.fetch_sub(1, Ordering::Relaxed);
+                self.unsent(&inbox, 1);
                 debug!(slot = inbox.slot, error = %e, "worker inbox full; the shared queue instead");
                 false
             }
         }
+    }
+
+    /// Send `msgs` to `inbox`, in batches; how many were sent. The rest
+    /// (its socket is full, or its worker is gone) are uncounted: the
+    /// caller sends them to the shared queue.
+    pub(super) async fn send_batch_to_inbox(&self, inbox: &Inbox, msgs: &[&[u8]]) -> usize {
+        let mut sent = 0;
+        while sent < msgs.len() && !inbox.gone.load(Ordering::SeqCst) {
+            match fdpass::send_batch(inbox.send.as_fd(), &msgs[sent..], MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    debug!(slot = inbox.slot, error = %e, left = msgs.len() - sent,
+                        "worker inbox full; the shared queue instead");
+                    break;
+                }
+            }
+        }
+        self.unsent(inbox, msgs.len() - sent);
+        // Its worker's channel closed while these were on their way, and
+        // the take-back may have run before they arrived: take back again.
+        if sent > 0 && inbox.gone.load(Ordering::SeqCst) {
+            self.take_back(inbox).await;
+        }
+        sent
     }
 
     /// Start sending to a worker's inbox.
@@ -173,6 +215,9 @@ impl Upstream {
             at.map(|at| inboxes.swap_remove(at))
         };
         if let Some(inbox) = inbox {
+            // Before the take-back: a batch sent after it sees this and
+            // takes back what it sent (`send_batch_to_inbox`).
+            inbox.gone.store(true, Ordering::SeqCst);
             self.take_back(&inbox).await;
         }
     }

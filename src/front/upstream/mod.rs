@@ -15,7 +15,9 @@
 //! arbiter killed it for a timeout.
 //!
 //! ASGI requests go to one worker's inbox when a worker has room
-//! (`inbox.rs`), else to the shared queue.
+//! (`inbox.rs`), else to the shared queue. The requests of one turn of a
+//! front thread leave together, one `sendmmsg` per destination
+//! (`outbox.rs`).
 //!
 //! The front also writes to the channels, for ASGI workers: a request
 //! whose client went away before its answer is announced to every worker
@@ -46,6 +48,7 @@ use crate::ipc::{fdpass, wire};
 
 mod channel;
 mod inbox;
+mod outbox;
 
 /// Largest frame accepted from a worker: a WebSocket message at the
 /// largest `limits.websocket_max_message`, with its header.
@@ -218,6 +221,8 @@ pub struct Upstream {
     /// last look (every 50 ms).
     inboxes: RwLock<Vec<Arc<inbox::Inbox>>>,
     open_inboxes: AtomicUsize,
+    /// Each front thread's requests not sent yet (`outbox.rs`).
+    outboxes: Box<[Mutex<outbox::Outbox>]>,
     /// The largest request datagram (`ipc::max_datagram`).
     max_datagram: usize,
     /// Streamed request bodies, by request id, until the response head.
@@ -298,6 +303,7 @@ impl Upstream {
         control: OwnedFd,
         scoreboard: Scoreboard,
         config: &crate::config::Config,
+        front_threads: usize,
     ) -> io::Result<Arc<Self>> {
         let seqpacket = |fd: OwnedFd| -> io::Result<UnixDatagram> {
             let s = std::os::unix::net::UnixDatagram::from(fd);
@@ -311,6 +317,7 @@ impl Upstream {
             writers: Mutex::new(HashMap::new()),
             inboxes: RwLock::new(Vec::new()),
             open_inboxes: AtomicUsize::new(0),
+            outboxes: outbox::outboxes(front_threads),
             max_datagram: crate::ipc::max_datagram(config),
             streams: Mutex::new(HashMap::new()),
             asgi: config.app.interface != crate::config::Interface::Wsgi,
@@ -355,7 +362,7 @@ impl Upstream {
     }
 
     /// Send a request to the workers and wait for its response head.
-    pub async fn dispatch(&self, head: wire::RequestHead<'_>, body: Body) -> Reply {
+    pub async fn dispatch(self: &Arc<Self>, head: wire::RequestHead<'_>, body: Body) -> Reply {
         let r = self.dispatch_inner(head, body).await;
         if matches!(r, Err(Failure::Overloaded)) {
             self.count_shed();
@@ -377,7 +384,11 @@ impl Upstream {
         }
     }
 
-    async fn dispatch_inner(&self, mut head: wire::RequestHead<'_>, body: Body) -> Reply {
+    async fn dispatch_inner(
+        self: &Arc<Self>,
+        mut head: wire::RequestHead<'_>,
+        body: Body,
+    ) -> Reply {
         let capacity = self.channels.load(Ordering::Relaxed) * self.threads;
         if self.outstanding.load(Ordering::Relaxed) >= capacity + self.max_queue {
             return Err(Failure::Overloaded);
@@ -453,11 +464,23 @@ impl Upstream {
                 .expect("streams lock")
                 .insert(id, Arc::new(tokio::sync::Mutex::new(s)));
         }
-        let fd = file.as_ref().map(|f| f.as_fd());
-        if !(self.asgi && self.send_to_inbox(&datagram, fd, queued)) {
-            if let Err(e) = self.send(&datagram, fd).await {
-                error!(error = %e, request = id, "cannot queue a request for the workers");
-                return Err(Failure::Internal);
+        match file.as_ref().map(|f| f.as_fd()) {
+            // The usual case: in this turn's batch (`outbox.rs`).
+            None => {
+                let dest = match self.asgi.then(|| self.pick_inbox(queued)).flatten() {
+                    Some(inbox) => outbox::Dest::Inbox(inbox),
+                    None => outbox::Dest::Queue,
+                };
+                self.post(outbox::Posted { dest, id, datagram });
+            }
+            // A body in a file travels beside its datagram, on its own.
+            Some(fd) => {
+                if !(self.asgi && self.send_to_inbox(&datagram, Some(fd), queued)) {
+                    if let Err(e) = self.send(&datagram, Some(fd)).await {
+                        error!(error = %e, request = id, "cannot queue a request for the workers");
+                        return Err(Failure::Internal);
+                    }
+                }
             }
         }
         drop(file);
